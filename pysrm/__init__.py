@@ -1,0 +1,13 @@
+"""pysrm: SRM spiking neural networks with SLAYER-style backpropagation.
+
+Array convention (everywhere): spike tensors are ``(batch, channels, height,
+width, time)``, time last, float32 by default (every op also runs in float64).
+A spike has amplitude ``1/Ts``; the spike count of neuron i is
+``c_i = Ts * sum_t s_i[t]``.  Times are in milliseconds.
+"""
+from .params import NeuronParams, SimParams
+from .events import SpikeEvents
+
+__version__ = "0.1.0"
+
+__all__ = ["NeuronParams", "SimParams", "SpikeEvents", "__version__"]

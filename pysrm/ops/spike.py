@@ -1,0 +1,100 @@
+r"""Spike generation with refractory response, and its surrogate derivative.
+
+Forward (SLAYER's ``getSpikes``): scan time forward; wherever the membrane
+potential reaches the threshold a spike of amplitude :math:`1/T_s` is emitted
+and the refractory response is added to the potential from that bin on, in
+place, so later bins see it:
+
+.. math::
+
+    s[t] = \frac{1}{T_s}\,[u[t] \ge \vartheta], \qquad
+    u[t+j] \mathrel{+}= \nu[j] \ \ (j \ge 0) \text{ when } s[t] \ne 0
+
+The returned potential is the one *after* all refractory responses were added.
+
+Backward (surrogate; the spike function is not differentiable):
+
+.. math::
+
+    \frac{\partial\mathcal L}{\partial u[t]} = \frac{\partial\mathcal L}{\partial s[t]}\,
+    \rho(u[t]),\qquad
+    \rho(u) = \frac{s_\rho}{\tau_\rho\vartheta}\,
+    \exp\!\left(-\frac{|u - \vartheta|}{\tau_\rho \vartheta}\right)
+
+evaluated on the potential after the refractory responses; no gradient flows
+through the refractory feedback (as in SLAYER).  This surrogate is tested
+against its formula, not by finite differences.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .._checks import positive
+from ..backend import is_device_array
+from ._util import as_rows, response_as
+
+
+@njit(parallel=True, cache=True)
+def _spike_cpu(u, nu, theta, amp, s):
+    rows, T = u.shape
+    L = nu.shape[0]
+    for r in prange(rows):
+        for t in range(T):
+            if u[r, t] >= theta:
+                s[r, t] = amp
+                m = min(L, T - t)
+                for j in range(m):
+                    u[r, t + j] += nu[j]
+
+
+@njit(parallel=True, cache=True)
+def _spike_backward_cpu(g, u, theta, scale, width, out):
+    rows, T = g.shape
+    a = scale / width
+    for r in prange(rows):
+        for t in range(T):
+            out[r, t] = g[r, t] * a * np.exp(-abs(u[r, t] - theta) / width)
+
+
+def spike(u, refractory_kernel, theta: float, ts: float):
+    r"""Spikes of potential ``u`` (shape ``(..., T)``).
+
+    Returns ``(s, u_post)``: spikes of amplitude ``1/ts`` and the potential
+    after the refractory responses were added.  ``u`` is not modified.
+    """
+    if is_device_array(u):
+        from . import spike_cuda
+        return spike_cuda.spike(u, refractory_kernel, theta, ts)
+    theta = positive("theta", theta)
+    ts = positive("ts", ts)
+    rows = as_rows("u", u).copy()
+    nu = response_as("refractory_kernel", refractory_kernel, u.dtype)
+    s = np.zeros_like(rows)
+    _spike_cpu(rows, nu, u.dtype.type(theta), u.dtype.type(1.0 / ts), s)
+    return s.reshape(u.shape), rows.reshape(u.shape)
+
+
+def surrogate(u, neuron):
+    r"""The surrogate derivative :math:`\rho(u)` itself (same shape as ``u``)."""
+    return spike_backward(np.ones_like(u), u, neuron)
+
+
+def spike_backward(grad_s, u, neuron):
+    r"""``grad_s * rho(u)`` with ``rho(u) = scale_rho/(tau_rho*theta) * exp(-|u-theta|/(tau_rho*theta))``.
+
+    ``u`` is the potential returned by :func:`spike` (after refractory responses);
+    ``neuron`` is a :class:`~pysrm.params.NeuronParams`.
+    """
+    if is_device_array(grad_s):
+        from . import spike_cuda
+        return spike_cuda.spike_backward(grad_s, u, neuron)
+    g = as_rows("grad_s", grad_s)
+    ur = as_rows("u", u)
+    if g.shape != ur.shape:
+        raise ValueError(f"grad_s has shape {grad_s.shape} but u has shape {u.shape}; they must match")
+    out = np.empty_like(g)
+    width = neuron.tau_rho * neuron.theta
+    dt = g.dtype.type
+    _spike_backward_cpu(g, ur.astype(g.dtype, copy=False), dt(neuron.theta), dt(neuron.scale_rho), dt(width), out)
+    return out.reshape(grad_s.shape)
