@@ -1,0 +1,33 @@
+r"""The stateless half of pysrm: every op's forward and backward as plain functions.
+
+These functions take and return NumPy arrays (or Numba CUDA device arrays,
+which dispatch to the CUDA kernels); the layers in :mod:`pysrm.layers` call
+them.  Each op's formula and its gradient are written in its module's
+docstring (:mod:`pysrm.ops.psp`, :mod:`pysrm.ops.spike`, ...).
+
+=====================  ==========================================  ===============================
+forward                backward (adjoint)                          gradient promise
+=====================  ==========================================  ===============================
+``psp``                ``psp_backward`` (correlation)              exact (finite differences)
+``spike``              ``spike_backward`` (surrogate ``rho``)      surrogate (tested vs formula)
+``dense``              ``dense_backward`` (transpose)              exact
+``conv``               ``conv_backward`` (transposed conv)         exact
+``pool``               ``pool_backward`` (upsampling)              exact
+``delay``              ``delay_backward`` (shift by ``-d``)        exact (non-integer delays)
+``dropout``            ``dropout_backward`` (same mask)            exact for a fixed mask
+=====================  ==========================================  ===============================
+"""
+from .ops.conv import conv, conv_backward, conv_output_size
+from .ops.delay import delay, delay_backward
+from .ops.dense import dense, dense_backward
+from .ops.dropout import dropout, dropout_backward, dropout_mask
+from .ops.pool import pool, pool_backward, pool_output_size
+from .ops.psp import psp, psp_backward
+from .ops.spike import spike, spike_backward, surrogate
+from .responses import refractory_kernel, srm_kernel
+
+__all__ = [
+    "srm_kernel", "refractory_kernel", "psp", "psp_backward", "spike", "spike_backward", "surrogate",
+    "dense", "dense_backward", "conv", "conv_backward", "conv_output_size", "pool", "pool_backward",
+    "pool_output_size", "delay", "delay_backward", "dropout", "dropout_backward", "dropout_mask",
+]

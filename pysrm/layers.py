@@ -1,0 +1,293 @@
+r"""The stateful half of pysrm: layers that hold parameters and the caches of
+their last forward pass, and call the ops of :mod:`pysrm.functional`.
+
+Every layer has ``forward(x, train=False)``, ``backward(grad) -> grad_input``
+(accumulating ``+=`` into its parameters' ``grad``), ``parameters()`` and
+``output_shape(input_shape)``.  Shapes are ``(C, H, W)`` per sample; tensors
+are ``(N, C, H, W, T)``.
+
+Weight initialisation follows SLAYER-PyTorch: PyTorch's default
+``kaiming_uniform(a=sqrt(5))`` -- i.e. :math:`\mathcal U(-1/\sqrt{f}, 1/\sqrt{f})`
+with fan-in :math:`f` -- multiplied by a ``weight_scale`` of 10 for dense and
+100 for conv layers.  Pooling weights are fixed at ``1.1 * theta``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import functional as F
+from .events import SpikeEvents
+from .params import NeuronParams, SimParams
+
+DENSE_WEIGHT_SCALE = 10.0
+CONV_WEIGHT_SCALE = 100.0
+
+
+class Parameter:
+    """A trainable array with its gradient; ``lower`` is an optional clamp applied after each update."""
+
+    def __init__(self, data: np.ndarray, name: str, lower: float | None = None):
+        self.data = data
+        self.grad = np.zeros_like(data)
+        self.name = name
+        self.lower = lower
+
+    def clamp(self):
+        if self.lower is not None:
+            np.maximum(self.data, self.lower, out=self.data)
+
+    def __repr__(self):
+        return f"Parameter({self.name}, shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Layer:
+    """Base class: no parameters, identity shape."""
+
+    name = "layer"
+    need_input_grad = True
+
+    def parameters(self) -> list:
+        return []
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad[...] = 0
+
+    def output_shape(self, in_shape):
+        return tuple(in_shape)
+
+    def forward(self, x, train: bool = False):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def backward(self, grad):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def astype(self, dtype):
+        for p in self.parameters():
+            p.data = p.data.astype(dtype)
+            p.grad = np.zeros_like(p.data)
+        return self
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.describe()})"
+
+    def describe(self) -> str:
+        return ""
+
+
+def _check_input_shape(layer, x, in_shape):
+    shape = x.shape
+    if len(shape) != 5 or tuple(shape[1:4]) != tuple(in_shape):
+        raise ValueError(f"{layer.name}: input has shape {tuple(shape)}; expected (N, {', '.join(map(str, in_shape))}, T)")
+
+
+class Dense(Layer):
+    """Fully connected synapse ``(C, H, W) -> (out_features, 1, 1)`` (see :mod:`pysrm.ops.dense`)."""
+
+    def __init__(self, in_shape, out_features: int, rng: np.random.Generator, weight_scale: float = DENSE_WEIGHT_SCALE,
+                 dtype=np.float32, name: str = "dense"):
+        self.in_shape = tuple(int(s) for s in in_shape)
+        fan_in = int(np.prod(self.in_shape))
+        bound = 1.0 / np.sqrt(fan_in)
+        w = rng.uniform(-bound, bound, size=(int(out_features), fan_in)) * weight_scale
+        self.weight = Parameter(w.astype(dtype), f"{name}.weight")
+        self.name = name
+        self._x = None
+
+    def parameters(self):
+        return [self.weight]
+
+    def output_shape(self, in_shape):
+        return (self.weight.data.shape[0], 1, 1)
+
+    def forward(self, x, train=False):
+        _check_input_shape(self, x, self.in_shape)
+        self._x = x
+        return F.dense(self.weight.data, x)
+
+    def backward(self, grad):
+        gx, gw = F.dense_backward(self.weight.data, self._x, grad, self.need_input_grad)
+        self.weight.grad += gw
+        return gx
+
+    def describe(self):
+        return f"{int(np.prod(self.in_shape))} -> {self.weight.data.shape[0]}"
+
+
+class Conv(Layer):
+    """2-D convolution synapse (see :mod:`pysrm.ops.conv`); default padding ``kernel // 2``."""
+
+    def __init__(self, in_shape, out_channels: int, kernel: int, rng: np.random.Generator, stride: int = 1,
+                 padding: int | None = None, weight_scale: float = CONV_WEIGHT_SCALE, dtype=np.float32,
+                 name: str = "conv"):
+        self.in_shape = tuple(int(s) for s in in_shape)
+        cin = self.in_shape[0]
+        self.stride = int(stride)
+        self.padding = int(kernel) // 2 if padding is None else int(padding)
+        fan_in = cin * kernel * kernel
+        bound = 1.0 / np.sqrt(fan_in)
+        w = rng.uniform(-bound, bound, size=(int(out_channels), cin, int(kernel), int(kernel))) * weight_scale
+        self.weight = Parameter(w.astype(dtype), f"{name}.weight")
+        self.name = name
+        self._x = None
+        ho, wo = F.conv_output_size(self.in_shape[1], self.in_shape[2], int(kernel), self.stride, self.padding)
+        if ho < 1 or wo < 1:
+            raise ValueError(f"{name}: kernel {kernel} (padding {self.padding}, stride {self.stride}) does not fit "
+                             f"input {self.in_shape}")
+
+    def parameters(self):
+        return [self.weight]
+
+    def output_shape(self, in_shape):
+        k = self.weight.data.shape[2]
+        return (self.weight.data.shape[0],) + F.conv_output_size(in_shape[1], in_shape[2], k, self.stride, self.padding)
+
+    def forward(self, x, train=False):
+        _check_input_shape(self, x, self.in_shape)
+        self._x = x
+        return F.conv(self.weight.data, x, self.stride, self.padding)
+
+    def backward(self, grad):
+        gx, gw = F.conv_backward(self.weight.data, self._x, grad, self.stride, self.padding, self.need_input_grad)
+        self.weight.grad += gw
+        return gx
+
+    def describe(self):
+        co, ci, k, _ = self.weight.data.shape
+        return f"{ci} -> {co}, kernel {k}, stride {self.stride}, padding {self.padding}"
+
+
+class Pool(Layer):
+    """Sum pooling with fixed weight ``1.1 * theta`` (see :mod:`pysrm.ops.pool`)."""
+
+    def __init__(self, in_shape, kernel: int, theta: float, name: str = "pool"):
+        self.in_shape = tuple(int(s) for s in in_shape)
+        self.kernel = int(kernel)
+        self.weight = 1.1 * float(theta)
+        self.name = name
+        self._shape = None
+
+    def output_shape(self, in_shape):
+        return (in_shape[0],) + F.pool_output_size(in_shape[1], in_shape[2], self.kernel)
+
+    def forward(self, x, train=False):
+        _check_input_shape(self, x, self.in_shape)
+        self._shape = x.shape
+        return F.pool(x, self.kernel, self.weight)
+
+    def backward(self, grad):
+        if not self.need_input_grad:
+            return None
+        return F.pool_backward(grad, self._shape, self.kernel, self.weight)
+
+    def describe(self):
+        return f"{self.kernel}x{self.kernel}, weight {self.weight:g}"
+
+
+class SRM(Layer):
+    r"""SRM neurons: ``s = spike(psp(a))`` with the refractory response.
+
+    Backward: ``grad_a = psp_backward(grad_s * rho(u))`` (surrogate, see :mod:`pysrm.ops.spike`).
+    The last forward's output spikes are kept in ``last_spikes`` (for spike counts).
+    """
+
+    def __init__(self, neuron: NeuronParams, sim: SimParams, srm_tolerance: float = 0.01,
+                 ref_tolerance: float = 0.01, name: str = "srm"):
+        self.neuron, self.sim, self.name = neuron, sim, name
+        self.srm = F.srm_kernel(neuron, sim, srm_tolerance)
+        self.ref = F.refractory_kernel(neuron, sim, ref_tolerance)
+        self._u = None
+        self.last_spikes = None
+
+    def forward(self, a, train=False):
+        u = F.psp(a, self.srm, self.sim.ts)
+        s, u_post = F.spike(u, self.ref, self.neuron.theta, self.sim.ts)
+        self._u = u_post if train else None
+        self.last_spikes = s
+        return s
+
+    def backward(self, grad):
+        if self._u is None:
+            raise RuntimeError(f"{self.name}: backward called without a forward(train=True)")
+        gu = F.spike_backward(grad, self._u, self.neuron)
+        return F.psp_backward(gu, self.srm, self.sim.ts)
+
+    def describe(self):
+        n = self.neuron
+        return f"theta {n.theta:g}, tau_sr {n.tau_sr:g}, tau_ref {n.tau_ref:g}"
+
+
+class Delay(Layer):
+    """Trainable axonal delay per neuron (``per='neuron'``) or per channel (``per='channel'``), kept >= 0 ms.
+
+    Initialised to 0 ms (no delay); see :mod:`pysrm.ops.delay` for the gradient.
+    """
+
+    def __init__(self, in_shape, sim: SimParams, per: str = "neuron", dtype=np.float32, name: str = "delay"):
+        if per not in ("neuron", "channel"):
+            raise ValueError(f"delay 'per' must be 'neuron' or 'channel', got {per!r}")
+        self.in_shape = tuple(int(s) for s in in_shape)
+        shape = self.in_shape if per == "neuron" else (self.in_shape[0], 1, 1)
+        self.delay = Parameter(np.zeros(shape, dtype=dtype), f"{name}.delay", lower=0.0)
+        self.sim, self.per, self.name = sim, per, name
+        self._x = None
+
+    def parameters(self):
+        return [self.delay]
+
+    def forward(self, x, train=False):
+        self._x = x if train else None
+        return F.delay(x, self.delay.data, self.sim.ts)
+
+    def backward(self, grad):
+        gx, gd = F.delay_backward(grad, self._x, self.delay.data, self.sim.ts)
+        self.delay.grad += gd
+        return gx
+
+    def describe(self):
+        return f"per {self.per}"
+
+
+class Dropout(Layer):
+    """Drops whole neurons (one mask per neuron for all time bins) with probability ``p`` in training."""
+
+    def __init__(self, p: float, rng: np.random.Generator, name: str = "dropout"):
+        if not (0.0 <= float(p) < 1.0):
+            raise ValueError(f"dropout p must be in [0, 1), got {p!r}")
+        self.p, self.rng, self.name = float(p), rng, name
+        self._mask = None
+
+    def forward(self, x, train=False):
+        if not train or self.p == 0.0:
+            self._mask = None
+            return x
+        if isinstance(x, SpikeEvents):
+            x = x.to_dense()
+        self._mask = F.dropout_mask(x.shape, self.p, self.rng, x.dtype)
+        return F.dropout(x, self._mask)
+
+    def backward(self, grad):
+        return grad if self._mask is None else F.dropout_backward(grad, self._mask)
+
+    def describe(self):
+        return f"p {self.p:g}"
+
+
+class Flatten(Layer):
+    """Reshape ``(C, H, W)`` to ``(C*H*W, 1, 1)``."""
+
+    name = "flatten"
+
+    def output_shape(self, in_shape):
+        return (int(np.prod(in_shape)), 1, 1)
+
+    def forward(self, x, train=False):
+        if isinstance(x, SpikeEvents):
+            self._shape = x.shape
+            n, c, h, w, t = x.shape
+            return SpikeEvents((n, c * h * w, 1, 1, t), x.offsets, x.neuron, x.time, x.value)
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1, 1, 1, x.shape[-1])
+
+    def backward(self, grad):
+        return None if grad is None else grad.reshape(self._shape)

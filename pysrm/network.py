@@ -1,0 +1,207 @@
+r"""Networks built from the Spikemax paper's shorthand strings.
+
+Grammar (tokens joined by ``-``)::
+
+    first token   input shape: ``HxWxC`` (e.g. ``34x34x2``) or ``N`` (N channels, shape (N, 1, 1))
+    ``KcN``       conv with K output channels and an N x N kernel; optional ``sS`` stride and
+                  ``pP`` padding suffixes (``16c5p1``); default stride 1, padding N // 2
+    ``Na``        sum pooling N x N (stride N), fixed weight 1.1 * theta
+    ``N``         dense layer with N neurons
+
+Every conv and dense layer is followed by SRM neurons and, with
+``delays=True``, a trainable axonal delay on its output spikes (not on the
+output layer).  Pooling layers are followed by SRM neurons too (as in SLAYER).
+With ``dropout=p > 0`` a :class:`~pysrm.layers.Dropout` precedes every conv
+and dense layer except the first.
+
+``Network.forward`` keeps every spiking layer's output of the last forward in
+``layer_spikes`` (for spike counts per layer).
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .events import SpikeEvents
+from .layers import SRM, Conv, Delay, Dense, Dropout, Layer, Pool
+from .params import NeuronParams, SimParams
+
+_INPUT_RE = re.compile(r"^(\d+)x(\d+)x(\d+)$|^(\d+)$")
+_CONV_RE = re.compile(r"^(\d+)c(\d+)(?:s(\d+))?(?:p(\d+))?$")
+_POOL_RE = re.compile(r"^(\d+)a$")
+_DENSE_RE = re.compile(r"^(\d+)$")
+
+GRAMMAR_HELP = ("expected tokens joined by '-': an input shape 'HxWxC' or 'N' first, then 'KcN' (conv, optional "
+                "'sS' stride / 'pP' padding), 'Na' (sum pool) or 'N' (dense), e.g. '34x34x2-16c5-2a-32c3-2a-64c3-512-10'")
+
+
+def parse_net(spec: str):
+    """Parse a shorthand string into ``(input_shape, [(kind, args), ...])``; ValueError on malformed strings."""
+    if not isinstance(spec, str):
+        raise TypeError(f"network spec must be a string, got {type(spec).__name__}")
+    tokens = spec.strip().split("-")
+    if len(tokens) < 2 or any(t == "" for t in tokens):
+        raise ValueError(f"malformed network string {spec!r}: {GRAMMAR_HELP}")
+    m = _INPUT_RE.match(tokens[0])
+    if not m:
+        raise ValueError(f"malformed input shape {tokens[0]!r} in network string {spec!r}: {GRAMMAR_HELP}")
+    if m.group(4) is not None:
+        in_shape = (int(m.group(4)), 1, 1)
+    else:
+        h, w, c = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        in_shape = (c, h, w)
+    if min(in_shape) < 1:
+        raise ValueError(f"input shape {tokens[0]!r} in {spec!r} must have sizes >= 1")
+    layers = []
+    for tok in tokens[1:]:
+        if (m := _CONV_RE.match(tok)):
+            co, k = int(m.group(1)), int(m.group(2))
+            s = int(m.group(3)) if m.group(3) else 1
+            p = int(m.group(4)) if m.group(4) is not None else None
+            if co < 1 or k < 1 or s < 1:
+                raise ValueError(f"conv token {tok!r} in {spec!r} needs channels, kernel and stride >= 1")
+            layers.append(("conv", dict(out_channels=co, kernel=k, stride=s, padding=p)))
+        elif (m := _POOL_RE.match(tok)):
+            k = int(m.group(1))
+            if k < 1:
+                raise ValueError(f"pool token {tok!r} in {spec!r} needs a size >= 1")
+            layers.append(("pool", dict(kernel=k)))
+        elif (m := _DENSE_RE.match(tok)):
+            n = int(m.group(1))
+            if n < 1:
+                raise ValueError(f"dense token {tok!r} in {spec!r} needs >= 1 neurons")
+            layers.append(("dense", dict(out_features=n)))
+        else:
+            raise ValueError(f"unknown layer token {tok!r} in network string {spec!r}: {GRAMMAR_HELP}")
+    if layers[-1][0] == "pool":
+        raise ValueError(f"network string {spec!r} ends with a pooling layer; expected a dense or conv output layer")
+    return in_shape, layers
+
+
+class Network:
+    """A feed-forward spiking network (a sequence of layers with explicit forward and backward)."""
+
+    def __init__(self, layers: list, input_shape, neuron: NeuronParams, sim: SimParams, spec: str | None = None):
+        self.layers = list(layers)
+        self.input_shape = tuple(input_shape)
+        self.neuron, self.sim, self.spec = neuron, sim, spec
+        for i, layer in enumerate(self.layers):
+            layer.need_input_grad = i > 0
+        self.output_shape = self._shape_after(len(self.layers))
+
+    # -- construction -----------------------------------------------------------------------------------
+    @classmethod
+    def from_string(cls, spec: str, neuron: NeuronParams | None = None, sim: SimParams | None = None,
+                    delays: bool = False, delay_per: str = "neuron", dropout: float = 0.0, seed: int = 0,
+                    dtype=np.float32, srm_tolerance: float = 0.01, ref_tolerance: float = 0.01,
+                    dense_weight_scale: float = 10.0, conv_weight_scale: float = 100.0) -> "Network":
+        """Build a network from a shorthand string (see the module docstring)."""
+        neuron = neuron or NeuronParams()
+        sim = sim or SimParams()
+        dtype = np.dtype(dtype)
+        if dtype.type not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        in_shape, plan = parse_net(spec)
+        rng = np.random.default_rng(seed)
+        layers: list[Layer] = []
+        shape = in_shape
+        counts = {"conv": 0, "pool": 0, "dense": 0}
+        for idx, (kind, args) in enumerate(plan):
+            counts[kind] += 1
+            name = f"{kind}{counts[kind]}"
+            last = idx == len(plan) - 1
+            if kind in ("conv", "dense") and dropout > 0 and idx > 0:
+                layers.append(Dropout(dropout, rng, name=f"dropout_{name}"))
+            if kind == "conv":
+                layer = Conv(shape, rng=rng, dtype=dtype, name=name, weight_scale=conv_weight_scale, **args)
+            elif kind == "pool":
+                layer = Pool(shape, args["kernel"], neuron.theta, name=name)
+            else:
+                layer = Dense(shape, args["out_features"], rng=rng, dtype=dtype, name=name,
+                              weight_scale=dense_weight_scale)
+            layers.append(layer)
+            shape = layer.output_shape(shape)
+            layers.append(SRM(neuron, sim, srm_tolerance, ref_tolerance, name=f"{name}.srm" if not last else "output"))
+            if delays and kind != "pool" and not last:
+                layers.append(Delay(shape, sim, per=delay_per, dtype=dtype, name=f"{name}.delay"))
+        return cls(layers, in_shape, neuron, sim, spec)
+
+    def _shape_after(self, n):
+        shape = self.input_shape
+        for layer in self.layers[:n]:
+            shape = layer.output_shape(shape)
+        return shape
+
+    @property
+    def dtype(self):
+        for p in self.parameters():
+            return p.data.dtype
+        return np.dtype(np.float32)
+
+    # -- forward / backward -----------------------------------------------------------------------------
+    def forward(self, x, train: bool = False):
+        """Output spikes ``(N, classes, 1, 1, T)`` for input ``x`` (dense array or SpikeEvents)."""
+        shape = x.shape
+        if len(shape) != 5 or tuple(shape[1:4]) != self.input_shape:
+            raise ValueError(f"network input has shape {tuple(shape)}; expected (N, "
+                             f"{', '.join(map(str, self.input_shape))}, T) for network {self.spec!r}")
+        if shape[4] != self.sim.n_bins:
+            raise ValueError(f"network input has {shape[4]} time bins; expected {self.sim.n_bins} "
+                             f"(t_sample={self.sim.t_sample} ms / ts={self.sim.ts} ms)")
+        dtype = self.dtype
+        if isinstance(x, SpikeEvents):
+            if x.dtype != dtype:
+                x = x.astype(dtype)
+        elif x.dtype != dtype:
+            x = x.astype(dtype)
+        for layer in self.layers:
+            x = layer.forward(x, train)
+        return x
+
+    __call__ = forward
+
+    def backward(self, grad):
+        """Back-propagate ``dL/d(output spikes)``; accumulates into every parameter's ``grad``."""
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+            if grad is None:
+                break
+        return grad
+
+    # -- parameters -------------------------------------------------------------------------------------
+    def parameters(self) -> list:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad[...] = 0
+
+    def state_dict(self) -> dict:
+        return {p.name: p.data.copy() for p in self.parameters()}
+
+    def load_state_dict(self, state: dict):
+        params = {p.name: p for p in self.parameters()}
+        missing = sorted(set(params) - set(state))
+        unexpected = sorted(set(state) - set(params))
+        if missing or unexpected:
+            raise ValueError(f"state does not match the network: missing {missing}, unexpected {unexpected}")
+        for name, p in params.items():
+            if state[name].shape != p.data.shape:
+                raise ValueError(f"parameter {name}: stored shape {state[name].shape}, network shape {p.data.shape}")
+            p.data[...] = state[name]
+
+    @property
+    def layer_spikes(self) -> list:
+        """``[(name, spikes)]`` of every spiking layer from the last forward pass."""
+        return [(l.name, l.last_spikes) for l in self.layers if isinstance(l, SRM)]
+
+    def summary(self) -> str:
+        lines = [f"Network {self.spec!r}: input {self.input_shape}"]
+        shape = self.input_shape
+        for layer in self.layers:
+            shape = layer.output_shape(shape)
+            n = sum(p.data.size for p in layer.parameters())
+            lines.append(f"  {layer.name:<18} {type(layer).__name__:<8} {str(shape):<16} params {n:<8} {layer.describe()}")
+        lines.append(f"  total parameters: {sum(p.data.size for p in self.parameters())}")
+        return "\n".join(lines)

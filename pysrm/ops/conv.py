@@ -1,0 +1,279 @@
+r"""2-D convolution synapse, applied independently in every time bin.
+
+Forward, for ``x`` of shape ``(N, Ci, H, W, T)``, weights ``w`` of shape
+``(Co, Ci, KH, KW)``, stride ``s`` and zero padding ``p`` (PyTorch/SLAYER
+convention, a cross-correlation):
+
+.. math::
+
+    a[n, c_o, y, x, t] = \sum_{c_i, k_y, k_x} w[c_o, c_i, k_y, k_x]\;
+        x[n, c_i, s y + k_y - p, s x + k_x - p, t]
+
+with out-of-range input positions reading as zero; the output is
+``(N, Co, Ho, Wo, T)`` with ``Ho = (H + 2p - KH) // s + 1`` (same for ``Wo``).
+
+Backward (the adjoint: a transposed convolution for the input, a correlation
+of gradient and input for the weights):
+
+.. math::
+
+    \frac{\partial\mathcal L}{\partial x[n, c_i, i_y, i_x, t]} =
+        \sum_{c_o, k_y, k_x} w[c_o, c_i, k_y, k_x]\, g[n, c_o, y, x, t]
+        \quad\text{where } s y + k_y - p = i_y,\ s x + k_x - p = i_x
+
+.. math::
+
+    \frac{\partial\mathcal L}{\partial w[c_o, c_i, k_y, k_x]} =
+        \sum_{n, y, x, t} g[n, c_o, y, x, t]\, x[n, c_i, s y + k_y - p, s x + k_x - p, t]
+
+Sparse inputs (a :class:`~pysrm.events.SpikeEvents` or a dense array with a
+density under :data:`pysrm.ops.dense.EVENT_DENSITY_THRESHOLD`) take event-driven
+paths that scatter every input event into the ``KH x KW x Co`` outputs it
+reaches (forward) and gather the matching gradient entries (weight gradient).
+Everything is exact and checked by finite differences.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .._checks import float_array, same_dtype
+from ..backend import is_device_array
+from ..events import SpikeEvents
+from ._util import check_5d
+from .dense import _as_events
+
+
+def _pair(name, v):
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair, got {v!r}")
+        a, b = v
+    else:
+        a = b = v
+    for q in (a, b):
+        if isinstance(q, bool) or not isinstance(q, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer or a pair of integers, got {v!r}")
+    return int(a), int(b)
+
+
+def conv_output_size(h: int, w: int, kernel, stride=1, padding=0):
+    """Spatial output size ``(Ho, Wo)`` of :func:`conv`."""
+    kh, kw = _pair("kernel", kernel)
+    sy, sx = _pair("stride", stride)
+    py, px = _pair("padding", padding)
+    return (h + 2 * py - kh) // sy + 1, (w + 2 * px - kw) // sx + 1
+
+
+@njit(parallel=True, cache=True)
+def _conv_dense_cpu(x, w, out, sy, sx, py, px):
+    N, Ci, H, W, T = x.shape
+    Co, _, KH, KW = w.shape
+    Ho, Wo = out.shape[2], out.shape[3]
+    for job in prange(N * Co):
+        n = job // Co
+        co = job % Co
+        for ci in range(Ci):
+            for ky in range(KH):
+                for kx in range(KW):
+                    wv = w[co, ci, ky, kx]
+                    for oy in range(Ho):
+                        iy = oy * sy + ky - py
+                        if iy < 0 or iy >= H:
+                            continue
+                        for ox in range(Wo):
+                            ix = ox * sx + kx - px
+                            if ix < 0 or ix >= W:
+                                continue
+                            for t in range(T):
+                                out[n, co, oy, ox, t] += wv * x[n, ci, iy, ix, t]
+
+
+@njit(parallel=True, cache=True)
+def _conv_events_cpu(offsets, neuron, time, value, wT, outT, H, W, sy, sx, py, px):
+    # wT: (Ci, KH, KW, Co); outT: (N, Ho, Wo, T, Co)
+    N = offsets.shape[0] - 1
+    KH, KW, Co = wT.shape[1], wT.shape[2], wT.shape[3]
+    Ho, Wo = outT.shape[1], outT.shape[2]
+    for n in prange(N):
+        for k in range(offsets[n], offsets[n + 1]):
+            idx = neuron[k]
+            ci = idx // (H * W)
+            rem = idx % (H * W)
+            iy = rem // W
+            ix = rem % W
+            t = time[k]
+            v = value[k]
+            for ky in range(KH):
+                ny = iy + py - ky
+                if ny < 0 or ny % sy != 0:
+                    continue
+                oy = ny // sy
+                if oy >= Ho:
+                    continue
+                for kx in range(KW):
+                    nx = ix + px - kx
+                    if nx < 0 or nx % sx != 0:
+                        continue
+                    ox = nx // sx
+                    if ox >= Wo:
+                        continue
+                    for co in range(Co):
+                        outT[n, oy, ox, t, co] += v * wT[ci, ky, kx, co]
+
+
+@njit(parallel=True, cache=True)
+def _conv_input_grad_cpu(g, w, gx, sy, sx, py, px):
+    N, Co, Ho, Wo, T = g.shape
+    _, Ci, KH, KW = w.shape
+    H, W = gx.shape[2], gx.shape[3]
+    for job in prange(N * Ci):
+        n = job // Ci
+        ci = job % Ci
+        for co in range(Co):
+            for ky in range(KH):
+                for kx in range(KW):
+                    wv = w[co, ci, ky, kx]
+                    for oy in range(Ho):
+                        iy = oy * sy + ky - py
+                        if iy < 0 or iy >= H:
+                            continue
+                        for ox in range(Wo):
+                            ix = ox * sx + kx - px
+                            if ix < 0 or ix >= W:
+                                continue
+                            for t in range(T):
+                                gx[n, ci, iy, ix, t] += wv * g[n, co, oy, ox, t]
+
+
+@njit(parallel=True, cache=True)
+def _conv_weight_grad_dense_cpu(g, x, gw, sy, sx, py, px):
+    N, Co, Ho, Wo, T = g.shape
+    _, Ci, KH, KW = gw.shape
+    H, W = x.shape[2], x.shape[3]
+    for job in prange(Co * Ci):
+        co = job // Ci
+        ci = job % Ci
+        for ky in range(KH):
+            for kx in range(KW):
+                acc = 0.0
+                for n in range(N):
+                    for oy in range(Ho):
+                        iy = oy * sy + ky - py
+                        if iy < 0 or iy >= H:
+                            continue
+                        for ox in range(Wo):
+                            ix = ox * sx + kx - px
+                            if ix < 0 or ix >= W:
+                                continue
+                            for t in range(T):
+                                acc += g[n, co, oy, ox, t] * x[n, ci, iy, ix, t]
+                gw[co, ci, ky, kx] = acc
+
+
+@njit(parallel=True, cache=True)
+def _conv_weight_grad_events_cpu(offsets, neuron, time, value, gT, gwT, H, W, sy, sx, py, px):
+    # gT: (N, Ho, Wo, T, Co); gwT: (chunks, Ci, KH, KW, Co), one buffer per chunk of the batch
+    N = offsets.shape[0] - 1
+    chunks = gwT.shape[0]
+    KH, KW, Co = gwT.shape[2], gwT.shape[3], gwT.shape[4]
+    Ho, Wo = gT.shape[1], gT.shape[2]
+    step = (N + chunks - 1) // chunks
+    for c in prange(chunks):
+        for n in range(c * step, min(N, (c + 1) * step)):
+            for k in range(offsets[n], offsets[n + 1]):
+                idx = neuron[k]
+                ci = idx // (H * W)
+                rem = idx % (H * W)
+                iy = rem // W
+                ix = rem % W
+                t = time[k]
+                v = value[k]
+                for ky in range(KH):
+                    ny = iy + py - ky
+                    if ny < 0 or ny % sy != 0:
+                        continue
+                    oy = ny // sy
+                    if oy >= Ho:
+                        continue
+                    for kx in range(KW):
+                        nx = ix + px - kx
+                        if nx < 0 or nx % sx != 0:
+                            continue
+                        ox = nx // sx
+                        if ox >= Wo:
+                            continue
+                        for co in range(Co):
+                            gwT[c, ci, ky, kx, co] += v * gT[n, oy, ox, t, co]
+
+
+def _check(w, x, stride, padding):
+    float_array("w", w, ndim=4)
+    if isinstance(x, SpikeEvents):
+        shape, dtype = x.shape, x.dtype
+    else:
+        check_5d("x", x)
+        shape, dtype = x.shape, x.dtype
+    if w.shape[1] != shape[1]:
+        raise ValueError(f"conv weight expects {w.shape[1]} input channels but x of shape {shape} has {shape[1]}")
+    if w.dtype != dtype:
+        raise TypeError(f"w has dtype {w.dtype} but x has dtype {dtype}; they must match")
+    sy, sx = _pair("stride", stride)
+    py, px = _pair("padding", padding)
+    if sy < 1 or sx < 1 or py < 0 or px < 0:
+        raise ValueError(f"stride must be >= 1 and padding >= 0, got stride={stride!r}, padding={padding!r}")
+    ho, wo = conv_output_size(shape[2], shape[3], w.shape[2:], (sy, sx), (py, px))
+    if ho < 1 or wo < 1:
+        raise ValueError(f"conv kernel {w.shape[2:]} with padding {padding!r} does not fit input of "
+                         f"spatial size {shape[2:4]}")
+    return shape, (sy, sx, py, px), (ho, wo)
+
+
+def conv(w, x, stride=1, padding=0):
+    r"""Per-time-bin 2-D convolution (cross-correlation), see the module docstring."""
+    if is_device_array(w):
+        from . import conv_cuda
+        return conv_cuda.conv(w, x, stride, padding)
+    shape, (sy, sx, py, px), (ho, wo) = _check(w, x, stride, padding)
+    N, _, H, W, T = shape
+    Co = w.shape[0]
+    ev = _as_events(x)
+    if ev is not None:
+        outT = np.zeros((N, ho, wo, T, Co), dtype=w.dtype)
+        _conv_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(w.transpose(1, 2, 3, 0)),
+                         outT, H, W, sy, sx, py, px)
+        return np.ascontiguousarray(outT.transpose(0, 4, 1, 2, 3))
+    out = np.zeros((N, Co, ho, wo, T), dtype=w.dtype)
+    _conv_dense_cpu(np.ascontiguousarray(x), np.ascontiguousarray(w), out, sy, sx, py, px)
+    return out
+
+
+def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True):
+    r"""Gradients of :func:`conv`: returns ``(grad_x, grad_w)`` (``grad_x`` is None if not needed)."""
+    if is_device_array(w):
+        from . import conv_cuda
+        return conv_cuda.conv_backward(w, x, grad, stride, padding, need_input_grad)
+    shape, (sy, sx, py, px), (ho, wo) = _check(w, x, stride, padding)
+    N, Ci, H, W, T = shape
+    Co = w.shape[0]
+    float_array("grad", grad)
+    if grad.shape != (N, Co, ho, wo, T):
+        raise ValueError(f"grad has shape {grad.shape}; expected the conv output shape {(N, Co, ho, wo, T)}")
+    same_dtype("grad", grad, "w", w)
+    g = np.ascontiguousarray(grad)
+    ev = _as_events(x)
+    if ev is not None:
+        chunks = max(1, min(N, numba.get_num_threads()))
+        gwT = np.zeros((chunks, Ci) + w.shape[2:] + (Co,), dtype=w.dtype)
+        _conv_weight_grad_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value,
+                                     np.ascontiguousarray(g.transpose(0, 2, 3, 4, 1)), gwT, H, W, sy, sx, py, px)
+        grad_w = np.ascontiguousarray(gwT.sum(axis=0).transpose(3, 0, 1, 2))
+    else:
+        grad_w = np.zeros_like(w)
+        _conv_weight_grad_dense_cpu(g, np.ascontiguousarray(x), grad_w, sy, sx, py, px)
+    grad_x = None
+    if need_input_grad:
+        grad_x = np.zeros(shape, dtype=w.dtype)
+        _conv_input_grad_cpu(g, np.ascontiguousarray(w), grad_x, sy, sx, py, px)
+    return grad_x, grad_w

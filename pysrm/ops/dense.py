@@ -1,0 +1,154 @@
+r"""Fully connected synapse, applied independently in every time bin.
+
+Forward, for input ``x`` of shape ``(N, C, H, W, T)`` flattened to
+``(N, I, T)`` with ``I = C*H*W`` and weights ``w`` of shape ``(O, I)``:
+
+.. math::
+
+    a[n, o, t] = \sum_i w[o, i]\, x[n, i, t]
+
+Backward (adjoint, the transpose):
+
+.. math::
+
+    \frac{\partial\mathcal L}{\partial x[n,i,t]} = \sum_o w[o,i]\, g[n,o,t], \qquad
+    \frac{\partial\mathcal L}{\partial w[o,i]} = \sum_{n,t} g[n,o,t]\, x[n,i,t]
+
+The output has shape ``(N, O, 1, 1, T)``.  Two paths give the same result to
+float rounding:
+
+* event driven (sparse inputs, a :class:`~pysrm.events.SpikeEvents` or a dense
+  array with few non-zeros): the forward adds the weight column ``w[:, i]`` for
+  each input event ``(i, t)`` and the weight gradient adds ``g[n, :, t]`` per
+  event -- cost O(events x O);
+* dense BLAS (``numpy.matmul``) otherwise.
+
+The choice is made from the measured density of the input
+(:data:`EVENT_DENSITY_THRESHOLD`).  Both are exact linear maps, checked by
+finite differences.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .._checks import float_array, same_dtype
+from ..backend import is_device_array
+from ..events import SpikeEvents
+from ._util import check_5d
+
+#: inputs with a smaller fraction of non-zero bins use the event-driven path
+EVENT_DENSITY_THRESHOLD = 0.05
+
+
+@njit(parallel=True, cache=True)
+def _dense_events_cpu(offsets, neuron, time, value, wT, outT):
+    # outT[n, t, :] += value * wT[i, :] for every event (i, t) of sample n
+    N = offsets.shape[0] - 1
+    O = wT.shape[1]
+    for n in prange(N):
+        for k in range(offsets[n], offsets[n + 1]):
+            i = neuron[k]
+            t = time[k]
+            v = value[k]
+            for o in range(O):
+                outT[n, t, o] += v * wT[i, o]
+
+
+@njit(parallel=True, cache=True)
+def _dense_events_wgrad_cpu(offsets, neuron, time, value, gT, gwT, n_chunks):
+    # gwT[i, :] += value * gT[n, t, :] per event; parallel over blocks of outputs (no races)
+    N = offsets.shape[0] - 1
+    O = gT.shape[2]
+    step = (O + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        o0 = c * step
+        o1 = min(O, o0 + step)
+        for n in range(N):
+            for k in range(offsets[n], offsets[n + 1]):
+                i = neuron[k]
+                t = time[k]
+                v = value[k]
+                for o in range(o0, o1):
+                    gwT[i, o] += v * gT[n, t, o]
+
+
+def _as_events(x):
+    """SpikeEvents for sparse inputs, or None when the dense path is better."""
+    if isinstance(x, SpikeEvents):
+        return x
+    if np.count_nonzero(x) < EVENT_DENSITY_THRESHOLD * x.size:
+        return SpikeEvents.from_dense(x)
+    return None
+
+
+def _check(w, x):
+    float_array("w", w, ndim=2)
+    if isinstance(x, SpikeEvents):
+        shape, dtype = x.shape, x.dtype
+    else:
+        check_5d("x", x)
+        shape, dtype = x.shape, x.dtype
+    n_in = shape[1] * shape[2] * shape[3]
+    if w.shape[1] != n_in:
+        raise ValueError(f"dense weight has {w.shape[1]} inputs but x of shape {shape} has "
+                         f"C*H*W = {n_in} input neurons; expected w of shape (outputs, {n_in})")
+    if w.dtype != dtype:
+        raise TypeError(f"w has dtype {w.dtype} but x has dtype {dtype}; they must match")
+    return shape
+
+
+def dense(w, x):
+    r"""``a[n, o, t] = sum_i w[o, i] x[n, i, t]``; returns ``(N, O, 1, 1, T)``.
+
+    ``x`` is a dense ``(N, C, H, W, T)`` array or a :class:`SpikeEvents`.
+    """
+    if is_device_array(w):
+        from . import dense_cuda
+        return dense_cuda.dense(w, x)
+    shape = _check(w, x)
+    N, T = shape[0], shape[4]
+    O = w.shape[0]
+    ev = _as_events(x)
+    if ev is not None:
+        outT = np.zeros((N, T, O), dtype=w.dtype)
+        _dense_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(w.T), outT)
+        out = np.ascontiguousarray(outT.transpose(0, 2, 1))
+    else:
+        out = np.matmul(w, x.reshape(N, -1, T))
+    return out.reshape(N, O, 1, 1, T)
+
+
+def dense_backward(w, x, grad, need_input_grad: bool = True):
+    r"""Gradients of :func:`dense`: returns ``(grad_x, grad_w)``.
+
+    ``grad_x[n, i, t] = sum_o w[o, i] grad[n, o, t]`` (reshaped like ``x``; ``None``
+    when ``need_input_grad`` is False, e.g. for the first layer) and
+    ``grad_w[o, i] = sum_{n, t} grad[n, o, t] x[n, i, t]``.
+    """
+    if is_device_array(w):
+        from . import dense_cuda
+        return dense_cuda.dense_backward(w, x, grad, need_input_grad)
+    shape = _check(w, x)
+    N, T = shape[0], shape[4]
+    O = w.shape[0]
+    float_array("grad", grad)
+    if grad.shape != (N, O, 1, 1, T):
+        raise ValueError(f"grad has shape {grad.shape}; expected the dense output shape {(N, O, 1, 1, T)}")
+    same_dtype("grad", grad, "w", w)
+    g = grad.reshape(N, O, T)
+    ev = _as_events(x)
+    if ev is not None:
+        gT = np.ascontiguousarray(g.transpose(0, 2, 1))
+        gwT = np.zeros((w.shape[1], O), dtype=w.dtype)
+        _dense_events_wgrad_cpu(ev.offsets, ev.neuron, ev.time, ev.value, gT, gwT,
+                                max(1, min(O, numba.get_num_threads())))
+        grad_w = np.ascontiguousarray(gwT.T)
+    else:
+        x3 = x.reshape(N, -1, T)
+        grad_w = np.tensordot(g, x3, axes=([0, 2], [0, 2]))
+    grad_x = None
+    if need_input_grad:
+        grad_x = np.matmul(w.T, g).reshape(shape)
+    return grad_x, grad_w

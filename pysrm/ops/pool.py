@@ -1,0 +1,121 @@
+r"""Sum pooling (SLAYER's aggregate pooling) with a fixed weight.
+
+For a pooling size ``k`` (stride ``k``) and fixed weight ``w_p`` (SLAYER uses
+``1.1 * theta`` so that one input spike can make the pooling neuron fire):
+
+.. math::
+
+    a[n, c, y, x, t] = w_p \sum_{k_y=0}^{k-1}\sum_{k_x=0}^{k-1} x[n, c, k y + k_y, k x + k_x, t]
+
+Spatial sizes that are not multiples of ``k`` are zero padded at the bottom and
+right edge (as SLAYER does; for ``k = 2`` this is exactly SLAYER's padding), so
+the output is ``(N, C, ceil(H/k), ceil(W/k), T)``.  Channels never mix.
+
+Backward (adjoint: every input position receives its pooling window's gradient):
+
+.. math::
+
+    \frac{\partial\mathcal L}{\partial x[n, c, i_y, i_x, t]} = w_p\, g[n, c, \lfloor i_y/k\rfloor, \lfloor i_x/k\rfloor, t]
+
+The weight is fixed (not trained).  Exact; checked by finite differences.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .._checks import float_array, positive, positive_int
+from ..backend import is_device_array
+from ..events import SpikeEvents
+from ._util import check_5d
+from .dense import _as_events
+
+
+@njit(parallel=True, cache=True)
+def _pool_dense_cpu(x, k, wp, out):
+    N, C, H, W, T = x.shape
+    for job in prange(N * C):
+        n = job // C
+        c = job % C
+        for iy in range(H):
+            oy = iy // k
+            for ix in range(W):
+                ox = ix // k
+                for t in range(T):
+                    out[n, c, oy, ox, t] += wp * x[n, c, iy, ix, t]
+
+
+@njit(parallel=True, cache=True)
+def _pool_events_cpu(offsets, neuron, time, value, H, W, k, wp, out):
+    N = offsets.shape[0] - 1
+    for n in prange(N):
+        for e in range(offsets[n], offsets[n + 1]):
+            idx = neuron[e]
+            c = idx // (H * W)
+            rem = idx % (H * W)
+            out[n, c, (rem // W) // k, (rem % W) // k, time[e]] += wp * value[e]
+
+
+@njit(parallel=True, cache=True)
+def _pool_backward_cpu(g, k, wp, gx):
+    N, C, H, W, T = gx.shape
+    for job in prange(N * C):
+        n = job // C
+        c = job % C
+        for iy in range(H):
+            oy = iy // k
+            for ix in range(W):
+                ox = ix // k
+                for t in range(T):
+                    gx[n, c, iy, ix, t] = wp * g[n, c, oy, ox, t]
+
+
+def pool_output_size(h: int, w: int, k: int):
+    """Spatial output size ``(ceil(h/k), ceil(w/k))``."""
+    return -(-h // k), -(-w // k)
+
+
+def _check(x, k, weight):
+    k = positive_int("kernel", k)
+    weight = positive("weight", weight)
+    if isinstance(x, SpikeEvents):
+        shape = x.shape
+    else:
+        check_5d("x", x)
+        shape = x.shape
+    return shape, k, weight
+
+
+def pool(x, k: int, weight: float):
+    r"""Sum pooling ``a = weight * sum over each k x k window`` (see module docstring)."""
+    if is_device_array(x):
+        from . import pool_cuda
+        return pool_cuda.pool(x, k, weight)
+    shape, k, weight = _check(x, k, weight)
+    N, C, H, W, T = shape
+    ho, wo = pool_output_size(H, W, k)
+    dtype = x.dtype
+    out = np.zeros((N, C, ho, wo, T), dtype=dtype)
+    ev = _as_events(x)
+    if ev is not None:
+        _pool_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, H, W, k, dtype.type(weight), out)
+    else:
+        _pool_dense_cpu(np.ascontiguousarray(x), k, dtype.type(weight), out)
+    return out
+
+
+def pool_backward(grad, input_shape, k: int, weight: float):
+    r"""Adjoint of :func:`pool`: ``grad_x[.., iy, ix, t] = weight * grad[.., iy//k, ix//k, t]``."""
+    if is_device_array(grad):
+        from . import pool_cuda
+        return pool_cuda.pool_backward(grad, input_shape, k, weight)
+    k = positive_int("kernel", k)
+    weight = positive("weight", weight)
+    float_array("grad", grad, ndim=5)
+    N, C, H, W, T = (int(s) for s in input_shape)
+    expected = (N, C) + pool_output_size(H, W, k) + (T,)
+    if grad.shape != expected:
+        raise ValueError(f"grad has shape {grad.shape}; expected the pool output shape {expected}")
+    gx = np.empty((N, C, H, W, T), dtype=grad.dtype)
+    _pool_backward_cpu(np.ascontiguousarray(grad), k, grad.dtype.type(weight), gx)
+    return gx
