@@ -29,6 +29,8 @@ finite differences.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -72,6 +74,18 @@ def _dense_events_wgrad_cpu(offsets, neuron, time, value, gT, gwT, n_chunks):
                 v = value[k]
                 for o in range(o0, o1):
                     gwT[i, o] += v * gT[n, t, o]
+
+
+@contextmanager
+def dense_path_only():
+    """Within this block dense arrays always take the dense (BLAS / loop) paths (used by checks and tests)."""
+    global EVENT_DENSITY_THRESHOLD
+    old = EVENT_DENSITY_THRESHOLD
+    EVENT_DENSITY_THRESHOLD = 0.0
+    try:
+        yield
+    finally:
+        EVENT_DENSITY_THRESHOLD = old
 
 
 def _as_events(x):

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+import reference as ref
+from pysrm import SpikeEvents
+from pysrm.functional import dense, dense_backward
+from pysrm.gradcheck import check_dense
+from pysrm.ops.dense import dense_path_only
+
+
+def _x(rng, shape, p=0.05, dtype=np.float64):
+    return np.where(rng.random(shape) < p, 1.0, 0.0).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_event_and_dense_paths_match_reference(dtype):
+    rng = np.random.default_rng(3)
+    x = _x(rng, (3, 2, 3, 4, 15), dtype=dtype)
+    w = rng.normal(size=(5, 24)).astype(dtype)
+    expected = ref.dense(w.astype(np.float64), x.astype(np.float64))
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    ev = SpikeEvents.from_dense(x)
+    np.testing.assert_allclose(dense(w, ev), expected, **tol)
+    with dense_path_only():
+        np.testing.assert_allclose(dense(w, x), expected, **tol)
+    g = rng.normal(size=expected.shape).astype(dtype)
+    gw_ref = ref.dense_weight_grad(g.astype(np.float64), x.astype(np.float64))
+    gx_e, gw_e = dense_backward(w, ev, g)
+    with dense_path_only():
+        gx_d, gw_d = dense_backward(w, x, g)
+    np.testing.assert_allclose(gw_e, gw_ref, **tol)
+    np.testing.assert_allclose(gw_d, gw_ref, **tol)
+    np.testing.assert_allclose(gx_e, gx_d, **tol)
+    assert dense_backward(w, ev, g, need_input_grad=False)[0] is None
+
+
+def test_dense_finite_differences():
+    rng = np.random.default_rng(0)
+    for events in (False, True):
+        for r in check_dense(rng, events):
+            assert r.passed, r
+
+
+def test_dense_shape_errors():
+    w = np.zeros((3, 10), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"expected w of shape \(outputs, 12\)"):
+        dense(w, np.zeros((1, 3, 2, 2, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="5 dimensions"):
+        dense(w, np.zeros((1, 10, 5), dtype=np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        dense(w, np.zeros((1, 10, 1, 1, 5), dtype=np.float64))
+
+
+def test_spike_events_roundtrip():
+    rng = np.random.default_rng(1)
+    x = _x(rng, (2, 2, 3, 3, 9), p=0.3, dtype=np.float32)
+    ev = SpikeEvents.from_dense(x)
+    np.testing.assert_array_equal(ev.to_dense(), x)
+    assert ev.n_events == int((x != 0).sum())
+    both = SpikeEvents.concatenate([SpikeEvents.from_dense(x[:1]), SpikeEvents.from_dense(x[1:])])
+    np.testing.assert_array_equal(both.to_dense(), x)
+    with pytest.raises(ValueError, match="time bins"):
+        SpikeEvents((1, 1, 1, 1, 4), [0, 1], [0], [7], np.ones(1, np.float32))

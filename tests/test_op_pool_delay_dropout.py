@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+import reference as ref
+from pysrm import SpikeEvents
+from pysrm.functional import delay, delay_backward, dropout, dropout_backward, dropout_mask, pool, pool_backward
+from pysrm.gradcheck import check_delay, check_dropout, check_pool
+from pysrm.ops.dense import dense_path_only
+
+
+@pytest.mark.parametrize("shape,k", [((2, 3, 6, 4, 5), 2), ((1, 2, 5, 7, 4), 2), ((1, 2, 9, 8, 3), 4)])
+def test_pool_matches_reference(shape, k):
+    rng = np.random.default_rng(5)
+    x = np.where(rng.random(shape) < 0.04, 1.0, 0.0)
+    expected = ref.pool(x, k, 11.0)
+    np.testing.assert_allclose(pool(SpikeEvents.from_dense(x), k, 11.0), expected, rtol=1e-12)
+    with dense_path_only():
+        np.testing.assert_allclose(pool(x, k, 11.0), expected, rtol=1e-12)
+    g = rng.normal(size=expected.shape)
+    gx = pool_backward(g, x.shape, k, 11.0)
+    assert gx.shape == x.shape
+    assert np.sum(expected * g) == pytest.approx(np.sum(x * gx))
+
+
+def test_pool_delay_dropout_finite_differences():
+    rng = np.random.default_rng(0)
+    for r in check_pool(rng) + check_delay(rng) + check_dropout(rng):
+        assert r.passed, r
+
+
+@pytest.mark.parametrize("dshape", [(3, 2, 2), (3, 1, 1), ()])
+def test_delay_matches_reference(dshape):
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(2, 3, 2, 2, 10))
+    d = rng.uniform(0, 4, size=dshape)
+    np.testing.assert_allclose(delay(x, d, 0.5), ref.delay(x, d, 0.5), rtol=1e-12, atol=1e-12)
+    gx, gd = delay_backward(rng.normal(size=x.shape), x, d, 0.5)
+    assert gd.shape == np.shape(d) and gx.shape == x.shape
+
+
+def test_integer_delay_is_a_pure_shift():
+    x = np.zeros((1, 1, 1, 1, 8))
+    x[..., 2] = 1.0
+    y = delay(x, np.array([[[3.0]]]), 1.0)
+    assert np.flatnonzero(y[0, 0, 0, 0]).tolist() == [5]
+    with pytest.raises(ValueError, match=">= 0"):
+        delay(x, np.array([[[-1.0]]]), 1.0)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        delay(x, np.zeros((2, 2, 2)), 1.0)
+
+
+def test_dropout_mask_per_neuron():
+    rng = np.random.default_rng(0)
+    x = np.ones((4, 5, 3, 3, 7))
+    m = dropout_mask(x.shape, 0.5, rng, np.float64)
+    assert m.shape == x.shape[:-1] and set(np.unique(m)) <= {0.0, 2.0}
+    y = dropout(x, m)
+    # a dropped neuron is silent in every time bin
+    assert np.all((y == 0).all(axis=-1) | (y == 2).all(axis=-1))
+    np.testing.assert_array_equal(dropout_backward(x, m), y)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        dropout_mask(x.shape, 1.0, rng)

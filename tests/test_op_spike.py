@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+import reference as ref
+from pysrm import NeuronParams, SimParams
+from pysrm.functional import refractory_kernel, spike, spike_backward, surrogate
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_spike_matches_reference(dtype):
+    rng = np.random.default_rng(2)
+    n = NeuronParams(theta=5, tau_ref=2)
+    nu = refractory_kernel(n, SimParams(0.5, 40))
+    u = (rng.normal(size=(3, 4, 80)) * 6).astype(dtype)
+    s, up = spike(u, nu, n.theta, 0.5)
+    s_ref, up_ref = ref.spike(u, nu.astype(dtype).astype(np.float64), n.theta, 0.5)
+    np.testing.assert_array_equal(s, s_ref)
+    np.testing.assert_allclose(up, up_ref, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4)
+    assert set(np.unique(s)) <= {0.0, 2.0}
+    assert np.all(u == u)  # input untouched (no NaN) ...
+    assert not np.shares_memory(u, up)
+
+
+def test_surrogate_matches_formula():
+    n = NeuronParams(theta=10, tau_rho=0.5, scale_rho=2.0)
+    u = np.linspace(-20, 40, 61).reshape(1, 61)
+    expected = ref.rho(u, 10, 0.5, 2.0)
+    np.testing.assert_allclose(surrogate(u, n), expected, rtol=1e-12)
+    g = np.random.default_rng(0).normal(size=u.shape)
+    np.testing.assert_allclose(spike_backward(g, u, n), g * expected, rtol=1e-12)
+    # the peak is scale_rho / (tau_rho * theta) at u == theta
+    assert surrogate(np.array([[10.0]]), n)[0, 0] == pytest.approx(2.0 / 5.0)
+
+
+def test_spike_backward_shape_mismatch():
+    with pytest.raises(ValueError, match="must match"):
+        spike_backward(np.zeros((2, 3)), np.zeros((2, 4)), NeuronParams())
