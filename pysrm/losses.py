@@ -1,0 +1,835 @@
+r"""Losses on output spike tensors, each with an explicit value and gradient.
+
+The four losses of the Spikemax paper (Shrestha, Zhu & Sun, IJCNN 2022) and
+SLAYER's two classic losses, written as value-and-gradient computations with
+respect to the output spike tensor (there is no autograd in pysrm: the
+gradient returned here is what the network's backward pass starts from).
+
+=============  ============  ==================================================
+name           class         what it measures
+=============  ============  ==================================================
+spike-rate     SpikeRate     squared error of each neuron's rate (paper eq. 4)
+spikemax       SpikeMax      NLL of sliding-window count ratios (eqs. 5-8, 11)
+spikemax-g     SpikeMaxG     NLL of global count ratios (eq. 12)
+spikemax-s     SpikeMaxS     NLL of the softmax of global counts (eqs. 13-14)
+num-spikes     NumSpikes     SLAYER's spike count loss (``spikeLoss.numSpikes``)
+spike-time     SpikeTime     SLAYER's spike time loss (``spikeLoss.spikeTime``)
+=============  ============  ==================================================
+
+Conventions (all losses)
+------------------------
+* ``spikes`` has shape ``(N, classes, ..., T)`` (network outputs are
+  ``(N, classes, 1, 1, T)``), float32 or float64; a spike has amplitude
+  :math:`1/T_s` and times are in ms.  ``labels`` is an integer array ``(N,)``
+  with values in ``0 .. classes-1``.
+* Counts.  Global: :math:`c_i = T_s \sum_t s_i[t]`.  Sliding window of
+  :math:`W` ms (:math:`W_b = W/T_s` bins, a whole number):
+  :math:`c_i[t] = T_s \sum_{t-W_b < t' \le t} s_i[t']` -- causal, and at the
+  first :math:`W_b - 1` bins the window is *truncated at 0* (it holds the
+  bins :math:`0..t` only); the loss still averages over all :math:`T` bins.
+* Middle axes.  The probability losses (``spikemax*``) and the classifiers
+  need one count per class: the neurons ``spikes[n, i, ...]`` form the
+  *population* of class ``i`` and their counts are summed.  The squared-error
+  losses (``spike-rate``, ``num-spikes``, ``spike-time``) act per neuron: every
+  neuron of class ``i`` gets the target of class ``i``.  With singleton
+  middle axes (the usual case) both readings are the same.
+* Batch reduction: the *mean* over the batch, :math:`L = \frac1N \sum_n L_n`;
+  the returned gradient already contains the factor :math:`1/N`.
+* ``value`` is a Python float computed in float64; the gradient has the
+  shape and dtype of ``spikes``.
+* Zero counts: the count-ratio losses use :math:`\tilde c_i = c_i + \epsilon`
+  (``eps``, default :data:`DEFAULT_EPS` = 0.01 spike) *in numerator and
+  denominator*, so value and gradient stay finite when the label neuron or
+  every neuron is silent, and the gradient on a silent label neuron,
+  :math:`-(1 - p_y)/\tilde c_y < 0`, pushes it to fire.  (With an ``eps`` in
+  the denominator only, a silent label neuron gives :math:`-\log 0 = \infty`.)
+  ``eps`` is a pseudo-count of 1/100 spike: it biases :math:`p` negligibly
+  once neurons fire a few spikes and bounds the gradient on a silent neuron
+  by :math:`T_s/\epsilon` per bin.
+
+Gradient modes (option ``grad``)
+--------------------------------
+``'exact'`` (default) is the true derivative :math:`\partial L/\partial s`, what
+central finite differences measure (see :func:`gradcheck_cases`).  ``'paper'``
+is the formula printed in the paper; each class's docstring shows both.  For
+the count-ratio losses the printed forms are *rate-normalised* (they divide by
+the rate :math:`c/W` or :math:`c/T` instead of the count), which makes them
+the exact gradient multiplied by the number of bins :math:`T/T_s` (exactly
+for ``spikemax-g``; for ``spikemax`` approximately, the printed form is also
+*local in time*: bin :math:`t` only sees the window ending at :math:`t`,
+whereas the exact gradient sums over the :math:`W_b` windows that contain
+:math:`t`).  For ``spikemax-s`` the printed form is the exact gradient divided
+by :math:`T_s`.  For ``num-spikes`` ``'paper'`` is SLAYER's gradient (the
+count error treated as a constant and back-propagated through the PSP
+adjoint, as SLAYER-PyTorch's autograd does).  ``spike-rate`` and
+``spike-time`` have no separate printed gradient: ``'paper'`` equals
+``'exact'``.
+
+Entry point::
+
+    loss = make_loss("spikemax", ts=1.0, window=50.0)
+    value, grad = loss.value_and_grad(spikes, labels)
+"""
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ._checks import float_array, positive
+from .params import NeuronParams, SimParams
+
+__all__ = [
+    "LOSSES", "DEFAULT_EPS", "GRAD_MODES", "make_loss", "Loss", "SpikeRate", "SpikeMax", "SpikeMaxG",
+    "SpikeMaxS", "NumSpikes", "SpikeTime", "window_counts", "gradcheck_cases", "finite_difference_error",
+]
+
+#: Valid loss names for :func:`make_loss`.
+LOSSES = ("spike-rate", "spikemax", "spikemax-g", "spikemax-s", "num-spikes", "spike-time")
+#: Default pseudo-count added to every count of the count-ratio losses.
+DEFAULT_EPS = 0.01
+#: Valid values of the ``grad`` option.
+GRAD_MODES = ("exact", "paper")
+
+_KIND_RATE, _KIND_MAXG, _KIND_MAXS = 0, 1, 2
+
+
+# --------------------------------------------------------------------------- kernels
+# All kernels work in float64 (inputs are cast first), so each compiles once.
+
+@njit(parallel=True, cache=True)
+def _window_counts_cpu(s, wb, ts, out):
+    """out[r, t] = ts * sum(s[r, max(0, t-wb+1) : t+1]); running sum, O(T) per row."""
+    rows, T = s.shape
+    for r in prange(rows):
+        acc = 0.0
+        for t in range(T):
+            acc += s[r, t]
+            if t >= wb:
+                acc -= s[r, t - wb]
+            out[r, t] = ts * acc
+
+
+@njit(parallel=True, cache=True)
+def _spikemax_window_cpu(c, labels, wb, ts, eps, paper, window_ms, loss, grad, cmin):
+    """Sliding-window spikemax on window counts ``c`` (N, C, T), without eps.
+
+    loss[n] = mean_t (log S[t] - log c~_y[t]); grad (N, C, T) is dL_n/ds
+    (exact) or the paper's local form; cmin[n] = min c~ (must be > 0).
+    """
+    N, C, T = c.shape
+    for n in prange(N):
+        y = labels[n]
+        mn = np.inf
+        acc = 0.0
+        for t in range(T):
+            S = 0.0
+            for k in range(C):
+                v = c[n, k, t] + eps
+                S += v
+                mn = min(mn, v)
+            cy = c[n, y, t] + eps
+            if S > 0.0 and cy > 0.0:
+                acc += math.log(S) - math.log(cy)
+                # g[k, t] = d l[t] / d c_k[t] = (p_k - y_k) / c~_k = 1/S - y_k/c~_k
+                for k in range(C):
+                    g = 1.0 / S
+                    if k == y:
+                        g -= 1.0 / cy
+                    grad[n, k, t] = g
+            else:  # negative spikes: reported by the wrapper (cmin <= 0)
+                for k in range(C):
+                    grad[n, k, t] = np.nan
+        loss[n] = acc / T
+        cmin[n] = mn
+        if paper:
+            # (p_k[t] - y_k) / (c~_k[t] / W)
+            for k in range(C):
+                for t in range(T):
+                    grad[n, k, t] *= window_ms
+        else:
+            # dL/ds_k[u] = ts/T * sum_{t=u}^{min(u+wb-1, T-1)} g[k, t]:
+            # suffix sums G[u] = sum_{t>=u} g[t] in place, then G[u] - G[u+wb].
+            scale = ts / T
+            for k in range(C):
+                run = 0.0
+                for t in range(T - 1, -1, -1):
+                    run += grad[n, k, t]
+                    grad[n, k, t] = run
+                for u in range(T):
+                    v = grad[n, k, u]
+                    if u + wb < T:
+                        v -= grad[n, k, u + wb]
+                    grad[n, k, u] = scale * v
+
+
+@njit(parallel=True, cache=True)
+def _count_loss_cpu(c, labels, kind, eps, true_rate, false_rate, duration, loss, dc, cmin):
+    """Per-sample loss and dL_n/dc for the global-count losses; c is (N, C, M)."""
+    N, C, M = c.shape
+    for n in prange(N):
+        y = labels[n]
+        if kind == 0:  # spike-rate, per neuron
+            acc = 0.0
+            for k in range(C):
+                tgt = true_rate if k == y else false_rate
+                for m in range(M):
+                    d = c[n, k, m] / duration - tgt
+                    acc += d * d
+                    dc[n, k, m] = 2.0 * d / duration
+            loss[n] = acc
+            cmin[n] = 1.0
+        elif kind == 1:  # spikemax-g, M == 1
+            S = 0.0
+            mn = np.inf
+            for k in range(C):
+                v = c[n, k, 0] + eps
+                S += v
+                mn = min(mn, v)
+            cmin[n] = mn
+            cy = c[n, y, 0] + eps
+            if mn > 0.0:
+                loss[n] = math.log(S) - math.log(cy)
+                for k in range(C):
+                    g = 1.0 / S
+                    if k == y:
+                        g -= 1.0 / cy
+                    dc[n, k, 0] = g
+            else:
+                loss[n] = np.nan
+                for k in range(C):
+                    dc[n, k, 0] = np.nan
+        else:  # spikemax-s, M == 1, log-sum-exp
+            mx = -np.inf
+            for k in range(C):
+                mx = max(mx, c[n, k, 0])
+            se = 0.0
+            for k in range(C):
+                se += math.exp(c[n, k, 0] - mx)
+            lse = mx + math.log(se)
+            loss[n] = lse - c[n, y, 0]
+            for k in range(C):
+                g = math.exp(c[n, k, 0] - lse)
+                if k == y:
+                    g -= 1.0
+                dc[n, k, 0] = g
+            cmin[n] = 1.0
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _check_spikes(spikes):
+    """Validate a spike tensor (N, classes, ..., T); return (N, C, M, T)."""
+    float_array("spikes", spikes, min_ndim=3)
+    if 0 in spikes.shape:
+        raise ValueError(f"spikes must have no empty axis, got shape {spikes.shape}")
+    N, C, T = spikes.shape[0], spikes.shape[1], spikes.shape[-1]
+    M = int(np.prod(spikes.shape[2:-1], dtype=np.int64))
+    return N, C, M, T
+
+
+def _check_labels(labels, n, classes):
+    """Validate integer labels of shape (n,) in 0..classes-1; return them as int64."""
+    arr = np.asarray(labels)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"labels must be an integer array, got dtype {arr.dtype}")
+    if arr.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},) (one per sample), got shape {arr.shape}")
+    if n:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi >= classes:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"labels must lie in 0..{classes - 1} (classes={classes}), found label {bad}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _bins(name, value_ms, ts, allow_zero=False):
+    """Convert a duration in ms to a whole number of bins of ``ts`` ms."""
+    v = positive(name, value_ms, allow_zero=allow_zero)
+    n = v / ts
+    if abs(n - round(n)) > 1e-9 * max(1.0, n):
+        raise ValueError(
+            f"{name}={value_ms} ms is not a whole number of bins of ts={ts} ms; expected a multiple "
+            f"of ts (e.g. {name}={max(1, round(n)) * ts})")
+    return int(round(n))
+
+
+def _class_trains(spikes):
+    """Population spike train of every class, float64, shape (N, C, T)."""
+    N, C, T = spikes.shape[0], spikes.shape[1], spikes.shape[-1]
+    s = spikes.reshape(N, C, -1, T)
+    if s.shape[2] == 1:
+        return np.ascontiguousarray(s[:, :, 0, :], dtype=np.float64)
+    return s.sum(axis=2, dtype=np.float64)
+
+
+def _fill_time(dc, shape, dtype):
+    """Broadcast a per-neuron gradient dc (shape[:-1] compatible) along time."""
+    out = np.empty(shape, dtype=dtype)
+    bshape = dc.shape + (1,) * (len(shape) - dc.ndim)
+    out[...] = dc.reshape(bshape)
+    return out
+
+
+def _raise_nonpositive(cmin, eps):
+    bad = int(np.argmin(cmin))
+    raise ValueError(
+        f"spikes give a count + eps <= 0 (found {cmin[bad]:.6g} in sample {bad}, eps={eps}); spike "
+        f"tensors must be non-negative so that the counts can be logged")
+
+
+def window_counts(spikes, window_bins: int, ts: float = 1.0) -> np.ndarray:
+    r"""Causal sliding-window spike counts along the last axis (float64).
+
+    .. math::
+
+        c[t] = T_s \sum_{t' = \max(0,\, t - W_b + 1)}^{t} s[t']
+
+    The window is truncated at the start (bins :math:`t < W_b - 1`).  Runs in
+    :math:`O(T)` per row.  With ``window_bins >= T`` this is the cumulative
+    count.  (Gradient: :math:`\partial c[t]/\partial s[t'] = T_s` for
+    :math:`t - W_b < t' \le t`.)
+    """
+    float_array("spikes", spikes, min_ndim=1)
+    if isinstance(window_bins, bool) or not isinstance(window_bins, (int, np.integer)):
+        raise TypeError(f"window_bins must be an integer, got {window_bins!r} ({type(window_bins).__name__})")
+    if window_bins < 1:
+        raise ValueError(f"window_bins must be >= 1, got {window_bins}")
+    ts = positive("ts", ts)
+    rows = np.ascontiguousarray(spikes, dtype=np.float64).reshape(-1, spikes.shape[-1])
+    out = np.empty_like(rows)
+    _window_counts_cpu(rows, int(window_bins), ts, out)
+    return out.reshape(spikes.shape)
+
+
+# --------------------------------------------------------------------------- losses
+
+class Loss:
+    r"""Base class: a loss :math:`L(s)` with its gradient :math:`\partial L/\partial s`.
+
+    Subclasses take ``ts`` (ms) and keyword options; ``grad`` selects
+    ``'exact'`` (default) or ``'paper'``.
+    """
+
+    name = "loss"
+
+    def __init__(self, ts: float = 1.0, *, grad: str = "exact"):
+        self.ts = positive("ts", ts)
+        if grad not in GRAD_MODES:
+            raise ValueError(f"grad must be one of {', '.join(map(repr, GRAD_MODES))}; got {grad!r}")
+        self.grad_mode = grad
+
+    @property
+    def options(self) -> dict:
+        """The keyword options this loss was built with (for logging)."""
+        return {"grad": self.grad_mode}
+
+    def value_and_grad(self, spikes, labels):
+        """Return ``(value, grad)``: the batch-mean loss (float) and its gradient (like ``spikes``)."""
+        raise NotImplementedError
+
+    def value(self, spikes, labels) -> float:
+        """The batch-mean loss as a Python float."""
+        return self.value_and_grad(spikes, labels)[0]
+
+    def __call__(self, spikes, labels):
+        return self.value_and_grad(spikes, labels)
+
+    def __repr__(self):
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{type(self).__name__}(ts={self.ts!r}, {opts})"
+
+
+class SpikeRate(Loss):
+    r"""Spike-rate loss (Spikemax paper eq. 4): squared error of every neuron's rate.
+
+    .. math::
+
+        r_i = \frac{c_i}{T}, \qquad
+        \hat r_i = \begin{cases} r_{true} & i = y \\ r_{false} & i \ne y\end{cases},
+        \qquad L_n = \sum_i \left(r_i - \hat r_i\right)^2,
+        \qquad L = \frac1N \sum_n L_n
+
+    with :math:`c_i = T_s\sum_t s_i[t]`, :math:`T` the length of the spike
+    tensor in ms (bins :math:`\times T_s`), rates in spikes per ms.  The
+    constant factor is **1** (no :math:`\tfrac12`), as in lava-dl's
+    ``SpikeRate`` (MSE with sum reduction).  The sum runs over every neuron;
+    all neurons of ``spikes[n, i, ...]`` target the rate of class ``i``.
+
+    Gradient (``'exact'``; ``'paper'`` is the same):
+
+    .. math::
+
+        \frac{\partial L}{\partial s_i[t]} = \frac1N\, 2\left(r_i - \hat r_i\right)\frac{T_s}{T}
+
+    Options: ``true_rate`` (default 0.2 spikes/ms), ``false_rate`` (default
+    0.03 spikes/ms), ``grad``.
+    """
+
+    name = "spike-rate"
+
+    def __init__(self, ts: float = 1.0, *, true_rate: float = 0.2, false_rate: float = 0.03, grad: str = "exact"):
+        super().__init__(ts, grad=grad)
+        self.true_rate = positive("true_rate", true_rate, allow_zero=True)
+        self.false_rate = positive("false_rate", false_rate, allow_zero=True)
+
+    @property
+    def options(self):
+        return {"true_rate": self.true_rate, "false_rate": self.false_rate, "grad": self.grad_mode}
+
+    def value_and_grad(self, spikes, labels):
+        N, C, M, T = _check_spikes(spikes)
+        y = _check_labels(labels, N, C)
+        c = spikes.reshape(N, C, M, T).sum(axis=-1, dtype=np.float64) * self.ts
+        loss = np.empty(N)
+        dc = np.empty((N, C, M))
+        cmin = np.empty(N)
+        _count_loss_cpu(c, y, _KIND_RATE, 0.0, self.true_rate, self.false_rate, T * self.ts, loss, dc, cmin)
+        dc *= self.ts / N
+        return float(loss.mean()), _fill_time(dc.reshape(spikes.shape[:-1]), spikes.shape, spikes.dtype)
+
+
+class SpikeMaxG(Loss):
+    r"""Spikemax with global counts (paper eq. 12): NLL of the count ratio.
+
+    .. math::
+
+        \tilde c_i = c_i + \epsilon, \quad p_i = \frac{\tilde c_i}{\sum_k \tilde c_k},
+        \quad L_n = -\log p_y, \quad L = \frac1N\sum_n L_n
+
+    with :math:`c_i = T_s\sum_t s_i[t]` the (population) count of class
+    :math:`i`.
+
+    Gradients, :math:`T` the duration in ms:
+
+    .. math::
+
+        \text{exact:}\quad \frac{\partial L}{\partial s_i[t]}
+            = \frac1N\, T_s\, \frac{p_i - y_i}{\tilde c_i}
+            = \frac1N\, T_s \left(\frac{1}{\sum_k \tilde c_k} - \frac{y_i}{\tilde c_y}\right)
+        \qquad
+        \text{paper (eq. 12):}\quad \frac1N\,\frac{p_i - y_i}{\tilde c_i / T}
+
+    (paper = exact :math:`\times\, T/T_s`.)  A silent label neuron gets
+    :math:`-\frac1N T_s (1-p_y)/\epsilon < 0`: gradient descent makes it fire.
+
+    Options: ``eps`` (default 0.01), ``grad``.
+    """
+
+    name = "spikemax-g"
+
+    def __init__(self, ts: float = 1.0, *, eps: float = DEFAULT_EPS, grad: str = "exact"):
+        super().__init__(ts, grad=grad)
+        self.eps = positive("eps", eps)
+
+    @property
+    def options(self):
+        return {"eps": self.eps, "grad": self.grad_mode}
+
+    def value_and_grad(self, spikes, labels):
+        N, C, M, T = _check_spikes(spikes)
+        y = _check_labels(labels, N, C)
+        c = spikes.reshape(N, C, M * T).sum(axis=-1, dtype=np.float64)[:, :, None] * self.ts
+        loss = np.empty(N)
+        dc = np.empty((N, C, 1))
+        cmin = np.empty(N)
+        _count_loss_cpu(c, y, _KIND_MAXG, self.eps, 0.0, 0.0, 1.0, loss, dc, cmin)
+        if not (cmin > 0).all():
+            _raise_nonpositive(cmin, self.eps)
+        dc *= (self.ts if self.grad_mode == "exact" else T * self.ts) / N
+        return float(loss.mean()), _fill_time(dc[:, :, 0], spikes.shape, spikes.dtype)
+
+
+class SpikeMaxS(Loss):
+    r"""Spikemax-s (paper eqs. 13-14): softmax of the global counts, then NLL.
+
+    .. math::
+
+        p_i = \frac{e^{c_i}}{\sum_k e^{c_k}}, \qquad
+        L_n = -\log p_y = \log\sum_k e^{c_k} - c_y, \qquad L = \frac1N\sum_n L_n
+
+    computed with log-sum-exp (subtracting :math:`\max_k c_k`), so it is finite
+    for any counts, silent outputs included; no ``eps`` is needed.
+
+    Gradients:
+
+    .. math::
+
+        \text{exact:}\quad \frac{\partial L}{\partial s_i[t]} = \frac1N\, T_s \left(p_i - y_i\right)
+        \qquad
+        \text{paper (eq. 14):}\quad \frac1N \left(p_i - y_i\right)
+
+    (paper = exact / :math:`T_s`.)  Options: ``grad``.
+    """
+
+    name = "spikemax-s"
+
+    def value_and_grad(self, spikes, labels):
+        N, C, M, T = _check_spikes(spikes)
+        y = _check_labels(labels, N, C)
+        c = spikes.reshape(N, C, M * T).sum(axis=-1, dtype=np.float64)[:, :, None] * self.ts
+        loss = np.empty(N)
+        dc = np.empty((N, C, 1))
+        cmin = np.empty(N)
+        _count_loss_cpu(c, y, _KIND_MAXS, 0.0, 0.0, 0.0, 1.0, loss, dc, cmin)
+        dc *= (self.ts if self.grad_mode == "exact" else 1.0) / N
+        return float(loss.mean()), _fill_time(dc[:, :, 0], spikes.shape, spikes.dtype)
+
+
+class SpikeMax(Loss):
+    r"""Spikemax with sliding-window counts (paper eqs. 5-8, gradient eq. 11).
+
+    With a window of :math:`W` ms (:math:`W_b = W/T_s` bins) and :math:`T_b`
+    time bins:
+
+    .. math::
+
+        c_i[t] = T_s \sum_{t' = \max(0,\, t-W_b+1)}^{t} s_i[t'], \quad
+        \tilde c_i[t] = c_i[t] + \epsilon, \quad
+        p_i[t] = \frac{\tilde c_i[t]}{\sum_k \tilde c_k[t]}
+
+    .. math::
+
+        l[t] = -\log p_y[t], \qquad L_n = \frac{1}{T_b}\sum_{t=0}^{T_b-1} l[t],
+        \qquad L = \frac1N \sum_n L_n
+
+    The window is causal and truncated at 0 for :math:`t < W_b - 1` (it holds
+    bins :math:`0..t`); those early bins count in the mean like the others.
+
+    Gradients:
+
+    .. math::
+
+        \text{exact:}\quad \frac{\partial L}{\partial s_i[u]} = \frac1N\,\frac{T_s}{T_b}
+            \sum_{t=u}^{\min(u+W_b-1,\, T_b-1)} \frac{p_i[t] - y_i}{\tilde c_i[t]}
+
+    .. math::
+
+        \text{paper (eq. 11):}\quad \frac{\partial L}{\partial s_i[u]} = \frac1N\,
+            \frac{p_i[u] - y_i}{\tilde c_i[u] / W}
+
+    The exact form sums over every window that contains bin :math:`u` (an
+    :math:`O(T)` reverse running sum per row); the paper's form is local in
+    time (only the window ending at :math:`u`) and rate-normalised -- about
+    :math:`T_b` times the exact gradient when the counts vary slowly.
+
+    Options: ``window`` (ms, required, a whole number of bins, at most the
+    simulation length), ``eps`` (default 0.01), ``grad``.
+    """
+
+    name = "spikemax"
+
+    def __init__(self, ts: float = 1.0, *, window: float | None = None, eps: float = DEFAULT_EPS,
+                 grad: str = "exact"):
+        super().__init__(ts, grad=grad)
+        if window is None:
+            raise ValueError("window (ms) is required for the sliding-window loss 'spikemax'; "
+                             "use 'spikemax-g' for global counts")
+        self.window = positive("window", window)
+        self.window_bins = _bins("window", window, self.ts)
+        self.eps = positive("eps", eps)
+
+    @property
+    def options(self):
+        return {"window": self.window, "eps": self.eps, "grad": self.grad_mode}
+
+    def value_and_grad(self, spikes, labels):
+        N, C, M, T = _check_spikes(spikes)
+        y = _check_labels(labels, N, C)
+        if self.window_bins > T:
+            raise ValueError(
+                f"window={self.window} ms ({self.window_bins} bins) is longer than the simulation "
+                f"({T} bins = {T * self.ts} ms); expected window <= {T * self.ts} ms")
+        s = _class_trains(spikes)
+        c = np.empty_like(s)
+        _window_counts_cpu(s.reshape(N * C, T), self.window_bins, self.ts, c.reshape(N * C, T))
+        loss = np.empty(N)
+        g = np.empty_like(c)
+        cmin = np.empty(N)
+        _spikemax_window_cpu(c, y, self.window_bins, self.ts, self.eps, self.grad_mode == "paper",
+                             self.window_bins * self.ts, loss, g, cmin)
+        if not (cmin > 0).all():
+            _raise_nonpositive(cmin, self.eps)
+        g *= 1.0 / N
+        out = np.empty(spikes.shape, dtype=spikes.dtype)
+        out.reshape(N, C, M, T)[...] = g[:, :, None, :]
+        return float(loss.mean()), out
+
+
+class _PspLoss(Loss):
+    """Shared set-up of the losses that filter with the SRM response."""
+
+    def __init__(self, ts, neuron, sim, grad):
+        super().__init__(ts, grad=grad)
+        if neuron is None:
+            neuron = NeuronParams()
+        if not isinstance(neuron, NeuronParams):
+            raise TypeError(f"neuron must be a pysrm.NeuronParams, got {type(neuron).__name__}")
+        if sim is None:
+            # The response is cut where it falls below tolerance; t_sample only bounds it.
+            sim = SimParams(ts=self.ts, t_sample=self.ts * 100000)
+        if not isinstance(sim, SimParams):
+            raise TypeError(f"sim must be a pysrm.SimParams, got {type(sim).__name__}")
+        if abs(sim.ts - self.ts) > 1e-12 * self.ts:
+            raise ValueError(f"sim.ts={sim.ts} ms differs from the loss ts={self.ts} ms; they must match")
+        from .responses import srm_kernel
+        self.neuron = neuron
+        self.sim = sim
+        self.kernel = srm_kernel(neuron, sim)
+
+    def _psp(self, x):
+        from .ops.psp import psp
+        return psp(np.ascontiguousarray(x), self.kernel, self.ts)
+
+    def _psp_backward(self, g):
+        from .ops.psp import psp_backward
+        return psp_backward(np.ascontiguousarray(g), self.kernel, self.ts)
+
+
+class NumSpikes(_PspLoss):
+    r"""SLAYER's spike count loss (SLAYER-PyTorch ``spikeLoss.numSpikes``).
+
+    A target region of bins :math:`R = [a, b)` with :math:`a = t_{start}/T_s`,
+    :math:`b = t_{stop}/T_s`, :math:`n_R = b - a`.  Inside the region the
+    error is the count error spread evenly; outside it, spikes are penalised
+    like in :class:`SpikeTime` with a desired train of zero (their PSP):
+
+    .. math::
+
+        e_i[t] = \varepsilon * \bigl(s_i \,[t \notin R]\bigr)[t]
+            + [t \in R]\,\frac{c^R_i - \hat c_i}{n_R},
+        \qquad c^R_i = T_s \sum_{t\in R} s_i[t],
+        \qquad \hat c_i = \begin{cases} \text{true\_count} & i = y\\
+                                        \text{false\_count} & i \ne y\end{cases}
+
+    .. math::
+
+        L_n = \frac{T_s}{2} \sum_i \sum_t e_i[t]^2, \qquad L = \frac1N \sum_n L_n
+
+    where :math:`\varepsilon * x` is :func:`pysrm.ops.psp.psp` (which includes
+    the factor :math:`T_s`) with the SRM response of ``neuron``/``sim``.  This
+    is SLAYER's value (which sums over the batch; here it is the mean), per
+    neuron: every neuron of ``spikes[n, i, ...]`` targets class ``i``'s count.
+
+    Gradients, with :math:`g = \frac{T_s}{N} e` and :math:`\varepsilon^\top`
+    the PSP adjoint (:func:`pysrm.ops.psp.psp_backward`):
+
+    .. math::
+
+        \text{exact:}\quad \frac{\partial L}{\partial s_i[u]} =
+            \begin{cases} (\varepsilon^\top g_i)[u] & u \notin R \\
+            \frac{T_s}{n_R} \sum_{t \in R} g_i[t] & u \in R \end{cases}
+        \qquad
+        \text{paper (SLAYER):}\quad \frac{\partial L}{\partial s_i[u]} = (\varepsilon^\top g_i)[u]
+        \ \text{ for all } u
+
+    SLAYER-PyTorch computes the count error and the masked desired train from
+    detached copies of the output, so its autograd gives the ``'paper'`` form:
+    inside the region the count error reaches the spikes through the PSP
+    adjoint instead of directly.  Use ``grad='paper'`` to reproduce SLAYER
+    training.
+
+    Options: ``t_start`` (ms, default 0), ``t_stop`` (ms, default: end of the
+    simulation), ``true_count`` (default 60), ``false_count`` (default 10) --
+    the defaults of SLAYER's N-MNIST example --, ``neuron``, ``sim``
+    (defaults ``NeuronParams()`` and a ``SimParams`` with this ``ts``), ``grad``.
+    """
+
+    name = "num-spikes"
+
+    def __init__(self, ts: float = 1.0, *, t_start: float = 0.0, t_stop: float | None = None,
+                 true_count: float = 60.0, false_count: float = 10.0, neuron: NeuronParams | None = None,
+                 sim: SimParams | None = None, grad: str = "exact"):
+        super().__init__(ts, neuron, sim, grad)
+        self.t_start = positive("t_start", t_start, allow_zero=True)
+        self.start_bin = _bins("t_start", t_start, self.ts, allow_zero=True)
+        self.t_stop = None if t_stop is None else positive("t_stop", t_stop)
+        self.stop_bin = None if t_stop is None else _bins("t_stop", t_stop, self.ts)
+        if self.stop_bin is not None and self.stop_bin <= self.start_bin:
+            raise ValueError(f"t_stop={t_stop} ms must be greater than t_start={t_start} ms")
+        self.true_count = positive("true_count", true_count, allow_zero=True)
+        self.false_count = positive("false_count", false_count, allow_zero=True)
+
+    @property
+    def options(self):
+        return {"t_start": self.t_start, "t_stop": self.t_stop, "true_count": self.true_count,
+                "false_count": self.false_count, "neuron": self.neuron, "sim": self.sim, "grad": self.grad_mode}
+
+    def _region(self, T):
+        a = self.start_bin
+        b = T if self.stop_bin is None else self.stop_bin
+        if b > T:
+            raise ValueError(
+                f"t_stop={self.t_stop} ms (bin {b}) is beyond the simulation ({T} bins = {T * self.ts} ms); "
+                f"expected t_stop <= {T * self.ts} ms")
+        if a >= b:
+            raise ValueError(
+                f"t_start={self.t_start} ms (bin {a}) leaves an empty target region in a simulation of "
+                f"{T} bins ({T * self.ts} ms)")
+        return a, b
+
+    def _error(self, spikes, labels):
+        N, C, M, T = _check_spikes(spikes)
+        y = _check_labels(labels, N, C)
+        a, b = self._region(T)
+        s = spikes.reshape(N, C, M, T)
+        outside = s.copy()
+        outside[..., a:b] = 0
+        e = self._psp(outside)
+        target = np.where(np.arange(C)[None, :] == y[:, None], self.true_count, self.false_count)
+        cr = s[..., a:b].sum(axis=-1, dtype=np.float64) * self.ts
+        e[..., a:b] += ((cr - target[:, :, None]) / (b - a)).astype(e.dtype)[..., None]
+        value = 0.5 * self.ts * float(np.sum(np.square(e, dtype=np.float64))) / N
+        return value, e, N, (a, b)
+
+    def value(self, spikes, labels):
+        return self._error(spikes, labels)[0]
+
+    def value_and_grad(self, spikes, labels):
+        value, e, N, (a, b) = self._error(spikes, labels)
+        g = e * e.dtype.type(self.ts / N)
+        grad = self._psp_backward(g)
+        if self.grad_mode == "exact":
+            inside = g[..., a:b].sum(axis=-1, dtype=np.float64) * (self.ts / (b - a))
+            grad[..., a:b] = inside.astype(grad.dtype)[..., None]
+        return value, grad.reshape(spikes.shape)
+
+
+class SpikeTime(_PspLoss):
+    r"""SLAYER's spike time loss (SLAYER-PyTorch ``spikeLoss.spikeTime``).
+
+    A van Rossum-like distance between the output and a desired spike tensor
+    :math:`\hat s` of the same shape:
+
+    .. math::
+
+        e = \varepsilon * (s - \hat s), \qquad
+        L_n = \frac{T_s}{2} \sum_{i,t} e_i[t]^2, \qquad L = \frac1N\sum_n L_n
+
+    Gradient (``'exact'``; ``'paper'`` is the same, SLAYER's autograd gives it):
+
+    .. math::
+
+        \frac{\partial L}{\partial s} = \varepsilon^\top\!\left(\frac{T_s}{N}\, e\right)
+
+    Call as ``value_and_grad(spikes, desired)``.  Options: ``neuron``, ``sim``,
+    ``grad``.
+    """
+
+    name = "spike-time"
+
+    def __init__(self, ts: float = 1.0, *, neuron: NeuronParams | None = None, sim: SimParams | None = None,
+                 grad: str = "exact"):
+        super().__init__(ts, neuron, sim, grad)
+
+    @property
+    def options(self):
+        return {"neuron": self.neuron, "sim": self.sim, "grad": self.grad_mode}
+
+    def _error(self, spikes, desired):
+        N, _, _, _ = _check_spikes(spikes)
+        float_array("desired", desired)
+        if desired.shape != spikes.shape:
+            raise ValueError(f"desired has shape {desired.shape} but spikes has shape {spikes.shape}; "
+                             f"they must match")
+        e = self._psp(spikes - desired.astype(spikes.dtype, copy=False))
+        return 0.5 * self.ts * float(np.sum(np.square(e, dtype=np.float64))) / N, e, N
+
+    def value(self, spikes, desired):
+        return self._error(spikes, desired)[0]
+
+    def value_and_grad(self, spikes, desired):
+        value, e, N = self._error(spikes, desired)
+        return value, self._psp_backward(e * e.dtype.type(self.ts / N))
+
+
+_CLASSES = {cls.name: cls for cls in (SpikeRate, SpikeMax, SpikeMaxG, SpikeMaxS, NumSpikes, SpikeTime)}
+
+
+def _option_names(cls):
+    return tuple(p.name for p in inspect.signature(cls.__init__).parameters.values()
+                 if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def make_loss(name: str, ts: float = 1.0, **options) -> Loss:
+    """Build the loss called ``name`` (one of :data:`LOSSES`) for bins of ``ts`` ms.
+
+    Names are case-insensitive and ``_`` may stand for ``-`` (``spikemax_g``).
+    Unknown names raise ``ValueError`` listing the valid ones; unknown options
+    raise ``TypeError`` listing the options of that loss.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"loss name must be a string, got {name!r} ({type(name).__name__})")
+    key = name.strip().lower().replace("_", "-")
+    if key not in _CLASSES:
+        raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)}")
+    cls = _CLASSES[key]
+    valid = _option_names(cls)
+    unknown = [k for k in options if k not in valid]
+    if unknown:
+        raise TypeError(f"unknown option {unknown[0]!r} for loss {key!r}; valid options: {', '.join(valid)}")
+    return cls(ts, **options)
+
+
+# --------------------------------------------------------------------------- gradient check
+
+def _fd_spikes(rng, shape, ts):
+    """Spike tensor mixing zeros, spikes of 1/ts and real values (float64)."""
+    u = rng.random(shape)
+    s = np.where(u < 0.4, 0.0, np.where(u < 0.7, 1.0 / ts, rng.uniform(0.05, 2.0, shape) / ts))
+    return s.astype(np.float64)
+
+
+def finite_difference_error(f, grad, x, h: float = 1e-6) -> float:
+    r"""Max relative error of ``grad`` against central differences of ``f`` at ``x``.
+
+    .. math::
+
+        \mathrm{err} = \frac{\max_j |g_j - \hat g_j|}{\max_j |\hat g_j|}, \qquad
+        \hat g_j = \frac{f(x + h e_j) - f(x - h e_j)}{2h}
+    """
+    x = np.array(x, dtype=np.float64)
+    num = np.empty_like(x)
+    flat, nflat = x.reshape(-1), num.reshape(-1)
+    for j in range(flat.size):
+        v = flat[j]
+        flat[j] = v + h
+        fp = f(x)
+        flat[j] = v - h
+        fm = f(x)
+        flat[j] = v
+        nflat[j] = (fp - fm) / (2 * h)
+    scale = max(float(np.abs(num).max()), 1e-300)
+    return float(np.abs(np.asarray(grad, dtype=np.float64) - num).max() / scale)
+
+
+def gradcheck_cases():
+    """``[(name, fn)]``: ``fn()`` checks one loss (exact mode, float64) by central
+    finite differences on a small random input and returns the max relative
+    error (see :func:`finite_difference_error`; expected below 1e-6)."""
+    specs = [
+        ("spike-rate", "spike-rate", {"true_rate": 0.5, "false_rate": 0.1}, (3, 3, 7), 1.0),
+        ("spikemax (W=3 bins)", "spikemax", {"window": 3.0}, (3, 3, 8), 1.0),
+        ("spikemax (W=2 bins, ts=0.5)", "spikemax", {"window": 1.0}, (2, 3, 1, 2, 6), 0.5),
+        ("spikemax-g", "spikemax-g", {}, (3, 4, 6), 1.0),
+        ("spikemax-s", "spikemax-s", {}, (3, 4, 6), 0.5),
+        ("num-spikes", "num-spikes", {"t_start": 2.0, "t_stop": 6.0, "true_count": 3.0, "false_count": 1.0},
+         (2, 3, 9), 1.0),
+        ("spike-time", "spike-time", {}, (2, 2, 8), 1.0),
+    ]
+    cases = []
+    for i, (label, name, opts, shape, ts) in enumerate(specs):
+        def fn(name=name, opts=opts, shape=shape, ts=ts, seed=1000 + i):
+            rng = np.random.default_rng(seed)
+            s = _fd_spikes(rng, shape, ts)
+            loss = make_loss(name, ts=ts, grad="exact", **opts)
+            if name == "spike-time":
+                target = _fd_spikes(rng, shape, ts)
+            else:
+                target = rng.integers(0, shape[1], shape[0])
+            grad = loss.value_and_grad(s, target)[1]
+            return finite_difference_error(lambda x: loss.value(x, target), grad, s)
+        cases.append((label, fn))
+    return cases
