@@ -1,0 +1,133 @@
+"""IBM DVS Gesture (Amir et al. 2017): DVS128 recordings of 11 hand gestures.
+
+Layout of ``data_dir`` (the unpacked ``DvsGesture.tar.gz``; a ``DvsGesture``
+sub-folder is also accepted):
+
+* ``trials_to_train.txt`` / ``trials_to_test.txt``: one recording
+  (``userNN_<lighting>.aedat``) per line; users 1-23 train, 24-29 test;
+* ``<trial>.aedat``: AEDAT 3.1 recording (see :mod:`pysrm.data.formats`);
+* ``<trial>_labels.csv``: ``class,startTime_usec,endTime_usec`` rows, one per
+  gesture, class 1..11 (:data:`CLASS_NAMES`, index = class - 1).
+
+Each labelled gesture is one sample; its events are those with
+``start <= t < end``, with times made relative to ``start``.  Following the
+paper, training samples are **randomly placed windows** of ``window`` ms
+(default ``sim.t_sample``, 300 ms by default) inside the gesture, drawn from
+the ``rng`` given to :meth:`~pysrm.data.base.EventDataset.sample` (the
+:class:`~pysrm.data.DataLoader` passes a per-epoch seeded one; without an rng
+the window starts at the gesture start), and test samples are the **first**
+``window`` ms (default simulation 1.5 s).  The sensor is ``(2, 128, 128)``;
+use ``downsample=4`` for 32x32 inputs.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..params import SimParams
+from ._paths import default_data_dir, not_found
+from .base import EventDataset, check_sim, check_split
+from .formats import read_aedat31, read_gesture_labels
+
+CLASS_NAMES = ("hand_clapping", "right_hand_wave", "left_hand_wave", "right_arm_clockwise",
+               "right_arm_counter_clockwise", "left_arm_clockwise", "left_arm_counter_clockwise",
+               "arm_roll", "air_drums", "air_guitar", "other_gestures")
+SENSOR = (2, 128, 128)
+DEFAULT_SIM = {"train": SimParams(1.0, 300.0), "test": SimParams(1.0, 1500.0)}
+
+
+def read_trials(path) -> list:
+    """The ``.aedat`` names listed in a ``trials_to_<split>.txt`` file."""
+    with open(path, "r", encoding="utf-8") as f:
+        names = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+    for k, n in enumerate(names):
+        if not n.endswith(".aedat"):
+            raise ValueError(f"{path}:{k + 1}: expected a recording name '<trial>.aedat', got {n!r}")
+    if not names:
+        raise ValueError(f"{path}: no recording listed (expected '<trial>.aedat' lines)")
+    return names
+
+
+class DVSGesture(EventDataset):
+    """DVS Gesture dataset (see module docstring)."""
+
+    name = "dvs-gesture"
+
+    def __init__(self, data_dir=None, split="train", sim=None, window=None, random_window=None, jitter=0,
+                 downsample=1, out_of_range="warn", cache_dir=None, dtype=np.float32):
+        check_split(split)
+        root = os.fspath(data_dir) if data_dir is not None else default_data_dir("dvs-gesture")
+        if not os.path.isdir(root):
+            raise not_found("dvs-gesture", root, "no such directory")
+        lst = f"trials_to_{split}.txt"
+        if not os.path.isfile(os.path.join(root, lst)) and os.path.isfile(os.path.join(root, "DvsGesture", lst)):
+            root = os.path.join(root, "DvsGesture")
+        lp = os.path.join(root, lst)
+        if not os.path.isfile(lp):
+            raise not_found("dvs-gesture", root, f"missing split file {lp}")
+        self.root = root
+        self.trial_files = []
+        rows = []  # (trial, start_us, end_us, class0)
+        for name in read_trials(lp):
+            af = os.path.join(root, name)
+            if not os.path.isfile(af):
+                raise FileNotFoundError(f"{lp} lists {name}, but {af} does not exist")
+            lab_file = af[: -len(".aedat")] + "_labels.csv"
+            lab = read_gesture_labels(lab_file)
+            bad = np.flatnonzero((lab[:, 0] < 1) | (lab[:, 0] > len(CLASS_NAMES)))
+            if bad.size:
+                raise ValueError(f"{lab_file}: unknown class {lab[bad[0], 0]} in gesture row {bad[0] + 1}; "
+                                 f"expected classes 1..{len(CLASS_NAMES)}")
+            trial = len(self.trial_files)
+            self.trial_files.append(af)
+            for c, s, e in lab:
+                rows.append((trial, s, e, c - 1))
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+        self.gestures = rows[:, :3]  # (trial, start_us, end_us)
+        sim = check_sim(sim, DEFAULT_SIM[split])
+        self.window = float(sim.t_sample if window is None else window)
+        if not self.window > 0:
+            raise ValueError(f"window must be > 0 ms, got {window!r}")
+        self.random_window = (split == "train") if random_window is None else bool(random_window)
+        super().__init__(split=split, sim=sim, native_shape=SENSOR, class_names=CLASS_NAMES, labels=rows[:, 3],
+                         downsample=downsample, jitter=jitter, out_of_range=out_of_range, cache_dir=cache_dir,
+                         dtype=dtype)
+        self._unit_of = rows[:, 0]
+
+    def _source(self, i):
+        trial, s, e = self.gestures[i]
+        return f"{self.trial_files[trial]} (gesture {i - int(np.searchsorted(self._unit_of, trial))} " \
+               f"at {s}..{e} us)"
+
+    def _parse_unit(self, unit):
+        ev = read_aedat31(self.trial_files[unit], self.stats)
+        t = ev["t"]
+        ordered = t.size < 2 or bool(np.all(t[1:] >= t[:-1]))
+        for i in self._samples_of_unit(unit):
+            _, s, e = self.gestures[i]
+            if ordered:
+                a, b = np.searchsorted(t, [s, e])
+                g = ev[a:b].copy()
+            else:
+                g = ev[(t >= s) & (t < e)]
+            g["t"] -= s
+            yield int(i), g
+
+    def duration_us(self, i):
+        _, s, e = self.gestures[self._index(i)]
+        return int(e - s)
+
+    def window_start(self, i, rng=None):
+        if not self.random_window or rng is None:
+            return 0
+        slack = self.duration_us(i) - int(round(self.window * 1000))
+        return int(rng.integers(0, slack + 1)) if slack > 0 else 0
+
+    def _signature(self):
+        out = []
+        for f in self.trial_files:
+            for g in (f, f[: -len(".aedat")] + "_labels.csv"):
+                st = os.stat(g)
+                out.append((os.path.basename(g), st.st_size, int(st.st_mtime)))
+        return out

@@ -1,0 +1,66 @@
+"""``load_dataset``: one entry point for the built-in and the real datasets."""
+from __future__ import annotations
+
+import inspect
+
+from .dvs_gesture import DVSGesture
+from .nmnist import NMNIST
+from .ntidigits import NTIDIGITS
+from .synthetic import SyntheticDataset
+
+DATASETS = ("synthetic", "nmnist", "dvs-gesture", "ntidigits")
+
+_CLASSES = {"synthetic": SyntheticDataset, "nmnist": NMNIST, "dvs-gesture": DVSGesture, "ntidigits": NTIDIGITS}
+
+
+def dataset_options(name: str) -> tuple:
+    """Keyword options accepted by ``load_dataset(name, ...)`` besides split/data_dir/sim."""
+    cls = _dataset_class(name)
+    params = inspect.signature(cls.__init__).parameters
+    return tuple(p for p in params if p not in ("self", "split", "data_dir", "sim"))
+
+
+def _dataset_class(name):
+    if not isinstance(name, str):
+        raise TypeError(f"dataset name must be a string, one of {DATASETS}; got {type(name).__name__}")
+    key = name.lower().replace("_", "-")
+    key = {"dvsgesture": "dvs-gesture", "dvs128-gesture": "dvs-gesture", "n-mnist": "nmnist",
+           "n-tidigits": "ntidigits", "ntidigits18": "ntidigits"}.get(key, key)
+    if key not in _CLASSES:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+    return _CLASSES[key]
+
+
+def load_dataset(name: str, split: str = "train", data_dir=None, sim=None, **options):
+    """Load a dataset split.
+
+    Parameters
+    ----------
+    name : one of :data:`DATASETS`:
+
+        * ``'synthetic'``: built-in glyph events, no files
+          (options ``n_samples``, ``size``, ``seed``, ``duration``, ``n_classes``,
+          ``noise_rate``, ``jitter``, ``downsample``);
+        * ``'nmnist'``: N-MNIST (options ``list_file``, ``jitter`` (default 8,
+          used with ``augment=True``), ``downsample``, ``cache_dir``, ``out_of_range``);
+        * ``'dvs-gesture'``: DVS Gesture (options ``window``, ``random_window``,
+          ``jitter``, ``downsample``, ``cache_dir``, ``out_of_range``);
+        * ``'ntidigits'``: N-TIDIGITS18 single digits (options ``downsample``,
+          ``cache_dir``, ``out_of_range``; needs h5py).
+    split : ``'train'`` or ``'test'``
+    data_dir : where the files are; default ``$PYSRM_DATA_DIR/<name>`` or
+        ``~/.pysrm/data/<name>`` (where ``pysrm data fetch <name>`` puts them)
+    sim : :class:`~pysrm.params.SimParams` (``ts``, ``t_sample``); default per
+        dataset (synthetic 1/100 ms, N-MNIST 1/350 ms, DVS Gesture 1/300 ms
+        train and 1/1500 ms test, N-TIDIGITS 1/1500 ms)
+
+    Raises ``ValueError`` for an unknown name (listing the choices), ``TypeError``
+    for an unknown option, ``FileNotFoundError`` naming the path and how to get
+    the data when it is missing.
+    """
+    cls = _dataset_class(name)
+    allowed = dataset_options(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown} for dataset {name!r}; accepted: {list(allowed)}")
+    return cls(split=split, data_dir=data_dir, sim=sim, **options)

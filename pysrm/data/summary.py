@@ -1,0 +1,108 @@
+"""Dataset statistics for ``pysrm data info``."""
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+
+from .formats import read_aedat31, read_bs1, read_bs2, read_nmnist_bin
+
+EVENT_FILE_READERS = {".bs1": read_bs1, ".bs2": read_bs2, ".bin": read_nmnist_bin, ".aedat": read_aedat31}
+
+
+def detect(path) -> str | None:
+    """Guess the dataset stored at ``path`` (``'nmnist'``, ``'dvs-gesture'``, ``'ntidigits'``), or None."""
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        return "ntidigits" if path.endswith((".hdf5", ".h5")) else None
+    if not os.path.isdir(path):
+        return None
+    if os.path.isfile(os.path.join(path, "n-tidigits.hdf5")):
+        return "ntidigits"
+    for d in (path, os.path.join(path, "DvsGesture")):
+        if glob.glob(os.path.join(d, "trials_to_*.txt")):
+            return "dvs-gesture"
+    for d in (path, os.path.join(path, "NMNIST")):
+        if any(os.path.isdir(os.path.join(d, s)) for s in ("Train", "Test", "train", "test")):
+            return "nmnist"
+    if glob.glob(os.path.join(path, "*.bs2")) and glob.glob(os.path.join(path, "*.txt")):
+        return "nmnist"
+    return None
+
+
+def _stats(a):
+    a = np.asarray(a, dtype=np.float64)
+    if a.size == 0:
+        return {"mean": 0.0, "min": 0.0, "max": 0.0}
+    return {"mean": float(a.mean()), "min": float(a.min()), "max": float(a.max())}
+
+
+def summarize(ds, max_samples: int | None = None) -> dict:
+    """Sample counts per class, events per sample, durations and sensor size of a dataset.
+
+    Event and duration statistics parse the samples (all, or the first
+    ``max_samples``); class counts always cover the whole split.
+    """
+    n = len(ds)
+    m = n if max_samples is None else min(n, int(max_samples))
+    counts = np.bincount(ds.labels, minlength=ds.n_classes)
+    n_ev = np.array([ds.events(i).size for i in range(m)], dtype=np.int64)
+    dur = np.array([ds.duration_us(i) for i in range(m)], dtype=np.float64) / 1000.0
+    out = {
+        "dataset": ds.name, "split": ds.split, "n_samples": n, "n_classes": ds.n_classes,
+        "sensor_shape": tuple(ds.native_shape), "input_shape": tuple(ds.sensor_shape),
+        "sim": {"ts": ds.sim.ts, "t_sample": ds.sim.t_sample, "n_bins": ds.sim.n_bins},
+        "class_counts": {name: int(c) for name, c in zip(ds.class_names, counts)},
+        "samples_measured": m, "events_per_sample": _stats(n_ev), "total_events": int(n_ev.sum()),
+        "duration_ms": _stats(dur),
+        "dropped": {k: int(ds.stats.get(k, 0)) for k in ("out_of_range", "invalid_events")},
+    }
+    if hasattr(ds, "n_multi_digit"):
+        out["skipped_multi_digit"] = int(ds.n_multi_digit)
+    return out
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"dataset {s['dataset']}  split {s['split']}: {s['n_samples']} samples, {s['n_classes']} classes",
+             f"  sensor (C, H, W) = {s['sensor_shape']}; network input {s['input_shape']}; "
+             f"T = {s['sim']['n_bins']} bins of {s['sim']['ts']:g} ms ({s['sim']['t_sample']:g} ms)"]
+    cc = s["class_counts"]
+    lines.append("  samples per class: " + ", ".join(f"{k}: {v}" for k, v in cc.items()))
+    e, d = s["events_per_sample"], s["duration_ms"]
+    note = "" if s["samples_measured"] == s["n_samples"] else f" (first {s['samples_measured']} samples)"
+    lines.append(f"  events per sample{note}: mean {e['mean']:.1f}, min {e['min']:.0f}, max {e['max']:.0f} "
+                 f"(total {s['total_events']})")
+    lines.append(f"  duration (ms){note}: mean {d['mean']:.1f}, min {d['min']:.1f}, max {d['max']:.1f}")
+    dropped = {k: v for k, v in s["dropped"].items() if v}
+    if dropped:
+        lines.append("  dropped events: " + ", ".join(f"{k}: {v}" for k, v in dropped.items()))
+    if s.get("skipped_multi_digit"):
+        lines.append(f"  skipped {s['skipped_multi_digit']} multi-digit utterances (single digits only)")
+    return "\n".join(lines)
+
+
+def file_info(path) -> dict:
+    """Statistics of a single event file (``.bs1``, ``.bs2``, ``.bin``, ``.aedat``)."""
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in EVENT_FILE_READERS:
+        raise ValueError(f"{path}: unknown event file type {ext!r}; expected one of {sorted(EVENT_FILE_READERS)}")
+    ev = EVENT_FILE_READERS[ext](path)
+    info = {"file": path, "format": ext, "n_events": int(ev.size)}
+    if ev.size:
+        info.update(x_range=(int(ev["x"].min()), int(ev["x"].max())), y_range=(int(ev["y"].min()), int(ev["y"].max())),
+                    t_range_ms=(ev["t"].min() / 1000.0, ev["t"].max() / 1000.0),
+                    polarity_counts={int(p): int(c) for p, c in zip(*np.unique(ev["p"], return_counts=True))})
+    return info
+
+
+def format_file_info(info: dict) -> str:
+    lines = [f"{info['file']} ({info['format']}): {info['n_events']} events"]
+    if info["n_events"]:
+        lines.append(f"  x in [{info['x_range'][0]}, {info['x_range'][1]}], "
+                     f"y in [{info['y_range'][0]}, {info['y_range'][1]}]  "
+                     f"(sensor at least {info['x_range'][1] + 1} x {info['y_range'][1] + 1})")
+        lines.append(f"  t in [{info['t_range_ms'][0]:.3f}, {info['t_range_ms'][1]:.3f}] ms; polarity counts "
+                     + ", ".join(f"{k}: {v}" for k, v in info["polarity_counts"].items()))
+    return "\n".join(lines)
