@@ -1,0 +1,199 @@
+"""Training configuration: one flat record, read from TOML, overridden by CLI flags.
+
+Every field can be set in a TOML file (``pysrm train --config FILE``) with the
+same name as the command-line option (``--tau-sr`` -> ``tau_sr``); flags given
+on the command line override the file.  Unknown keys are an error that lists
+the valid ones.  A run directory's ``config.toml`` is the fully resolved record
+plus a ``[versions]`` table.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, field, fields
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DATASET_CHOICES = ("synthetic", "nmnist", "dvs-gesture", "ntidigits")
+LOSS_CHOICES = ("spike-rate", "spikemax", "spikemax-g", "spikemax-s", "num-spikes")
+OPTIMIZER_CHOICES = ("sgd", "adam", "nadam")
+DEVICE_CHOICES = ("cpu", "cuda", "auto")
+GRAD_CHOICES = ("exact", "paper")
+
+
+@dataclass
+class TrainConfig:
+    """All settings of a training run (units: ms for times)."""
+
+    # data
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    train_list: str | None = None      # nmnist list layout: e.g. train1K.txt
+    test_list: str | None = None       # nmnist list layout: e.g. test100.txt
+    jitter: int = 0                    # random spatial jitter (pixels) as training augmentation
+    n_train: int | None = None         # use only the first n training samples (None: all)
+    n_test: int | None = None          # use only the first n test samples (None: all)
+    val_split: float = 0.0             # fraction of the training samples held out for validation
+    # network
+    net: str = "16x16x2-64-10"
+    delays: bool = False
+    dropout: float = 0.0
+    # neuron and simulation
+    theta: float = 10.0
+    tau_sr: float = 2.0
+    tau_ref: float = 2.0
+    scale_ref: float = 2.0
+    tau_rho: float = 1.0
+    scale_rho: float = 1.0
+    ts: float = 1.0
+    t_sample: float = 60.0
+    # loss
+    loss: str = "spikemax"
+    window: float = 20.0               # spikemax sliding window W (ms)
+    true_rate: float = 0.2             # spike-rate target rates (spikes per ms)
+    false_rate: float = 0.03
+    true_count: float | None = None    # num-spikes targets (default: rates x duration)
+    false_count: float | None = None
+    eps: float | None = None           # zero-count guard of the spikemax losses (None: loss default)
+    grad: str = "exact"
+    # optimisation
+    epochs: int = 6
+    batch_size: int = 32
+    lr: float = 0.01
+    optimizer: str = "adam"
+    lr_decay: float = 1.0              # multiply lr by this after every epoch
+    seed: int = 0
+    trials: int = 1
+    device: str = "cpu"
+    out: str | None = None
+
+    # -- validation -------------------------------------------------------------------------------------
+    def validate(self) -> "TrainConfig":
+        def choice(name, choices):
+            v = getattr(self, name)
+            if v not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {v!r}")
+        choice("dataset", DATASET_CHOICES)
+        choice("loss", LOSS_CHOICES)
+        choice("optimizer", OPTIMIZER_CHOICES)
+        choice("device", DEVICE_CHOICES)
+        choice("grad", GRAD_CHOICES)
+        for name in ("theta", "tau_sr", "tau_ref", "scale_ref", "tau_rho", "scale_rho", "ts", "t_sample", "lr",
+                     "window", "lr_decay"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0; got {v!r}")
+        for name in ("epochs", "batch_size", "trials"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if name == "epochs" else 1):
+                raise ValueError(f"{name} must be an integer >= {0 if name == 'epochs' else 1}; got {v!r}")
+        if not (0.0 <= self.dropout < 1.0):
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}")
+        if not (0.0 <= self.val_split < 1.0):
+            raise ValueError(f"val_split must be in [0, 1); got {self.val_split!r}")
+        if self.jitter < 0:
+            raise ValueError(f"jitter must be >= 0 pixels; got {self.jitter!r}")
+        return self
+
+    # -- construction -----------------------------------------------------------------------------------
+    @classmethod
+    def keys(cls) -> list:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> "TrainConfig":
+        return cls().updated(data, source)
+
+    def updated(self, data: dict, source: str = "config") -> "TrainConfig":
+        """A copy with ``data`` applied; unknown keys and wrong types raise ValueError naming them."""
+        valid = {f.name: f for f in fields(self)}
+        out = dataclasses.replace(self)
+        for key, value in data.items():
+            k = key.replace("-", "_")
+            if k not in valid:
+                raise ValueError(f"unknown key {key!r} in {source}; valid keys: {', '.join(valid)}")
+            setattr(out, k, _coerce(k, value, getattr(TrainConfig, k, None), source))
+        return out
+
+    @classmethod
+    def from_toml(cls, path, overrides: dict | None = None) -> "TrainConfig":
+        data = read_toml(path)
+        data.pop("versions", None)
+        cfg = cls.from_dict(data, source=str(path))
+        if overrides:
+            cfg = cfg.updated(overrides, source="command line")
+        return cfg
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_TYPES = {f.name: f.type for f in fields(TrainConfig)}
+
+
+def _coerce(key, value, default, source):
+    t = _TYPES[key]
+    if value is None:
+        if "None" in t:
+            return None
+        raise ValueError(f"{key} in {source} cannot be empty")
+    try:
+        if t.startswith("bool"):
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+            raise ValueError
+        if t.startswith("int"):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if t.startswith("float"):
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} in {source} must be of type {t}; got {value!r}") from None
+
+
+def read_toml(path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{s}"'
+
+
+def dump_toml(data: dict) -> str:
+    """Write a flat dict (plus nested one-level tables) as TOML; ``None`` values are written as comments."""
+    lines, tables = [], []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        elif v is None:
+            lines.append(f"# {k} = (unset)")
+        else:
+            lines.append(f"{k} = {_toml_value(v)}")
+    for name, table in tables:
+        lines.append("")
+        lines.append(f"[{name}]")
+        for k, v in table.items():
+            if v is not None:
+                lines.append(f"{k} = {_toml_value(v)}")
+    return "\n".join(lines) + "\n"

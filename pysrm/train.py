@@ -1,0 +1,461 @@
+"""The training and evaluation pipeline behind ``pysrm train`` / ``eval``.
+
+One function, :func:`train`, runs a whole experiment from a
+:class:`~pysrm.config.TrainConfig` and writes a run directory::
+
+    RUN_DIR/config.toml        fully resolved config (+ [versions])
+    RUN_DIR/metrics.jsonl      one JSON line per epoch
+    RUN_DIR/checkpoints/last.npz, best.npz
+                               all parameters + optimiser state + RNG states
+                               (written atomically: temporary file, then rename)
+    RUN_DIR/report.json        final accuracy, accuracy-versus-inference-time curve,
+                               latency, spike counts per layer per sample
+
+``last.npz`` is written after every epoch and when the run is interrupted
+(Ctrl-C) -- then with the position inside the epoch, so ``--resume`` continues
+from exactly that batch and gives the same final parameters as an
+uninterrupted run with the same seed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .backend import resolve_device
+from .classifier import accuracy_vs_time, latency, predict, spike_counts_per_layer
+from .config import TrainConfig, dump_toml
+from .layers import Dropout
+from .losses import make_loss
+from .network import Network
+from .optim import make_optimizer
+from .params import NeuronParams, SimParams
+
+LATENCY_FRACTIONS = (0.9, 0.95, 0.99)
+
+
+class TrainingInterrupted(Exception):
+    """Raised after Ctrl-C once the checkpoint is safely written."""
+
+    def __init__(self, run_dir):
+        super().__init__(f"training interrupted; checkpoint saved in {run_dir}. Resume with: pysrm train --resume {run_dir}")
+        self.run_dir = run_dir
+
+
+# ---------------------------------------------------------------------------------------------- building
+def neuron_params(cfg: TrainConfig) -> NeuronParams:
+    return NeuronParams(theta=cfg.theta, tau_sr=cfg.tau_sr, tau_ref=cfg.tau_ref, scale_ref=cfg.scale_ref,
+                        tau_rho=cfg.tau_rho, scale_rho=cfg.scale_rho)
+
+
+def sim_params(cfg: TrainConfig) -> SimParams:
+    return SimParams(ts=cfg.ts, t_sample=cfg.t_sample)
+
+
+def build_network(cfg: TrainConfig, sim: SimParams | None = None) -> Network:
+    return Network.from_string(cfg.net, neuron_params(cfg), sim or sim_params(cfg), delays=cfg.delays,
+                               dropout=cfg.dropout, seed=cfg.seed)
+
+
+def build_loss(cfg: TrainConfig):
+    """The loss of ``cfg`` with only the options that loss takes."""
+    opts = {"grad": cfg.grad}
+    if cfg.loss == "spike-rate":
+        opts.update(true_rate=cfg.true_rate, false_rate=cfg.false_rate)
+    elif cfg.loss in ("spikemax", "spikemax-g"):
+        if cfg.loss == "spikemax":
+            opts["window"] = cfg.window
+        if cfg.eps is not None:
+            opts["eps"] = cfg.eps
+    elif cfg.loss == "num-spikes":
+        opts.update(neuron=neuron_params(cfg), sim=sim_params(cfg),
+                    true_count=cfg.true_count if cfg.true_count is not None else cfg.true_rate * cfg.t_sample,
+                    false_count=cfg.false_count if cfg.false_count is not None else cfg.false_rate * cfg.t_sample)
+    return make_loss(cfg.loss, ts=cfg.ts, **opts)
+
+
+class Subset:
+    """The samples ``indices`` of a dataset (same interface as the dataset)."""
+
+    def __init__(self, ds, indices):
+        self.ds = ds
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = np.asarray(ds.labels)[self.indices]
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getattr__(self, name):
+        return getattr(self.ds, name)
+
+    def events(self, i):
+        return self.ds.events(int(self.indices[i]))
+
+    def sample(self, i, *args, **kwargs):
+        return self.ds.sample(int(self.indices[i]), *args, **kwargs)
+
+
+def load_data(cfg: TrainConfig, sim: SimParams | None = None):
+    """``(train, validation or None, test)`` datasets of ``cfg``."""
+    from .data import load_dataset
+    sim = sim or sim_params(cfg)
+    train_opts, test_opts = {}, {}
+    if cfg.dataset == "nmnist":
+        if cfg.train_list:
+            train_opts["list_file"] = cfg.train_list
+        if cfg.test_list:
+            test_opts["list_file"] = cfg.test_list
+    if cfg.dataset == "synthetic":
+        train_opts["seed"] = test_opts["seed"] = 0  # the embedded dataset is fixed; cfg.seed seeds training
+    train = load_dataset(cfg.dataset, split="train", data_dir=cfg.data_dir, sim=sim, **train_opts)
+    test = load_dataset(cfg.dataset, split="test", data_dir=cfg.data_dir, sim=sim, **test_opts)
+    if cfg.n_train is not None:
+        train = Subset(train, np.arange(min(cfg.n_train, len(train))))
+    if cfg.n_test is not None:
+        test = Subset(test, np.arange(min(cfg.n_test, len(test))))
+    val = None
+    if cfg.val_split > 0:
+        perm = np.random.default_rng(12345).permutation(len(train))  # fixed split, independent of the seed
+        n_val = max(1, int(round(cfg.val_split * len(train))))
+        val = Subset(train, np.sort(perm[:n_val]))
+        train = Subset(train, np.sort(perm[n_val:]))
+    return train, val, test
+
+
+def make_loader(ds, cfg: TrainConfig, shuffle: bool, augment: bool, batch_size: int | None = None):
+    from .data import DataLoader
+    kwargs = {}
+    if augment and cfg.jitter:
+        kwargs["jitter"] = cfg.jitter
+    return DataLoader(ds, batch_size=batch_size or cfg.batch_size, shuffle=shuffle, seed=cfg.seed,
+                      augment=augment and cfg.jitter > 0, **kwargs)
+
+
+# -------------------------------------------------------------------------------------------- evaluation
+@dataclass
+class EvalResult:
+    accuracy: float
+    loss: float
+    times: np.ndarray
+    accuracy_curve: np.ndarray
+    spike_counts: dict
+    n_samples: int
+
+    def latency(self, fraction: float = 0.99) -> float:
+        return latency(self.times, self.accuracy_curve, fraction)
+
+    def to_dict(self) -> dict:
+        return {
+            "accuracy": self.accuracy, "loss": self.loss, "n_samples": self.n_samples,
+            "accuracy_vs_time": {"time_ms": [float(t) for t in self.times],
+                                 "accuracy": [float(a) for a in self.accuracy_curve]},
+            "latency_ms": {f"{f:g}": _finite(self.latency(f)) for f in LATENCY_FRACTIONS},
+            "spike_counts_per_layer": {k: float(v) for k, v in self.spike_counts.items()},
+        }
+
+
+def _finite(v):
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def evaluate(net: Network, ds, cfg: TrainConfig, loss=None, batch_size: int | None = None) -> EvalResult:
+    """Accuracy, loss, accuracy-vs-inference-time and spike counts of ``net`` on ``ds``."""
+    loader = make_loader(ds, cfg, shuffle=False, augment=False, batch_size=batch_size or max(cfg.batch_size, 64))
+    n = 0
+    correct = 0
+    loss_sum = 0.0
+    curve = None
+    counts: dict = {}
+    times = None
+    for x, y in loader:
+        out = net.forward(x, train=False)
+        b = len(y)
+        correct += int((predict(out) == y).sum())
+        if loss is not None:
+            loss_sum += loss.value(out, y) * b
+        times, acc = accuracy_vs_time(out, y, net.sim.ts)
+        curve = acc * b if curve is None else curve + acc * b
+        for name, c in spike_counts_per_layer(net.layer_spikes, net.sim.ts).items():
+            counts[name] = counts.get(name, 0.0) + c * b
+        n += b
+    if n == 0:
+        raise ValueError("evaluation dataset is empty")
+    return EvalResult(correct / n, loss_sum / n if loss is not None else float("nan"), np.asarray(times),
+                      curve / n, {k: v / n for k, v in counts.items()}, n)
+
+
+# ----------------------------------------------------------------------------------------- run directory
+def versions() -> dict:
+    import numba
+    import scipy
+    return {"pysrm": __version__, "numpy": np.__version__, "numba": numba.__version__, "scipy": scipy.__version__,
+            "python": platform.python_version()}
+
+
+def _atomic_savez(path: Path, arrays: dict):
+    """Write ``arrays`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _rng_states(net: Network) -> list:
+    return [l.rng.bit_generator.state for l in net.layers if isinstance(l, Dropout)]
+
+
+def _set_rng_states(net: Network, states: list):
+    for l, s in zip([l for l in net.layers if isinstance(l, Dropout)], states):
+        l.rng.bit_generator.state = s
+
+
+def save_checkpoint(path: Path, net: Network, opt, meta: dict):
+    arrays = {f"param/{k}": v for k, v in net.state_dict().items()}
+    arrays.update({f"optim/{k}": v for k, v in opt.state_dict().items()})
+    meta = dict(meta, rng_states=_rng_states(net))
+    arrays["meta"] = np.array(json.dumps(meta))
+    _atomic_savez(path, arrays)
+
+
+def load_checkpoint(path: Path, net: Network, opt=None) -> dict:
+    """Load parameters (and optimiser state) from ``path``; returns the metadata."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as e:  # a truncated or foreign file
+        raise ValueError(f"checkpoint {path} cannot be read ({e}); expected a pysrm .npz checkpoint") from None
+    net.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("param/")})
+    meta = json.loads(str(data["meta"]))
+    if opt is not None:
+        opt.load_state_dict({k[6:]: v for k, v in data.items() if k.startswith("optim/")})
+    _set_rng_states(net, meta.get("rng_states", []))
+    return meta
+
+
+class RunDir:
+    def __init__(self, path):
+        self.path = Path(path)
+        self.ckpt = self.path / "checkpoints"
+
+    def create(self, cfg: TrainConfig):
+        self.ckpt.mkdir(parents=True, exist_ok=True)
+        (self.path / "config.toml").write_text(dump_toml({**cfg.to_dict(), "versions": versions()}))
+
+    @property
+    def config_path(self):
+        return self.path / "config.toml"
+
+    def append_metrics(self, row: dict):
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def metrics(self) -> list:
+        p = self.path / "metrics.jsonl"
+        if not p.exists():
+            return []
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+    def truncate_metrics(self, n_epochs: int):
+        """Keep only the first ``n_epochs`` lines (a resumed run rewrites later epochs)."""
+        rows = [r for r in self.metrics() if r["epoch"] < n_epochs]
+        (self.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def write_report(self, report: dict):
+        tmp = self.path / "report.json.tmp"
+        tmp.write_text(json.dumps(report, indent=1))
+        os.replace(tmp, self.path / "report.json")
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.dataset}_{cfg.loss}_seed{cfg.seed}_{stamp}"
+
+
+# ------------------------------------------------------------------------------------------------ train
+class _StopFlag:
+    """Turns the first Ctrl-C into a request to stop at the next batch boundary (a second one aborts)."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self._old or signal.default_int_handler)
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+class _Progress:
+    """Default no-op progress sink; the CLI passes a bar."""
+
+    def start_epoch(self, epoch, epochs, n_batches): ...
+    def batch(self, done, n_batches, loss, acc, samples_per_s): ...
+    def end_epoch(self, row): ...
+    def message(self, text): ...
+
+
+def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, stop_after_batches=None) -> dict:
+    """Train ``cfg`` into ``run_dir``; returns the report dict (also written to report.json).
+
+    ``resume=True`` continues from ``run_dir/checkpoints/last.npz`` (the config is read from the run
+    directory).  ``stop_after_batches`` simulates an interruption after that many batches in total
+    (used by tests; behaves like Ctrl-C).
+    """
+    progress = progress or _Progress()
+    if resume:
+        rd = RunDir(run_dir)
+        if not rd.config_path.exists():
+            raise FileNotFoundError(f"cannot resume: {rd.config_path} does not exist (is {run_dir} a run directory?)")
+        cfg = TrainConfig.from_toml(rd.config_path)
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    if device != "cpu":  # pragma: no cover - needs a GPU
+        raise NotImplementedError("training on CUDA is not wired into the pipeline yet; use --device cpu")
+    rd = RunDir(run_dir or cfg.out or default_run_dir(cfg))
+    sim = sim_params(cfg)
+    net = build_network(cfg, sim)
+    loss = build_loss(cfg)
+    opt = make_optimizer(cfg.optimizer, net.parameters(), lr=cfg.lr)
+    train_ds, val_ds, test_ds = load_data(cfg, sim)
+    if train_ds.sensor_shape != net.input_shape:
+        raise ValueError(f"network {cfg.net!r} expects input {net.input_shape} (C, H, W) but dataset "
+                         f"{cfg.dataset!r} gives {tuple(train_ds.sensor_shape)}; change --net")
+    if net.output_shape[0] != train_ds.n_classes:
+        raise ValueError(f"network {cfg.net!r} has {net.output_shape[0]} outputs but dataset {cfg.dataset!r} has "
+                         f"{train_ds.n_classes} classes")
+    loader = make_loader(train_ds, cfg, shuffle=True, augment=True)
+    start_epoch, skip_batches, best, acc_state = 0, 0, -1.0, None
+    if resume:
+        meta = load_checkpoint(rd.ckpt / "last.npz", net, opt)
+        start_epoch, skip_batches, best = meta["epoch"], meta["batch"], meta["best"]
+        acc_state = meta.get("accumulators")
+        rd.truncate_metrics(start_epoch)
+        progress.message(f"resuming {rd.path} at epoch {start_epoch + 1}, batch {skip_batches}")
+    else:
+        rd.create(cfg)
+        (rd.path / "metrics.jsonl").write_text("")
+    state = {"best": best, "batches": 0}
+    with _StopFlag() as stop:
+        for epoch in range(start_epoch, cfg.epochs):
+            _train_epoch(cfg, epoch, skip_batches if epoch == start_epoch else 0,
+                         acc_state if epoch == start_epoch else None, net, loss, opt, loader, val_ds, test_ds, rd,
+                         progress, stop, state, stop_after_batches)
+    final = evaluate(net, test_ds, cfg, loss)
+    rows = rd.metrics()
+    report = {
+        "dataset": cfg.dataset, "loss": cfg.loss, "net": cfg.net, "seed": cfg.seed, "epochs": cfg.epochs,
+        "test": final.to_dict(), "final_accuracy": final.accuracy,
+        "latency_ms": final.to_dict()["latency_ms"]["0.99"],
+        "seconds_per_epoch": float(np.mean([r["seconds"] for r in rows])) if rows else None,
+        "train_samples_per_s": float(np.mean([r["samples_per_s"] for r in rows])) if rows else None,
+        "run_dir": str(rd.path),
+    }
+    rd.write_report(report)
+    return report
+
+
+def _train_epoch(cfg, epoch, skip_batches, acc, net, loss, opt, loader, val_ds, test_ds, rd, progress, stop, state,
+                 stop_after_batches):
+    """One epoch: the batches (from ``skip_batches`` on), then evaluation, the metrics line and checkpoints.
+
+    A stop request (Ctrl-C, or ``stop_after_batches`` reached) is honoured at a batch boundary: the
+    checkpoint then records the epoch, the next batch and the running sums, and TrainingInterrupted is raised.
+    """
+    opt.lr = cfg.lr * cfg.lr_decay ** epoch
+    loader.set_epoch(epoch)
+    n_batches = len(loader)
+    progress.start_epoch(epoch, cfg.epochs, n_batches)
+    acc = acc or {"loss": 0.0, "correct": 0, "n": 0, "seconds": 0.0}
+    t0 = time.perf_counter()
+    for batch, (x, y) in enumerate(loader):
+        if batch < skip_batches:
+            continue  # resuming: the loader still draws these batches so every RNG stays in step
+        if stop.requested or (stop_after_batches is not None and state["batches"] >= stop_after_batches):
+            acc["seconds"] += time.perf_counter() - t0
+            save_checkpoint(rd.ckpt / "last.npz", net, opt, {"epoch": epoch, "batch": batch, "best": state["best"],
+                                                           "accumulators": acc, "complete": False})
+            raise TrainingInterrupted(rd.path)
+        out = net.forward(x, train=True)
+        value, grad = loss.value_and_grad(out, y)
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, batch {batch + 1}; try a smaller --lr")
+        net.zero_grad()
+        net.backward(grad)
+        opt.step()
+        b = len(y)
+        acc["loss"] += value * b
+        acc["correct"] += int((predict(out) == y).sum())
+        acc["n"] += b
+        state["batches"] += 1
+        elapsed = acc["seconds"] + time.perf_counter() - t0
+        progress.batch(batch + 1, n_batches, acc["loss"] / acc["n"], acc["correct"] / acc["n"],
+                       acc["n"] / max(elapsed, 1e-9))
+    seconds = acc["seconds"] + time.perf_counter() - t0
+    row = {"epoch": epoch, "train_loss": acc["loss"] / max(acc["n"], 1), "train_acc": acc["correct"] / max(acc["n"], 1),
+           "seconds": seconds, "samples_per_s": acc["n"] / max(seconds, 1e-9), "lr": opt.lr}
+    select = None
+    if val_ds is not None:
+        v = evaluate(net, val_ds, cfg, loss)
+        row.update(val_loss=v.loss, val_acc=v.accuracy)
+        select = v.accuracy
+    te = evaluate(net, test_ds, cfg, loss)
+    row.update(test_loss=te.loss, test_acc=te.accuracy)
+    select = te.accuracy if select is None else select
+    rd.append_metrics(row)
+    progress.end_epoch(row)
+    if select > state["best"]:
+        state["best"] = select
+        save_checkpoint(rd.ckpt / "best.npz", net, opt, {"epoch": epoch + 1, "batch": 0, "best": select,
+                                                       "complete": True})
+    save_checkpoint(rd.ckpt / "last.npz", net, opt, {"epoch": epoch + 1, "batch": 0, "best": state["best"],
+                                                   "complete": epoch + 1 == cfg.epochs})
+
+
+def train_trials(cfg: TrainConfig, progress=None) -> list:
+    """``cfg.trials`` runs with seeds ``seed .. seed+trials-1`` in ``out/seed_<s>`` (one run: ``out``)."""
+    cfg.validate()
+    if cfg.trials == 1:
+        return [train(cfg, progress=progress)]
+    base = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    reports = []
+    for k in range(cfg.trials):
+        c = cfg.updated({"seed": cfg.seed + k, "trials": 1})
+        reports.append(train(c, run_dir=base / f"seed_{c.seed}", progress=progress))
+    return reports
+
+
+def load_run(run_dir, sim: SimParams | None = None, checkpoint: str = "best"):
+    """``(cfg, net)`` of a saved run (``checkpoint`` 'best' or 'last')."""
+    rd = RunDir(run_dir)
+    if not rd.config_path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.toml)")
+    cfg = TrainConfig.from_toml(rd.config_path)
+    net = build_network(cfg, sim)
+    path = rd.ckpt / f"{checkpoint}.npz"
+    if not path.exists():
+        path = rd.ckpt / "last.npz"
+    load_checkpoint(path, net)
+    return cfg, net
