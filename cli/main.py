@@ -8,9 +8,11 @@ from pathlib import Path
 
 import click
 
-from .data_cmd import data as data_group
+import pysrm  # noqa: F401  (first: pysrm sets its thread defaults before NumPy loads)
 from pysrm.config import (DATASET_CHOICES, DEVICE_CHOICES, GRAD_CHOICES, LOSS_CHOICES, OPTIMIZER_CHOICES,
                           TrainConfig)
+
+from .data_cmd import data as data_group
 
 # (option, config key, click type, help) for every `pysrm train` setting; all default to None so that
 # only the flags a user gives override the config file.

@@ -5,8 +5,19 @@ width, time)``, time last, float32 by default (every op also runs in float64).
 A spike has amplitude ``1/Ts``; the spike count of neuron i is
 ``c_i = Ts * sum_t s_i[t]``.  Times are in milliseconds.
 """
-from .params import NeuronParams, SimParams
-from .events import SpikeEvents
+import os as _os
+import sys as _sys
+
+# pysrm's Numba kernels use every core.  A multi-threaded BLAS next to them makes both spin against each
+# other (measured: a training run 4x slower on 2 cores), so unless the user chose otherwise the BLAS runs
+# single-threaded.  This only takes effect when pysrm is imported before NumPy; otherwise set
+# OPENBLAS_NUM_THREADS=1 yourself (see the README, "Threads").
+if "numpy" not in _sys.modules:
+    for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        _os.environ.setdefault(_var, "1")
+
+from .params import NeuronParams, SimParams  # noqa: E402
+from .events import SpikeEvents  # noqa: E402
 
 __version__ = "0.1.0"
 

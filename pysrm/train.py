@@ -116,12 +116,16 @@ def load_data(cfg: TrainConfig, sim: SimParams | None = None):
             test_opts["list_file"] = cfg.test_list
     if cfg.dataset == "synthetic":
         train_opts["seed"] = test_opts["seed"] = 0  # the embedded dataset is fixed; cfg.seed seeds training
+        if cfg.n_train is not None:
+            train_opts["n_samples"] = cfg.n_train
+        if cfg.n_test is not None:
+            test_opts["n_samples"] = cfg.n_test
     train = load_dataset(cfg.dataset, split="train", data_dir=cfg.data_dir, sim=sim, **train_opts)
     test = load_dataset(cfg.dataset, split="test", data_dir=cfg.data_dir, sim=sim, **test_opts)
-    if cfg.n_train is not None:
-        train = Subset(train, np.arange(min(cfg.n_train, len(train))))
-    if cfg.n_test is not None:
-        test = Subset(test, np.arange(min(cfg.n_test, len(test))))
+    if cfg.n_train is not None and len(train) > cfg.n_train:
+        train = Subset(train, np.arange(cfg.n_train))
+    if cfg.n_test is not None and len(test) > cfg.n_test:
+        test = Subset(test, np.arange(cfg.n_test))
     val = None
     if cfg.val_split > 0:
         perm = np.random.default_rng(12345).permutation(len(train))  # fixed split, independent of the seed
