@@ -1,0 +1,99 @@
+"""The example scripts run (as a user would run them) and the example configs are valid."""
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pysrm.config import TrainConfig
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+CONFIGS = sorted((EXAMPLES / "configs").glob("*.toml"))
+HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
+
+
+def run_example(script, tmp_path, *args, timeout=300):
+    env = dict(os.environ, MPLBACKEND="Agg", OPENBLAS_NUM_THREADS="1")
+    env.pop("PYSRM_EXAMPLE_DIR", None)
+    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{script} failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_every_example_is_tested():
+    scripts = sorted(p.name for p in EXAMPLES.glob("[0-9][0-9]_*.py"))
+    assert scripts == ["01_build_and_train.py", "02_single_neuron.py", "03_compare_losses.py", "04_gradcheck.py"]
+    readme = (EXAMPLES / "README.md").read_text()
+    assert all(s in readme for s in scripts)
+
+
+def test_01_build_and_train(tmp_path):
+    out = run_example("01_build_and_train.py", tmp_path, "--epochs", "4")
+    assert len(re.findall(r"^epoch \d/4: train loss [\d.]+, train accuracy [\d.]+ %", out, re.M)) == 4
+    acc = float(re.search(r"final test accuracy: ([\d.]+) %", out).group(1))
+    assert acc > 50.0, out  # chance is 10 %; ~90 % after 4 epochs
+
+
+def test_02_single_neuron(tmp_path):
+    out = run_example("02_single_neuron.py", tmp_path)  # default --out: single_neuron.png in the cwd
+    m = re.search(r"output spikes at \[([\d., ]+)\] ms \((\d+) spikes\)", out)
+    assert m and int(m.group(2)) >= 2, out
+    assert "refractory nu" in out and "u_post" in out
+    if HAVE_MPL:
+        assert (tmp_path / "single_neuron.png").stat().st_size > 1000
+
+
+def test_03_compare_losses(tmp_path):
+    fig = tmp_path / "sub" / "losses.png"
+    fig.parent.mkdir()
+    out = run_example("03_compare_losses.py", tmp_path, "--out", str(fig), "--epochs", "3")
+    for name in ("spike-rate", "spikemax", "spikemax-g", "spikemax-s"):
+        m = re.search(rf"^{name} +test accuracy +([\d.]+) % +latency \(99 %\) +([\d.]+) ms +spikes/sample: "
+                      r"dense1\.srm [\d.]+, output [\d.]+", out, re.M)
+        assert m, f"no result line for {name}:\n{out}"
+        assert float(m.group(1)) > 20.0, out  # every loss learns something (chance 10 %)
+        assert 0.0 <= float(m.group(2)) < 60.0
+    if HAVE_MPL:
+        assert fig.stat().st_size > 1000
+
+
+def test_04_gradcheck(tmp_path):
+    out = run_example("04_gradcheck.py", tmp_path)
+    assert re.search(r"max relative error \d\.\d+e-\d+", out)
+    m = re.search(r"(\d+) passed, (\d+) failed", out)
+    assert m and int(m.group(1)) >= 20 and m.group(2) == "0", out
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_parses_and_validates(path):
+    cfg = TrainConfig.from_toml(path).validate()
+    assert cfg.loss in ("spikemax", "spike-rate", "spikemax-g", "spikemax-s")
+    from pysrm.network import parse_net
+    parse_net(cfg.net)  # the network string is well formed
+
+
+def test_paper_configs_hold_the_paper_settings():
+    expect = {  # dataset, net, (tau_sr, tau_ref), (true_rate, false_rate), window, t_sample
+        "nmnist.toml": ("nmnist", "34x34x2-16c5-2a-32c3-2a-64c3-512-10", (1, 1), (0.2, 0.04), 30, 300),
+        "nmnist_dense.toml": ("nmnist", "34x34x2-512-10", (1, 1), (0.2, 0.04), 30, 300),
+        "dvs_gesture.toml": ("dvs-gesture", "128x128x2-4a-16c5-2a-32c3-2a-512-11", (5, 5), (0.35, 0.07), 35, 300),
+        "ntidigits.toml": ("ntidigits", "64-256-256-11", (5, 5), (0.2, 0.02), 40, 1500),
+    }
+    for name, (ds, net, taus, rates, window, t_sample) in expect.items():
+        c = TrainConfig.from_toml(EXAMPLES / "configs" / name)
+        assert (c.dataset, c.net, (c.tau_sr, c.tau_ref), (c.true_rate, c.false_rate), c.window, c.t_sample) == \
+            (ds, net, taus, rates, window, t_sample), name
+        assert (c.theta, c.ts, c.delays, c.loss) == (10.0, 1.0, True, "spikemax"), name
+    assert TrainConfig.from_toml(EXAMPLES / "configs" / "nmnist.toml").jitter > 0
+
+
+def test_tiny_config_trains(tmp_path):
+    from pysrm.train import train
+    cfg = TrainConfig.from_toml(EXAMPLES / "configs" / "tiny.toml")
+    report = train(cfg, run_dir=tmp_path / "run")
+    assert report["final_accuracy"] > 0.5, report["final_accuracy"]
+    assert (tmp_path / "run" / "report.json").exists()
