@@ -90,10 +90,15 @@ def _check_linear(name, forward, backward_fn, wrts, rng):
 
 
 def check_psp(rng):
+    """The recursive (alpha response) and the direct (any response) paths."""
     eps = F.srm_kernel(NeuronParams(tau_sr=2.0), SimParams(1.0, 20.0))
+    other = eps + np.linspace(0.0, 0.1, eps.size)  # not an alpha function: direct path
     x = _spikes(rng, (2, 3, 20))
-    return _check_linear("psp", lambda: F.psp(x, eps, 0.5), lambda R: {"x": F.psp_backward(R, eps, 0.5)},
-                         {"x": x}, rng)
+    results = []
+    for name, k in (("psp[recursive]", eps), ("psp[direct]", other)):
+        results += _check_linear(name, lambda k=k: F.psp(x, k, 0.5), lambda R, k=k: {"x": F.psp_backward(R, k, 0.5)},
+                                 {"x": x}, rng)
+    return results
 
 
 def _path(x, events: bool):

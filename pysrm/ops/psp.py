@@ -13,9 +13,29 @@ Backward (its adjoint, the correlation):
     \frac{\partial \mathcal L}{\partial x[t]} = T_s \sum_{i=0}^{L-1} \epsilon[i]\, g[t+i],
     \qquad g = \frac{\partial \mathcal L}{\partial\, \mathrm{psp}(x)}
 
-Both act on the last (time) axis of an array of any shape.  The forward
-kernel is event driven: it skips zero inputs, so filtering a spike train costs
-O(spikes x L).  Both are exact (linear) and checked by finite differences.
+Both act on the last (time) axis of an array of any shape.
+
+Two exact ways to compute them:
+
+* **direct** (any response): the forward scatters every non-zero input into
+  the ``L`` bins it reaches (event driven: O(non-zeros x L)); the backward
+  gathers ``L`` gradient bins per output bin (O(T x L)).
+* **recursive** (alpha responses, detected from the samples): a sampled alpha
+  function :math:`\epsilon[i] = K\, i\, a^i` (:math:`a = e^{-T_s/\tau}`) is the
+  impulse response of a second-order recursion, and its truncation after
+  :math:`L` samples subtracts the same recursion delayed by :math:`L`:
+
+  .. math::
+
+      A[t] = a A[t-1] + x[t],\quad F[t] = a\,(F[t-1] + A[t-1]),\quad
+      \mathrm{psp}(x)[t] = T_s K \bigl(F[t] - a^L (F[t-L] + L\, A[t-L])\bigr)
+
+  because :math:`\sum_{i\ge L} i a^i x[t-i] = a^L \sum_{k\ge 0}(k+L) a^k x[t-L-k]`.
+  The backward runs the same recursion backwards in time.  O(T) per row
+  whatever ``L`` is; accumulated in float64, so the result equals the direct
+  (truncated-kernel) definition to float rounding (tested).
+
+Both are exact (linear) and checked by finite differences.
 """
 from __future__ import annotations
 
@@ -24,6 +44,11 @@ from numba import njit, prange
 
 from ..backend import is_device_array
 from ._util import as_rows, response_as
+
+#: alpha responses at least this long use the recursive form (forward / backward); shorter ones are
+#: cheaper directly (measured on 2 cores, see benchmarks/RESULTS.md)
+RECURSIVE_MIN_LENGTH = 6
+RECURSIVE_MIN_LENGTH_BACKWARD = 12
 
 
 @njit(parallel=True, cache=True)
@@ -52,12 +77,74 @@ def _psp_backward_cpu(g, k, out):
             out[r, t] = acc
 
 
+@njit(parallel=True, cache=True)
+def _psp_alpha_cpu(x, a, gain, L, out):
+    # out[t] = gain * (F[t] - a^L (F[t-L] + L A[t-L])), A/F the recursions of the module docstring
+    rows, T = x.shape
+    aL = a ** L
+    for r in prange(rows):
+        hist_a = np.zeros(L)
+        hist_f = np.zeros(L)
+        A = 0.0
+        F = 0.0
+        for t in range(T):
+            F = a * (F + A)
+            A = a * A + x[r, t]
+            j = t % L          # slot of t - L (written L steps ago), then reused for t
+            y = F - aL * (hist_f[j] + L * hist_a[j])
+            hist_a[j] = A
+            hist_f[j] = F
+            out[r, t] = gain * y
+
+
+@njit(parallel=True, cache=True)
+def _psp_alpha_backward_cpu(g, a, gain, L, out):
+    # out[t] = gain * (F'[t] - a^L (F'[t+L] + L A'[t+L])) with A'[t] = a A'[t+1] + g[t], F'[t] = a (F'[t+1] + A'[t+1])
+    rows, T = g.shape
+    aL = a ** L
+    for r in prange(rows):
+        hist_a = np.zeros(L)
+        hist_f = np.zeros(L)
+        A = 0.0
+        F = 0.0
+        for t in range(T - 1, -1, -1):
+            F = a * (F + A)
+            A = a * A + g[r, t]
+            j = t % L
+            y = F - aL * (hist_f[j] + L * hist_a[j])
+            hist_a[j] = A
+            hist_f[j] = F
+            out[r, t] = gain * y
+
+
+def alpha_parameters(kernel):
+    """``(a, K)`` when ``kernel[i] == K * i * a**i`` for all i (to 1e-9 relative), else None."""
+    k = np.asarray(kernel, dtype=np.float64)
+    L = k.shape[0]
+    if L < 3 or k[0] != 0.0 or k[1] <= 0.0:
+        return None
+    a = k[2] / (2.0 * k[1])
+    if not (0.0 < a < 1.0):
+        return None
+    K = k[1] / a
+    i = np.arange(L)
+    ref = K * i * a ** i
+    if np.abs(ref - k).max() > 1e-9 * np.abs(k).max():
+        return None
+    return a, K
+
+
 def psp(x, kernel, ts: float):
     r"""Filter ``x`` (shape ``(..., T)``) causally: ``out[t] = ts * sum_i kernel[i] * x[t-i]``."""
     if is_device_array(x):
         from . import psp_cuda
         return psp_cuda.psp(x, kernel, ts)
     rows = as_rows("x", x)
+    alpha = alpha_parameters(kernel) if len(kernel) >= RECURSIVE_MIN_LENGTH else None
+    if alpha is not None:
+        out = np.empty_like(rows)
+        _psp_alpha_cpu(rows, alpha[0], alpha[1] * ts, len(kernel), out)
+        return out.reshape(x.shape)
     k = response_as("kernel", kernel, x.dtype) * x.dtype.type(ts)
     out = np.zeros_like(rows)
     _psp_cpu(rows, k, out)
@@ -70,6 +157,11 @@ def psp_backward(grad, kernel, ts: float):
         from . import psp_cuda
         return psp_cuda.psp_backward(grad, kernel, ts)
     rows = as_rows("grad", grad)
+    alpha = alpha_parameters(kernel) if len(kernel) >= RECURSIVE_MIN_LENGTH_BACKWARD else None
+    if alpha is not None:
+        out = np.empty_like(rows)
+        _psp_alpha_backward_cpu(rows, alpha[0], alpha[1] * ts, len(kernel), out)
+        return out.reshape(grad.shape)
     k = response_as("kernel", kernel, grad.dtype) * grad.dtype.type(ts)
     out = np.empty_like(rows)
     _psp_backward_cpu(rows, k, out)
