@@ -41,6 +41,7 @@ TRAIN_OPTIONS = [
     ("--scale-rho", "scale_rho", float, "surrogate scale"),
     ("--ts", "ts", float, "time bin (ms)"),
     ("--t-sample", "t_sample", float, "sample length (ms)"),
+    ("--test-t-sample", "test_t_sample", float, "length of test samples (ms; default t_sample)"),
     ("--epochs", "epochs", int, "training epochs"),
     ("--batch-size", "batch_size", int, "mini-batch size"),
     ("--lr", "lr", float, "learning rate"),
@@ -164,22 +165,23 @@ def _print_summary(rep: dict):
 @main.command("eval")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--data-dir", default=None, help="dataset folder (default: the one the run used)")
-@click.option("--t-max", type=float, default=None, help="simulate only the first T ms of each test sample")
+@click.option("--t-max", type=float, default=None,
+              help="length of the simulated test samples in ms (default: the run's test_t_sample or t_sample)")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def eval_cmd(run_dir, data_dir, t_max, checkpoint, as_json):
     """Test accuracy, latency curve and spike counts of a saved network."""
-    from pysrm.train import build_loss, evaluate, load_data, load_run, sim_params
+    from pysrm.train import build_loss, evaluate, load_data, load_run, test_sim_params
     try:
         from pysrm.config import TrainConfig as _C
         cfg = _C.from_toml(Path(run_dir) / "config.toml")
         if data_dir:
             cfg = cfg.updated({"data_dir": data_dir})
         if t_max is not None:
-            cfg = cfg.updated({"t_sample": t_max})
-        sim = sim_params(cfg)
+            cfg = cfg.updated({"test_t_sample": t_max})
+        sim = test_sim_params(cfg)
         _, net = load_run(run_dir, sim=sim, checkpoint=checkpoint)
-        _, _, test = load_data(cfg, sim)
+        _, _, test = load_data(cfg, test_sim=sim)
         res = evaluate(net, test, cfg, build_loss(cfg))
     except (ValueError, TypeError, FileNotFoundError) as e:
         _fail(e)

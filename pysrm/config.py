@@ -51,6 +51,7 @@ class TrainConfig:
     scale_rho: float = 1.0
     ts: float = 1.0
     t_sample: float = 60.0
+    test_t_sample: float | None = None  # length of test samples (ms); None: t_sample (DVS Gesture: 1500)
     # loss
     loss: str = "spikemax"
     window: float = 20.0               # spikemax sliding window W (ms)
@@ -63,7 +64,7 @@ class TrainConfig:
     # optimisation
     epochs: int = 6
     batch_size: int = 32
-    lr: float = 0.01
+    lr: float = 0.03
     optimizer: str = "adam"
     lr_decay: float = 1.0              # multiply lr by this after every epoch
     seed: int = 0
@@ -91,6 +92,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < (0 if name == "epochs" else 1):
                 raise ValueError(f"{name} must be an integer >= {0 if name == 'epochs' else 1}; got {v!r}")
+        if self.test_t_sample is not None and not (math.isfinite(self.test_t_sample) and self.test_t_sample > 0):
+            raise ValueError(f"test_t_sample must be a finite number > 0 (ms); got {self.test_t_sample!r}")
         if not (0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}")
         if not (0.0 <= self.val_split < 1.0):

@@ -61,6 +61,11 @@ def sim_params(cfg: TrainConfig) -> SimParams:
     return SimParams(ts=cfg.ts, t_sample=cfg.t_sample)
 
 
+def test_sim_params(cfg: TrainConfig) -> SimParams:
+    """Simulation of the test split: ``test_t_sample`` ms when set (DVS Gesture tests on 1.5 s), else t_sample."""
+    return SimParams(ts=cfg.ts, t_sample=cfg.test_t_sample or cfg.t_sample)
+
+
 def build_network(cfg: TrainConfig, sim: SimParams | None = None) -> Network:
     return Network.from_string(cfg.net, neuron_params(cfg), sim or sim_params(cfg), delays=cfg.delays,
                                dropout=cfg.dropout, seed=cfg.seed)
@@ -104,10 +109,11 @@ class Subset:
         return self.ds.sample(int(self.indices[i]), *args, **kwargs)
 
 
-def load_data(cfg: TrainConfig, sim: SimParams | None = None):
-    """``(train, validation or None, test)`` datasets of ``cfg``."""
+def load_data(cfg: TrainConfig, sim: SimParams | None = None, test_sim: SimParams | None = None):
+    """``(train, validation or None, test)`` datasets of ``cfg`` (the test split simulated with ``test_sim``)."""
     from .data import load_dataset
     sim = sim or sim_params(cfg)
+    test_sim = test_sim or test_sim_params(cfg)
     train_opts, test_opts = {}, {}
     if cfg.dataset == "nmnist":
         if cfg.train_list:
@@ -121,7 +127,7 @@ def load_data(cfg: TrainConfig, sim: SimParams | None = None):
         if cfg.n_test is not None:
             test_opts["n_samples"] = cfg.n_test
     train = load_dataset(cfg.dataset, split="train", data_dir=cfg.data_dir, sim=sim, **train_opts)
-    test = load_dataset(cfg.dataset, split="test", data_dir=cfg.data_dir, sim=sim, **test_opts)
+    test = load_dataset(cfg.dataset, split="test", data_dir=cfg.data_dir, sim=test_sim, **test_opts)
     if cfg.n_train is not None and len(train) > cfg.n_train:
         train = Subset(train, np.arange(cfg.n_train))
     if cfg.n_test is not None and len(test) > cfg.n_test:
