@@ -13,6 +13,7 @@ from pysrm.config import (DATASET_CHOICES, DEVICE_CHOICES, GRAD_CHOICES, LOSS_CH
                           TrainConfig)
 
 from .data_cmd import data as data_group
+from .sweep_cmd import sweep as sweep_cmd
 
 # (option, config key, click type, help) for every `pysrm train` setting; all default to None so that
 # only the flags a user gives override the config file.
@@ -229,6 +230,7 @@ def gradcheck(dtype, seed):
 
 
 main.add_command(data_group)
+main.add_command(sweep_cmd)
 
 
 if __name__ == "__main__":  # pragma: no cover
