@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
+from .backend import is_device_array
 from .events import SpikeEvents
 from .params import NeuronParams, SimParams
 
@@ -24,7 +25,11 @@ CONV_WEIGHT_SCALE = 100.0
 
 
 class Parameter:
-    """A trainable array with its gradient; ``lower`` is an optional clamp applied after each update."""
+    """A trainable array with its gradient; ``lower`` is an optional clamp applied after each update.
+
+    ``data`` and ``grad`` are NumPy arrays, or CUDA device arrays after :meth:`to` ``("cuda")``;
+    the methods below work on either.
+    """
 
     def __init__(self, data: np.ndarray, name: str, lower: float | None = None):
         self.data = data
@@ -32,9 +37,44 @@ class Parameter:
         self.name = name
         self.lower = lower
 
+    @property
+    def on_device(self) -> bool:
+        return is_device_array(self.data)
+
+    def to(self, device: str) -> "Parameter":
+        """Move ``data`` and ``grad`` to ``'cuda'`` (device arrays) or ``'cpu'`` (NumPy arrays)."""
+        if device == "cuda" and not self.on_device:
+            from . import cuda as dev
+            self.data = dev.to_device(self.data)
+            self.grad = dev.to_device(self.grad)
+        elif device == "cpu" and self.on_device:
+            from . import cuda as dev
+            self.data = dev.to_host(self.data)
+            self.grad = dev.to_host(self.grad)
+        return self
+
+    def accumulate_grad(self, g):
+        """``grad += g`` (on the device with the CUDA accumulate kernel)."""
+        if is_device_array(self.grad):
+            from . import cuda as dev
+            dev.accumulate(self.grad, dev.to_device(g))
+        else:
+            self.grad += g
+
+    def zero_grad(self):
+        if is_device_array(self.grad):
+            from . import cuda as dev
+            dev.fill(self.grad, 0)
+        else:
+            self.grad[...] = 0
+
     def clamp(self):
         if self.lower is not None:
-            np.maximum(self.data, self.lower, out=self.data)
+            if self.on_device:
+                from . import cuda as dev
+                dev.maximum(self.data, self.lower)
+            else:
+                np.maximum(self.data, self.lower, out=self.data)
 
     def __repr__(self):
         return f"Parameter({self.name}, shape={self.data.shape}, dtype={self.data.dtype})"
@@ -51,7 +91,7 @@ class Layer:
 
     def zero_grad(self):
         for p in self.parameters():
-            p.grad[...] = 0
+            p.zero_grad()
 
     def output_shape(self, in_shape):
         return tuple(in_shape)
@@ -64,8 +104,13 @@ class Layer:
 
     def astype(self, dtype):
         for p in self.parameters():
-            p.data = p.data.astype(dtype)
-            p.grad = np.zeros_like(p.data)
+            if p.on_device:
+                from . import cuda as dev
+                p.data = dev.astype(p.data, dtype)
+                p.grad = dev.zeros_like(p.data)
+            else:
+                p.data = p.data.astype(dtype)
+                p.grad = np.zeros_like(p.data)
         return self
 
     def __repr__(self):
@@ -107,7 +152,7 @@ class Dense(Layer):
 
     def backward(self, grad):
         gx, gw = F.dense_backward(self.weight.data, self._x, grad, self.need_input_grad)
-        self.weight.grad += gw
+        self.weight.accumulate_grad(gw)
         return gx
 
     def describe(self):
@@ -149,7 +194,7 @@ class Conv(Layer):
 
     def backward(self, grad):
         gx, gw = F.conv_backward(self.weight.data, self._x, grad, self.stride, self.padding, self.need_input_grad)
-        self.weight.grad += gw
+        self.weight.accumulate_grad(gw)
         return gx
 
     def describe(self):
@@ -241,7 +286,7 @@ class Delay(Layer):
 
     def backward(self, grad):
         gx, gd = F.delay_backward(grad, self._x, self.delay.data, self.sim.ts)
-        self.delay.grad += gd
+        self.delay.accumulate_grad(gd)
         return gx
 
     def describe(self):
@@ -261,9 +306,12 @@ class Dropout(Layer):
         if not train or self.p == 0.0:
             self._mask = None
             return x
-        if isinstance(x, SpikeEvents):
+        if isinstance(x, SpikeEvents) or (is_device_array(x) and hasattr(x, "to_dense")):
             x = x.to_dense()
-        self._mask = F.dropout_mask(x.shape, self.p, self.rng, x.dtype)
+        self._mask = F.dropout_mask(tuple(x.shape), self.p, self.rng, x.dtype)
+        if is_device_array(x):  # the mask is drawn on the host (same draws as on the CPU), copied once
+            from . import cuda as dev
+            self._mask = dev.to_device(self._mask)
         return F.dropout(x, self._mask)
 
     def backward(self, grad):
@@ -286,6 +334,12 @@ class Flatten(Layer):
             self._shape = x.shape
             n, c, h, w, t = x.shape
             return SpikeEvents((n, c * h * w, 1, 1, t), x.offsets, x.neuron, x.time, x.value)
+        if is_device_array(x):  # device array or DeviceSpikeEvents (shape is a plain tuple)
+            self._shape = tuple(x.shape)
+            n, c, h, w, t = self._shape
+            if hasattr(x, "reshape_neurons"):
+                return x.reshape_neurons((n, c * h * w, 1, 1, t))
+            return x.reshape(n, c * h * w, 1, 1, t)
         self._shape = x.shape
         return x.reshape(x.shape[0], -1, 1, 1, x.shape[-1])
 

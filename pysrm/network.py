@@ -14,6 +14,10 @@ output layer).  Pooling layers are followed by SRM neurons too (as in SLAYER).
 With ``dropout=p > 0`` a :class:`~pysrm.layers.Dropout` precedes every conv
 and dense layer except the first.
 
+A network simulates inputs of any length (``t_sample`` only bounds the
+response kernels), so the same network can be tested on longer samples than it
+was trained on (DVS Gesture: 300 ms training windows, 1.5 s test samples).
+
 ``Network.forward`` keeps every spiking layer's output of the last forward in
 ``layer_spikes`` (for spike counts per layer).
 """
@@ -23,6 +27,7 @@ import re
 
 import numpy as np
 
+from .backend import is_device_array, resolve_device
 from .events import SpikeEvents
 from .layers import SRM, Conv, Delay, Dense, Dropout, Layer, Pool
 from .params import NeuronParams, SimParams
@@ -86,6 +91,7 @@ class Network:
         self.layers = list(layers)
         self.input_shape = tuple(input_shape)
         self.neuron, self.sim, self.spec = neuron, sim, spec
+        self.device = "cpu"
         for i, layer in enumerate(self.layers):
             layer.need_input_grad = i > 0
         self.output_shape = self._shape_after(len(self.layers))
@@ -133,6 +139,20 @@ class Network:
             shape = layer.output_shape(shape)
         return shape
 
+    def to(self, device: str) -> "Network":
+        """Move the parameters (and their gradients) to ``'cuda'``, ``'cpu'`` or ``'auto'``.
+
+        On ``'cuda'`` every op runs as a CUDA kernel and the arrays stay on the GPU; inputs
+        given on the host are copied there by :meth:`forward`.  ``'cuda'`` without a usable
+        GPU raises :class:`~pysrm.backend.CudaUnavailableError`; ``'auto'`` falls back to
+        the CPU.  Returns the network.
+        """
+        device = resolve_device(device)
+        for p in self.parameters():
+            p.to(device)
+        self.device = device
+        return self
+
     @property
     def dtype(self):
         for p in self.parameters():
@@ -146,11 +166,15 @@ class Network:
         if len(shape) != 5 or tuple(shape[1:4]) != self.input_shape:
             raise ValueError(f"network input has shape {tuple(shape)}; expected (N, "
                              f"{', '.join(map(str, self.input_shape))}, T) for network {self.spec!r}")
-        if shape[4] != self.sim.n_bins:
-            raise ValueError(f"network input has {shape[4]} time bins; expected {self.sim.n_bins} "
-                             f"(t_sample={self.sim.t_sample} ms / ts={self.sim.ts} ms)")
+        if shape[4] < 1:
+            raise ValueError(f"network input has {shape[4]} time bins; expected at least one")
         dtype = self.dtype
-        if isinstance(x, SpikeEvents):
+        if self.device == "cuda":
+            from . import cuda as dev
+            x = dev.to_device(x, dtype)  # host batches are copied once; device ones only converted
+        elif is_device_array(x):
+            raise TypeError("network input is on the GPU but the network is on the CPU; call net.to('cuda')")
+        elif isinstance(x, SpikeEvents):
             if x.dtype != dtype:
                 x = x.astype(dtype)
         elif x.dtype != dtype:
@@ -175,10 +199,11 @@ class Network:
 
     def zero_grad(self):
         for p in self.parameters():
-            p.grad[...] = 0
+            p.zero_grad()
 
     def state_dict(self) -> dict:
-        return {p.name: p.data.copy() for p in self.parameters()}
+        """``{name: NumPy copy of the parameter}`` (copied back from the GPU if needed)."""
+        return {p.name: (p.data.copy_to_host() if p.on_device else p.data.copy()) for p in self.parameters()}
 
     def load_state_dict(self, state: dict):
         params = {p.name: p for p in self.parameters()}
@@ -189,7 +214,10 @@ class Network:
         for name, p in params.items():
             if state[name].shape != p.data.shape:
                 raise ValueError(f"parameter {name}: stored shape {state[name].shape}, network shape {p.data.shape}")
-            p.data[...] = state[name]
+            if p.on_device:
+                p.data.copy_to_device(np.ascontiguousarray(state[name], dtype=p.data.dtype))
+            else:
+                p.data[...] = state[name]
 
     @property
     def layer_spikes(self) -> list:

@@ -12,12 +12,26 @@ r"""Optimisers on plain arrays (:class:`~pysrm.layers.Parameter` lists).
 Optional L2 weight decay adds :math:`\lambda\theta` to the gradient.  After
 every step each parameter's clamp hook runs (e.g. delays >= 0).  The state
 (``state_dict``) is plain arrays, saved in checkpoints.
+
+Parameters on the GPU (after ``Network.to('cuda')``) are updated by the fused
+CUDA kernels of :mod:`pysrm.ops.optim_cuda` (same formulas, same rounding; the
+clamp is part of the kernel); the optimiser's state then lives on the GPU too
+(moved there on the first step) and ``state_dict`` copies it back.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ._checks import positive
+from .backend import is_device_array
+
+
+def _on_device(params) -> bool:
+    dev = [is_device_array(p.data) for p in params]
+    if any(dev) and not all(dev):
+        raise ValueError("some parameters are on the GPU and some on the CPU; move the whole network with "
+                         "net.to(device) before building the optimiser or stepping")
+    return bool(dev) and dev[0]
 
 
 class Optimizer:
@@ -29,7 +43,11 @@ class Optimizer:
 
     def zero_grad(self):
         for p in self.params:
-            p.grad[...] = 0
+            if is_device_array(p.grad):
+                from . import cuda as dev
+                dev.fill(p.grad, 0)
+            else:
+                p.grad[...] = 0
 
     def _grad(self, p):
         g = p.grad
@@ -39,18 +57,42 @@ class Optimizer:
 
     def step(self):
         self.step_count += 1
+        if _on_device(self.params):
+            self._step_device()
+            return
+        for arrays in self._slots().values():  # state follows parameters moved back to the CPU
+            for i, a in enumerate(arrays):
+                if is_device_array(a):
+                    arrays[i] = a.copy_to_host()
         for i, p in enumerate(self.params):
             self._update(i, p, self._grad(p))
             p.clamp()
 
+    def _step_device(self):
+        from . import cuda as dev
+        from .ops import optim_cuda
+        bad = optim_cuda.nonfinite_flags([p.grad for p in self.params])
+        if bad.any():
+            p = self.params[int(np.flatnonzero(bad)[0])]
+            raise FloatingPointError(f"gradient of {p.name} contains NaN or inf; refusing to update the parameters")
+        for arrays in self._slots().values():  # state moves to the device on the first step
+            for i, a in enumerate(arrays):
+                if not is_device_array(a):
+                    arrays[i] = dev.to_device(a)
+        for i, p in enumerate(self.params):
+            self._update_device(optim_cuda, i, p)
+
     def _update(self, i, p, g):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _update_device(self, kernels, i, p):  # pragma: no cover - interface
         raise NotImplementedError
 
     def state_dict(self) -> dict:
         out = {"step_count": np.array(self.step_count), "lr": np.array(self.lr)}
         for key, arrays in self._slots().items():
             for i, a in enumerate(arrays):
-                out[f"{key}.{i}"] = a.copy()
+                out[f"{key}.{i}"] = a.copy_to_host() if is_device_array(a) else a.copy()
         return out
 
     def load_state_dict(self, state: dict):
@@ -58,7 +100,10 @@ class Optimizer:
         self.lr = float(state["lr"])
         for key, arrays in self._slots().items():
             for i, a in enumerate(arrays):
-                a[...] = state[f"{key}.{i}"]
+                if is_device_array(a):
+                    a.copy_to_device(np.ascontiguousarray(state[f"{key}.{i}"], dtype=a.dtype))
+                else:
+                    a[...] = state[f"{key}.{i}"]
 
     def _slots(self) -> dict:
         return {}
@@ -68,7 +113,7 @@ class SGD(Optimizer):
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0):
         super().__init__(params, lr, weight_decay)
         self.momentum = positive("momentum", momentum, allow_zero=True)
-        self.v = [np.zeros_like(p.data) for p in self.params]
+        self.v = [_zeros_like(p.data) for p in self.params]
 
     def _update(self, i, p, g):
         if self.momentum:
@@ -76,6 +121,10 @@ class SGD(Optimizer):
             self.v[i] += g
             g = self.v[i]
         p.data -= (self.lr * g).astype(p.data.dtype, copy=False)
+
+    def _update_device(self, kernels, i, p):
+        kernels.sgd_update(p.data, p.grad, self.v[i] if self.momentum else None, self.lr, self.momentum,
+                           self.weight_decay, p.lower)
 
     def _slots(self):
         return {"v": self.v}
@@ -86,8 +135,8 @@ class Adam(Optimizer):
         super().__init__(params, lr, weight_decay)
         self.b1, self.b2 = float(betas[0]), float(betas[1])
         self.eps = positive("eps", eps)
-        self.m = [np.zeros_like(p.data) for p in self.params]
-        self.v = [np.zeros_like(p.data) for p in self.params]
+        self.m = [_zeros_like(p.data) for p in self.params]
+        self.v = [_zeros_like(p.data) for p in self.params]
 
     def _update(self, i, p, g):
         k = self.step_count
@@ -99,6 +148,10 @@ class Adam(Optimizer):
         mhat = m / (1 - self.b1 ** k)
         vhat = v / (1 - self.b2 ** k)
         p.data -= (self.lr * mhat / (np.sqrt(vhat) + self.eps)).astype(p.data.dtype, copy=False)
+
+    def _update_device(self, kernels, i, p):
+        kernels.adam_update(p.data, p.grad, self.m[i], self.v[i], self.lr, self.b1, self.b2, self.eps,
+                            self.step_count, self.weight_decay, p.lower)
 
     def _slots(self):
         return {"m": self.m, "v": self.v}
@@ -130,6 +183,11 @@ class NAdam(Adam):
         upd = (self._mu_next * m / (1 - prod * self._mu_next) + (1 - self._mu) * g / (1 - prod))
         p.data -= (self.lr * upd / (np.sqrt(vhat) + self.eps)).astype(p.data.dtype, copy=False)
 
+    def _update_device(self, kernels, i, p):
+        kernels.nadam_update(p.data, p.grad, self.m[i], self.v[i], self.lr, self.b1, self.b2, self.eps,
+                             self.step_count, self._mu, self._mu_next, float(self.mu_product), self.weight_decay,
+                             p.lower)
+
     def state_dict(self):
         out = super().state_dict()
         out["mu_product"] = self.mu_product.copy()
@@ -138,6 +196,14 @@ class NAdam(Adam):
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self.mu_product = np.array(float(state["mu_product"]))
+
+
+def _zeros_like(a):
+    """Zeros like ``a``, on the GPU when ``a`` is there."""
+    if is_device_array(a):
+        from . import cuda as dev
+        return dev.zeros_like(a)
+    return np.zeros_like(a)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "nadam": NAdam}

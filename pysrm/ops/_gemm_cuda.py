@@ -1,0 +1,274 @@
+r"""Tiled shared-memory matrix products for the dense and conv CUDA ops.
+
+One kernel computes every product the synapses need, as a (batched or
+batch-reduced) matrix product whose operands are *read through an index map*
+(implicit GEMM: the conv's im2col matrix is never stored):
+
+.. math::
+
+    C[b, r, c] = \sum_k A_b[r, k]\, B_b[k, c] \quad\text{(batched)}, \qquad
+    C[z, r, c] = \sum_{(b, k) \in \text{split } z} A_b[r, k]\, B_b[k, c] \quad\text{(reduced, split-K)}
+
+=====  ================  ==============================  ===============================  =========
+mode   product           ``A_b[r, k]``                    ``B_b[k, c]``                    reduced
+=====  ================  ==============================  ===============================  =========
+0      dense forward     ``w[o=r, i=k]``                  ``x[b, i=k, t=c]``               no
+1      dense grad x      ``w[o=k, i=r]``                  ``g[b, o=k, t=c]``               no
+2      dense grad w      ``g[b, o=r, t=k]``               ``x[b, i=c, t=k]``               yes
+3      conv forward      ``w[co=r, (ci,ky,kx)=k]``        ``x[b, ci, s*oy+ky-p, s*ox+kx-p, t]``, ``c=(oy,ox,t)``  no
+4      conv grad x       ``w[co, ci=r, ky, kx]``, ``k=(co,ky,kx)``  ``g[b, co, oy, ox, t]`` with ``s*oy+ky-p = iy``, ``c=(iy,ix,t)``  no
+5      conv grad w       ``g[b, co=r, (oy,ox,t)=k]``      ``x[b, ci, s*oy+ky-p, s*ox+kx-p, t]``, ``c=(ci,ky,kx)``  yes
+=====  ================  ==============================  ===============================  =========
+
+Out-of-range (padding) positions read as zero.
+
+Thread mapping and tiling.  A block of ``GEMM_THREADS x GEMM_THREADS`` threads
+computes a ``GEMM_BLOCK x GEMM_BLOCK`` tile of ``C`` (``blockIdx.y`` rows,
+``blockIdx.x`` columns); each thread owns a ``GEMM_MICRO x GEMM_MICRO``
+register block (rows ``ty + i*GEMM_THREADS``, columns ``tx + j*GEMM_THREADS``,
+so stores are coalesced).  The reduction runs over ``GEMM_THREADS``-deep K
+tiles: the block stages the ``A`` and ``B`` tiles in shared memory (each thread
+loads ``GEMM_MICRO`` elements of each, in the order that makes the global reads
+contiguous for that mode), synchronises, and accumulates the outer products
+from shared memory into registers.  ``blockIdx.z`` strides over the batch
+(batched modes) or over the ``(sample, K tile)`` pairs (reduced modes: split-K,
+so a small weight gradient still fills the GPU); the reduced modes write one
+partial tile per ``z`` which :func:`pysrm.cuda.sum_rows` adds up in a fixed
+order (deterministic, no atomics).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from numba import cuda
+
+from .. import cuda as dev
+from ..cuda import GEMM_BLOCK, GEMM_MICRO, GEMM_THREADS, GRID_Z_MAX
+
+DENSE_FWD, DENSE_GX, DENSE_GW, CONV_FWD, CONV_GX, CONV_GW = range(6)
+_REDUCED = (DENSE_GW, CONV_GW)
+
+#: options of the GEMM kernels: at most 128 registers per thread, so that two 256-thread blocks fit
+#: on an SM (ptxas, sm_90: float32 126 registers and no spills; float64 128 with a few bytes spilled)
+_GEMM_JIT = dict(cache=True) if dev.SIMULATOR else dict(cache=True, max_registers=128)
+
+#: target number of blocks when splitting a batch-reduced product over ``blockIdx.z``
+SPLIT_TARGET_BLOCKS = int(os.environ.get("PYSRM_CUDA_SPLIT_BLOCKS", "3" if dev.SIMULATOR else "1024"))
+
+
+@cuda.jit(device=True, cache=True)
+def _a_index(mode, b, r, k, g):
+    Ci, H, W, Co, Ho, Wo, KH, KW, sy, sx, py, px, T = g
+    if mode == 0:
+        return r * Ci + k
+    if mode == 1:
+        return k * Ci + r
+    if mode == 2:
+        return (b * Co + r) * T + k
+    if mode == 3:
+        return r * (Ci * KH * KW) + k
+    if mode == 4:
+        co = k // (KH * KW)
+        rem = k - co * (KH * KW)
+        return (co * Ci + r) * (KH * KW) + rem
+    return (b * Co + r) * (Ho * Wo * T) + k
+
+
+@cuda.jit(device=True, cache=True)
+def _b_index(mode, b, k, c, g):
+    # flat index into B, or -1 for a zero (padding) entry
+    Ci, H, W, Co, Ho, Wo, KH, KW, sy, sx, py, px, T = g
+    if mode == 0:
+        return (b * Ci + k) * T + c
+    if mode == 1:
+        return (b * Co + k) * T + c
+    if mode == 2:
+        return (b * Ci + c) * T + k
+    if mode == 3 or mode == 5:
+        if mode == 3:
+            q = k
+            p = c
+        else:
+            q = c
+            p = k
+        ci = q // (KH * KW)
+        rem = q - ci * (KH * KW)
+        ky = rem // KW
+        kx = rem - ky * KW
+        pp = p // T
+        t = p - pp * T
+        oy = pp // Wo
+        ox = pp - oy * Wo
+        iy = oy * sy + ky - py
+        ix = ox * sx + kx - px
+        if iy < 0 or iy >= H or ix < 0 or ix >= W:
+            return -1
+        return (((b * Ci + ci) * H + iy) * W + ix) * T + t
+    # mode 4: k = (co, ky, kx), c = (iy, ix, t)
+    co = k // (KH * KW)
+    rem = k - co * (KH * KW)
+    ky = rem // KW
+    kx = rem - ky * KW
+    pp = c // T
+    t = c - pp * T
+    iy = pp // W
+    ix = pp - iy * W
+    ny = iy + py - ky
+    nx = ix + px - kx
+    if ny < 0 or nx < 0:
+        return -1
+    oy = ny // sy
+    ox = nx // sx
+    if oy * sy != ny or ox * sx != nx or oy >= Ho or ox >= Wo:
+        return -1
+    return (((b * Co + co) * Ho + oy) * Wo + ox) * T + t
+
+
+@cuda.jit(device=True, cache=True)
+def _tile_step(mode, A, B, M, Ncol, K, b, k0, g, zero, sA, sB, acc, areg, breg):
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    tid = ty * GEMM_THREADS + tx
+    nt = GEMM_THREADS * GEMM_THREADS
+    r0 = cuda.blockIdx.y * GEMM_BLOCK
+    c0 = cuda.blockIdx.x * GEMM_BLOCK
+    a_kfast = mode == 0 or mode == 2 or mode == 3 or mode == 5
+    b_cfast = mode == 0 or mode == 1 or mode == 3 or mode == 4
+    for e in range(GEMM_MICRO):
+        q = tid + e * nt
+        if a_kfast:
+            ar = q // GEMM_THREADS
+            ak = q - ar * GEMM_THREADS
+        else:
+            ak = q // GEMM_BLOCK
+            ar = q - ak * GEMM_BLOCK
+        r = r0 + ar
+        k = k0 + ak
+        v = zero
+        if r < M and k < K:
+            v = A[_a_index(mode, b, r, k, g)]
+        sA[ak, ar] = v
+        if b_cfast:
+            bk = q // GEMM_BLOCK
+            bc = q - bk * GEMM_BLOCK
+        else:
+            bc = q // GEMM_THREADS
+            bk = q - bc * GEMM_THREADS
+        k = k0 + bk
+        c = c0 + bc
+        v = zero
+        if k < K and c < Ncol:
+            idx = _b_index(mode, b, k, c, g)
+            if idx >= 0:
+                v = B[idx]
+        sB[bk, bc] = v
+    cuda.syncthreads()
+    for kk in range(GEMM_THREADS):
+        for i in range(GEMM_MICRO):
+            areg[i] = sA[kk, ty + i * GEMM_THREADS]
+        for j in range(GEMM_MICRO):
+            breg[j] = sB[kk, tx + j * GEMM_THREADS]
+        for i in range(GEMM_MICRO):
+            for j in range(GEMM_MICRO):
+                acc[i, j] += areg[i] * breg[j]
+    cuda.syncthreads()
+
+
+@cuda.jit(device=True, cache=True)
+def _store(C, z, M, Ncol, acc, zero, accumulate):
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    r0 = cuda.blockIdx.y * GEMM_BLOCK
+    c0 = cuda.blockIdx.x * GEMM_BLOCK
+    for i in range(GEMM_MICRO):
+        r = r0 + ty + i * GEMM_THREADS
+        for j in range(GEMM_MICRO):
+            c = c0 + tx + j * GEMM_THREADS
+            if r < M and c < Ncol:
+                if accumulate:
+                    C[z, r, c] += acc[i, j]
+                else:
+                    C[z, r, c] = acc[i, j]
+            acc[i, j] = zero
+
+
+@cuda.jit(device=True, cache=True)
+def _gemm_body(mode, A, B, C, M, Ncol, K, nbatch, accumulate, g, zero, sA, sB, acc, areg, breg):
+    for i in range(GEMM_MICRO):
+        for j in range(GEMM_MICRO):
+            acc[i, j] = zero
+    reduced = mode == 2 or mode == 5
+    if reduced:
+        nkt = (K + GEMM_THREADS - 1) // GEMM_THREADS
+        for item in range(cuda.blockIdx.z, nbatch * nkt, cuda.gridDim.z):
+            b = item // nkt
+            k0 = (item - b * nkt) * GEMM_THREADS
+            _tile_step(mode, A, B, M, Ncol, K, b, k0, g, zero, sA, sB, acc, areg, breg)
+        _store(C, cuda.blockIdx.z, M, Ncol, acc, zero, accumulate)
+    else:
+        for b in range(cuda.blockIdx.z, nbatch, cuda.gridDim.z):
+            for k0 in range(0, K, GEMM_THREADS):
+                _tile_step(mode, A, B, M, Ncol, K, b, k0, g, zero, sA, sB, acc, areg, breg)
+            _store(C, b, M, Ncol, acc, zero, accumulate)
+
+
+@cuda.jit(**_GEMM_JIT)
+def _gemm_f32(mode, A, B, C, M, Ncol, K, nbatch, accumulate, g, zero):
+    sA = cuda.shared.array((GEMM_THREADS, GEMM_BLOCK), dtype=np.float32)
+    sB = cuda.shared.array((GEMM_THREADS, GEMM_BLOCK), dtype=np.float32)
+    acc = cuda.local.array((GEMM_MICRO, GEMM_MICRO), dtype=np.float32)
+    areg = cuda.local.array(GEMM_MICRO, dtype=np.float32)
+    breg = cuda.local.array(GEMM_MICRO, dtype=np.float32)
+    _gemm_body(mode, A, B, C, M, Ncol, K, nbatch, accumulate, g, zero, sA, sB, acc, areg, breg)
+
+
+@cuda.jit(**_GEMM_JIT)
+def _gemm_f64(mode, A, B, C, M, Ncol, K, nbatch, accumulate, g, zero):
+    sA = cuda.shared.array((GEMM_THREADS, GEMM_BLOCK), dtype=np.float64)
+    sB = cuda.shared.array((GEMM_THREADS, GEMM_BLOCK), dtype=np.float64)
+    acc = cuda.local.array((GEMM_MICRO, GEMM_MICRO), dtype=np.float64)
+    areg = cuda.local.array(GEMM_MICRO, dtype=np.float64)
+    breg = cuda.local.array(GEMM_MICRO, dtype=np.float64)
+    _gemm_body(mode, A, B, C, M, Ncol, K, nbatch, accumulate, g, zero, sA, sB, acc, areg, breg)
+
+
+def geometry(Ci, H=1, W=1, Co=1, Ho=1, Wo=1, KH=1, KW=1, sy=1, sx=1, py=0, px=0, T=1) -> tuple:
+    """The integer geometry tuple the index maps read (dense: ``Ci = I``, ``Co = O``)."""
+    return tuple(int(v) for v in (Ci, H, W, Co, Ho, Wo, KH, KW, sy, sx, py, px, T))
+
+
+def gemm(mode: int, A, B, M: int, Ncol: int, K: int, nbatch: int, geom: tuple, dtype, out=None):
+    """Run the product of ``mode`` (see the module table) and return ``C``.
+
+    Batched modes return ``(nbatch, M, Ncol)`` (``out`` may be given to write into); reduced
+    modes return ``(M, Ncol)`` (the sum over the batch).
+    """
+    dtype = np.dtype(dtype)
+    kern = _gemm_f32 if dtype == np.float32 else _gemm_f64
+    A1 = A.reshape(A.size)
+    B1 = B.reshape(B.size)
+    tiles_x = dev.ceil_div(Ncol, GEMM_BLOCK)
+    tiles_y = dev.ceil_div(M, GEMM_BLOCK)
+    block = (GEMM_THREADS, GEMM_THREADS)
+    zero = dtype.type(0)
+    if mode in _REDUCED:
+        work = nbatch * dev.ceil_div(K, GEMM_THREADS)
+        nsplit = max(1, min(work, dev.ceil_div(SPLIT_TARGET_BLOCKS, tiles_x * tiles_y), GRID_Z_MAX))
+        if M == 0 or Ncol == 0:
+            return dev.zeros((M, Ncol), dtype)
+        if work == 0:
+            return dev.zeros((M, Ncol), dtype)
+        part = dev.empty((nsplit, M, Ncol), dtype)
+        kern[(tiles_x, tiles_y, nsplit), block](mode, A1, B1, part, M, Ncol, K, nbatch, False, geom, zero)
+        if nsplit == 1:
+            return part.reshape(M, Ncol)
+        return dev.sum_rows(part.reshape(nsplit, M * Ncol)).reshape(M, Ncol)
+    C = out if out is not None else dev.empty((nbatch, M, Ncol), dtype)
+    if C.size == 0:
+        return C
+    if K == 0:
+        dev.fill(C, 0)
+        return C
+    kern[(tiles_x, tiles_y, min(nbatch, GRID_Z_MAX)), block](mode, A1, B1, C, M, Ncol, K, nbatch, False, geom, zero)
+    return C

@@ -1,0 +1,185 @@
+r"""CUDA kernels of the 2-D convolution synapse (see :mod:`pysrm.ops.conv`).
+
+.. math::
+
+    a[n, c_o, y, x, t] = \sum_{c_i, k_y, k_x} w[c_o, c_i, k_y, k_x]\, x[n, c_i, s y + k_y - p, s x + k_x - p, t]
+
+with the input gradient (transposed convolution) and the weight gradient
+(correlation of gradient and input) of the CPU module's docstring.
+
+Dense input: implicit-GEMM tiled shared-memory products (:mod:`pysrm.ops._gemm_cuda`):
+
+* forward (mode 3): ``C[n] (Co x Ho*Wo*T) = W (Co x Ci*KH*KW) . im2col(x[n])``;
+* input gradient (mode 4): ``C[n] (Ci x H*W*T) = W^T . col2im-gather(g[n])``
+  (each input position gathers the ``(co, ky, kx)`` outputs it reached -- no atomics);
+* weight gradient (mode 5): ``C (Co x Ci*KH*KW) = sum_n g[n] (Co x Ho*Wo*T) . im2col(x[n])^T``,
+  split over (sample, K tile) blocks and reduced deterministically.
+
+The im2col operand is never stored; its entries are read through the index map.
+
+Sparse input (:class:`~pysrm.cuda.DeviceSpikeEvents`), event driven:
+
+* forward: one thread per ``(event, ky, kx, co)`` (``co`` fastest) scatters
+  ``value * w[co, ci, ky, kx]`` into ``out^T[n, oy, ox, t, co]`` (atomic add,
+  coalesced over ``co``); transposed back to ``(N, Co, Ho, Wo, T)`` through
+  shared-memory tiles;
+* weight gradient: one block per chunk of consecutive events, threads striding
+  over ``j = (ky, kx, co)``; each thread sums ``value * g^T[n, oy, ox, t, co]``
+  in a register and flushes it into ``grad_w^T[ci, ky, kx, co]`` (atomic add)
+  when the event's channel changes (events are sorted by neuron, so by channel);
+* input gradient (only when asked): the dense product of mode 4.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from .. import cuda as dev
+from ..cuda import DeviceSpikeEvents
+from . import _gemm_cuda as G
+from .conv import _pair, conv_output_size
+from .dense_cuda import EVENT_CHUNK
+
+
+@cuda.jit(cache=True)
+def _conv_events_kernel(sample, neuron, time, value, wT, outT, H, W, sy, sx, py, px):
+    # wT: (Ci, KH, KW, Co); outT: (N, Ho, Wo, T, Co)
+    E = neuron.shape[0]
+    KH, KW, Co = wT.shape[1], wT.shape[2], wT.shape[3]
+    Ho, Wo = outT.shape[1], outT.shape[2]
+    per = KH * KW * Co
+    for idx in range(cuda.grid(1), E * per, cuda.gridsize(1)):
+        k = idx // per
+        j = idx - k * per
+        ky = j // (KW * Co)
+        rem = j - ky * (KW * Co)
+        kx = rem // Co
+        co = rem - kx * Co
+        nidx = neuron[k]
+        ci = nidx // (H * W)
+        rem2 = nidx - ci * (H * W)
+        iy = rem2 // W
+        ix = rem2 - iy * W
+        ny = iy + py - ky
+        nx = ix + px - kx
+        if ny < 0 or nx < 0:
+            continue
+        oy = ny // sy
+        ox = nx // sx
+        if oy * sy != ny or ox * sx != nx or oy >= Ho or ox >= Wo:
+            continue
+        cuda.atomic.add(outT, (sample[k], oy, ox, time[k], co), value[k] * wT[ci, ky, kx, co])
+
+
+@cuda.jit(cache=True)
+def _conv_events_wgrad_kernel(sample, neuron, time, value, gT, gwT, H, W, sy, sx, py, px, chunk, zero):
+    # gT: (N, Ho, Wo, T, Co); gwT: (Ci, KH, KW, Co)
+    E = neuron.shape[0]
+    KH, KW, Co = gwT.shape[1], gwT.shape[2], gwT.shape[3]
+    Ho, Wo = gT.shape[1], gT.shape[2]
+    per = KH * KW * Co
+    nchunks = (E + chunk - 1) // chunk
+    for c in range(cuda.blockIdx.x, nchunks, cuda.gridDim.x):
+        k0 = c * chunk
+        k1 = k0 + chunk
+        if k1 > E:  # (no min(): builtin min/max do not compile for every Numba CUDA target)
+            k1 = E
+        for j in range(cuda.threadIdx.x, per, cuda.blockDim.x):
+            ky = j // (KW * Co)
+            rem = j - ky * (KW * Co)
+            kx = rem // Co
+            co = rem - kx * Co
+            cur = neuron[k0] // (H * W)
+            acc = zero
+            for k in range(k0, k1):
+                nidx = neuron[k]
+                ci = nidx // (H * W)
+                if ci != cur:
+                    cuda.atomic.add(gwT, (cur, ky, kx, co), acc)
+                    acc = zero
+                    cur = ci
+                rem2 = nidx - ci * (H * W)
+                iy = rem2 // W
+                ix = rem2 - iy * W
+                ny = iy + py - ky
+                nx = ix + px - kx
+                if ny < 0 or nx < 0:
+                    continue
+                oy = ny // sy
+                ox = nx // sx
+                if oy * sy != ny or ox * sx != nx or oy >= Ho or ox >= Wo:
+                    continue
+                acc += value[k] * gT[sample[k], oy, ox, time[k], co]
+            cuda.atomic.add(gwT, (cur, ky, kx, co), acc)
+
+
+def _check(w, x, stride, padding):
+    if len(w.shape) != 4:
+        raise ValueError(f"w must have 4 dimensions, got shape {tuple(w.shape)}")
+    shape = tuple(x.shape)
+    if len(shape) != 5:
+        raise ValueError(f"x must have 5 dimensions, got shape {shape}")
+    if not isinstance(x, DeviceSpikeEvents) and not dev.is_device_array(x):
+        raise TypeError(f"x must be a device array or DeviceSpikeEvents when w is on the device, "
+                        f"got {type(x).__name__}; move it with pysrm.cuda.to_device")
+    if w.shape[1] != shape[1]:
+        raise ValueError(f"conv weight expects {w.shape[1]} input channels but x of shape {shape} has {shape[1]}")
+    if w.dtype != x.dtype:
+        raise TypeError(f"w has dtype {w.dtype} but x has dtype {x.dtype}; they must match")
+    sy, sx = _pair("stride", stride)
+    py, px = _pair("padding", padding)
+    if sy < 1 or sx < 1 or py < 0 or px < 0:
+        raise ValueError(f"stride must be >= 1 and padding >= 0, got stride={stride!r}, padding={padding!r}")
+    ho, wo = conv_output_size(shape[2], shape[3], tuple(w.shape[2:]), (sy, sx), (py, px))
+    if ho < 1 or wo < 1:
+        raise ValueError(f"conv kernel {tuple(w.shape[2:])} with padding {padding!r} does not fit input of "
+                         f"spatial size {shape[2:4]}")
+    return shape, (sy, sx, py, px), (ho, wo)
+
+
+def conv(w, x, stride=1, padding=0):
+    """Device version of :func:`pysrm.ops.conv.conv`; returns ``(N, Co, Ho, Wo, T)``."""
+    shape, (sy, sx, py, px), (ho, wo) = _check(w, x, stride, padding)
+    N, Ci, H, W, T = shape
+    Co, _, KH, KW = w.shape
+    dt = np.dtype(w.dtype)
+    if isinstance(x, DeviceSpikeEvents):
+        outT = dev.zeros((N, ho, wo, T, Co), dt)
+        if x.n_events:
+            wT = dev.transpose(w.reshape(1, Co, Ci * KH * KW)).reshape(Ci, KH, KW, Co)
+            dev.launch(_conv_events_kernel, x.n_events * KH * KW * Co, x.sample, x.neuron, x.time, x.value, wT,
+                       outT, H, W, sy, sx, py, px)
+        out = dev.transpose(outT.reshape(N, ho * wo * T, Co))
+        return out.reshape(N, Co, ho, wo, T)
+    geom = G.geometry(Ci, H, W, Co, ho, wo, KH, KW, sy, sx, py, px, T)
+    out = G.gemm(G.CONV_FWD, w, x, Co, ho * wo * T, Ci * KH * KW, N, geom, dt)
+    return out.reshape(N, Co, ho, wo, T)
+
+
+def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True):
+    """Device version of :func:`pysrm.ops.conv.conv_backward`: ``(grad_x or None, grad_w)``."""
+    shape, (sy, sx, py, px), (ho, wo) = _check(w, x, stride, padding)
+    N, Ci, H, W, T = shape
+    Co, _, KH, KW = w.shape
+    if tuple(grad.shape) != (N, Co, ho, wo, T):
+        raise ValueError(f"grad has shape {tuple(grad.shape)}; expected the conv output shape {(N, Co, ho, wo, T)}")
+    if grad.dtype != w.dtype:
+        raise TypeError(f"grad has dtype {grad.dtype} but w has dtype {w.dtype}; they must match")
+    dt = np.dtype(w.dtype)
+    geom = G.geometry(Ci, H, W, Co, ho, wo, KH, KW, sy, sx, py, px, T)
+    if isinstance(x, DeviceSpikeEvents):
+        gwT = dev.zeros((Ci, KH, KW, Co), dt)
+        if x.n_events:
+            gT = dev.transpose(grad.reshape(N, Co, ho * wo * T)).reshape(N, ho, wo, T, Co)
+            per = KH * KW * Co
+            blocks = min(dev.ceil_div(x.n_events, EVENT_CHUNK), dev.config.max_blocks)
+            tpb = min(dev.config.threads_per_block, max(32 if not dev.SIMULATOR else 1, per))
+            _conv_events_wgrad_kernel[blocks, tpb](x.sample, x.neuron, x.time, x.value, gT, gwT, H, W, sy, sx, py,
+                                                   px, EVENT_CHUNK, dt.type(0))
+        grad_w = dev.transpose(gwT.reshape(1, Ci * KH * KW, Co)).reshape(Co, Ci, KH, KW)
+    else:
+        grad_w = G.gemm(G.CONV_GW, grad, x, Co, Ci * KH * KW, ho * wo * T, N, geom, dt).reshape(Co, Ci, KH, KW)
+    grad_x = None
+    if need_input_grad:
+        grad_x = G.gemm(G.CONV_GX, w, grad, Ci, H * W * T, Co * KH * KW, N, geom, dt).reshape(shape)
+    return grad_x, grad_w
