@@ -17,17 +17,29 @@ within a relative :math:`10^{-9}` of the maximum are treated as tied, so that
 the rounding of a floating-point sum can never decide a tie between equal
 spike counts.  In particular a silent output (all counts zero) predicts
 class 0.  Counts are accumulated in float64 along time.
+
+GPU arrays are accepted: output spikes (small) are copied to the host, and
+hidden layers' spike counts are summed on the device (one number per layer).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ._checks import float_array, positive
+from .backend import is_device_array
 from .losses import _check_labels, _check_spikes, _class_trains, _window_counts_cpu
 
 __all__ = ["predict", "predict_window", "accuracy_vs_time", "latency", "spike_counts_per_layer"]
 
 _TIE_RTOL = 1e-9
+
+
+def _host(spikes):
+    """Output spikes on the host (copied back from the GPU if needed)."""
+    if is_device_array(spikes):
+        from .cuda import to_host
+        return to_host(spikes)
+    return spikes
 
 
 def _argmax_lowest(c):
@@ -52,6 +64,7 @@ def predict(spikes) -> np.ndarray:
     :math:`\hat y_n = \arg\max_i \sum_{t} \sum_{j \in \text{class } i} s_{n,j}[t]`,
     ties to the lowest index (see the module docstring).
     """
+    spikes = _host(spikes)
     N, C, _, T = _check_spikes(spikes)
     c = _running_counts(spikes, T)[:, :, -1]
     return _argmax_lowest(c)
@@ -64,6 +77,7 @@ def predict_window(spikes, window_bins: int) -> np.ndarray:
     :math:`\max(0, t - W_b + 1) .. t` (causal, truncated at 0 like the
     ``spikemax`` loss), then the arg-max is taken with ties to the lowest index.
     """
+    spikes = _host(spikes)
     N, C, _, T = _check_spikes(spikes)
     if isinstance(window_bins, bool) or not isinstance(window_bins, (int, np.integer)):
         raise TypeError(f"window_bins must be an integer, got {window_bins!r} ({type(window_bins).__name__})")
@@ -86,6 +100,7 @@ def accuracy_vs_time(spikes, labels, ts: float):
     float64 arrays of length ``T`` with ``times_ms = k * ts``; ``acc[-1]`` is
     the accuracy of :func:`predict`.
     """
+    spikes = _host(spikes)
     N, C, _, T = _check_spikes(spikes)
     y = _check_labels(labels, N, C)
     ts = positive("ts", ts)
@@ -138,6 +153,10 @@ def spike_counts_per_layer(layer_spikes, ts: float) -> dict:
         if not (isinstance(item, (tuple, list)) and len(item) == 2):
             raise TypeError(f"layer_spikes[{i}] must be a (layer_name, spikes) pair, got {type(item).__name__}")
         name, s = item
+        if is_device_array(s):
+            from .cuda import total
+            out[name] = float(ts * total(s) / s.shape[0])
+            continue
         float_array(f"spikes of layer {name!r}", s, min_ndim=2)
         if name in out:
             raise ValueError(f"layer name {name!r} appears twice in layer_spikes; names must be unique")

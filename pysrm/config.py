@@ -94,6 +94,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer >= {0 if name == 'epochs' else 1}; got {v!r}")
         if self.test_t_sample is not None and not (math.isfinite(self.test_t_sample) and self.test_t_sample > 0):
             raise ValueError(f"test_t_sample must be a finite number > 0 (ms); got {self.test_t_sample!r}")
+        if self.loss == "spikemax" and self.window > self.t_sample:
+            raise ValueError(f"window={self.window} ms is longer than t_sample={self.t_sample} ms; expected a "
+                             "spikemax window <= t_sample")
         if not (0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}")
         if not (0.0 <= self.val_split < 1.0):

@@ -79,6 +79,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._checks import float_array, positive
+from .backend import is_device_array
 from .params import NeuronParams, SimParams
 
 __all__ = [
@@ -292,6 +293,9 @@ def window_counts(spikes, window_bins: int, ts: float = 1.0) -> np.ndarray:
     count.  (Gradient: :math:`\partial c[t]/\partial s[t'] = T_s` for
     :math:`t - W_b < t' \le t`.)
     """
+    if is_device_array(spikes):
+        from . import losses_cuda
+        return losses_cuda.window_counts(spikes, window_bins, ts)
     float_array("spikes", spikes, min_ndim=1)
     if isinstance(window_bins, bool) or not isinstance(window_bins, (int, np.integer)):
         raise TypeError(f"window_bins must be an integer, got {window_bins!r} ({type(window_bins).__name__})")
@@ -327,12 +331,26 @@ class Loss:
         return {"grad": self.grad_mode}
 
     def value_and_grad(self, spikes, labels):
-        """Return ``(value, grad)``: the batch-mean loss (float) and its gradient (like ``spikes``)."""
-        raise NotImplementedError
+        """Return ``(value, grad)``: the batch-mean loss (float) and its gradient (like ``spikes``).
+
+        GPU spike tensors are handled by the CUDA kernels of :mod:`pysrm.losses_cuda`."""
+        if is_device_array(spikes):
+            from . import losses_cuda
+            return losses_cuda.value_and_grad(self, spikes, labels)
+        return self._value_and_grad_cpu(spikes, labels)
 
     def value(self, spikes, labels) -> float:
         """The batch-mean loss as a Python float."""
-        return self.value_and_grad(spikes, labels)[0]
+        if is_device_array(spikes):
+            from . import losses_cuda
+            return losses_cuda.value(self, spikes, labels)
+        return self._value_cpu(spikes, labels)
+
+    def _value_and_grad_cpu(self, spikes, labels):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _value_cpu(self, spikes, labels) -> float:
+        return self._value_and_grad_cpu(spikes, labels)[0]
 
     def __call__(self, spikes, labels):
         return self.value_and_grad(spikes, labels)
@@ -379,7 +397,7 @@ class SpikeRate(Loss):
     def options(self):
         return {"true_rate": self.true_rate, "false_rate": self.false_rate, "grad": self.grad_mode}
 
-    def value_and_grad(self, spikes, labels):
+    def _value_and_grad_cpu(self, spikes, labels):
         N, C, M, T = _check_spikes(spikes)
         y = _check_labels(labels, N, C)
         c = spikes.reshape(N, C, M, T).sum(axis=-1, dtype=np.float64) * self.ts
@@ -428,7 +446,7 @@ class SpikeMaxG(Loss):
     def options(self):
         return {"eps": self.eps, "grad": self.grad_mode}
 
-    def value_and_grad(self, spikes, labels):
+    def _value_and_grad_cpu(self, spikes, labels):
         N, C, M, T = _check_spikes(spikes)
         y = _check_labels(labels, N, C)
         c = spikes.reshape(N, C, M * T).sum(axis=-1, dtype=np.float64)[:, :, None] * self.ts
@@ -466,7 +484,7 @@ class SpikeMaxS(Loss):
 
     name = "spikemax-s"
 
-    def value_and_grad(self, spikes, labels):
+    def _value_and_grad_cpu(self, spikes, labels):
         N, C, M, T = _check_spikes(spikes)
         y = _check_labels(labels, N, C)
         c = spikes.reshape(N, C, M * T).sum(axis=-1, dtype=np.float64)[:, :, None] * self.ts
@@ -535,7 +553,7 @@ class SpikeMax(Loss):
     def options(self):
         return {"window": self.window, "eps": self.eps, "grad": self.grad_mode}
 
-    def value_and_grad(self, spikes, labels):
+    def _value_and_grad_cpu(self, spikes, labels):
         N, C, M, T = _check_spikes(spikes)
         y = _check_labels(labels, N, C)
         if self.window_bins > T:
@@ -684,10 +702,10 @@ class NumSpikes(_PspLoss):
         value = 0.5 * self.ts * float(np.sum(np.square(e, dtype=np.float64))) / N
         return value, e, N, (a, b)
 
-    def value(self, spikes, labels):
+    def _value_cpu(self, spikes, labels):
         return self._error(spikes, labels)[0]
 
-    def value_and_grad(self, spikes, labels):
+    def _value_and_grad_cpu(self, spikes, labels):
         value, e, N, (a, b) = self._error(spikes, labels)
         g = e * e.dtype.type(self.ts / N)
         grad = self._psp_backward(g)
@@ -737,10 +755,10 @@ class SpikeTime(_PspLoss):
         e = self._psp(spikes - desired.astype(spikes.dtype, copy=False))
         return 0.5 * self.ts * float(np.sum(np.square(e, dtype=np.float64))) / N, e, N
 
-    def value(self, spikes, desired):
+    def _value_cpu(self, spikes, desired):
         return self._error(spikes, desired)[0]
 
-    def value_and_grad(self, spikes, desired):
+    def _value_and_grad_cpu(self, spikes, desired):
         value, e, N = self._error(spikes, desired)
         return value, self._psp_backward(e * e.dtype.type(self.ts / N))
 

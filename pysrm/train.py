@@ -342,11 +342,9 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, s
         cfg = TrainConfig.from_toml(rd.config_path)
     cfg.validate()
     device = resolve_device(cfg.device)
-    if device != "cpu":  # pragma: no cover - needs a GPU
-        raise NotImplementedError("training on CUDA is not wired into the pipeline yet; use --device cpu")
     rd = RunDir(run_dir or cfg.out or default_run_dir(cfg))
     sim = sim_params(cfg)
-    net = build_network(cfg, sim)
+    net = build_network(cfg, sim).to(device)  # on 'cuda' every array of a step stays on the GPU
     loss = build_loss(cfg)
     opt = make_optimizer(cfg.optimizer, net.parameters(), lr=cfg.lr)
     train_ds, val_ds, test_ds = load_data(cfg, sim)
@@ -457,8 +455,8 @@ def train_trials(cfg: TrainConfig, progress=None) -> list:
     return reports
 
 
-def load_run(run_dir, sim: SimParams | None = None, checkpoint: str = "best"):
-    """``(cfg, net)`` of a saved run (``checkpoint`` 'best' or 'last')."""
+def load_run(run_dir, sim: SimParams | None = None, checkpoint: str = "best", device: str = "cpu"):
+    """``(cfg, net)`` of a saved run (``checkpoint`` 'best' or 'last') on ``device``."""
     rd = RunDir(run_dir)
     if not rd.config_path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.toml)")
@@ -468,4 +466,4 @@ def load_run(run_dir, sim: SimParams | None = None, checkpoint: str = "best"):
     if not path.exists():
         path = rd.ckpt / "last.npz"
     load_checkpoint(path, net)
-    return cfg, net
+    return cfg, net.to(device)

@@ -435,3 +435,20 @@ def test_cuda_without_a_gpu_is_one_clear_error():
     with pytest.raises(CudaUnavailableError, match="--device cpu"):
         net.to("cuda")
     assert net.to("auto").device == "cpu" and not is_device_array(net.parameters()[0].data)
+
+
+@needs_device
+def test_training_pipeline_on_the_device_matches_the_cpu(tmp_path):
+    """`pysrm train --device cuda` end to end (run directory, checkpoints, report) equals the CPU run."""
+    from pysrm.config import TrainConfig
+    from pysrm.train import train
+    kw = dict(n_train=8, n_test=8, batch_size=4, t_sample=8.0, window=4.0, net="16x16x2-4a-3-10", epochs=2)
+    rep_gpu = train(TrainConfig(device="cuda", **kw), run_dir=tmp_path / "gpu")
+    rep_cpu = train(TrainConfig(device="cpu", **kw), run_dir=tmp_path / "cpu")
+    a = np.load(tmp_path / "gpu" / "checkpoints" / "last.npz")
+    b = np.load(tmp_path / "cpu" / "checkpoints" / "last.npz")
+    for k in b.files:
+        if k != "meta":
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert rep_gpu["test"]["spike_counts_per_layer"] == pytest.approx(rep_cpu["test"]["spike_counts_per_layer"])
+    assert rep_gpu["final_accuracy"] == rep_cpu["final_accuracy"]
