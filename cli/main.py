@@ -169,8 +169,9 @@ def _print_summary(rep: dict):
 @click.option("--t-max", type=float, default=None,
               help="length of the simulated test samples in ms (default: the run's test_t_sample or t_sample)")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
-def eval_cmd(run_dir, data_dir, t_max, checkpoint, as_json):
+def eval_cmd(run_dir, data_dir, t_max, checkpoint, device, as_json):
     """Test accuracy, latency curve and spike counts of a saved network."""
     from pysrm.train import build_loss, evaluate, load_data, load_run, test_sim_params
     try:
@@ -181,10 +182,10 @@ def eval_cmd(run_dir, data_dir, t_max, checkpoint, as_json):
         if t_max is not None:
             cfg = cfg.updated({"test_t_sample": t_max})
         sim = test_sim_params(cfg)
-        _, net = load_run(run_dir, sim=sim, checkpoint=checkpoint)
+        _, net = load_run(run_dir, sim=sim, checkpoint=checkpoint, device=device)
         _, _, test = load_data(cfg, test_sim=sim)
         res = evaluate(net, test, cfg, build_loss(cfg))
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
         _fail(e)
     d = res.to_dict()
     if as_json:
