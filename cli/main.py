@@ -28,6 +28,8 @@ TRAIN_OPTIONS = [
     ("--jitter", "jitter", int, "random spatial jitter augmentation, pixels"),
     ("--net", "net", str, "network shorthand, e.g. 34x34x2-16c5-2a-32c3-2a-64c3-512-10"),
     ("--dropout", "dropout", float, "dropout probability before hidden dense/conv layers"),
+    ("--dense-weight-scale", "dense_weight_scale", float, "init scale of dense weights (SLAYER: 10)"),
+    ("--conv-weight-scale", "conv_weight_scale", float, "init scale of conv weights (SLAYER: 100)"),
     ("--loss", "loss", click.Choice(LOSS_CHOICES), "loss function"),
     ("--window", "window", float, "spikemax sliding window W (ms)"),
     ("--true-rate", "true_rate", float, "spike-rate target for the label neuron (spikes/ms)"),

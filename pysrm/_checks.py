@@ -38,10 +38,22 @@ def float_array(name: str, x, ndim=None, min_ndim=None, finite: bool = True) -> 
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {x.shape}")
     if min_ndim is not None and x.ndim < min_ndim:
         raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {x.shape}")
-    if finite and not np.isfinite(x).all():
+    if finite and not all_finite(x):
         bad = int(np.size(x) - np.isfinite(x).sum())
         raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf); expected finite numbers")
     return x
+
+
+def all_finite(x: np.ndarray) -> bool:
+    """True when every entry is finite.
+
+    Fast path: one summation pass without a temporary boolean array (a sum is finite when all terms
+    are, unless finite values overflow -- then the exact elementwise check decides).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.add.reduce(x, axis=None)):
+            return True
+    return bool(np.isfinite(x).all())
 
 
 def same_dtype(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:

@@ -42,6 +42,8 @@ class TrainConfig:
     net: str = "16x16x2-64-10"
     delays: bool = False
     dropout: float = 0.0
+    dense_weight_scale: float = 10.0   # SLAYER's init scale of dense weights (x U(-1/sqrt(fan_in), 1/sqrt(fan_in)))
+    conv_weight_scale: float = 100.0   # SLAYER's init scale of conv weights
     # neuron and simulation
     theta: float = 10.0
     tau_sr: float = 2.0
@@ -84,7 +86,7 @@ class TrainConfig:
         choice("device", DEVICE_CHOICES)
         choice("grad", GRAD_CHOICES)
         for name in ("theta", "tau_sr", "tau_ref", "scale_ref", "tau_rho", "scale_rho", "ts", "t_sample", "lr",
-                     "window", "lr_decay"):
+                     "window", "lr_decay", "dense_weight_scale", "conv_weight_scale"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a finite number > 0; got {v!r}")

@@ -17,8 +17,36 @@ events (event-driven), which is what makes training on N-MNIST-like inputs
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
 
 from ._checks import float_array
+
+
+@njit(parallel=True, cache=True)
+def _count_nonzero_cpu(x, counts):
+    N, M, T = x.shape
+    for n in prange(N):
+        c = 0
+        for j in range(M):
+            for t in range(T):
+                if x[n, j, t] != 0:
+                    c += 1
+        counts[n] = c
+
+
+@njit(parallel=True, cache=True)
+def _fill_events_cpu(x, offsets, neuron, time, value):
+    N, M, T = x.shape
+    for n in prange(N):
+        k = offsets[n]
+        for j in range(M):
+            for t in range(T):
+                v = x[n, j, t]
+                if v != 0:
+                    neuron[k] = j
+                    time[k] = t
+                    value[k] = v
+                    k += 1
 
 
 class SpikeEvents:
@@ -66,11 +94,16 @@ class SpikeEvents:
         """Events of the non-zero entries of a dense ``(N, C, H, W, T)`` tensor."""
         float_array("x", x, ndim=5)
         n, c, h, w, t = x.shape
-        x2 = x.reshape(n, c * h * w, t)
-        bi, ni, ti = np.nonzero(x2)
+        x2 = np.ascontiguousarray(x).reshape(n, c * h * w, t)
+        counts = np.empty(n, dtype=np.int64)
+        _count_nonzero_cpu(x2, counts)
         offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.bincount(bi, minlength=n), out=offsets[1:])
-        return cls(x.shape, offsets, ni, ti, x2[bi, ni, ti])
+        np.cumsum(counts, out=offsets[1:])
+        neuron = np.empty(offsets[-1], dtype=np.int32)
+        time = np.empty(offsets[-1], dtype=np.int32)
+        value = np.empty(offsets[-1], dtype=x.dtype)
+        _fill_events_cpu(x2, offsets, neuron, time, value)
+        return cls(x.shape, offsets, neuron, time, value)
 
     @classmethod
     def concatenate(cls, samples: list) -> "SpikeEvents":

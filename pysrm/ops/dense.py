@@ -60,20 +60,42 @@ def _dense_events_cpu(offsets, neuron, time, value, wT, outT):
 
 @njit(parallel=True, cache=True)
 def _dense_events_wgrad_cpu(offsets, neuron, time, value, gT, gwT, n_chunks):
-    # gwT[i, :] += value * gT[n, t, :] per event; parallel over blocks of outputs (no races)
+    # gwT[i, :] += value * gT[n, t, :] per event; parallel over blocks of input neurons (no races,
+    # and each thread keeps its rows of gwT in cache); every thread skips the events of other blocks
     N = offsets.shape[0] - 1
-    O = gT.shape[2]
-    step = (O + n_chunks - 1) // n_chunks
+    I, O = gwT.shape
+    step = (I + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
-        o0 = c * step
-        o1 = min(O, o0 + step)
+        i0 = c * step
+        i1 = min(I, i0 + step)
         for n in range(N):
             for k in range(offsets[n], offsets[n + 1]):
                 i = neuron[k]
+                if i < i0 or i >= i1:
+                    continue
                 t = time[k]
                 v = value[k]
-                for o in range(o0, o1):
+                for o in range(O):
                     gwT[i, o] += v * gT[n, t, o]
+
+
+@njit(parallel=True, cache=True)
+def _swap_last_axes_cpu(x, out):
+    # out[n, b, a] = x[n, a, b], in 32 x 32 tiles, parallel over the batch
+    N, A, B = x.shape
+    for n in prange(N):
+        for a0 in range(0, A, 32):
+            for b0 in range(0, B, 32):
+                for a in range(a0, min(A, a0 + 32)):
+                    for b in range(b0, min(B, b0 + 32)):
+                        out[n, b, a] = x[n, a, b]
+
+
+def swap_last_axes(x):
+    """``x.transpose(0, 2, 1)`` as a new C-contiguous array (parallel, tiled)."""
+    out = np.empty((x.shape[0], x.shape[2], x.shape[1]), dtype=x.dtype)
+    _swap_last_axes_cpu(np.ascontiguousarray(x), out)
+    return out
 
 
 @contextmanager
@@ -128,7 +150,7 @@ def dense(w, x):
     if ev is not None:
         outT = np.zeros((N, T, O), dtype=w.dtype)
         _dense_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(w.T), outT)
-        out = np.ascontiguousarray(outT.transpose(0, 2, 1))
+        out = swap_last_axes(outT)
     else:
         out = np.matmul(w, x.reshape(N, -1, T))
     return out.reshape(N, O, 1, 1, T)
@@ -154,10 +176,10 @@ def dense_backward(w, x, grad, need_input_grad: bool = True):
     g = grad.reshape(N, O, T)
     ev = _as_events(x)
     if ev is not None:
-        gT = np.ascontiguousarray(g.transpose(0, 2, 1))
+        gT = swap_last_axes(g)
         gwT = np.zeros((w.shape[1], O), dtype=w.dtype)
         _dense_events_wgrad_cpu(ev.offsets, ev.neuron, ev.time, ev.value, gT, gwT,
-                                max(1, min(O, numba.get_num_threads())))
+                                max(1, min(w.shape[1], 8 * numba.get_num_threads())))
         grad_w = np.ascontiguousarray(gwT.T)
     else:
         x3 = x.reshape(N, -1, T)
