@@ -6,8 +6,29 @@ parameter, the value found and what was expected.
 from __future__ import annotations
 
 import math
+import threading
+from contextlib import contextmanager
 
 import numpy as np
+
+_state = threading.local()
+
+
+@contextmanager
+def trusted_inputs():
+    """Inside this block ops skip the scan for non-finite values (shape and dtype checks remain).
+
+    The network validates its input and the loss gradient once and runs its layers in this block:
+    the interior arrays are produced by pysrm's own kernels from finite inputs and finite weights
+    (the optimisers refuse non-finite gradients), so scanning every intermediate again would only
+    cost a pass over memory per op.
+    """
+    old = getattr(_state, "trusted", False)
+    _state.trusted = True
+    try:
+        yield
+    finally:
+        _state.trusted = old
 
 FLOAT_DTYPES = (np.float32, np.float64)
 
@@ -38,7 +59,7 @@ def float_array(name: str, x, ndim=None, min_ndim=None, finite: bool = True) -> 
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {x.shape}")
     if min_ndim is not None and x.ndim < min_ndim:
         raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {x.shape}")
-    if finite and not all_finite(x):
+    if finite and not getattr(_state, "trusted", False) and not all_finite(x):
         bad = int(np.size(x) - np.isfinite(x).sum())
         raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf); expected finite numbers")
     return x

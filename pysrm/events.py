@@ -90,13 +90,19 @@ class SpikeEvents:
         return self.n_events / max(1, int(np.prod(self.shape)))
 
     @classmethod
-    def from_dense(cls, x: np.ndarray) -> "SpikeEvents":
-        """Events of the non-zero entries of a dense ``(N, C, H, W, T)`` tensor."""
+    def from_dense(cls, x: np.ndarray, max_density: float | None = None) -> "SpikeEvents | None":
+        """Events of the non-zero entries of a dense ``(N, C, H, W, T)`` tensor.
+
+        With ``max_density`` the events are only built when at most that fraction of the entries
+        is non-zero; otherwise None is returned (after one counting pass).
+        """
         float_array("x", x, ndim=5)
         n, c, h, w, t = x.shape
         x2 = np.ascontiguousarray(x).reshape(n, c * h * w, t)
         counts = np.empty(n, dtype=np.int64)
         _count_nonzero_cpu(x2, counts)
+        if max_density is not None and counts.sum() > max_density * x2.size:
+            return None
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         neuron = np.empty(offsets[-1], dtype=np.int32)

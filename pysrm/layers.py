@@ -254,8 +254,7 @@ class SRM(Layer):
     def backward(self, grad):
         if self._u is None:
             raise RuntimeError(f"{self.name}: backward called without a forward(train=True)")
-        gu = F.spike_backward(grad, self._u, self.neuron)
-        return F.psp_backward(gu, self.srm, self.sim.ts)
+        return F.srm_backward(grad, self._u, self.neuron, self.srm, self.sim.ts)
 
     def describe(self):
         n = self.neuron

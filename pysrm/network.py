@@ -27,6 +27,7 @@ import re
 
 import numpy as np
 
+from ._checks import all_finite, trusted_inputs
 from .backend import is_device_array, resolve_device
 from .events import SpikeEvents
 from .layers import SRM, Conv, Delay, Dense, Dropout, Layer, Pool
@@ -82,6 +83,15 @@ def parse_net(spec: str):
     if layers[-1][0] == "pool":
         raise ValueError(f"network string {spec!r} ends with a pooling layer; expected a dense or conv output layer")
     return in_shape, layers
+
+
+def _check_finite_input(name, x):
+    """The one scan for NaN/inf at the network boundary (the layers then run with trusted inputs)."""
+    if is_device_array(x):
+        return
+    values = x.value if isinstance(x, SpikeEvents) else x
+    if isinstance(values, np.ndarray) and not all_finite(values):
+        raise ValueError(f"{name} contains non-finite values (NaN or inf); expected finite numbers")
 
 
 class Network:
@@ -179,18 +189,22 @@ class Network:
                 x = x.astype(dtype)
         elif x.dtype != dtype:
             x = x.astype(dtype)
-        for layer in self.layers:
-            x = layer.forward(x, train)
+        _check_finite_input("network input", x)
+        with trusted_inputs():
+            for layer in self.layers:
+                x = layer.forward(x, train)
         return x
 
     __call__ = forward
 
     def backward(self, grad):
         """Back-propagate ``dL/d(output spikes)``; accumulates into every parameter's ``grad``."""
-        for layer in reversed(self.layers):
-            grad = layer.backward(grad)
-            if grad is None:
-                break
+        _check_finite_input("gradient of the network output", grad)
+        with trusted_inputs():
+            for layer in reversed(self.layers):
+                grad = layer.backward(grad)
+                if grad is None:
+                    break
         return grad
 
     # -- parameters -------------------------------------------------------------------------------------

@@ -165,3 +165,16 @@ def test_nadam_first_step_matches_pytorch_formula():
     m, v = 0.1 * 0.5, 0.001 * 0.25
     upd = mu2 * m / (1 - mu1 * mu2) + (1 - mu1) * 0.5 / (1 - mu1)
     assert p.data[0] == pytest.approx(1.0 - 0.1 * upd / (np.sqrt(v / 0.001) + 1e-8))
+
+
+def test_non_finite_network_input_and_gradient_are_rejected():
+    net, x, _, _ = _two_layer()
+    bad = x.copy()
+    bad[0, 0, 0, 0, 3] = np.nan
+    with pytest.raises(ValueError, match="network input contains non-finite"):
+        net.forward(bad)
+    out = net.forward(x, train=True)
+    g = np.ones_like(out)
+    g[0, 0, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="gradient of the network output contains non-finite"):
+        net.backward(g)

@@ -35,3 +35,20 @@ def test_surrogate_matches_formula():
 def test_spike_backward_shape_mismatch():
     with pytest.raises(ValueError, match="must match"):
         spike_backward(np.zeros((2, 3)), np.zeros((2, 4)), NeuronParams())
+
+
+@pytest.mark.parametrize("tau", [1.0, 5.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_srm_backward_equals_the_composition(tau, dtype):
+    from pysrm.functional import psp_backward, srm_backward, srm_kernel
+    n = NeuronParams(theta=5, tau_sr=tau, tau_rho=0.7, scale_rho=1.3)
+    sim = SimParams(1.0, 60)
+    eps = srm_kernel(n, sim)
+    rng = np.random.default_rng(3)
+    g = rng.normal(size=(3, 7, 60)).astype(dtype)
+    u = (rng.normal(size=(3, 7, 60)) * 6).astype(dtype)
+    fused = srm_backward(g, u, n, eps, sim.ts)
+    composed = psp_backward(spike_backward(g, u, n), eps, sim.ts)
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    assert fused.dtype == dtype
+    assert np.abs(fused - composed).max() <= tol * np.abs(composed).max()

@@ -81,18 +81,13 @@ def _dense_events_wgrad_cpu(offsets, neuron, time, value, gT, gwT, n_chunks):
 
 @njit(parallel=True, cache=True)
 def _swap_last_axes_cpu(x, out):
-    # out[n, b, a] = x[n, a, b], in 32 x 32 tiles, parallel over the batch
-    N, A, B = x.shape
-    for n in prange(N):
-        for a0 in range(0, A, 32):
-            for b0 in range(0, B, 32):
-                for a in range(a0, min(A, a0 + 32)):
-                    for b in range(b0, min(B, b0 + 32)):
-                        out[n, b, a] = x[n, a, b]
+    # out[n, b, a] = x[n, a, b], parallel over the batch
+    for n in prange(x.shape[0]):
+        out[n, :, :] = x[n].T
 
 
 def swap_last_axes(x):
-    """``x.transpose(0, 2, 1)`` as a new C-contiguous array (parallel, tiled)."""
+    """``x.transpose(0, 2, 1)`` as a new C-contiguous array (parallel over the batch)."""
     out = np.empty((x.shape[0], x.shape[2], x.shape[1]), dtype=x.dtype)
     _swap_last_axes_cpu(np.ascontiguousarray(x), out)
     return out
@@ -114,9 +109,9 @@ def _as_events(x):
     """SpikeEvents for sparse inputs, or None when the dense path is better."""
     if isinstance(x, SpikeEvents):
         return x
-    if np.count_nonzero(x) < EVENT_DENSITY_THRESHOLD * x.size:
-        return SpikeEvents.from_dense(x)
-    return None
+    if EVENT_DENSITY_THRESHOLD <= 0.0:
+        return None
+    return SpikeEvents.from_dense(x, max_density=EVENT_DENSITY_THRESHOLD)
 
 
 def _check(w, x):

@@ -1,0 +1,101 @@
+r"""The SRM neuron as one op: ``spike(psp(a))`` forward, and its backward fused.
+
+Forward (see :mod:`pysrm.ops.psp` and :mod:`pysrm.ops.spike`):
+
+.. math::
+
+    u = \mathrm{psp}(a), \qquad (s, u_{ref}) = \mathrm{spike}(u)
+
+Backward (the surrogate of the spike function, then the correlation with the
+spike response), computed row by row in one pass backwards in time instead
+of two passes over memory:
+
+.. math::
+
+    \frac{\partial\mathcal L}{\partial a[t]} = T_s \sum_{i=0}^{L-1} \epsilon[i]\;
+        \rho(u_{ref}[t+i])\, \frac{\partial\mathcal L}{\partial s[t+i]}
+
+It equals ``psp_backward(spike_backward(grad_s, u_ref, neuron), kernel, ts)``
+to float rounding (tested); the gradient promise is the surrogate's.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ..backend import is_device_array
+from ._util import as_rows, response_as
+from .psp import RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters, psp, psp_backward
+from .spike import spike, spike_backward
+
+
+@njit(parallel=True, cache=True)
+def _srm_backward_direct_cpu(g, u, theta, scale, width, k, out, n_chunks):
+    rows, T = g.shape
+    L = k.shape[0]
+    a = scale / width
+    step = (rows + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        gu = np.empty(T, dtype=g.dtype)  # one row of grad_s * rho(u), reused for the chunk's rows
+        for r in range(c * step, min(rows, (c + 1) * step)):
+            for t in range(T):
+                gu[t] = g[r, t] * a * np.exp(-abs(u[r, t] - theta) / width)
+            for t in range(T):
+                m = min(L, T - t)
+                acc = 0.0
+                for i in range(m):
+                    acc += k[i] * gu[t + i]
+                out[r, t] = acc
+
+
+@njit(parallel=True, cache=True)
+def _srm_backward_alpha_cpu(g, u, theta, scale, width, alpha, gain, L, out, n_chunks):
+    rows, T = g.shape
+    a = scale / width
+    aL = alpha ** L
+    step = (rows + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        hist_a = np.zeros(L)
+        hist_f = np.zeros(L)
+        for r in range(c * step, min(rows, (c + 1) * step)):
+            hist_a[:] = 0.0
+            hist_f[:] = 0.0
+            A = 0.0
+            F = 0.0
+            for t in range(T - 1, -1, -1):
+                F = alpha * (F + A)
+                A = alpha * A + g[r, t] * a * np.exp(-abs(u[r, t] - theta) / width)
+                j = t % L
+                y = F - aL * (hist_f[j] + L * hist_a[j])
+                hist_a[j] = A
+                hist_f[j] = F
+                out[r, t] = gain * y
+
+
+def srm_forward(a, srm_kernel, refractory_kernel, theta: float, ts: float):
+    """``(s, u_ref)`` of SRM neurons driven by ``a``: ``spike(psp(a))``."""
+    return spike(psp(a, srm_kernel, ts), refractory_kernel, theta, ts)
+
+
+def srm_backward(grad_s, u, neuron, srm_kernel, ts: float):
+    r"""``psp_backward(grad_s * rho(u), srm_kernel, ts)`` in one pass (see the module docstring)."""
+    if is_device_array(grad_s):
+        return psp_backward(spike_backward(grad_s, u, neuron), srm_kernel, ts)
+    g = as_rows("grad_s", grad_s)
+    ur = as_rows("u", u)
+    if g.shape != ur.shape:
+        raise ValueError(f"grad_s has shape {grad_s.shape} but u has shape {u.shape}; they must match")
+    ur = ur.astype(g.dtype, copy=False)
+    out = np.empty_like(g)
+    dt = g.dtype.type
+    width = neuron.tau_rho * neuron.theta
+    chunks = max(1, min(g.shape[0], 4 * numba.get_num_threads()))
+    alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH_BACKWARD else None
+    if alpha is not None:
+        _srm_backward_alpha_cpu(g, ur, dt(neuron.theta), dt(neuron.scale_rho), dt(width), alpha[0],
+                                alpha[1] * ts, len(srm_kernel), out, chunks)
+    else:
+        k = response_as("srm_kernel", srm_kernel, g.dtype) * g.dtype.type(ts)
+        _srm_backward_direct_cpu(g, ur, dt(neuron.theta), dt(neuron.scale_rho), dt(width), k, out, chunks)
+    return out.reshape(grad_s.shape)
