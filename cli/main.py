@@ -232,6 +232,14 @@ def gradcheck(dtype, seed):
         sys.exit(1)
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def bench(ctx):
+    """Speed benchmarks: samples/s, compile time, peak memory (options: --quick, --out PREFIX)."""
+    from pysrm.bench import main as bench_main
+    sys.exit(bench_main(ctx.args))
+
+
 main.add_command(data_group)
 main.add_command(sweep_cmd)
 

@@ -27,7 +27,7 @@ of gradient and input for the weights):
         \sum_{n, y, x, t} g[n, c_o, y, x, t]\, x[n, c_i, s y + k_y - p, s x + k_x - p, t]
 
 Sparse inputs (a :class:`~pysrm.events.SpikeEvents` or a dense array with a
-density under :data:`pysrm.ops.dense.EVENT_DENSITY_THRESHOLD`) take event-driven
+density under :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD`) take event-driven
 paths that scatter every input event into the ``KH x KW x Co`` outputs it
 reaches (forward) and gather the matching gradient entries (weight gradient).
 Everything is exact and checked by finite differences.
@@ -147,7 +147,7 @@ def _conv_input_grad_cpu(g, w, gx, sy, sx, py, px):
                                 gx[n, ci, iy, ix, t] += wv * g[n, co, oy, ox, t]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})  # reassociation lets the time reduction vectorise
 def _conv_weight_grad_dense_cpu(g, x, gw, sy, sx, py, px):
     N, Co, Ho, Wo, T = g.shape
     _, Ci, KH, KW = gw.shape
@@ -238,7 +238,7 @@ def conv(w, x, stride=1, padding=0):
     shape, (sy, sx, py, px), (ho, wo) = _check(w, x, stride, padding)
     N, _, H, W, T = shape
     Co = w.shape[0]
-    ev = _as_events(x)
+    ev = _as_events(x, 'conv')
     if ev is not None:
         outT = np.zeros((N, ho, wo, T, Co), dtype=w.dtype)
         _conv_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(w.transpose(1, 2, 3, 0)),
@@ -262,7 +262,7 @@ def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True)
         raise ValueError(f"grad has shape {grad.shape}; expected the conv output shape {(N, Co, ho, wo, T)}")
     same_dtype("grad", grad, "w", w)
     g = np.ascontiguousarray(grad)
-    ev = _as_events(x)
+    ev = _as_events(x, 'conv')
     if ev is not None:
         chunks = max(1, min(N, numba.get_num_threads()))
         gwT = np.zeros((chunks, Ci) + w.shape[2:] + (Co,), dtype=w.dtype)

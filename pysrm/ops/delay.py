@@ -57,7 +57,7 @@ def _delay_cpu(x, shift, out):
             out[n, j, t] = v
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})  # reassociation lets the time reduction vectorise
 def _delay_backward_cpu(g, x, shift, gx, gd_rows):
     N, M, T = g.shape
     for job in prange(N * M):

@@ -40,8 +40,11 @@ from ..backend import is_device_array
 from ..events import SpikeEvents
 from ._util import check_5d
 
-#: inputs with a smaller fraction of non-zero bins use the event-driven path
-EVENT_DENSITY_THRESHOLD = 0.05
+#: inputs with at most this fraction of non-zero bins take the event-driven paths.  Measured crossover
+#: (benchmarks/RESULTS.md, "event-driven versus dense paths"): dense layers about 0.18 (forward) and
+#: 0.25 (weight gradient) on one thread, conv layers about 0.09 / 0.15; the thresholds sit a little below.
+EVENT_DENSITY_THRESHOLD = 0.15
+CONV_EVENT_DENSITY_THRESHOLD = 0.08
 
 
 @njit(parallel=True, cache=True)
@@ -96,22 +99,23 @@ def swap_last_axes(x):
 @contextmanager
 def dense_path_only():
     """Within this block dense arrays always take the dense (BLAS / loop) paths (used by checks and tests)."""
-    global EVENT_DENSITY_THRESHOLD
-    old = EVENT_DENSITY_THRESHOLD
-    EVENT_DENSITY_THRESHOLD = 0.0
+    global EVENT_DENSITY_THRESHOLD, CONV_EVENT_DENSITY_THRESHOLD
+    old = EVENT_DENSITY_THRESHOLD, CONV_EVENT_DENSITY_THRESHOLD
+    EVENT_DENSITY_THRESHOLD = CONV_EVENT_DENSITY_THRESHOLD = 0.0
     try:
         yield
     finally:
-        EVENT_DENSITY_THRESHOLD = old
+        EVENT_DENSITY_THRESHOLD, CONV_EVENT_DENSITY_THRESHOLD = old
 
 
-def _as_events(x):
-    """SpikeEvents for sparse inputs, or None when the dense path is better."""
+def _as_events(x, kind: str = "dense"):
+    """SpikeEvents for sparse inputs, or None when the dense path is better (``kind``: 'dense' or 'conv')."""
     if isinstance(x, SpikeEvents):
         return x
-    if EVENT_DENSITY_THRESHOLD <= 0.0:
+    threshold = EVENT_DENSITY_THRESHOLD if kind == "dense" else CONV_EVENT_DENSITY_THRESHOLD
+    if threshold <= 0.0:
         return None
-    return SpikeEvents.from_dense(x, max_density=EVENT_DENSITY_THRESHOLD)
+    return SpikeEvents.from_dense(x, max_density=threshold)
 
 
 def _check(w, x):

@@ -96,7 +96,7 @@ def pool(x, k: int, weight: float):
     ho, wo = pool_output_size(H, W, k)
     dtype = x.dtype
     out = np.zeros((N, C, ho, wo, T), dtype=dtype)
-    ev = _as_events(x)
+    ev = _as_events(x, 'conv')
     if ev is not None:
         _pool_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, H, W, k, dtype.type(weight), out)
     else:

@@ -66,15 +66,15 @@ def _psp_cpu(x, k, out):
 
 @njit(parallel=True, cache=True)
 def _psp_backward_cpu(g, k, out):
+    # out[r, t] = sum_i k[i] g[r, t + i], lag-major so the inner loop over t vectorises
     rows, T = g.shape
     L = k.shape[0]
     for r in prange(rows):
-        for t in range(T):
-            m = min(L, T - t)
-            acc = 0.0
-            for i in range(m):
-                acc += g[r, t + i] * k[i]
-            out[r, t] = acc
+        out[r, :] = 0.0
+        for i in range(min(L, T)):
+            ki = k[i]
+            for t in range(T - i):
+                out[r, t] += ki * g[r, t + i]
 
 
 @njit(parallel=True, cache=True)

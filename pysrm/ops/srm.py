@@ -41,12 +41,11 @@ def _srm_backward_direct_cpu(g, u, theta, scale, width, k, out, n_chunks):
         for r in range(c * step, min(rows, (c + 1) * step)):
             for t in range(T):
                 gu[t] = g[r, t] * a * np.exp(-abs(u[r, t] - theta) / width)
-            for t in range(T):
-                m = min(L, T - t)
-                acc = 0.0
-                for i in range(m):
-                    acc += k[i] * gu[t + i]
-                out[r, t] = acc
+            out[r, :] = 0.0
+            for i in range(min(L, T)):  # lag-major: the inner loop over t vectorises
+                ki = k[i]
+                for t in range(T - i):
+                    out[r, t] += ki * gu[t + i]
 
 
 @njit(parallel=True, cache=True)

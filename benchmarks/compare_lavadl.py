@@ -1,0 +1,127 @@
+"""pysrm versus lava-dl on the N-MNIST dense network, measured side by side in one process.
+
+    python benchmarks/compare_lavadl.py [--data-dir ../shared/data/NMNISTsmall] [--steps 5] [--batch 32]
+
+Network 34x34x2-512-10 (2312-512-10), T = 300 bins of 1 ms, batch 32, real NMNISTsmall samples
+pre-binned in memory for lava-dl (dense (N, 2312, T) tensors, as its tutorial does) and as event
+lists for pysrm (its native input); both get the same samples.  lava-dl: CUBA neurons and blocks with
+its N-MNIST tutorial settings (threshold 1.25, current/voltage decay 0.25/0.03, tau_grad 0.03,
+scale_grad 3, weight_norm, delays), SpikeRate loss (0.2, 0.03), Adam.  pysrm: SRM neurons (theta 10,
+tau_sr = tau_ref = 1 ms), axonal delays, spike-rate loss (0.2, 0.03), Adam.  A training step is
+forward + loss + backward + update; inference is the forward pass.  Runs only where torch and
+lava-dl are installed (never a pysrm dependency): see benchmarks/RESULTS.md for the install recipe.
+"""
+import argparse
+import os
+import platform
+import sys
+import time
+
+import pysrm  # noqa: F401  (first: single-threaded BLAS next to Numba)
+import numpy as np
+
+
+def measure(step, batches, steps):
+    step(*batches[0])  # warm-up (compilation)
+    t0 = time.perf_counter()
+    for b in batches[1:steps + 1]:
+        step(*b)
+    return (time.perf_counter() - t0) / steps
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap.add_argument("--data-dir", default=os.path.join(here, "..", "..", "shared", "data", "NMNISTsmall"))
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=32)
+    args = ap.parse_args()
+    try:
+        import torch
+        import lava.lib.dl.slayer as slayer
+    except ImportError as e:
+        print(f"lava-dl / torch not importable ({e}); see benchmarks/RESULTS.md for the install recipe")
+        return 2
+    from pysrm import NeuronParams, SimParams
+    from pysrm.data import DataLoader, load_dataset
+    from pysrm.losses import make_loss
+    from pysrm.network import Network
+    from pysrm.optim import Adam
+    from pysrm.bench import machine
+
+    T, B = 300, args.batch
+    sim = SimParams(1.0, float(T))
+    ds = load_dataset("nmnist", split="train", data_dir=args.data_dir, sim=sim)
+    batches = []
+    for x, y in DataLoader(ds, batch_size=B, shuffle=True, seed=0, drop_last=True):
+        batches.append((x, y))
+        if len(batches) == args.steps + 1:
+            break
+
+    # ---------------- pysrm
+    net = Network.from_string("34x34x2-512-10", NeuronParams(theta=10, tau_sr=1, tau_ref=1), sim, delays=True,
+                              dense_weight_scale=100.0)
+    loss = make_loss("spike-rate", ts=1.0, true_rate=0.2, false_rate=0.03)
+    opt = Adam(net.parameters(), lr=0.001)
+
+    def pysrm_train(x, y):
+        out = net.forward(x, train=True)
+        _, g = loss.value_and_grad(out, y)
+        net.zero_grad()
+        net.backward(g)
+        opt.step()
+
+    p_train = measure(pysrm_train, batches, args.steps)
+    p_infer = measure(lambda x, y: net.forward(x), batches, args.steps)
+
+    # ---------------- lava-dl (dense tensors pre-binned in memory)
+    torch.manual_seed(0)
+    dense = [(torch.from_numpy(x.to_dense().reshape(B, -1, T)), torch.from_numpy(y)) for x, y in batches]
+    params = {"threshold": 1.25, "current_decay": 0.25, "voltage_decay": 0.03, "tau_grad": 0.03,
+              "scale_grad": 3, "requires_grad": True}
+
+    class LavaNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = torch.nn.ModuleList([
+                slayer.block.cuba.Dense(params, 34 * 34 * 2, 512, weight_norm=True, delay=True),
+                slayer.block.cuba.Dense(params, 512, 10, weight_norm=True)])
+
+        def forward(self, x):
+            for b in self.blocks:
+                x = b(x)
+            return x
+
+    lnet = LavaNet()
+    lopt = torch.optim.Adam(lnet.parameters(), lr=0.001)
+    lloss = slayer.loss.SpikeRate(true_rate=0.2, false_rate=0.03, reduction="sum")
+
+    def lava_train(x, y):
+        out = lnet(x)
+        value = lloss(out, y)
+        lopt.zero_grad()
+        value.backward()
+        lopt.step()
+
+    def lava_infer(x, y):
+        with torch.no_grad():
+            lnet(x)
+
+    l_train = measure(lava_train, dense, args.steps)
+    l_infer = measure(lava_infer, dense, args.steps)
+
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"machine: {machine()}; torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print(f"N-MNIST dense 2312-512-10, T = {T}, batch {B}, {args.steps} steps after one warm-up step")
+    print("| | train samples/s | inference samples/s |")
+    print("|---|---|---|")
+    print(f"| lava-dl 0.6.0 (CUBA) | {B / l_train:.1f} | {B / l_infer:.1f} |")
+    print(f"| pysrm (SRM) | {B / p_train:.1f} | {B / p_infer:.1f} |")
+    print(f"| ratio pysrm / lava-dl | {l_train / p_train:.1f}x | {l_infer / p_infer:.1f}x |")
+    print(f"(peak memory of this process, both tools: {peak:.0f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Speed benchmarks (``pysrm bench`` / ``python -m benchmarks.run``): samples/s, compile time, peak memory.
+
+Every case runs in a fresh subprocess, so that its Numba compile time (first
+step minus a steady step) and its peak resident memory (``ru_maxrss``) are its
+own.  Steady-state throughput is the mean over several steps after one warm-up
+step.  A *training* step is forward + loss (spikemax) + backward + Adam update;
+*inference* is the forward pass alone.
+
+Cases
+-----
+``nmnist-dense``  34x34x2-512-10, T = 300, real NMNISTsmall batches (the lava-dl comparison case)
+``nmnist-cnn``    the paper's 34x34x2-16c5-2a-32c3-2a-64c3-512-10, T = 300, real NMNISTsmall batches
+``ntidigits``     64-256-256-11, T = 1500, the real N-TIDIGITS sample in ../shared (898 events),
+                  shifted randomly in time per batch entry
+``dvs-gesture``   128x128x2-4a-16c5-2a-32c3-2a-512-11, T = 300, synthetic Poisson events at an
+                  assumed 150 events/ms (45,000 per 300 ms window; no real recording is available here)
+``t-scaling``     34x34x2-512-10 with Poisson inputs at N-MNIST's event rate (4,100 events per
+                  300 ms), T = 100 ... 1500, batch 8: the cost per sample must grow linearly in T
+``memory``        one training epoch of the dense network over all 1,000 NMNISTsmall training samples
+                  (data loader included): peak resident memory
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+NMNIST_DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "NMNISTsmall"
+NTIDIGITS_SAMPLE = NMNIST_DEFAULT.parent / "slayer_formats" / "NTIDIGITS_1.bs1"
+
+
+def _nmnist_dir():
+    return Path(os.environ.get("PYSRM_NMNIST_SMALL", NMNIST_DEFAULT))
+
+
+def _peak_mb():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _poisson_events(rng, batch, shape, T, events_per_sample):
+    from .events import SpikeEvents
+    n_in = int(np.prod(shape))
+    counts = rng.poisson(events_per_sample, size=batch)
+    samples = []
+    for c in counts:
+        flat = np.unique(rng.integers(0, n_in * T, size=c))
+        samples.append(SpikeEvents((1,) + tuple(shape) + (T,), [0, flat.size], flat // T, flat % T,
+                                   np.ones(flat.size, np.float32)))
+    return SpikeEvents.concatenate(samples)
+
+
+def _nmnist_batches(batch, n_batches, sim):
+    from .data import DataLoader, load_dataset
+    ds = load_dataset("nmnist", split="train", data_dir=_nmnist_dir(), sim=sim)
+    out = []
+    for x, y in DataLoader(ds, batch_size=batch, shuffle=True, seed=0, drop_last=True):
+        out.append((x, y))
+        if len(out) == n_batches:
+            break
+    return out
+
+
+def _ntidigits_batches(batch, n_batches, sim, rng):
+    from .data.formats import read_bs1
+    from .events import SpikeEvents
+    ev = read_bs1(NTIDIGITS_SAMPLE)
+    T = sim.n_bins
+    out = []
+    for _ in range(n_batches):
+        samples = []
+        for _ in range(batch):
+            t = np.round(ev["t"] / 1000.0 / sim.ts).astype(np.int64) + rng.integers(0, 200)
+            keep = t < T
+            lin = np.unique(ev["x"][keep].astype(np.int64) * T + t[keep])
+            samples.append(SpikeEvents((1, 64, 1, 1, T), [0, lin.size], lin // T, lin % T,
+                                       np.full(lin.size, 1.0 / sim.ts, np.float32)))
+        out.append((SpikeEvents.concatenate(samples), rng.integers(0, 11, batch)))
+    return out
+
+
+def run_case(case: str, batch: int, steps: int, T: int | None = None) -> dict:
+    """Run one case in this process; returns its measurements."""
+    from .losses import make_loss
+    from .network import Network
+    from .optim import Adam
+    from .params import NeuronParams, SimParams
+    rng = np.random.default_rng(0)
+    spec = {"nmnist-dense": "34x34x2-512-10", "nmnist-cnn": "34x34x2-16c5-2a-32c3-2a-64c3-512-10",
+            "ntidigits": "64-256-256-11", "dvs-gesture": "128x128x2-4a-16c5-2a-32c3-2a-512-11",
+            "t-scaling": "34x34x2-512-10", "memory": "34x34x2-512-10"}[case]
+    taus = {"ntidigits": 5.0, "dvs-gesture": 5.0}.get(case, 1.0)
+    T = T or {"ntidigits": 1500}.get(case, 300)
+    sim = SimParams(1.0, float(T))
+    neuron = NeuronParams(theta=10.0, tau_sr=taus, tau_ref=taus)
+    net = Network.from_string(spec, neuron, sim, delays=True, seed=0, dense_weight_scale=100.0)
+    loss = make_loss("spikemax", ts=1.0, window=30.0)
+    opt = Adam(net.parameters(), lr=0.001)
+    n_classes = net.output_shape[0]
+    if case == "memory":
+        from .data import DataLoader, load_dataset
+        ds = load_dataset("nmnist", split="train", data_dir=_nmnist_dir(), sim=sim)
+        t0 = time.perf_counter()
+        n = 0
+        for x, y in DataLoader(ds, batch_size=batch, shuffle=True, seed=0):
+            out = net.forward(x, train=True)
+            _, g = loss.value_and_grad(out, y)
+            net.zero_grad()
+            net.backward(g)
+            opt.step()
+            n += len(y)
+        return {"case": case, "net": spec, "T": T, "batch": batch, "samples": n,
+                "epoch_s": time.perf_counter() - t0, "peak_mb": _peak_mb()}
+    n_batches = steps + 1
+    if case in ("nmnist-dense", "nmnist-cnn"):
+        batches = _nmnist_batches(batch, n_batches, sim)
+    elif case == "ntidigits":
+        batches = _ntidigits_batches(batch, n_batches, sim, rng)
+    else:
+        shape = net.input_shape
+        rate = {"dvs-gesture": 150.0 * T, "t-scaling": 4100.0 / 300.0 * T}[case]
+        batches = [(_poisson_events(rng, batch, shape, T, rate), rng.integers(0, n_classes, batch))
+                   for _ in range(n_batches)]
+
+    def train_step(x, y):
+        out = net.forward(x, train=True)
+        _, g = loss.value_and_grad(out, y)
+        net.zero_grad()
+        net.backward(g)
+        opt.step()
+
+    t0 = time.perf_counter()
+    train_step(*batches[0])
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for x, y in batches[1:]:
+        train_step(x, y)
+    train_s = (time.perf_counter() - t0) / steps
+    t0 = time.perf_counter()
+    for x, _ in batches[1:]:
+        net.forward(x)
+    infer_s = (time.perf_counter() - t0) / steps
+    events = float(np.mean([b[0].n_events / b[0].shape[0] for b in batches]))
+    spikes = {name: float(s.sum() / s.shape[0]) for name, s in net.layer_spikes}
+    return {"case": case, "net": spec, "T": T, "batch": batch, "steps": steps,
+            "train_samples_per_s": batch / train_s, "infer_samples_per_s": batch / infer_s,
+            "compile_s": max(0.0, first - train_s), "peak_mb": _peak_mb(),
+            "input_events_per_sample": events, "layer_spikes_per_sample": spikes}
+
+
+def _subprocess(case, batch, steps, T=None) -> dict:
+    cmd = [sys.executable, "-m", "pysrm.bench", "--case", case, "--batch", str(batch), "--steps", str(steps)]
+    if T:
+        cmd += ["--T", str(T)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        return {"case": case, "batch": batch, "T": T, "error": p.stderr.strip().splitlines()[-1:]}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def machine() -> str:
+    import numba
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, Numba {numba.__version__} ({numba.get_num_threads()} threads), "
+            f"NumPy {np.__version__}, Python {platform.python_version()}")
+
+
+def plan(quick: bool):
+    dense_steps = 3 if quick else 8
+    cases = [("nmnist-dense", b, dense_steps, None) for b in ((8, 32) if quick else (1, 8, 32))]
+    cases += [("ntidigits", b, 2 if quick else 4, None) for b in ((8,) if quick else (1, 8, 32))]
+    cases += [("t-scaling", 8, 2 if quick else 4, T) for T in ((100, 300) if quick else (100, 300, 600, 1000, 1500))]
+    cases += [("nmnist-cnn", b, 1 if quick else 2, None) for b in ((1,) if quick else (1, 8))]
+    cases += [("dvs-gesture", 1, 1, None)]
+    cases += [("memory", 32, 0, None)]
+    return cases
+
+
+def markdown(results: list) -> str:
+    lines = ["| case | network | T | batch | train samples/s | inference samples/s | compile s | peak MB | "
+             "input events/sample |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['case']} | | {r.get('T') or ''} | {r['batch']} | error: {r['error']} | | | | |")
+        elif r["case"] == "memory":
+            lines.append(f"| memory (1 epoch, {r['samples']} samples) | {r['net']} | {r['T']} | {r['batch']} | "
+                         f"{r['samples'] / r['epoch_s']:.0f} (incl. data loading) | | | {r['peak_mb']:.0f} | |")
+        else:
+            lines.append(f"| {r['case']} | {r['net']} | {r['T']} | {r['batch']} | {r['train_samples_per_s']:.1f} | "
+                         f"{r['infer_samples_per_s']:.1f} | {r['compile_s']:.1f} | {r['peak_mb']:.0f} | "
+                         f"{r['input_events_per_sample']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="pysrm bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--case", help="run one case in this process and print JSON (internal)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--T", type=int, default=None)
+    ap.add_argument("--quick", action="store_true", help="fewer cases and steps (about a minute)")
+    ap.add_argument("--out", help="also write the results (Markdown + JSON) to this file prefix")
+    args = ap.parse_args(argv)
+    if args.case:
+        print(json.dumps(run_case(args.case, args.batch, args.steps, args.T)))
+        return 0
+    if not _nmnist_dir().exists():
+        print(f"NMNISTsmall not found at {_nmnist_dir()}; set PYSRM_NMNIST_SMALL", file=sys.stderr)
+        return 2
+    results = []
+    print(f"machine: {machine()}", flush=True)
+    for case, batch, steps, T in plan(args.quick):
+        r = _subprocess(case, batch, steps, T)
+        results.append(r)
+        print(markdown([r]).splitlines()[-1], flush=True)
+    md = markdown(results)
+    print("\n" + md)
+    if args.out:
+        Path(args.out + ".md").write_text(f"machine: {machine()}\n\n" + md)
+        Path(args.out + ".json").write_text(json.dumps({"machine": machine(), "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
