@@ -134,21 +134,24 @@ def alpha_parameters(kernel):
     return a, K
 
 
+def _filter(name, x, kernel, ts, min_recursive, recursive_kernel, direct_kernel):
+    """Shared wrapper of psp and its adjoint: validate, pick the recursive or the direct kernel, reshape."""
+    rows = as_rows(name, x)
+    out = np.zeros_like(rows)
+    alpha = alpha_parameters(kernel) if len(kernel) >= min_recursive else None
+    if alpha is not None:
+        recursive_kernel(rows, alpha[0], alpha[1] * ts, len(kernel), out)
+    else:
+        direct_kernel(rows, response_as("kernel", kernel, x.dtype) * x.dtype.type(ts), out)
+    return out.reshape(x.shape)
+
+
 def psp(x, kernel, ts: float):
     r"""Filter ``x`` (shape ``(..., T)``) causally: ``out[t] = ts * sum_i kernel[i] * x[t-i]``."""
     if is_device_array(x):
         from . import psp_cuda
         return psp_cuda.psp(x, kernel, ts)
-    rows = as_rows("x", x)
-    alpha = alpha_parameters(kernel) if len(kernel) >= RECURSIVE_MIN_LENGTH else None
-    if alpha is not None:
-        out = np.empty_like(rows)
-        _psp_alpha_cpu(rows, alpha[0], alpha[1] * ts, len(kernel), out)
-        return out.reshape(x.shape)
-    k = response_as("kernel", kernel, x.dtype) * x.dtype.type(ts)
-    out = np.zeros_like(rows)
-    _psp_cpu(rows, k, out)
-    return out.reshape(x.shape)
+    return _filter("x", x, kernel, ts, RECURSIVE_MIN_LENGTH, _psp_alpha_cpu, _psp_cpu)
 
 
 def psp_backward(grad, kernel, ts: float):
@@ -156,13 +159,5 @@ def psp_backward(grad, kernel, ts: float):
     if is_device_array(grad):
         from . import psp_cuda
         return psp_cuda.psp_backward(grad, kernel, ts)
-    rows = as_rows("grad", grad)
-    alpha = alpha_parameters(kernel) if len(kernel) >= RECURSIVE_MIN_LENGTH_BACKWARD else None
-    if alpha is not None:
-        out = np.empty_like(rows)
-        _psp_alpha_backward_cpu(rows, alpha[0], alpha[1] * ts, len(kernel), out)
-        return out.reshape(grad.shape)
-    k = response_as("kernel", kernel, grad.dtype) * grad.dtype.type(ts)
-    out = np.empty_like(rows)
-    _psp_backward_cpu(rows, k, out)
-    return out.reshape(grad.shape)
+    return _filter("grad", grad, kernel, ts, RECURSIVE_MIN_LENGTH_BACKWARD, _psp_alpha_backward_cpu,
+                   _psp_backward_cpu)
