@@ -101,7 +101,7 @@ def run_case(case: str, batch: int, steps: int, T: int | None = None) -> dict:
     sim = SimParams(1.0, float(T))
     neuron = NeuronParams(theta=10.0, tau_sr=taus, tau_ref=taus)
     net = Network.from_string(spec, neuron, sim, delays=True, seed=0, dense_weight_scale=100.0)
-    loss = make_loss("spikemax", ts=1.0, window=30.0)
+    loss = make_loss("spikemax", ts=1.0, window=float(min(30, T)))
     opt = Adam(net.parameters(), lr=0.001)
     n_classes = net.output_shape[0]
     if case == "memory":
