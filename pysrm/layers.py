@@ -18,6 +18,7 @@ import numpy as np
 from . import functional as F
 from .backend import is_device_array
 from .events import SpikeEvents
+from .ops.dense import events_if_sparse
 from .params import NeuronParams, SimParams
 
 DENSE_WEIGHT_SCALE = 10.0
@@ -147,7 +148,7 @@ class Dense(Layer):
 
     def forward(self, x, train=False):
         _check_input_shape(self, x, self.in_shape)
-        self._x = x
+        self._x = x = events_if_sparse(x, "dense")  # found once, reused by the backward
         return F.dense(self.weight.data, x)
 
     def backward(self, grad):
@@ -189,7 +190,7 @@ class Conv(Layer):
 
     def forward(self, x, train=False):
         _check_input_shape(self, x, self.in_shape)
-        self._x = x
+        self._x = x = events_if_sparse(x, "conv")  # found once, reused by the backward
         return F.conv(self.weight.data, x, self.stride, self.padding)
 
     def backward(self, grad):

@@ -108,6 +108,15 @@ def dense_path_only():
         EVENT_DENSITY_THRESHOLD, CONV_EVENT_DENSITY_THRESHOLD = old
 
 
+def events_if_sparse(x, kind: str = "dense"):
+    """``x`` as SpikeEvents when it is sparse enough for the event-driven paths of ``kind`` ('dense' or
+    'conv'), else ``x`` itself.  Layers call this once per forward so that the backward reuses the events."""
+    if isinstance(x, SpikeEvents) or is_device_array(x):
+        return x
+    ev = _as_events(x, kind)
+    return x if ev is None else ev
+
+
 def _as_events(x, kind: str = "dense"):
     """SpikeEvents for sparse inputs, or None when the dense path is better (``kind``: 'dense' or 'conv')."""
     if isinstance(x, SpikeEvents):
@@ -179,7 +188,7 @@ def dense_backward(w, x, grad, need_input_grad: bool = True):
         gwT = np.zeros((w.shape[1], O), dtype=w.dtype)
         _dense_events_wgrad_cpu(ev.offsets, ev.neuron, ev.time, ev.value, gT, gwT,
                                 max(1, min(w.shape[1], 8 * numba.get_num_threads())))
-        grad_w = np.ascontiguousarray(gwT.T)
+        grad_w = swap_last_axes(gwT[None])[0]
     else:
         x3 = x.reshape(N, -1, T)
         grad_w = np.tensordot(g, x3, axes=([0, 2], [0, 2]))
