@@ -157,7 +157,7 @@ def dense(w, x):
     ev = _as_events(x)
     if ev is not None:
         outT = np.zeros((N, T, O), dtype=w.dtype)
-        _dense_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(w.T), outT)
+        _dense_events_cpu(ev.offsets, *ev.by_time(), np.ascontiguousarray(w.T), outT)
         out = swap_last_axes(outT)
     else:
         out = np.matmul(w, x.reshape(N, -1, T))
