@@ -170,7 +170,9 @@ def _print_summary(rep: dict):
 @click.option("--data-dir", default=None, help="dataset folder (default: the one the run used)")
 @click.option("--t-max", type=float, default=None,
               help="length of the simulated test samples in ms (default: the run's test_t_sample or t_sample)")
-@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="last", show_default=True,
+              help="'last' is the final network (the one report.json describes); 'best' is selected on the "
+                   "validation split, or on the test set when the run had none")
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def eval_cmd(run_dir, data_dir, t_max, checkpoint, device, as_json):
