@@ -42,6 +42,9 @@ def main():
     except ImportError as e:
         print(f"lava-dl / torch not importable ({e}); see benchmarks/RESULTS.md for the install recipe")
         return 2
+    # importing pysrm first set MKL_NUM_THREADS=1 (for pysrm's own BLAS calls); torch would read it too,
+    # so give lava-dl every core explicitly
+    torch.set_num_threads(os.cpu_count())
     from pysrm import NeuronParams, SimParams
     from pysrm.data import DataLoader, load_dataset
     from pysrm.losses import make_loss
