@@ -13,12 +13,10 @@ lava-dl are installed (never a pysrm dependency): see benchmarks/RESULTS.md for 
 """
 import argparse
 import os
-import platform
 import sys
 import time
 
 import pysrm  # noqa: F401  (first: single-threaded BLAS next to Numba)
-import numpy as np
 
 
 def measure(step, batches, steps):

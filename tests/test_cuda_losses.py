@@ -15,6 +15,7 @@ pytestmark = pytest.mark.skipif(not (os.environ.get("NUMBA_ENABLE_CUDASIM") == "
                                 reason="needs a CUDA GPU or NUMBA_ENABLE_CUDASIM=1 (set before numba is imported)")
 
 from pysrm.losses import make_loss, window_counts  # noqa: E402
+from cuda_helpers import assert_close, tol  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +28,6 @@ def dev():
 def LC():
     from pysrm import losses_cuda
     return losses_cuda
-
-
-def tol(dtype):
-    return 1e-10 if np.dtype(dtype) == np.float64 else 1e-5
-
-
-def assert_close(actual, expected, dtype, what=""):
-    from pysrm.cuda import to_host
-    a = np.asarray(to_host(actual), dtype=np.float64)
-    e = np.asarray(expected, dtype=np.float64)
-    assert a.shape == e.shape, f"{what}: shape {a.shape} != {e.shape}"
-    scale = max(float(np.abs(e).max(initial=0.0)), 1e-30)
-    err = float(np.abs(a - e).max(initial=0.0))
-    assert err <= tol(dtype) * scale, f"{what}: max error {err:.3g} > {tol(dtype):g} * {scale:.3g}"
 
 
 def _spikes(rng, shape, ts, dtype, p=0.3):

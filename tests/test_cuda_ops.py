@@ -13,16 +13,13 @@ of a grid-stride loop runs more than once and partial tiles are exercised.
 Tolerances: float64 1e-10 and float32 1e-5, relative to the largest reference
 magnitude; spike trains identical.
 """
-import os
 
 import numpy as np
 import pytest
 
-from pysrm.backend import cuda_available, is_device_array
+from pysrm.backend import is_device_array
 
-HAVE_DEVICE = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or cuda_available()
-needs_device = pytest.mark.skipif(not HAVE_DEVICE,
-                                  reason="needs a CUDA GPU or NUMBA_ENABLE_CUDASIM=1 (set before numba is imported)")
+from cuda_helpers import HAVE_DEVICE, assert_close, needs_device  # noqa: E402,F401
 
 from pysrm import NeuronParams, SimParams, SpikeEvents  # noqa: E402
 from pysrm import functional as F  # noqa: E402
@@ -35,21 +32,6 @@ DTYPES = [np.float32, np.float64]
 def dev():
     from pysrm import cuda
     return cuda
-
-
-def tol(dtype):
-    return 1e-10 if np.dtype(dtype) == np.float64 else 1e-5
-
-
-def assert_close(actual, expected, dtype, what=""):
-    """max |actual - expected| <= tol * max |expected| (float64 1e-10, float32 1e-5)."""
-    from pysrm.cuda import to_host
-    a = np.asarray(to_host(actual), dtype=np.float64)
-    e = np.asarray(expected, dtype=np.float64)
-    assert a.shape == e.shape, f"{what}: shape {a.shape} != {e.shape}"
-    scale = max(float(np.abs(e).max(initial=0.0)), 1e-30)
-    err = float(np.abs(a - e).max(initial=0.0))
-    assert err <= tol(dtype) * scale, f"{what}: max error {err:.3g} > {tol(dtype):g} * {scale:.3g}"
 
 
 def spikes(rng, shape, p, dtype):
