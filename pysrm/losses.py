@@ -808,19 +808,9 @@ def finite_difference_error(f, grad, x, h: float = 1e-6) -> float:
         \mathrm{err} = \frac{\max_j |g_j - \hat g_j|}{\max_j |\hat g_j|}, \qquad
         \hat g_j = \frac{f(x + h e_j) - f(x - h e_j)}{2h}
     """
+    from .gradcheck import numeric_gradient, relative_error
     x = np.array(x, dtype=np.float64)
-    num = np.empty_like(x)
-    flat, nflat = x.reshape(-1), num.reshape(-1)
-    for j in range(flat.size):
-        v = flat[j]
-        flat[j] = v + h
-        fp = f(x)
-        flat[j] = v - h
-        fm = f(x)
-        flat[j] = v
-        nflat[j] = (fp - fm) / (2 * h)
-    scale = max(float(np.abs(num).max()), 1e-300)
-    return float(np.abs(np.asarray(grad, dtype=np.float64) - num).max() / scale)
+    return relative_error(grad, numeric_gradient(lambda: f(x), x, h))
 
 
 def gradcheck_cases():

@@ -90,6 +90,22 @@ def _conv_dense_cpu(x, w, out, sy, sx, py, px):
                                 out[n, co, oy, ox, t] += wv * x[n, ci, iy, ix, t]
 
 
+@njit(cache=True, inline="always")
+def _decode(idx, H, W):
+    """Channel, row and column of the flat input index ``idx = c*H*W + y*W + x``."""
+    rem = idx % (H * W)
+    return idx // (H * W), rem // W, rem % W
+
+
+@njit(cache=True, inline="always")
+def _output_index(i, pad, k, stride, n_out):
+    """The output position ``o`` with ``stride*o + k - pad == i``, or -1 when there is none."""
+    n = i + pad - k
+    if n < 0 or n % stride != 0 or n // stride >= n_out:
+        return -1
+    return n // stride
+
+
 @njit(parallel=True, cache=True)
 def _conv_events_cpu(offsets, neuron, time, value, wT, outT, H, W, sy, sx, py, px):
     # wT: (Ci, KH, KW, Co); outT: (N, Ho, Wo, T, Co)
@@ -98,26 +114,16 @@ def _conv_events_cpu(offsets, neuron, time, value, wT, outT, H, W, sy, sx, py, p
     Ho, Wo = outT.shape[1], outT.shape[2]
     for n in prange(N):
         for k in range(offsets[n], offsets[n + 1]):
-            idx = neuron[k]
-            ci = idx // (H * W)
-            rem = idx % (H * W)
-            iy = rem // W
-            ix = rem % W
+            ci, iy, ix = _decode(neuron[k], H, W)
             t = time[k]
             v = value[k]
             for ky in range(KH):
-                ny = iy + py - ky
-                if ny < 0 or ny % sy != 0:
-                    continue
-                oy = ny // sy
-                if oy >= Ho:
+                oy = _output_index(iy, py, ky, sy, Ho)
+                if oy < 0:
                     continue
                 for kx in range(KW):
-                    nx = ix + px - kx
-                    if nx < 0 or nx % sx != 0:
-                        continue
-                    ox = nx // sx
-                    if ox >= Wo:
+                    ox = _output_index(ix, px, kx, sx, Wo)
+                    if ox < 0:
                         continue
                     for co in range(Co):
                         outT[n, oy, ox, t, co] += v * wT[ci, ky, kx, co]
@@ -183,26 +189,16 @@ def _conv_weight_grad_events_cpu(offsets, neuron, time, value, gT, gwT, H, W, sy
     for c in prange(chunks):
         for n in range(c * step, min(N, (c + 1) * step)):
             for k in range(offsets[n], offsets[n + 1]):
-                idx = neuron[k]
-                ci = idx // (H * W)
-                rem = idx % (H * W)
-                iy = rem // W
-                ix = rem % W
+                ci, iy, ix = _decode(neuron[k], H, W)
                 t = time[k]
                 v = value[k]
                 for ky in range(KH):
-                    ny = iy + py - ky
-                    if ny < 0 or ny % sy != 0:
-                        continue
-                    oy = ny // sy
-                    if oy >= Ho:
+                    oy = _output_index(iy, py, ky, sy, Ho)
+                    if oy < 0:
                         continue
                     for kx in range(KW):
-                        nx = ix + px - kx
-                        if nx < 0 or nx % sx != 0:
-                            continue
-                        ox = nx // sx
-                        if ox >= Wo:
+                        ox = _output_index(ix, px, kx, sx, Wo)
+                        if ox < 0:
                             continue
                         for co in range(Co):
                             gwT[c, ci, ky, kx, co] += v * gT[n, oy, ox, t, co]
