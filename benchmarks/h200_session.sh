@@ -44,38 +44,42 @@ grid() {
   for L in spike-rate spikemax spikemax-g spikemax-s; do echo "j4_$L $L --jitter 4"; done
   for L in spike-rate spikemax spikemax-g spikemax-s; do echo "base_s1_$L $L --seed 1"; done
 }
-( grid | NUMBA_NUM_THREADS=1 xargs -P 12 -L 1 sh -c \
+GRID=
+[ "${RUN_GRID:-1}" = 1 ] && ( grid | NUMBA_NUM_THREADS=1 xargs -P 12 -L 1 sh -c \
     'pysrm train --config '"$STUDY"' --data-dir '"$DATA"' --val-split 0.2 --trials 1 --out runs/tune/$0 --loss "$@" >runs/tune/$0.log 2>&1' \
 ) &
-GRID=$!
+[ "${RUN_GRID:-1}" = 1 ] && GRID=$!
+
+# ---- 2. CUDA tests on the real GPU (small kernels; alongside the gpu_check) ----------------------
+NUMBA_NUM_THREADS=2 timeout ${TESTS_S:-170} python3 -m pytest -q -p no:cacheprovider \
+  tests/test_cuda_ops.py tests/test_cuda_losses.py >"$OUT/cuda_tests_real_gpu.txt" 2>&1 &
+TESTS=$!
 
 # ---- 1. gpu_check -------------------------------------------------------------------------------
 log "gpu_check"
 NUMBA_NUM_THREADS=2 timeout ${GPU_CHECK_S:-200} python3 benchmarks/gpu_check.py --budget 5 --out "$OUT/gpu_check_h200.md" 2>&1
 log "gpu_check rc=$?"
 
-# ---- 3. CNN on the GPU, 4 losses side by side; 2. CUDA tests at the same time ----------------------
+# ---- 3. CNN on the GPU, 4 losses side by side ------------------------------------------------------
 CNN_S=$(( LIMIT - $(el) - 45 ))
-log "CNN runs for ${CNN_S} s"
+log "CNN runs for ${CNN_S} s"; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
 mkdir -p runs/cnn
-for L in spike-rate spikemax spikemax-g spikemax-s; do
+[ "$CNN_S" -gt 40 ] && for L in spike-rate spikemax spikemax-g spikemax-s; do
   NUMBA_NUM_THREADS=1 timeout -s INT "$CNN_S" pysrm train --config examples/configs/nmnist.toml \
     --data-dir "$DATA" --train-list train1K.txt --test-list test100.txt --device cuda \
     --epochs 30 --trials 1 --seed 0 --loss $L --out runs/cnn/$L >runs/cnn/$L.log 2>&1 &
 done
-NUMBA_NUM_THREADS=2 timeout $(( CNN_S - 10 )) python3 -m pytest -q -p no:cacheprovider \
-  tests/test_cuda_ops.py tests/test_cuda_losses.py >"$OUT/cuda_tests_real_gpu.txt" 2>&1
-log "CUDA tests on the GPU rc=$?"; tail -3 "$OUT/cuda_tests_real_gpu.txt"
+wait $TESTS; log "CUDA tests on the GPU rc=$?"; tail -3 "$OUT/cuda_tests_real_gpu.txt"
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
-wait $(jobs -p | grep -v "^$GRID$") 2>/dev/null
+wait $(jobs -p | grep -v "^${GRID:-none}$") 2>/dev/null
 log "CNN runs ended"
 for L in spike-rate spikemax spikemax-g spikemax-s; do echo "== $L"; tail -4 runs/cnn/$L.log; done
 
 # ---- stop the grid at the limit, pack -----------------------------------------------------------
-while kill -0 $GRID 2>/dev/null && [ $(el) -lt $(( LIMIT - 15 )) ]; do sleep 5; done
+while [ -n "$GRID" ] && kill -0 $GRID 2>/dev/null && [ $(el) -lt $(( LIMIT - 15 )) ]; do sleep 5; done
 pkill -INT -f "runs/tune" ; sleep 8; pkill -9 -f "runs/tune"
 log "grid ended"
 tar czf "$OUT/tune.tar.gz" --exclude='*.npz' runs/tune
 tar czf "$OUT/cnn.tar.gz" --exclude='*.npz' runs/cnn
-python3 benchmarks/summarize_tuning.py runs/tune 2>&1 | tee "$OUT/tune_summary.txt"
+[ -n "$GRID" ] && python3 benchmarks/summarize_tuning.py runs/tune 2>&1 | tee "$OUT/tune_summary.txt"
 log "done"

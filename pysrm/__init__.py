@@ -16,6 +16,15 @@ if "numpy" not in _sys.modules:
     for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         _os.environ.setdefault(_var, "1")
 
+import numpy as _np  # noqa: E402
+
+# numba-cuda (seen with numba 0.68.0 + numba-cuda on NumPy 2.5.2, on an H200 machine) registers an
+# overload for ``np.row_stack`` when it compiles its first kernel; NumPy 2.5 removed that alias of
+# ``np.vstack``, so every CUDA kernel failed with "module 'numpy' has no attribute 'row_stack'".
+# Restoring the alias (only where it is missing) lets numba-cuda load; pysrm itself never uses it.
+if not hasattr(_np, "row_stack"):
+    _np.row_stack = _np.vstack
+
 from .params import NeuronParams, SimParams  # noqa: E402
 from .events import SpikeEvents  # noqa: E402
 
