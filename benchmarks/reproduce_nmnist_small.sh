@@ -11,7 +11,7 @@
 #
 # Needs pysrm with Dask (pip install 'pysrm[dist]') and matplotlib for the figures.
 # Runs on a local Dask cluster of 2 worker processes x 1 Numba thread (a 2-core machine);
-# set WORKERS to use more cores.  Took 31 min on 2 cores (see docs/results.md).
+# set WORKERS to use more cores.  The first study (30 epochs) took 31 min on 2 cores (see docs/results.md).
 # pysrm and python must be on PATH (e.g. an activated virtual environment).
 # Running it again skips the runs that are complete (pysrm sweep), and rewrites the report.
 set -euo pipefail
