@@ -174,6 +174,15 @@ def _auto_threads() -> int:
 def set_numba_threads(threads: int | None) -> int:
     """Use ``threads`` Numba threads in this thread (``None``: share the host's cores); returns the number."""
     import numba
+    # A Dask worker can import numba before the nanny applies the worker's environment
+    # (NUMBA_NUM_THREADS from local_cluster): numba's config then disagrees with os.environ, and the
+    # first compilation in the worker (config.reload_config) raised "Cannot set NUMBA_NUM_THREADS to a
+    # different value once the threads have been launched" -- every run failed on a cold kernel
+    # cache.  Re-read the environment before the thread pool starts.
+    try:
+        numba.config.reload_config()
+    except RuntimeError:  # the pool already runs with another size: keep it, cap below
+        pass
     n = _auto_threads() if threads is None else int(threads)
     n = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)

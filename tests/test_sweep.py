@@ -110,6 +110,34 @@ def test_numba_threads_share_the_cores_of_a_worker_host(client):
     assert client.submit(set_numba_threads, 1, pure=False).result() == 1
 
 
+COLD_CACHE_SCRIPT = """
+import sys
+import numba  # imported by the main module, as the `pysrm` command does: spawned workers import it too
+from pysrm.config import TrainConfig
+from pysrm.sweep import plan_sweep, run_sweep
+
+if __name__ == "__main__":
+    runs = plan_sweep(TrainConfig(**TINY), ["spikemax"], 1)
+    res = run_sweep(runs, sys.argv[1], workers=1, threads_per_run=1, dashboard=None, report=False, log=print)
+    sys.exit(res.n_failed)
+"""
+
+
+@needs_dask
+def test_a_worker_with_a_cold_kernel_cache_trains(tmp_path):
+    # regression: on a machine whose Numba cache was empty, every run of `pysrm sweep` failed with
+    # "Cannot set NUMBA_NUM_THREADS to a different value once the threads have been launched": the
+    # spawned worker imports the main module (and numba) before the nanny applies NUMBA_NUM_THREADS,
+    # and the worker's first compilation re-read the environment
+    script = tmp_path / "cold_sweep.py"
+    script.write_text(f"TINY = {dict(TINY, epochs=1)!r}\n" + COLD_CACHE_SCRIPT)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "empty_numba_cache"))
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "sweep")], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / "sweep" / "runs" / "spikemax" / "seed_0" / "report.json").is_file()
+
+
 @needs_dask
 def test_sweep_completes_equals_serial_and_rerun_skips(client, serial, tmp_path):
     out = tmp_path / "sweep"
