@@ -60,3 +60,20 @@ def test_dropout_mask_per_neuron():
     np.testing.assert_array_equal(dropout_backward(x, m), y)
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         dropout_mask(x.shape, 1.0, rng)
+
+
+@pytest.mark.parametrize("bins", [0.0, 0.5, 1.0, 8.5, 9.0, 9.5, 10.0, 12.25])
+def test_delay_edges_of_the_time_axis(bins):
+    # delays around and beyond the sample length T = 10 bins (the kernels split the time loop there)
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2, 3, 1, 1, 10))
+    d = np.full((3, 1, 1), bins * 0.5)
+    y = delay(x, d, 0.5)
+    np.testing.assert_allclose(y, ref.delay(x, d, 0.5), rtol=1e-12, atol=1e-12)
+    g = rng.normal(size=x.shape)
+    gx, gd = delay_backward(g, x, d, 0.5)
+    assert np.isclose(np.sum(y * g), np.sum(x * gx), rtol=1e-12, atol=1e-12)  # grad_x is the adjoint
+    if bins % 1.0:  # away from the kinks at integer bins: central finite difference on d
+        h = 1e-6
+        fd = (np.sum(delay(x, d + h, 0.5) * g) - np.sum(delay(x, d - h, 0.5) * g)) / (2 * h)
+        assert np.isclose(gd.sum(), fd, rtol=1e-6, atol=1e-9)

