@@ -48,17 +48,22 @@ CONV_EVENT_DENSITY_THRESHOLD = 0.08
 
 
 @njit(parallel=True, cache=True)
-def _dense_events_cpu(offsets, neuron, time, value, wT, outT):
-    # outT[n, t, :] += value * wT[i, :] for every event (i, t) of sample n
+def _dense_events_cpu(offsets, neuron, time, value, wT, out):
+    # out[n, :, t] += value * wT[i, :] for every event (i, t) of sample n.  Each sample accumulates
+    # into a (T, O) buffer of its own (rows of wT are contiguous; the buffer stays in cache) and is
+    # then written out transposed, so no (N, T, O) array is zeroed, filled and transposed in memory.
     N = offsets.shape[0] - 1
     O = wT.shape[1]
+    T = out.shape[2]
     for n in prange(N):
+        acc = np.zeros((T, O), dtype=out.dtype)
         for k in range(offsets[n], offsets[n + 1]):
             i = neuron[k]
             t = time[k]
             v = value[k]
             for o in range(O):
-                outT[n, t, o] += v * wT[i, o]
+                acc[t, o] += v * wT[i, o]
+        out[n, :, :] = acc.T
 
 
 @njit(parallel=True, cache=True)
@@ -156,9 +161,8 @@ def dense(w, x):
     O = w.shape[0]
     ev = _as_events(x)
     if ev is not None:
-        outT = np.zeros((N, T, O), dtype=w.dtype)
-        _dense_events_cpu(ev.offsets, *ev.by_time(), np.ascontiguousarray(w.T), outT)
-        out = swap_last_axes(outT)
+        out = np.empty((N, O, T), dtype=w.dtype)
+        _dense_events_cpu(ev.offsets, *ev.by_time(), np.ascontiguousarray(w.T), out)
     else:
         out = np.matmul(w, x.reshape(N, -1, T))
     return out.reshape(N, O, 1, 1, T)
