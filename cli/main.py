@@ -25,6 +25,8 @@ TRAIN_OPTIONS = [
     ("--n-train", "n_train", int, "use only the first N training samples"),
     ("--n-test", "n_test", int, "use only the first N test samples"),
     ("--val-split", "val_split", float, "fraction of the training set held out for validation (selects 'best')"),
+    ("--test-every", "test_every", int, "evaluate the test split after every N-th epoch (0: only the final "
+                                        "network, for tuning on --val-split without seeing test results)"),
     ("--jitter", "jitter", int, "random spatial jitter augmentation, pixels"),
     ("--net", "net", str, "network shorthand, e.g. 34x34x2-16c5-2a-32c3-2a-64c3-512-10"),
     ("--dropout", "dropout", float, "dropout probability before hidden dense/conv layers"),
@@ -97,8 +99,10 @@ class ProgressBar:
 
     def end_epoch(self, row):
         extra = f" val acc {100 * row['val_acc']:.1f}%" if "val_acc" in row else ""
+        test = (f" | test loss {row['test_loss']:.4f} acc {100 * row['test_acc']:.1f}%" if "test_acc" in row
+                else "")
         line = (f"epoch {row['epoch'] + 1}/{self.epochs}: train loss {row['train_loss']:.4f} acc "
-                f"{100 * row['train_acc']:.1f}% | test loss {row['test_loss']:.4f} acc {100 * row['test_acc']:.1f}%"
+                f"{100 * row['train_acc']:.1f}%{test}"
                 f"{extra} | {row['seconds']:.1f} s, {row['samples_per_s']:.0f} samples/s")
         self.stream.write(("\r" + " " * 110 + "\r" if self.tty else "") + line + "\n")
         self.stream.flush()

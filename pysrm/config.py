@@ -38,6 +38,8 @@ class TrainConfig:
     n_train: int | None = None         # use only the first n training samples (None: all)
     n_test: int | None = None          # use only the first n test samples (None: all)
     val_split: float = 0.0             # fraction of the training samples held out for validation
+    test_every: int = 1                # evaluate the test split after every N-th epoch (and the last);
+                                       # 0: only the final network (report.json) -- blind tuning on val
     # network
     net: str = "16x16x2-64-10"
     delays: bool = False
@@ -94,6 +96,9 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < (0 if name == "epochs" else 1):
                 raise ValueError(f"{name} must be an integer >= {0 if name == 'epochs' else 1}; got {v!r}")
+        if not isinstance(self.test_every, int) or isinstance(self.test_every, bool) or self.test_every < 0:
+            raise ValueError(f"test_every must be an integer >= 0 (0: test only the final network); "
+                             f"got {self.test_every!r}")
         if self.test_t_sample is not None and not (math.isfinite(self.test_t_sample) and self.test_t_sample > 0):
             raise ValueError(f"test_t_sample must be a finite number > 0 (ms); got {self.test_t_sample!r}")
         if self.loss == "spikemax" and self.window > self.t_sample:

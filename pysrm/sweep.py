@@ -56,7 +56,7 @@ ID_FILE = ".pysrm-sweep"
 RUNS = "runs"
 RUN_FILES = ("config.toml", "metrics.jsonl", "report.json", "checkpoints/last.npz", "checkpoints/best.npz")
 # config keys that do not change a run's results (compared when deciding whether a run is complete)
-_IGNORED_KEYS = ("out", "trials")
+_IGNORED_KEYS = ("out", "trials", "test_every")
 # errors that mean "the worker or the connection was lost", not "the run failed": these are retried
 _LOST_WORKER_ERRORS = ("KilledWorker", "CommClosedError", "FutureCancelledError", "CancelledError")
 

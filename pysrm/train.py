@@ -430,12 +430,13 @@ def _train_epoch(cfg, epoch, skip_batches, acc, net, loss, opt, loader, val_ds, 
         v = evaluate(net, val_ds, cfg, loss)
         row.update(val_loss=v.loss, val_acc=v.accuracy)
         select = v.accuracy
-    te = evaluate(net, test_ds, cfg, loss)
-    row.update(test_loss=te.loss, test_acc=te.accuracy)
-    select = te.accuracy if select is None else select
+    if cfg.test_every and ((epoch + 1) % cfg.test_every == 0 or epoch + 1 == cfg.epochs):
+        te = evaluate(net, test_ds, cfg, loss)
+        row.update(test_loss=te.loss, test_acc=te.accuracy)
+        select = te.accuracy if select is None else select
     rd.append_metrics(row)
     progress.end_epoch(row)
-    if select > state["best"]:
+    if select is not None and select > state["best"]:  # no selection: no best.npz (loaders use last)
         state["best"] = select
         save_checkpoint(rd.ckpt / "best.npz", net, opt, {"epoch": epoch + 1, "batch": 0, "best": select,
                                                        "complete": True})

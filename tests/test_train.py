@@ -117,3 +117,19 @@ def test_report_from_two_runs(tmp_path):
     for name in ("accuracy_vs_time", "spike_counts"):
         for ext in ("png", "svg"):
             assert (tmp_path / "rep" / f"{name}.{ext}").stat().st_size > 1000
+
+
+def test_test_every_controls_the_per_epoch_test_evaluation(tmp_path):
+    # test_every = 0 with a validation split: no test result before the end (blind tuning), 'best'
+    # chosen on validation, the final network still tested once for report.json
+    rep = train(tiny(epochs=3, val_split=0.25, test_every=0), run_dir=tmp_path / "blind")
+    rows = [json.loads(line) for line in (tmp_path / "blind" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all("val_acc" in r and "test_acc" not in r for r in rows)
+    assert (tmp_path / "blind" / "checkpoints" / "best.npz").is_file()
+    assert 0.0 <= rep["final_accuracy"] <= 1.0 and rep["test"]["n_samples"] == 24
+    # every 2nd epoch and the last
+    train(tiny(epochs=3, test_every=2), run_dir=tmp_path / "every2")
+    rows = [json.loads(line) for line in (tmp_path / "every2" / "metrics.jsonl").read_text().splitlines()]
+    assert ["test_acc" in r for r in rows] == [False, True, True]
+    with pytest.raises(ValueError, match="test_every"):
+        TrainConfig(test_every=-1).validate()
