@@ -52,7 +52,7 @@ def _fill_events_cpu(x, offsets, neuron, time, value):
 class SpikeEvents:
     """A batch of sparse spike tensors (see module docstring)."""
 
-    __slots__ = ("shape", "offsets", "neuron", "time", "value", "_by_time")
+    __slots__ = ("shape", "offsets", "neuron", "time", "value")
 
     def __init__(self, shape, offsets, neuron, time, value):
         shape = tuple(int(s) for s in shape)
@@ -75,18 +75,6 @@ class SpikeEvents:
         if n_ev and (time.min() < 0 or time.max() >= shape[4]):
             raise ValueError(f"time bins must lie in [0, {shape[4]}), got [{time.min()}, {time.max()}]")
         self.shape, self.offsets, self.neuron, self.time, self.value = shape, offsets, neuron, time, value
-        self._by_time = None
-
-    def by_time(self):
-        """``(neuron, time, value)`` reordered by time inside every sample (computed once, cached).
-
-        Event-driven accumulation into a ``(T, outputs)`` buffer then walks the buffer's rows in order,
-        which keeps it in cache when it is larger than the CPU's L2 (long samples)."""
-        if self._by_time is None:
-            sample = np.repeat(np.arange(self.shape[0]), np.diff(self.offsets))
-            order = np.lexsort((self.time, sample))
-            self._by_time = (self.neuron[order], self.time[order], self.value[order])
-        return self._by_time
 
     @property
     def dtype(self):

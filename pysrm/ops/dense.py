@@ -52,6 +52,8 @@ def _dense_events_cpu(offsets, neuron, time, value, wT, out):
     # out[n, :, t] += value * wT[i, :] for every event (i, t) of sample n.  Each sample accumulates
     # into a (T, O) buffer of its own (rows of wT are contiguous; the buffer stays in cache) and is
     # then written out transposed, so no (N, T, O) array is zeroed, filled and transposed in memory.
+    # The events are used in their stored order: sorting them by time first cost as much as this
+    # kernel and gained nothing with the per-sample buffer (measured T = 300..1500, benchmarks/RESULTS.md).
     N = offsets.shape[0] - 1
     O = wT.shape[1]
     T = out.shape[2]
@@ -162,7 +164,7 @@ def dense(w, x):
     ev = _as_events(x)
     if ev is not None:
         out = np.empty((N, O, T), dtype=w.dtype)
-        _dense_events_cpu(ev.offsets, *ev.by_time(), np.ascontiguousarray(w.T), out)
+        _dense_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(w.T), out)
     else:
         out = np.matmul(w, x.reshape(N, -1, T))
     return out.reshape(N, O, 1, 1, T)
