@@ -137,11 +137,12 @@ def alpha_parameters(kernel):
 def _filter(name, x, kernel, ts, min_recursive, recursive_kernel, direct_kernel):
     """Shared wrapper of psp and its adjoint: validate, pick the recursive or the direct kernel, reshape."""
     rows = as_rows(name, x)
-    out = np.zeros_like(rows)
     alpha = alpha_parameters(kernel) if len(kernel) >= min_recursive else None
     if alpha is not None:
+        out = np.empty_like(rows)  # written completely by the recursion
         recursive_kernel(rows, alpha[0], alpha[1] * ts, len(kernel), out)
     else:
+        out = np.zeros_like(rows)  # the direct kernels accumulate
         direct_kernel(rows, response_as("kernel", kernel, x.dtype) * x.dtype.type(ts), out)
     return out.reshape(x.shape)
 

@@ -36,16 +36,24 @@ from ._util import as_rows, response_as
 
 
 @njit(parallel=True, cache=True)
-def _spike_cpu(u, nu, theta, amp, s):
-    rows, T = u.shape
+def _spike_cpu(u_in, nu, theta, amp, u, s):
+    # per row: u = u_in, then scan time; a spike at t writes s[t] = amp and adds nu to u[t:t+L].
+    # u and s are written completely here (one pass, the row in cache): no separate copy / zero fill.
+    rows, T = u_in.shape
     L = nu.shape[0]
     for r in prange(rows):
+        ur = u[r]
+        sr = s[r]
+        ui = u_in[r]
         for t in range(T):
-            if u[r, t] >= theta:
-                s[r, t] = amp
+            ur[t] = ui[t]
+            sr[t] = 0.0
+        for t in range(T):
+            if ur[t] >= theta:
+                sr[t] = amp
                 m = min(L, T - t)
                 for j in range(m):
-                    u[r, t + j] += nu[j]
+                    ur[t + j] += nu[j]
 
 
 @njit(parallel=True, cache=True)
@@ -68,10 +76,11 @@ def spike(u, refractory_kernel, theta: float, ts: float):
         return spike_cuda.spike(u, refractory_kernel, theta, ts)
     theta = positive("theta", theta)
     ts = positive("ts", ts)
-    rows = as_rows("u", u).copy()
+    u_in = as_rows("u", u)
     nu = response_as("refractory_kernel", refractory_kernel, u.dtype)
-    s = np.zeros_like(rows)
-    _spike_cpu(rows, nu, u.dtype.type(theta), u.dtype.type(1.0 / ts), s)
+    rows = np.empty_like(u_in)
+    s = np.empty_like(u_in)
+    _spike_cpu(u_in, nu, u.dtype.type(theta), u.dtype.type(1.0 / ts), rows, s)
     return s.reshape(u.shape), rows.reshape(u.shape)
 
 
