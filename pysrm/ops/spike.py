@@ -39,8 +39,12 @@ from ._util import as_rows, response_as
 def _spike_cpu(u_in, nu, theta, amp, u, s):
     # per row: u = u_in, then scan time; a spike at t writes s[t] = amp and adds nu to u[t:t+L].
     # u and s are written completely here (one pass, the row in cache): no separate copy / zero fill.
+    # The scan looks at blocks of 16 bins and skips a block whose maximum is below theta (a vectorised
+    # max); only blocks that reach theta are walked bin by bin.  The refractory response of a spike
+    # changes later bins before their block is looked at, so this is exactly the sequential scan.
     rows, T = u_in.shape
     L = nu.shape[0]
+    B = 16
     for r in prange(rows):
         ur = u[r]
         sr = s[r]
@@ -48,12 +52,21 @@ def _spike_cpu(u_in, nu, theta, amp, u, s):
         for t in range(T):
             ur[t] = ui[t]
             sr[t] = 0.0
-        for t in range(T):
-            if ur[t] >= theta:
-                sr[t] = amp
-                m = min(L, T - t)
-                for j in range(m):
-                    ur[t + j] += nu[j]
+        t0 = 0
+        while t0 < T:
+            t1 = min(t0 + B, T)
+            blk = ur[t0:t1]
+            m = blk[0]
+            for k in range(1, t1 - t0):
+                m = max(m, blk[k])
+            if m >= theta:
+                for t in range(t0, t1):
+                    if ur[t] >= theta:
+                        sr[t] = amp
+                        n = min(L, T - t)
+                        for j in range(n):
+                            ur[t + j] += nu[j]
+            t0 = t1
 
 
 @njit(parallel=True, cache=True)
