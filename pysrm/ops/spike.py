@@ -32,6 +32,7 @@ from numba import njit, prange
 
 from .._checks import positive
 from ..backend import is_device_array
+from ._fastexp import rho_row
 from ._util import as_rows, response_as
 
 
@@ -39,12 +40,10 @@ from ._util import as_rows, response_as
 def _spike_cpu(u_in, nu, theta, amp, u, s):
     # per row: u = u_in, then scan time; a spike at t writes s[t] = amp and adds nu to u[t:t+L].
     # u and s are written completely here (one pass, the row in cache): no separate copy / zero fill.
-    # The scan looks at blocks of 16 bins and skips a block whose maximum is below theta (a vectorised
-    # max); only blocks that reach theta are walked bin by bin.  The refractory response of a spike
-    # changes later bins before their block is looked at, so this is exactly the sequential scan.
+    # (Skipping 16-bin blocks below theta was tried: 1.5x on 0.6 % spikes, no gain at the 2.6 % of
+    # the N-MNIST hidden layer, so the plain scan stays.)
     rows, T = u_in.shape
     L = nu.shape[0]
-    B = 16
     for r in prange(rows):
         ur = u[r]
         sr = s[r]
@@ -52,30 +51,22 @@ def _spike_cpu(u_in, nu, theta, amp, u, s):
         for t in range(T):
             ur[t] = ui[t]
             sr[t] = 0.0
-        t0 = 0
-        while t0 < T:
-            t1 = min(t0 + B, T)
-            blk = ur[t0:t1]
-            m = blk[0]
-            for k in range(1, t1 - t0):
-                m = max(m, blk[k])
-            if m >= theta:
-                for t in range(t0, t1):
-                    if ur[t] >= theta:
-                        sr[t] = amp
-                        n = min(L, T - t)
-                        for j in range(n):
-                            ur[t + j] += nu[j]
-            t0 = t1
+        for t in range(T):
+            if ur[t] >= theta:
+                sr[t] = amp
+                n = min(L, T - t)
+                for j in range(n):
+                    ur[t + j] += nu[j]
 
 
 @njit(parallel=True, cache=True)
 def _spike_backward_cpu(g, u, theta, scale, width, out):
     rows, T = g.shape
     a = scale / width
+    inv_width = g.dtype.type(1.0) / width
     for r in prange(rows):
-        for t in range(T):
-            out[r, t] = g[r, t] * a * np.exp(-abs(u[r, t] - theta) / width)
+        scratch = np.empty(T, dtype=np.int32)
+        rho_row(g[r], u[r], theta, a, inv_width, out[r], scratch)
 
 
 def spike(u, refractory_kernel, theta: float, ts: float):

@@ -16,7 +16,9 @@ of two passes over memory:
         \rho(u_{ref}[t+i])\, \frac{\partial\mathcal L}{\partial s[t+i]}
 
 It equals ``psp_backward(spike_backward(grad_s, u_ref, neuron), kernel, ts)``
-to float rounding (tested); the gradient promise is the surrogate's.
+to float rounding (tested); the gradient promise is the surrogate's.  The surrogate is evaluated by
+:func:`pysrm.ops._fastexp.rho_row` (a vectorised exponential in float32, within a few float32 ulp of
+``np.exp``; ``np.exp`` itself in float64).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from numba import njit, prange
 
 from ..backend import is_device_array
 from ._util import as_rows, response_as
+from ._fastexp import rho_row
 from .psp import RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters, psp, psp_backward
 from .spike import spike, spike_backward
 
@@ -35,36 +38,45 @@ def _srm_backward_direct_cpu(g, u, theta, scale, width, k, out, n_chunks):
     rows, T = g.shape
     L = k.shape[0]
     a = scale / width
+    inv_width = g.dtype.type(1.0) / width
     step = (rows + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         gu = np.empty(T, dtype=g.dtype)  # one row of grad_s * rho(u), reused for the chunk's rows
+        scratch = np.empty(T, dtype=np.int32)
         for r in range(c * step, min(rows, (c + 1) * step)):
+            rho_row(g[r], u[r], theta, a, inv_width, gu, scratch)
+            o = out[r]
+            k0 = k[0]
             for t in range(T):
-                gu[t] = g[r, t] * a * np.exp(-abs(u[r, t] - theta) / width)
-            out[r, :] = 0.0
-            for i in range(min(L, T)):  # lag-major: the inner loop over t vectorises
+                o[t] = k0 * gu[t]
+            for i in range(1, min(L, T)):  # lag-major: the inner loop over t vectorises
                 ki = k[i]
+                gs = gu[i:]
                 for t in range(T - i):
-                    out[r, t] += ki * gu[t + i]
+                    o[t] += ki * gs[t]
 
 
 @njit(parallel=True, cache=True)
 def _srm_backward_alpha_cpu(g, u, theta, scale, width, alpha, gain, L, out, n_chunks):
     rows, T = g.shape
     a = scale / width
+    inv_width = g.dtype.type(1.0) / width
     aL = alpha ** L
     step = (rows + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         hist_a = np.zeros(L)
         hist_f = np.zeros(L)
+        gu = np.empty(T, dtype=g.dtype)
+        scratch = np.empty(T, dtype=np.int32)
         for r in range(c * step, min(rows, (c + 1) * step)):
+            rho_row(g[r], u[r], theta, a, inv_width, gu, scratch)
             hist_a[:] = 0.0
             hist_f[:] = 0.0
             A = 0.0
             F = 0.0
             for t in range(T - 1, -1, -1):
                 F = alpha * (F + A)
-                A = alpha * A + g[r, t] * a * np.exp(-abs(u[r, t] - theta) / width)
+                A = alpha * A + gu[t]
                 j = t % L
                 y = F - aL * (hist_f[j] + L * hist_a[j])
                 hist_a[j] = A
