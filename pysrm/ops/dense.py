@@ -69,38 +69,40 @@ def _dense_events_cpu(offsets, neuron, time, value, wT, out):
 
 
 @njit(parallel=True, cache=True)
-def _dense_events_wgrad_cpu(offsets, neuron, time, value, gT, gwT, n_chunks):
-    # gwT[i, :] += value * gT[n, t, :] per event; parallel over blocks of input neurons (no races,
-    # and each thread keeps its rows of gwT in cache); every thread skips the events of other blocks
+def _dense_events_wgrad_cpu(offsets, neuron, time, value, g, parts):
+    # parts[p, i, :] += value * g[n, :, t] for the events (i, t) of the samples n of part p.  Each part
+    # (one per thread) takes a share of the samples, copies g[n] transposed into a (T, O) buffer of its
+    # own (in cache), so an event reads one contiguous row; no (N, T, O) transposed copy of g is made
+    # in memory and no thread skips other threads' events.  The parts are summed by _sum_parts_T.
     N = offsets.shape[0] - 1
-    I, O = gwT.shape
-    step = (I + n_chunks - 1) // n_chunks
-    for c in prange(n_chunks):
-        i0 = c * step
-        i1 = min(I, i0 + step)
-        for n in range(N):
+    O, T = g.shape[1], g.shape[2]
+    n_parts = parts.shape[0]
+    step = (N + n_parts - 1) // n_parts
+    for p in prange(n_parts):
+        gw = parts[p]
+        gT = np.empty((T, O), dtype=g.dtype)
+        for n in range(p * step, min(N, (p + 1) * step)):
+            gT[:, :] = g[n].T
             for k in range(offsets[n], offsets[n + 1]):
-                i = neuron[k]
-                if i < i0 or i >= i1:
-                    continue
-                t = time[k]
+                row = gw[neuron[k]]
+                gr = gT[time[k]]
                 v = value[k]
                 for o in range(O):
-                    gwT[i, o] += v * gT[n, t, o]
+                    row[o] += v * gr[o]
 
 
 @njit(parallel=True, cache=True)
-def _swap_last_axes_cpu(x, out):
-    # out[n, b, a] = x[n, a, b], parallel over the batch
-    for n in prange(x.shape[0]):
-        out[n, :, :] = x[n].T
-
-
-def swap_last_axes(x):
-    """``x.transpose(0, 2, 1)`` as a new C-contiguous array (parallel over the batch)."""
-    out = np.empty((x.shape[0], x.shape[2], x.shape[1]), dtype=x.dtype)
-    _swap_last_axes_cpu(np.ascontiguousarray(x), out)
-    return out
+def _sum_parts_T(parts, out):
+    # out[o, i] = sum_p parts[p, i, o], in tiles of 64 inputs (contiguous reads and writes)
+    P, I, O = parts.shape
+    B = 64
+    for b in prange((I + B - 1) // B):
+        i0 = b * B
+        i1 = min(I, i0 + B)
+        acc = np.zeros((i1 - i0, O), dtype=out.dtype)
+        for p in range(P):
+            acc += parts[p, i0:i1]
+        out[:, i0:i1] = acc.T
 
 
 @contextmanager
@@ -190,11 +192,12 @@ def dense_backward(w, x, grad, need_input_grad: bool = True):
     g = grad.reshape(N, O, T)
     ev = _as_events(x)
     if ev is not None:
-        gT = swap_last_axes(g)
-        gwT = np.zeros((w.shape[1], O), dtype=w.dtype)
-        _dense_events_wgrad_cpu(ev.offsets, ev.neuron, ev.time, ev.value, gT, gwT,
-                                max(1, min(w.shape[1], 8 * numba.get_num_threads())))
-        grad_w = swap_last_axes(gwT[None])[0]
+        # one partial gradient per thread, at most 256 MB of them
+        n_parts = max(1, min(N, numba.get_num_threads(), (1 << 28) // max(1, w.size * w.itemsize)))
+        parts = np.zeros((n_parts, w.shape[1], O), dtype=w.dtype)
+        _dense_events_wgrad_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(g), parts)
+        grad_w = np.empty_like(w)
+        _sum_parts_T(parts, grad_w)
     else:
         x3 = x.reshape(N, -1, T)
         grad_w = np.tensordot(g, x3, axes=([0, 2], [0, 2]))
