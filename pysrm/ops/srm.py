@@ -29,7 +29,7 @@ from numba import njit, prange
 from ..backend import is_device_array
 from ._util import as_rows, response_as
 from ._fastexp import rho_row
-from .psp import RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters, psp, psp_backward
+from .psp import RECURSIVE_MIN_LENGTH_BACKWARD, alpha_filter_rows, alpha_parameters, psp, psp_backward
 from .spike import spike, spike_backward
 
 
@@ -57,31 +57,20 @@ def _srm_backward_direct_cpu(g, u, theta, scale, width, k, out, n_chunks):
 
 
 @njit(parallel=True, cache=True)
-def _srm_backward_alpha_cpu(g, u, theta, scale, width, alpha, gain, L, out, n_chunks):
+def _srm_backward_alpha_cpu(g, u, theta, scale, width, alpha, gain, L, out):
+    # per group of 4 rows: gu = grad_s * rho(u) (vectorised), then the alpha recursion backwards in
+    # time on gu (pysrm.ops.psp.alpha_filter_rows, 4 rows interleaved)
     rows, T = g.shape
     a = scale / width
     inv_width = g.dtype.type(1.0) / width
-    aL = alpha ** L
-    step = (rows + n_chunks - 1) // n_chunks
-    for c in prange(n_chunks):
-        hist_a = np.zeros(L)
-        hist_f = np.zeros(L)
-        gu = np.empty(T, dtype=g.dtype)
+    for k in prange((rows + 3) // 4):
+        r0 = 4 * k
+        r1 = min(rows, r0 + 4)
+        gu = np.empty((r1 - r0, T), dtype=g.dtype)
         scratch = np.empty(T, dtype=np.int32)
-        for r in range(c * step, min(rows, (c + 1) * step)):
-            rho_row(g[r], u[r], theta, a, inv_width, gu, scratch)
-            hist_a[:] = 0.0
-            hist_f[:] = 0.0
-            A = 0.0
-            F = 0.0
-            for t in range(T - 1, -1, -1):
-                F = alpha * (F + A)
-                A = alpha * A + gu[t]
-                j = t % L
-                y = F - aL * (hist_f[j] + L * hist_a[j])
-                hist_a[j] = A
-                hist_f[j] = F
-                out[r, t] = gain * y
+        for r in range(r0, r1):
+            rho_row(g[r], u[r], theta, a, inv_width, gu[r - r0], scratch)
+        alpha_filter_rows(gu, out[r0:r1], 0, r1 - r0, alpha, gain, L, True)
 
 
 def srm_forward(a, srm_kernel, refractory_kernel, theta: float, ts: float):
@@ -105,7 +94,7 @@ def srm_backward(grad_s, u, neuron, srm_kernel, ts: float):
     alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH_BACKWARD else None
     if alpha is not None:
         _srm_backward_alpha_cpu(g, ur, dt(neuron.theta), dt(neuron.scale_rho), dt(width), alpha[0],
-                                alpha[1] * ts, len(srm_kernel), out, chunks)
+                                alpha[1] * ts, len(srm_kernel), out)
     else:
         k = response_as("srm_kernel", srm_kernel, g.dtype) * g.dtype.type(ts)
         _srm_backward_direct_cpu(g, ur, dt(neuron.theta), dt(neuron.scale_rho), dt(width), k, out, chunks)
