@@ -61,3 +61,24 @@ def test_spike_events_roundtrip():
     np.testing.assert_array_equal(both.to_dense(), x)
     with pytest.raises(ValueError, match="time bins"):
         SpikeEvents((1, 1, 1, 1, 4), [0, 1], [0], [7], np.ones(1, np.float32))
+
+
+def test_event_weight_gradient_does_not_depend_on_the_thread_count():
+    # the partial sums of the event-driven weight gradient are split by shape, not by thread count, so
+    # runs with different NUMBA_NUM_THREADS (sweeps, resumed runs) give bitwise the same parameters
+    import numba
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    rng = np.random.default_rng(3)
+    x = SpikeEvents.from_dense((rng.random((13, 40, 1, 1, 50)) < 0.05).astype(np.float32))
+    w = rng.normal(size=(30, 40)).astype(np.float32)
+    g = rng.normal(size=(13, 30, 1, 1, 50)).astype(np.float32)
+    old = numba.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            numba.set_num_threads(n)
+            results.append(dense_backward(w, x, g)[1])
+    finally:
+        numba.set_num_threads(old)
+    np.testing.assert_array_equal(results[0], results[1])

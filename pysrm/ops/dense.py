@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -45,6 +44,9 @@ from ._util import check_5d
 #: 0.25 (weight gradient) on one thread, conv layers about 0.09 / 0.15; the thresholds sit a little below.
 EVENT_DENSITY_THRESHOLD = 0.15
 CONV_EVENT_DENSITY_THRESHOLD = 0.08
+#: the event-driven dense weight gradient is split into this many partial sums over the batch (the
+#: parallelism of that kernel; a constant so that results do not depend on the number of threads)
+WGRAD_PARTS = 8
 
 
 @njit(parallel=True, cache=True)
@@ -192,8 +194,10 @@ def dense_backward(w, x, grad, need_input_grad: bool = True):
     g = grad.reshape(N, O, T)
     ev = _as_events(x)
     if ev is not None:
-        # one partial gradient per thread, at most 256 MB of them
-        n_parts = max(1, min(N, numba.get_num_threads(), (1 << 28) // max(1, w.size * w.itemsize)))
+        # partial gradients over shares of the samples, summed in a fixed order.  Their number depends on
+        # the shapes only (at most WGRAD_PARTS, at most 256 MB), never on the thread count, so results
+        # are bitwise the same with any number of threads (sweeps and resumed runs equal serial runs).
+        n_parts = max(1, min(N, WGRAD_PARTS, (1 << 28) // max(1, w.size * w.itemsize)))
         parts = np.zeros((n_parts, w.shape[1], O), dtype=w.dtype)
         _dense_events_wgrad_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(g), parts)
         grad_w = np.empty_like(w)
