@@ -1,6 +1,7 @@
 """pysrm versus lava-dl on the N-MNIST dense network, measured side by side in one process.
 
     python benchmarks/compare_lavadl.py [--data-dir ../shared/data/NMNISTsmall] [--steps 5] [--batch 32]
+                                        [--pysrm-python /path/to/pysrm-venv/bin/python]
 
 Network 34x34x2-512-10 (2312-512-10), T = 300 bins of 1 ms, batch 32, real NMNISTsmall samples
 pre-binned in memory for lava-dl (dense (N, 2312, T) tensors, as its tutorial does) and as event
@@ -27,39 +28,23 @@ def measure(step, batches, steps):
     return (time.perf_counter() - t0) / steps
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    here = os.path.dirname(os.path.abspath(__file__))
-    ap.add_argument("--data-dir", default=os.path.join(here, "..", "..", "shared", "data", "NMNISTsmall"))
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=32)
-    args = ap.parse_args()
-    try:
-        import torch
-        import lava.lib.dl.slayer as slayer
-    except ImportError as e:
-        print(f"lava-dl / torch not importable ({e}); see benchmarks/RESULTS.md for the install recipe")
-        return 2
-    # importing pysrm first set MKL_NUM_THREADS=1 (for pysrm's own BLAS calls); torch would read it too,
-    # so give lava-dl every core explicitly
-    torch.set_num_threads(os.cpu_count())
-    from pysrm import NeuronParams, SimParams
+def load_batches(data_dir, sim, B, steps):
     from pysrm.data import DataLoader, load_dataset
-    from pysrm.losses import make_loss
-    from pysrm.network import Network
-    from pysrm.optim import Adam
-    from pysrm.bench import machine
-
-    T, B = 300, args.batch
-    sim = SimParams(1.0, float(T))
-    ds = load_dataset("nmnist", split="train", data_dir=args.data_dir, sim=sim)
+    ds = load_dataset("nmnist", split="train", data_dir=data_dir, sim=sim)
     batches = []
     for x, y in DataLoader(ds, batch_size=B, shuffle=True, seed=0, drop_last=True):
         batches.append((x, y))
-        if len(batches) == args.steps + 1:
+        if len(batches) == steps + 1:
             break
+    return batches
 
-    # ---------------- pysrm
+
+def pysrm_times(batches, sim, steps):
+    """Seconds per training step and per inference step of pysrm's side of the comparison."""
+    from pysrm import NeuronParams
+    from pysrm.losses import make_loss
+    from pysrm.network import Network
+    from pysrm.optim import Adam
     net = Network.from_string("34x34x2-512-10", NeuronParams(theta=10, tau_sr=1, tau_ref=1), sim, delays=True,
                               dense_weight_scale=100.0)
     loss = make_loss("spike-rate", ts=1.0, true_rate=0.2, false_rate=0.03)
@@ -72,8 +57,53 @@ def main():
         net.backward(g)
         opt.step()
 
-    p_train = measure(pysrm_train, batches, args.steps)
-    p_infer = measure(lambda x, y: net.forward(x), batches, args.steps)
+    return measure(pysrm_train, batches, steps), measure(lambda x, y: net.forward(x), batches, steps)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap.add_argument("--data-dir", default=os.path.join(here, "..", "..", "shared", "data", "NMNISTsmall"))
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--pysrm-python", help="run pysrm's half in a separate process with this Python (e.g. "
+                                           "pysrm's own venv, without torch loaded next to it)")
+    ap.add_argument("--pysrm-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.pysrm_only:  # the child of --pysrm-python: print [train_s, infer_s]
+        import json
+        from pysrm import SimParams
+        sim = SimParams(1.0, 300.0)
+        print(json.dumps(pysrm_times(load_batches(args.data_dir, sim, args.batch, args.steps), sim, args.steps)))
+        return 0
+    try:
+        import torch
+        import lava.lib.dl.slayer as slayer
+    except ImportError as e:
+        print(f"lava-dl / torch not importable ({e}); see benchmarks/RESULTS.md for the install recipe")
+        return 2
+    # importing pysrm first set MKL_NUM_THREADS=1 (for pysrm's own BLAS calls); torch would read it too,
+    # so give lava-dl every core explicitly
+    torch.set_num_threads(os.cpu_count())
+    from pysrm import SimParams
+    from pysrm.bench import machine
+
+    T, B = 300, args.batch
+    sim = SimParams(1.0, float(T))
+    batches = load_batches(args.data_dir, sim, B, args.steps)
+
+    # ---------------- pysrm (in this process, or in a separate one with --pysrm-python)
+    if args.pysrm_python:
+        import json
+        import subprocess
+        res = subprocess.run([args.pysrm_python, os.path.abspath(__file__), "--pysrm-only", "--data-dir",
+                              args.data_dir, "--steps", str(args.steps), "--batch", str(B)],
+                             capture_output=True, text=True, check=True)
+        p_train, p_infer = json.loads(res.stdout.strip().splitlines()[-1])
+        where = f"separate process, {args.pysrm_python}"
+    else:
+        p_train, p_infer = pysrm_times(batches, sim, args.steps)
+        where = "same process as lava-dl"
 
     # ---------------- lava-dl (dense tensors pre-binned in memory)
     torch.manual_seed(0)
@@ -118,7 +148,7 @@ def main():
     print("| | train samples/s | inference samples/s |")
     print("|---|---|---|")
     print(f"| lava-dl 0.6.0 (CUBA) | {B / l_train:.1f} | {B / l_infer:.1f} |")
-    print(f"| pysrm (SRM) | {B / p_train:.1f} | {B / p_infer:.1f} |")
+    print(f"| pysrm (SRM; {where}) | {B / p_train:.1f} | {B / p_infer:.1f} |")
     print(f"| ratio pysrm / lava-dl | {l_train / p_train:.1f}x | {l_infer / p_infer:.1f}x |")
     print(f"(peak memory of this process, both tools: {peak:.0f} MB)")
     return 0

@@ -195,9 +195,10 @@ def dense_backward(w, x, grad, need_input_grad: bool = True):
     ev = _as_events(x)
     if ev is not None:
         # partial gradients over shares of the samples, summed in a fixed order.  Their number depends on
-        # the shapes only (at most WGRAD_PARTS, at most 256 MB), never on the thread count, so results
-        # are bitwise the same with any number of threads (sweeps and resumed runs equal serial runs).
-        n_parts = max(1, min(N, WGRAD_PARTS, (1 << 28) // max(1, w.size * w.itemsize)))
+        # the shapes only (at least 4 samples per part -- each part costs a zeroed (I, O) buffer --, at
+        # most WGRAD_PARTS, at most 256 MB), never on the thread count, so results are bitwise the same
+        # with any number of threads (sweeps and resumed runs equal serial runs).
+        n_parts = max(1, min(max(1, N // 4), WGRAD_PARTS, (1 << 28) // max(1, w.size * w.itemsize)))
         parts = np.zeros((n_parts, w.shape[1], O), dtype=w.dtype)
         _dense_events_wgrad_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(g), parts)
         grad_w = np.empty_like(w)
