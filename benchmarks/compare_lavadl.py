@@ -72,6 +72,8 @@ def main():
     args = ap.parse_args()
     if args.pysrm_only:  # the child of --pysrm-python: print [train_s, infer_s]
         import json
+        from pysrm._malloc import tune_malloc
+        tune_malloc()  # pysrm's own process, as the pysrm command sets it up
         from pysrm import SimParams
         sim = SimParams(1.0, 300.0)
         print(json.dumps(pysrm_times(load_batches(args.data_dir, sim, args.batch, args.steps), sim, args.steps)))

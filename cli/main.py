@@ -122,6 +122,8 @@ def main():
 
     Start with `pysrm train` (trains on the embedded synthetic dataset, no download).
     """
+    from pysrm._malloc import tune_malloc
+    tune_malloc()  # the command owns its process: keep freed temporaries for reuse (pysrm/_malloc.py)
 
 
 @main.command()

@@ -88,6 +88,8 @@ def _ntidigits_batches(batch, n_batches, sim, rng):
 
 def run_case(case: str, batch: int, steps: int, T: int | None = None) -> dict:
     """Run one case in this process; returns its measurements."""
+    from ._malloc import tune_malloc
+    tune_malloc()  # as the pysrm command does (pysrm/_malloc.py)
     from .losses import make_loss
     from .network import Network
     from .optim import Adam

@@ -225,6 +225,8 @@ def run_task(name: str, cfg_dict: dict, sweep_dir: str, sweep_id: str, shared: b
     from .train import train
     t0 = time.time()
     cfg = TrainConfig.from_dict(cfg_dict, source=f"sweep run {name}")
+    from ._malloc import tune_malloc
+    tune_malloc()  # a worker process trains: keep freed temporaries for reuse (pysrm/_malloc.py)
     n_threads = set_numba_threads(threads)
     sees = _sees_sweep_dir(sweep_dir, sweep_id)
     if shared and not sees:

@@ -133,3 +133,21 @@ def test_test_every_controls_the_per_epoch_test_evaluation(tmp_path):
     assert ["test_acc" in r for r in rows] == [False, True, True]
     with pytest.raises(ValueError, match="test_every"):
         TrainConfig(test_every=-1).validate()
+
+
+def test_tune_malloc_is_idempotent_and_can_be_disabled(monkeypatch):
+    import sys
+    from pysrm import _malloc
+    monkeypatch.setattr(_malloc, "_done", None)
+    monkeypatch.setenv("PYSRM_NO_MALLOC_TUNING", "1")
+    assert _malloc.tune_malloc() is False
+    monkeypatch.setattr(_malloc, "_done", None)
+    monkeypatch.delenv("PYSRM_NO_MALLOC_TUNING")
+    applied = _malloc.tune_malloc()
+    assert applied is (sys.platform.startswith("linux") and applied)  # True on glibc Linux
+    assert _malloc.tune_malloc() is applied                            # second call: no new mallopt
+    if sys.platform.startswith("linux"):
+        import platform
+        if platform.libc_ver()[0] == "glibc":
+            assert applied
+    np.ones((64, 1024, 1024), dtype=np.uint8).sum()                   # large arrays still allocate
