@@ -35,7 +35,7 @@ from numba import config as _numba_config
 from numba import cuda
 
 from .backend import is_device_array
-from .events import SpikeEvents
+from .events import EventBatch, SpikeEvents
 
 #: True when Numba runs kernels in its CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``).
 SIMULATOR = bool(_numba_config.ENABLE_CUDASIM)
@@ -357,7 +357,7 @@ def constant(arr) -> object:
 
 # --------------------------------------------------------------------------- events
 
-class DeviceSpikeEvents:
+class DeviceSpikeEvents(EventBatch):
     """A :class:`~pysrm.events.SpikeEvents` whose arrays live on the GPU.
 
     Same fields (``shape``, ``offsets``, ``neuron``, ``time``, ``value``; events of a
@@ -380,18 +380,6 @@ class DeviceSpikeEvents:
         out = cls(ev.shape, cuda.to_device(ev.offsets), cuda.to_device(ev.neuron), cuda.to_device(ev.time),
                   cuda.to_device(ev.value))
         return out
-
-    @property
-    def dtype(self):
-        return self.value.dtype
-
-    @property
-    def n_events(self) -> int:
-        return int(self.neuron.shape[0])
-
-    @property
-    def density(self) -> float:
-        return self.n_events / max(1, int(np.prod(self.shape)))
 
     @property
     def sample(self):

@@ -49,7 +49,27 @@ def _fill_events_cpu(x, offsets, neuron, time, value):
                     k += 1
 
 
-class SpikeEvents:
+class EventBatch:
+    """What host and device event batches share: ``shape`` and the ``value`` array give dtype,
+    number of events and density (subclasses: SpikeEvents, pysrm.cuda.DeviceSpikeEvents)."""
+
+    __slots__ = ()
+
+    @property
+    def dtype(self):
+        return self.value.dtype
+
+    @property
+    def n_events(self) -> int:
+        return int(self.neuron.shape[0])
+
+    @property
+    def density(self) -> float:
+        """Fraction of non-zero bins."""
+        return self.n_events / max(1, int(np.prod(self.shape)))
+
+
+class SpikeEvents(EventBatch):
     """A batch of sparse spike tensors (see module docstring)."""
 
     __slots__ = ("shape", "offsets", "neuron", "time", "value")
@@ -75,19 +95,6 @@ class SpikeEvents:
         if n_ev and (time.min() < 0 or time.max() >= shape[4]):
             raise ValueError(f"time bins must lie in [0, {shape[4]}), got [{time.min()}, {time.max()}]")
         self.shape, self.offsets, self.neuron, self.time, self.value = shape, offsets, neuron, time, value
-
-    @property
-    def dtype(self):
-        return self.value.dtype
-
-    @property
-    def n_events(self) -> int:
-        return int(self.neuron.shape[0])
-
-    @property
-    def density(self) -> float:
-        """Fraction of non-zero bins."""
-        return self.n_events / max(1, int(np.prod(self.shape)))
 
     @classmethod
     def from_dense(cls, x: np.ndarray, max_density: float | None = None) -> "SpikeEvents | None":
