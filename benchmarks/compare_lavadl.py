@@ -42,6 +42,7 @@ def load_batches(data_dir, sim, B, steps):
 def pysrm_times(batches, sim, steps):
     """Seconds per training step and per inference step of pysrm's side of the comparison."""
     from pysrm import NeuronParams
+    from pysrm.bench import train_step
     from pysrm.losses import make_loss
     from pysrm.network import Network
     from pysrm.optim import Adam
@@ -50,14 +51,8 @@ def pysrm_times(batches, sim, steps):
     loss = make_loss("spike-rate", ts=1.0, true_rate=0.2, false_rate=0.03)
     opt = Adam(net.parameters(), lr=0.001)
 
-    def pysrm_train(x, y):
-        out = net.forward(x, train=True)
-        _, g = loss.value_and_grad(out, y)
-        net.zero_grad()
-        net.backward(g)
-        opt.step()
-
-    return measure(pysrm_train, batches, steps), measure(lambda x, y: net.forward(x), batches, steps)
+    return (measure(lambda x, y: train_step(net, loss, opt, x, y), batches, steps),
+            measure(lambda x, y: net.forward(x), batches, steps))
 
 
 def main():

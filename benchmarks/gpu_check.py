@@ -40,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pysrm import NeuronParams, SimParams, SpikeEvents  # noqa: E402
 from pysrm.backend import CudaUnavailableError, resolve_device  # noqa: E402
+from pysrm.bench import train_step  # noqa: E402
 from pysrm.losses import make_loss  # noqa: E402
 from pysrm.network import Network  # noqa: E402
 from pysrm.optim import make_optimizer  # noqa: E402
@@ -83,19 +84,6 @@ def build(name, dtype, seed=0):
     return net, loss, density
 
 
-def train_step(net, loss, opt, x, y, on_device):
-    out = net.forward(x, train=True)
-    if on_device:
-        from pysrm import losses_cuda
-        value, grad = losses_cuda.value_and_grad(loss, out, y)
-    else:
-        value, grad = loss.value_and_grad(out, y)
-    net.zero_grad()
-    net.backward(grad)
-    opt.step()
-    return out, value
-
-
 def check(name, dtype, batch, lines):
     from pysrm import cuda as dev
     rng = np.random.default_rng(1)
@@ -115,8 +103,7 @@ def check(name, dtype, batch, lines):
     t_cpu = time.perf_counter() - t0
     t0 = time.perf_counter()
     out_g = gpu.forward(x, train=True)
-    from pysrm import losses_cuda
-    v_g, g_g = losses_cuda.value_and_grad(loss, out_g, y)
+    v_g, g_g = loss.value_and_grad(out_g, y)  # device arrays: the CUDA loss kernels
     gpu.zero_grad()
     gpu.backward(g_g)
     dev.synchronize()
@@ -161,13 +148,13 @@ def speed(name, dtype, batches, steps, budget_s, rows):
         data = [(random_events(rng, b, net.input_shape, net.sim.n_bins, density, net.sim.ts, dtype),
                  rng.integers(0, net.output_shape[0], b)) for _ in range(2)]
         ys = [dev.to_device(y) for _, y in data]
-        train_step(net, loss, opt, dev.to_device(data[0][0]), ys[0], True)  # warm-up
+        train_step(net, loss, opt, dev.to_device(data[0][0]), ys[0])  # warm-up
         dev.synchronize()
         t0 = time.perf_counter()
         done = 0
         while done < steps and (done < 2 or time.perf_counter() - t0 < budget_s):
             x, _ = data[done % 2]
-            train_step(net, loss, opt, dev.to_device(x), ys[done % 2], True)  # batch copied once per step
+            train_step(net, loss, opt, dev.to_device(x), ys[done % 2])  # batch copied once per step
             done += 1
         dev.synchronize()
         dt = time.perf_counter() - t0

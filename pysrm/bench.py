@@ -86,6 +86,17 @@ def _ntidigits_batches(batch, n_batches, sim, rng):
     return out
 
 
+def train_step(net, loss, opt, x, y):
+    """One training step as the benchmarks time it: forward, loss (CPU or CUDA by the array type),
+    backward, optimiser update.  Returns ``(output spikes, loss value)``."""
+    out = net.forward(x, train=True)
+    value, grad = loss.value_and_grad(out, y)
+    net.zero_grad()
+    net.backward(grad)
+    opt.step()
+    return out, value
+
+
 def run_case(case: str, batch: int, steps: int, T: int | None = None) -> dict:
     """Run one case in this process; returns its measurements."""
     from ._malloc import tune_malloc
@@ -112,11 +123,7 @@ def run_case(case: str, batch: int, steps: int, T: int | None = None) -> dict:
         t0 = time.perf_counter()
         n = 0
         for x, y in DataLoader(ds, batch_size=batch, shuffle=True, seed=0):
-            out = net.forward(x, train=True)
-            _, g = loss.value_and_grad(out, y)
-            net.zero_grad()
-            net.backward(g)
-            opt.step()
+            train_step(net, loss, opt, x, y)
             n += len(y)
         return {"case": case, "net": spec, "T": T, "batch": batch, "samples": n,
                 "epoch_s": time.perf_counter() - t0, "peak_mb": _peak_mb()}
@@ -131,19 +138,12 @@ def run_case(case: str, batch: int, steps: int, T: int | None = None) -> dict:
         batches = [(_poisson_events(rng, batch, shape, T, rate), rng.integers(0, n_classes, batch))
                    for _ in range(n_batches)]
 
-    def train_step(x, y):
-        out = net.forward(x, train=True)
-        _, g = loss.value_and_grad(out, y)
-        net.zero_grad()
-        net.backward(g)
-        opt.step()
-
     t0 = time.perf_counter()
-    train_step(*batches[0])
+    train_step(net, loss, opt, *batches[0])
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
     for x, y in batches[1:]:
-        train_step(x, y)
+        train_step(net, loss, opt, x, y)
     train_s = (time.perf_counter() - t0) / steps
     t0 = time.perf_counter()
     for x, _ in batches[1:]:
