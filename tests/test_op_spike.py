@@ -55,17 +55,18 @@ def test_fused_srm_backward_equals_the_composition(tau, dtype):
 
 
 def test_float32_surrogate_uses_an_exponential_within_a_few_ulp():
-    # pysrm.ops._fastexp: vectorised float32 exp (2^k * degree-6 polynomial) against np.exp
-    from pysrm.ops._fastexp import rho_rows
+    # pysrm.ops._fastexp: vectorised float32 exp (2^k * degree-6 polynomial) against np.exp, through the
+    # surrogate kernel that uses it: a = scale / width = 2, 1 / width = 0.1
+    from pysrm.ops.spike import _spike_backward_cpu
     x = np.linspace(-90.0, 0.0, 400_001)
     u = (10.0 - 10.0 * x).astype(np.float32)          # -|u - 10| / 10 = x
     g = np.linspace(-3, 3, x.size).astype(np.float32)
     out = np.empty_like(u)
-    rho_rows(g[None], u[None], np.float32(10), np.float32(2), np.float32(0.1), out[None])
+    _spike_backward_cpu(g[None], u[None], np.float32(10), np.float32(20), np.float32(10), out[None])
     arg = np.maximum(-np.abs(u - np.float32(10)) * np.float32(0.1), np.float32(-87.0))
     ref = g.astype(np.float64) * 2.0 * np.exp(arg.astype(np.float64))
     np.testing.assert_allclose(out, ref, rtol=5e-7, atol=0)
     out64 = np.empty(x.size)
-    rho_rows(g[None].astype(np.float64), u[None].astype(np.float64), 10.0, 2.0, 0.1, out64[None])
+    _spike_backward_cpu(g[None].astype(np.float64), u[None].astype(np.float64), 10.0, 20.0, 10.0, out64[None])
     ref64 = g * 2.0 * np.exp(-np.abs(u.astype(np.float64) - 10.0) * 0.1)
     np.testing.assert_allclose(out64, ref64, rtol=1e-15, atol=0)   # float64: np.exp itself

@@ -26,7 +26,7 @@ denormal or zero) give ``exp(-87) ~ 1.6e-38`` times ``g``, not 0.  **float64** r
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
 
 _LOG2E = 1.4426950408889634
@@ -67,11 +67,3 @@ def _rho_row_impl(g, u, theta, a, inv_width, out, scratch):
         for t in range(out.shape[0]):
             out[t] = g[t] * a * np.exp(-abs(u[t] - theta) * inv_width)
     return exact
-
-
-@njit(cache=True)
-def rho_rows(g, u, theta, a, inv_width, out):
-    """``rho_row`` over the rows of 2-D arrays (used by the tests and by spike_backward)."""
-    scratch = np.empty(g.shape[1], dtype=np.int32)
-    for r in range(g.shape[0]):
-        rho_row(g[r], u[r], theta, a, inv_width, out[r], scratch)

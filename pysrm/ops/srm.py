@@ -90,12 +90,12 @@ def srm_backward(grad_s, u, neuron, srm_kernel, ts: float):
     out = np.empty_like(g)
     dt = g.dtype.type
     width = neuron.tau_rho * neuron.theta
-    chunks = max(1, min(g.shape[0], 4 * numba.get_num_threads()))
     alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH_BACKWARD else None
     if alpha is not None:
         _srm_backward_alpha_cpu(g, ur, dt(neuron.theta), dt(neuron.scale_rho), dt(width), alpha[0],
                                 alpha[1] * ts, len(srm_kernel), out)
     else:
         k = response_as("srm_kernel", srm_kernel, g.dtype) * g.dtype.type(ts)
+        chunks = max(1, min(g.shape[0], 4 * numba.get_num_threads()))
         _srm_backward_direct_cpu(g, ur, dt(neuron.theta), dt(neuron.scale_rho), dt(width), k, out, chunks)
     return out.reshape(grad_s.shape)
