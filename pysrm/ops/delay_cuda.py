@@ -53,7 +53,9 @@ def _shift_kernel(d3, C, H, W, ts, shift):
 
 
 @cuda.jit(cache=True)
-def _delay_kernel(x, shift, out):
+def _interp_shift_kernel(x, shift, out, sign):
+    # out[t] = (1-f) x[t + sign*m] + f x[t + sign*(m+1)]  (x outside [0, T) is 0), m + f = shift[j]:
+    # sign = -1 is the delay itself, sign = +1 its adjoint (the input gradient)
     N, M, T = x.shape
     total = N * M * T
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
@@ -64,34 +66,14 @@ def _delay_kernel(x, shift, out):
         d = shift[j]
         m = int(math.floor(d))
         f = np.float64(d) - m  # float64, as the CPU kernel's float32 - int
-        a = t - m
+        a = t + sign * m
         v = 0.0
         if a >= 0 and a < T:
             v += (1.0 - f) * x[n, j, a]
-        if a - 1 >= 0 and a - 1 < T:
-            v += f * x[n, j, a - 1]
-        out[n, j, t] = v
-
-
-@cuda.jit(cache=True)
-def _delay_input_grad_kernel(g, shift, gx):
-    N, M, T = g.shape
-    total = N * M * T
-    for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
-        t = idx % T
-        q = idx // T
-        j = q % M
-        n = q // M
-        d = shift[j]
-        m = int(math.floor(d))
-        f = np.float64(d) - m  # float64, as the CPU kernel's float32 - int
-        a = t + m
-        v = 0.0
+        a += sign
         if a >= 0 and a < T:
-            v += (1.0 - f) * g[n, j, a]
-        if a + 1 >= 0 and a + 1 < T:
-            v += f * g[n, j, a + 1]
-        gx[n, j, t] = v
+            v += f * x[n, j, a]
+        out[n, j, t] = v
 
 
 @cuda.jit(cache=True)
@@ -169,7 +151,7 @@ def delay(x, d, ts: float):
     """Device version of :func:`pysrm.ops.delay.delay`."""
     x3, shift, _, _, _ = _prepare(x, d, ts)
     out = dev.empty(x3.shape, x3.dtype)
-    dev.launch(_delay_kernel, x3.size, x3, shift, out)
+    dev.launch(_interp_shift_kernel, x3.size, x3, shift, out, -1)
     return out.reshape(x.shape)
 
 
@@ -181,7 +163,7 @@ def delay_backward(grad, x, d, ts: float):
     dt = np.dtype(grad.dtype)
     g3 = grad.reshape(x3.shape)
     gx = dev.empty(x3.shape, dt)
-    dev.launch(_delay_input_grad_kernel, g3.size, g3, shift, gx)
+    dev.launch(_interp_shift_kernel, g3.size, g3, shift, gx, 1)
     N, M, _ = x3.shape
     gd_rows = dev.empty((N, M), dt)
     dev.launch(_delay_rows_kernel, N * M, g3, x3, shift, gd_rows)

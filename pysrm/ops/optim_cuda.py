@@ -43,6 +43,18 @@ def _decayed(g, p, i, wd, use_wd):
     return g[i]
 
 
+@cuda.jit(device=True, cache=True)
+def _moments(gi, m, v, i, b1, c1, b2, c2):
+    # Adam's moment updates m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2, in the CPU kernel's order
+    mi = m[i] * b1
+    mi = mi + c1 * gi
+    m[i] = mi
+    vi = v[i] * b2
+    vi = vi + c2 * gi * gi
+    v[i] = vi
+    return mi, vi
+
+
 @cuda.jit(cache=True)
 def _sgd_kernel(p, g, v, lr, mu, use_mom, wd, use_wd, lower, use_lower):
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
@@ -63,12 +75,7 @@ def _adam_kernel(p, g, m, v, lr, b1, c1, b2, c2, bc1, bc2, eps, wd, use_wd, lowe
     # c1 = 1 - b1, c2 = 1 - b2, bc1 = 1 - b1**k, bc2 = 1 - b2**k (all rounded to the dtype)
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
         gi = _decayed(g, p, i, wd, use_wd)
-        mi = m[i] * b1
-        mi = mi + c1 * gi
-        m[i] = mi
-        vi = v[i] * b2
-        vi = vi + c2 * gi * gi
-        v[i] = vi
+        mi, vi = _moments(gi, m, v, i, b1, c1, b2, c2)
         mhat = mi / bc1
         vhat = vi / bc2
         q = p[i] - lr * mhat / (math.sqrt(vhat) + eps)
@@ -83,12 +90,7 @@ def _nadam_kernel(p, g, m, v, lr, b1, c1, b2, c2, bc2, mu_next, den_m, one_minus
     # den_m = 1 - prod * mu_next, den_g = 1 - prod, one_minus_mu = 1 - mu (all rounded to the dtype)
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
         gi = _decayed(g, p, i, wd, use_wd)
-        mi = m[i] * b1
-        mi = mi + c1 * gi
-        m[i] = mi
-        vi = v[i] * b2
-        vi = vi + c2 * gi * gi
-        v[i] = vi
+        mi, vi = _moments(gi, m, v, i, b1, c1, b2, c2)
         vhat = vi / bc2
         upd = mu_next * mi / den_m + one_minus_mu * gi / den_g
         q = p[i] - lr * upd / (math.sqrt(vhat) + eps)
