@@ -64,9 +64,11 @@ def _spike_backward_cpu(g, u, theta, scale, width, out):
     rows, T = g.shape
     a = scale / width
     inv_width = g.dtype.type(1.0) / width
-    for r in prange(rows):
+    B = 64  # rows per parallel task: one scratch row per task, not per row
+    for c in prange((rows + B - 1) // B):
         scratch = np.empty(T, dtype=np.int32)
-        rho_row(g[r], u[r], theta, a, inv_width, out[r], scratch)
+        for r in range(c * B, min(rows, c * B + B)):
+            rho_row(g[r], u[r], theta, a, inv_width, out[r], scratch)
 
 
 def spike(u, refractory_kernel, theta: float, ts: float):

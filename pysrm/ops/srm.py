@@ -58,14 +58,15 @@ def _srm_backward_direct_cpu(g, u, theta, scale, width, k, out, n_chunks):
 
 @njit(parallel=True, cache=True)
 def _srm_backward_alpha_cpu(g, u, theta, scale, width, alpha, gain, L, out):
-    # per group of 4 rows: gu = grad_s * rho(u) (vectorised), then the alpha recursion backwards in
+    # per task of 64 rows: gu = grad_s * rho(u) (vectorised), then the alpha recursion backwards in
     # time on gu (pysrm.ops.psp.alpha_filter_rows, 4 rows interleaved)
     rows, T = g.shape
     a = scale / width
     inv_width = g.dtype.type(1.0) / width
-    for k in prange((rows + 3) // 4):
-        r0 = 4 * k
-        r1 = min(rows, r0 + 4)
+    B = 64  # rows per parallel task: the work buffers are allocated once per task
+    for k in prange((rows + B - 1) // B):
+        r0 = B * k
+        r1 = min(rows, r0 + B)
         gu = np.empty((r1 - r0, T), dtype=g.dtype)
         scratch = np.empty(T, dtype=np.int32)
         for r in range(r0, r1):
