@@ -9,10 +9,15 @@ import os as _os
 import sys as _sys
 
 # pysrm's Numba kernels use every core.  A multi-threaded BLAS next to them makes both spin against each
-# other (measured: a training run 4x slower on 2 cores), so unless the user chose otherwise the BLAS runs
-# single-threaded.  This only takes effect when pysrm is imported before NumPy; otherwise set
-# OPENBLAS_NUM_THREADS=1 yourself (see the README, "Threads").
-if "numpy" not in _sys.modules:
+# other (measured: batch-32 training 2x slower on 2 cores), so unless the user chose otherwise the BLAS
+# runs single-threaded: through the environment for BLAS libraries loaded from now on, and, when NumPy
+# was imported first, by asking the OpenBLAS already loaded (pysrm/_blas.py; README "Threads").
+_numpy_first = "numpy" in _sys.modules
+_user_blas = "OPENBLAS_NUM_THREADS" in _os.environ or bool(_os.environ.get("PYSRM_KEEP_BLAS_THREADS"))
+if not _user_blas:
+    if _numpy_first:
+        from ._blas import limit_blas_threads as _limit_blas_threads
+        _limit_blas_threads(1)
     for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         _os.environ.setdefault(_var, "1")
 
