@@ -13,10 +13,11 @@ Optional L2 weight decay adds :math:`\lambda\theta` to the gradient.  After
 every step each parameter's clamp hook runs (e.g. delays >= 0).  The state
 (``state_dict``) is plain arrays, saved in checkpoints.
 
-Parameters on the GPU (after ``Network.to('cuda')``) are updated by the fused
-CUDA kernels of :mod:`pysrm.ops.optim_cuda` (same formulas, same rounding; the
-clamp is part of the kernel); the optimiser's state then lives on the GPU too
-(moved there on the first step) and ``state_dict`` copies it back.
+Each parameter is updated by one fused kernel, clamp included: the parallel Numba
+CPU kernels of :mod:`pysrm.ops.optim`, or on the GPU (after ``Network.to('cuda')``)
+their CUDA twins in :mod:`pysrm.ops.optim_cuda` (same formulas, same rounding);
+the optimiser's state then lives on the GPU too (moved there on the first step)
+and ``state_dict`` copies it back.
 """
 from __future__ import annotations
 
@@ -49,24 +50,21 @@ class Optimizer:
             else:
                 p.grad[...] = 0
 
-    def _grad(self, p):
-        g = p.grad
-        if not np.isfinite(g).all():
-            raise FloatingPointError(f"gradient of {p.name} contains NaN or inf; refusing to update the parameters")
-        return g + self.weight_decay * p.data if self.weight_decay else g
-
     def step(self):
         self.step_count += 1
         if _on_device(self.params):
             self._step_device()
             return
+        from .ops import optim as kernels
+        for p in self.params:  # every gradient is checked before any parameter changes
+            if not kernels.all_finite(p.grad):
+                raise FloatingPointError(f"gradient of {p.name} contains NaN or inf; refusing to update the parameters")
         for arrays in self._slots().values():  # state follows parameters moved back to the CPU
             for i, a in enumerate(arrays):
                 if is_device_array(a):
                     arrays[i] = a.copy_to_host()
         for i, p in enumerate(self.params):
-            self._update(i, p, self._grad(p))
-            p.clamp()
+            self._update(kernels, i, p)  # the CPU kernels (pysrm/ops/optim.py) share the device API
 
     def _step_device(self):
         from . import cuda as dev
@@ -80,12 +78,10 @@ class Optimizer:
                 if not is_device_array(a):
                     arrays[i] = dev.to_device(a)
         for i, p in enumerate(self.params):
-            self._update_device(optim_cuda, i, p)
+            self._update(optim_cuda, i, p)
 
-    def _update(self, i, p, g):  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def _update_device(self, kernels, i, p):  # pragma: no cover - interface
+    def _update(self, kernels, i, p):  # pragma: no cover - interface
+        # ``kernels`` is pysrm.ops.optim (CPU) or pysrm.ops.optim_cuda (GPU): the same functions
         raise NotImplementedError
 
     def state_dict(self) -> dict:
@@ -115,14 +111,7 @@ class SGD(Optimizer):
         self.momentum = positive("momentum", momentum, allow_zero=True)
         self.v = [_zeros_like(p.data) for p in self.params]
 
-    def _update(self, i, p, g):
-        if self.momentum:
-            self.v[i] *= self.momentum
-            self.v[i] += g
-            g = self.v[i]
-        p.data -= (self.lr * g).astype(p.data.dtype, copy=False)
-
-    def _update_device(self, kernels, i, p):
+    def _update(self, kernels, i, p):
         kernels.sgd_update(p.data, p.grad, self.v[i] if self.momentum else None, self.lr, self.momentum,
                            self.weight_decay, p.lower)
 
@@ -138,18 +127,7 @@ class Adam(Optimizer):
         self.m = [_zeros_like(p.data) for p in self.params]
         self.v = [_zeros_like(p.data) for p in self.params]
 
-    def _update(self, i, p, g):
-        k = self.step_count
-        m, v = self.m[i], self.v[i]
-        m *= self.b1
-        m += (1 - self.b1) * g
-        v *= self.b2
-        v += (1 - self.b2) * g * g
-        mhat = m / (1 - self.b1 ** k)
-        vhat = v / (1 - self.b2 ** k)
-        p.data -= (self.lr * mhat / (np.sqrt(vhat) + self.eps)).astype(p.data.dtype, copy=False)
-
-    def _update_device(self, kernels, i, p):
+    def _update(self, kernels, i, p):
         kernels.adam_update(p.data, p.grad, self.m[i], self.v[i], self.lr, self.b1, self.b2, self.eps,
                             self.step_count, self.weight_decay, p.lower)
 
@@ -171,19 +149,7 @@ class NAdam(Adam):
         self.mu_product = np.array(float(self.mu_product) * self._mu)
         super().step()
 
-    def _update(self, i, p, g):
-        k = self.step_count
-        m, v = self.m[i], self.v[i]
-        m *= self.b1
-        m += (1 - self.b1) * g
-        v *= self.b2
-        v += (1 - self.b2) * g * g
-        prod = float(self.mu_product)
-        vhat = v / (1 - self.b2 ** k)
-        upd = (self._mu_next * m / (1 - prod * self._mu_next) + (1 - self._mu) * g / (1 - prod))
-        p.data -= (self.lr * upd / (np.sqrt(vhat) + self.eps)).astype(p.data.dtype, copy=False)
-
-    def _update_device(self, kernels, i, p):
+    def _update(self, kernels, i, p):
         kernels.nadam_update(p.data, p.grad, self.m[i], self.v[i], self.lr, self.b1, self.b2, self.eps,
                              self.step_count, self._mu, self._mu_next, float(self.mu_product), self.weight_decay,
                              p.lower)

@@ -135,3 +135,32 @@ def delay(x, d, ts):
             if t - m - 1 >= 0:
                 out[idx + (t,)] += f * x[idx + (t - m - 1,)]
     return out
+
+
+def optimizer_step(name, p, g, state, lr, k, weight_decay=0.0, lower=None, momentum=0.0, b1=0.9, b2=0.999,
+                   eps=1e-8, mu=None, mu_next=None, mu_product=None):
+    """One optimiser step as plain NumPy array expressions (the formulas of pysrm.optim), in place on
+    ``p`` and the moment arrays in ``state``; the fused kernels of pysrm/ops/optim.py must match."""
+    if weight_decay:
+        g = g + weight_decay * p
+    if name == "sgd":
+        if momentum:
+            state[0] *= momentum
+            state[0] += g
+            g = state[0]
+        p -= (lr * g).astype(p.dtype, copy=False)
+    else:
+        m, v = state
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        vhat = v / (1 - b2 ** k)
+        if name == "adam":
+            upd = m / (1 - b1 ** k)
+        else:
+            prod = float(mu_product)
+            upd = mu_next * m / (1 - prod * mu_next) + (1 - mu) * g / (1 - prod)
+        p -= (lr * upd / (np.sqrt(vhat) + eps)).astype(p.dtype, copy=False)
+    if lower is not None:
+        np.maximum(p, lower, out=p)

@@ -178,3 +178,44 @@ def test_non_finite_network_input_and_gradient_are_rejected():
     g[0, 0, 0, 0, 0] = np.inf
     with pytest.raises(ValueError, match="gradient of the network output contains non-finite"):
         net.backward(g)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,kwargs", [("sgd", dict(momentum=0.9, weight_decay=0.01)), ("sgd", {}),
+                                         ("adam", dict(weight_decay=0.001)), ("adam", {}), ("nadam", {}),
+                                         ("nadam", dict(weight_decay=0.01))])
+def test_fused_optimizer_kernels_match_numpy_formulas(name, kwargs, dtype):
+    """The fused CPU kernels (pysrm/ops/optim.py) do the NumPy expressions' operations in the same order and
+    dtype: equal to the reference (tests/reference.py) up to at most one rounding per step."""
+    from pysrm.layers import Parameter
+    from reference import optimizer_step
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(37, 1001)).astype(dtype)  # several parallel chunks, a ragged last one
+    lower = 0.0 if name != "sgd" else None
+    p = Parameter(data.copy(), "w", lower=lower)
+    ref = data.copy()
+    state = [np.zeros_like(data), np.zeros_like(data)]
+    opt = make_optimizer(name, [p], lr=0.05, **kwargs)
+    for k in range(1, 5):
+        g = rng.normal(size=data.shape).astype(dtype)
+        p.grad[...] = g
+        opt.step()
+        extra = {}
+        if name == "nadam":
+            extra = dict(mu=opt._mu, mu_next=opt._mu_next, mu_product=opt.mu_product)
+        optimizer_step(name, ref, g, state, 0.05, k, weight_decay=kwargs.get("weight_decay", 0.0), lower=lower,
+                       momentum=kwargs.get("momentum", 0.0), **extra)
+        np.testing.assert_allclose(p.data, ref, rtol=4 * np.finfo(dtype).eps, atol=4 * np.finfo(dtype).eps,
+                                   err_msg=f"{name} step {k}")
+    if lower is not None:
+        assert p.data.min() >= 0.0
+
+
+def test_optimizer_checks_every_gradient_before_updating_any():
+    from pysrm.layers import Parameter
+    p, q = Parameter(np.zeros(3, np.float32), "a"), Parameter(np.zeros(3, np.float32), "b")
+    p.grad[...] = 1.0
+    q.grad[1] = np.inf
+    with pytest.raises(FloatingPointError, match="gradient of b"):
+        Adam([p, q], lr=0.1).step()
+    assert not p.data.any()  # the finite parameter was not updated either
