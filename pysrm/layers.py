@@ -23,6 +23,8 @@ from .params import NeuronParams, SimParams
 
 DENSE_WEIGHT_SCALE = 10.0
 CONV_WEIGHT_SCALE = 100.0
+#: a Dense layer followed by an SRM layer runs as one fused pass on event inputs (SRM.forward_from_dense)
+FUSE_DENSE_SRM = True
 
 
 class Parameter:
@@ -248,6 +250,20 @@ class SRM(Layer):
     def forward(self, a, train=False):
         u = F.psp(a, self.srm, self.sim.ts)
         s, u_post = F.spike(u, self.ref, self.neuron.theta, self.sim.ts)
+        self._u = u_post if train else None
+        self.last_spikes = s
+        return s
+
+    def forward_from_dense(self, dense: "Dense", x, train=False):
+        """``self.forward(dense.forward(x))``, fused into one pass per sample on the CPU when ``x`` is
+        sparse enough for the dense layer's event path (:func:`pysrm.ops.srm.dense_srm_forward`,
+        bitwise the same result; :data:`FUSE_DENSE_SRM` switches it off).  Both layers keep what
+        their backward needs, as if run one after the other."""
+        if not FUSE_DENSE_SRM or dense.weight.on_device or is_device_array(x):
+            return self.forward(dense.forward(x, train), train)
+        _check_input_shape(dense, x, dense.in_shape)
+        dense._x = x = events_if_sparse(x, "dense")
+        s, u_post = F.dense_srm_forward(dense.weight.data, x, self.srm, self.ref, self.neuron.theta, self.sim.ts)
         self._u = u_post if train else None
         self.last_spikes = s
         return s

@@ -191,8 +191,15 @@ class Network:
             x = x.astype(dtype)
         _check_finite_input("network input", x)
         with trusted_inputs():
-            for layer in self.layers:
-                x = layer.forward(x, train)
+            layers = self.layers
+            i = 0
+            while i < len(layers):
+                if isinstance(layers[i], Dense) and i + 1 < len(layers) and isinstance(layers[i + 1], SRM):
+                    x = layers[i + 1].forward_from_dense(layers[i], x, train)  # fused on event inputs
+                    i += 2
+                else:
+                    x = layers[i].forward(x, train)
+                    i += 1
         return x
 
     __call__ = forward

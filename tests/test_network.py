@@ -3,7 +3,7 @@ import pytest
 
 import reference as ref
 from pysrm import NeuronParams, SimParams, SpikeEvents
-from pysrm.layers import SRM, Delay, Dropout
+from pysrm.layers import Delay, Dropout
 from pysrm.network import Network, parse_net
 from pysrm.optim import SGD, Adam, NAdam, make_optimizer
 
@@ -219,3 +219,30 @@ def test_optimizer_checks_every_gradient_before_updating_any():
     with pytest.raises(FloatingPointError, match="gradient of b"):
         Adam([p, q], lr=0.1).step()
     assert not p.data.any()  # the finite parameter was not updated either
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_first_layer_gives_the_same_training_step_as_separate_layers(monkeypatch, dtype):
+    """Network.forward runs Dense -> SRM as one fused pass on event inputs (layers.FUSE_DENSE_SRM);
+    outputs, hidden spikes and every gradient are bitwise those of the layers run one by one."""
+    from pysrm import layers
+    from pysrm.losses import make_loss
+    neuron = NeuronParams(theta=4.0, tau_sr=3.0, tau_ref=2.0, tau_rho=0.5)
+    sim = SimParams(1.0, 50.0)
+    rng = np.random.default_rng(2)
+    x = SpikeEvents.from_dense((rng.random((4, 2, 5, 5, 50)) < 0.05).astype(dtype))
+    y = np.array([0, 1, 2, 1])
+    results = []
+    for fuse in (True, False):
+        monkeypatch.setattr(layers, "FUSE_DENSE_SRM", fuse)
+        net = Network.from_string("5x5x2-16-16-3", neuron, sim, seed=4, dtype=dtype, delays=True,
+                                  dense_weight_scale=40.0)
+        out = net.forward(x, train=True)
+        _, g = make_loss("spikemax", ts=1.0, window=10.0).value_and_grad(out, y)
+        net.zero_grad()
+        net.backward(g)
+        results.append([out] + [s for _, s in net.layer_spikes] + [p.grad.copy() for p in net.parameters()])
+    fused, separate = results
+    assert fused[1].sum() > 0 and fused[0].sum() > 0
+    for a, b in zip(fused, separate):
+        np.testing.assert_array_equal(a, b)

@@ -70,3 +70,51 @@ def test_float32_surrogate_uses_an_exponential_within_a_few_ulp():
     _spike_backward_cpu(g[None].astype(np.float64), u[None].astype(np.float64), 10.0, 20.0, 10.0, out64[None])
     ref64 = g * 2.0 * np.exp(-np.abs(u.astype(np.float64) - 10.0) * 0.1)
     np.testing.assert_allclose(out64, ref64, rtol=1e-15, atol=0)   # float64: np.exp itself
+
+
+def _event_input(rng, N, I, T, per_sample, dtype):
+    from pysrm.events import SpikeEvents
+    dense = np.zeros((N, I, 1, 1, T), dtype)
+    for n in range(N):
+        k = rng.integers(0, I * T, size=per_sample if n != 1 else 0)  # sample 1 has no events
+        dense[n].reshape(-1)[np.unique(k)] = rng.choice([1.0, 0.5, 2.0], size=np.unique(k).size)
+    return SpikeEvents.from_dense(dense), dense
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tau_sr,T", [(1.0, 40), (4.0, 40), (4.0, 9), (10.0, 120)])
+def test_fused_dense_srm_forward_is_bitwise_the_composition(tau_sr, T, dtype):
+    """dense -> psp -> spike in one pass per sample (pysrm.ops.srm.dense_srm_forward) gives exactly the
+    spikes and potentials of the three ops run one after the other, including T shorter than the
+    response and a sample without events."""
+    from pysrm.functional import dense, dense_srm_forward, srm_forward, srm_kernel
+    from pysrm.ops.psp import RECURSIVE_MIN_LENGTH, alpha_parameters
+    rng = np.random.default_rng(5)
+    neuron = NeuronParams(theta=1.0, tau_sr=tau_sr, tau_ref=1.5)
+    sim = SimParams(1.0, float(T))
+    eps, nu = srm_kernel(neuron, sim), refractory_kernel(neuron, sim)
+    assert len(eps) >= RECURSIVE_MIN_LENGTH and alpha_parameters(eps) is not None  # the fused path runs
+    x, x_dense = _event_input(rng, 4, 30, T, 60, dtype)
+    w = rng.normal(0.0, 1.0, size=(13, 30)).astype(dtype)
+    s, u = dense_srm_forward(w, x, eps, nu, neuron.theta, sim.ts)
+    s_ref, u_ref = srm_forward(dense(w, x), eps, nu, neuron.theta, sim.ts)  # the event path of dense
+    assert s.dtype == u.dtype == dtype and s.shape == (4, 13, 1, 1, T)
+    assert 0 < s.sum() < s.size  # some spikes, not all
+    np.testing.assert_array_equal(s, s_ref)
+    np.testing.assert_array_equal(u, u_ref)
+    assert not s[1].any()
+
+
+def test_fused_dense_srm_forward_falls_back_for_dense_inputs_and_short_responses():
+    from pysrm.functional import dense, dense_srm_forward, srm_forward, srm_kernel
+    rng = np.random.default_rng(6)
+    neuron = NeuronParams(theta=1.0, tau_sr=0.3, tau_ref=0.3)  # response shorter than the recursion's minimum
+    sim = SimParams(1.0, 20.0)
+    eps, nu = srm_kernel(neuron, sim), refractory_kernel(neuron, sim)
+    x, x_dense = _event_input(rng, 2, 8, 20, 30, np.float32)
+    w = rng.normal(0.0, 2.0, size=(5, 8)).astype(np.float32)
+    s_ref, u_ref = srm_forward(dense(w, x_dense), eps, nu, neuron.theta, sim.ts)
+    for inp in (x, x_dense):
+        s, u = dense_srm_forward(w, inp, eps, nu, neuron.theta, sim.ts)
+        np.testing.assert_array_equal(s, s_ref)
+        np.testing.assert_allclose(u, u_ref, rtol=1e-6, atol=1e-6)

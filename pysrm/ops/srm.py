@@ -26,10 +26,11 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .._checks import positive
 from ..backend import is_device_array
 from ._util import as_rows, response_as
 from ._fastexp import rho_row
-from .psp import RECURSIVE_MIN_LENGTH_BACKWARD, alpha_filter_rows, alpha_parameters, psp, psp_backward
+from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_filter_rows, alpha_parameters, psp, psp_backward
 from .spike import spike, spike_backward
 
 
@@ -77,6 +78,92 @@ def _srm_backward_alpha_cpu(g, u, theta, scale, width, alpha, gain, L, out):
 def srm_forward(a, srm_kernel, refractory_kernel, theta: float, ts: float):
     """``(s, u_ref)`` of SRM neurons driven by ``a``: ``spike(psp(a))``."""
     return spike(psp(a, srm_kernel, ts), refractory_kernel, theta, ts)
+
+
+@njit(parallel=True, cache=True)
+def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, theta, amp, u_out, s_out):
+    # Per sample, all in one (T, O) buffer that stays in cache (time-major: a row is one time bin of
+    # every neuron, so the recursions below run across neurons):
+    #   1. a[t, :] += value * wT[i, :] for each input event (i, t)            (pysrm.ops.dense, events)
+    #   2. psp by the alpha recursion of pysrm.ops.psp, in place, float64 state; the ring buffer row
+    #      `prev` holds A, F of bin t-1 and row `j` those of bin t-L (hist[0] = A, hist[1] = F)
+    #   3. the spike scan of pysrm.ops.spike: u >= theta spikes and adds nu to the following bins
+    #   4. u and s written out neuron-major (N, O, T)
+    # Per element the operations and their order are those of the separate kernels, so the result is
+    # bitwise theirs (tested).
+    N = offsets.shape[0] - 1
+    O = wT.shape[1]
+    T = u_out.shape[2]
+    Lr = nu.shape[0]
+    aL = alpha ** L
+    for n in prange(N):
+        acc = np.zeros((T, O), dtype=u_out.dtype)
+        for k in range(offsets[n], offsets[n + 1]):
+            row = acc[time[k]]
+            w = wT[neuron[k]]
+            v = value[k]
+            for o in range(O):
+                row[o] += v * w[o]
+        hist = np.zeros((2, L, O))
+        j = 0
+        prev = L - 1
+        for t in range(T):
+            row = acc[t]
+            a_prev = hist[0, prev]
+            f_prev = hist[1, prev]
+            a_old = hist[0, j]
+            f_old = hist[1, j]
+            for o in range(O):
+                F = alpha * (f_prev[o] + a_prev[o])
+                A = alpha * a_prev[o] + row[o]
+                row[o] = gain * (F - aL * (f_old[o] + L * a_old[o]))
+                a_old[o] = A
+                f_old[o] = F
+            prev = j
+            j += 1
+            if j == L:
+                j = 0
+        sn = s_out[n]
+        sn[:, :] = 0.0
+        for t in range(T):
+            row = acc[t]
+            m = min(Lr, T - t)
+            for o in range(O):
+                if row[o] >= theta:
+                    sn[o, t] = amp
+                    for q in range(m):
+                        acc[t + q, o] += nu[q]
+        u_out[n, :, :] = acc.T
+
+
+def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: float):
+    r"""``spike(psp(dense(w, x)))`` for an event input: returns ``(s, u_ref)``, each ``(N, O, 1, 1, T)``.
+
+    The first layer of an event-driven network in one pass per sample: the weight columns of the
+    input events, the spike response and the spike scan all run on a ``(T, O)`` buffer that stays in
+    cache, instead of three passes over ``(N, O, T)`` arrays in memory (pysrm.ops.dense, .psp,
+    .spike: same operations in the same order, bitwise the same result, tested).  Used when ``x`` is
+    a :class:`~pysrm.events.SpikeEvents` on the CPU and the spike response is an alpha function long
+    enough for the recursion (``pysrm.ops.psp.RECURSIVE_MIN_LENGTH``); otherwise it is the
+    composition of the three ops.  The backward is the layers' own (:func:`srm_backward`, then
+    :func:`pysrm.ops.dense.dense_backward`).
+    """
+    from .dense import _check, dense
+    from ..events import SpikeEvents
+    alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH else None
+    if is_device_array(w) or not isinstance(x, SpikeEvents) or alpha is None:
+        return srm_forward(dense(w, x), srm_kernel, refractory_kernel, theta, ts)
+    shape = _check(w, x)
+    N, T = shape[0], shape[4]
+    O = w.shape[0]
+    dt = w.dtype.type
+    nu = response_as("refractory_kernel", refractory_kernel, w.dtype)
+    u = np.empty((N, O, T), dtype=w.dtype)
+    s = np.empty((N, O, T), dtype=w.dtype)
+    _dense_srm_events_cpu(x.offsets, x.neuron, x.time, x.value, np.ascontiguousarray(w.T), alpha[0],
+                          alpha[1] * ts, len(srm_kernel), nu, dt(positive("theta", theta)),
+                          dt(1.0 / positive("ts", ts)), u, s)
+    return s.reshape(N, O, 1, 1, T), u.reshape(N, O, 1, 1, T)
 
 
 def srm_backward(grad_s, u, neuron, srm_kernel, ts: float):
