@@ -42,19 +42,19 @@ def _srm_backward_direct_cpu(g, u, theta, scale, width, k, out, n_chunks):
     inv_width = g.dtype.type(1.0) / width
     step = (rows + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
-        gu = np.empty(T, dtype=g.dtype)  # one row of grad_s * rho(u), reused for the chunk's rows
-        scratch = np.empty(T, dtype=np.int32)
-        for r in range(c * step, min(rows, (c + 1) * step)):
-            rho_row(g[r], u[r], theta, a, inv_width, gu, scratch)
-            o = out[r]
-            k0 = k[0]
-            for t in range(T):
-                o[t] = k0 * gu[t]
-            for i in range(1, min(L, T)):  # lag-major: the inner loop over t vectorises
-                ki = k[i]
-                gs = gu[i:]
-                for t in range(T - i):
-                    o[t] += ki * gs[t]
+            gu = np.empty(T, dtype=g.dtype)  # one row of grad_s * rho(u), reused for the chunk's rows
+            scratch = np.empty(T, dtype=np.int32)
+            for r in range(c * step, min(rows, (c + 1) * step)):
+                rho_row(g[r], u[r], theta, a, inv_width, gu, scratch)
+                o = out[r]
+                k0 = k[0]
+                for t in range(T):
+                    o[t] = k0 * gu[t]
+                for i in range(1, min(L, T)):  # lag-major: the inner loop over t vectorises
+                    ki = k[i]
+                    gs = gu[i:]
+                    for t in range(T - i):
+                        o[t] += ki * gs[t]
 
 
 @njit(parallel=True, cache=True)
@@ -81,7 +81,7 @@ def srm_forward(a, srm_kernel, refractory_kernel, theta: float, ts: float):
 
 
 @njit(parallel=True, cache=True)
-def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, theta, amp, u_out, s_out):
+def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, theta, amp, u_out, s_out, n_chunks):
     # Per sample, all in one (T, O) buffer that stays in cache (time-major: a row is one time bin of
     # every neuron, so the recursions below run across neurons):
     #   1. a[t, :] += value * wT[i, :] for each input event (i, t)            (pysrm.ops.dense, events)
@@ -96,44 +96,48 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
     T = u_out.shape[2]
     Lr = nu.shape[0]
     aL = alpha ** L
-    for n in prange(N):
-        acc = np.zeros((T, O), dtype=u_out.dtype)
-        for k in range(offsets[n], offsets[n + 1]):
-            row = acc[time[k]]
-            w = wT[neuron[k]]
-            v = value[k]
-            for o in range(O):
-                row[o] += v * w[o]
-        hist = np.zeros((2, L, O))
-        j = 0
-        prev = L - 1
-        for t in range(T):
-            row = acc[t]
-            a_prev = hist[0, prev]
-            f_prev = hist[1, prev]
-            a_old = hist[0, j]
-            f_old = hist[1, j]
-            for o in range(O):
-                F = alpha * (f_prev[o] + a_prev[o])
-                A = alpha * a_prev[o] + row[o]
-                row[o] = gain * (F - aL * (f_old[o] + L * a_old[o]))
-                a_old[o] = A
-                f_old[o] = F
-            prev = j
-            j += 1
-            if j == L:
-                j = 0
-        sn = s_out[n]
-        sn[:, :] = 0.0
-        for t in range(T):
-            row = acc[t]
-            m = min(Lr, T - t)
-            for o in range(O):
-                if row[o] >= theta:
-                    sn[o, t] = amp
-                    for q in range(m):
-                        acc[t + q, o] += nu[q]
-        u_out[n, :, :] = acc.T
+    per = (N + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):  # work buffers allocated once per chunk of samples
+        acc = np.empty((T, O), dtype=u_out.dtype)
+        hist = np.empty((2, L, O))
+        for n in range(c * per, min(N, (c + 1) * per)):
+            acc[:, :] = 0.0
+            for k in range(offsets[n], offsets[n + 1]):
+                row = acc[time[k]]
+                w = wT[neuron[k]]
+                v = value[k]
+                for o in range(O):
+                    row[o] += v * w[o]
+            hist[:, :, :] = 0.0
+            j = 0
+            prev = L - 1
+            for t in range(T):
+                row = acc[t]
+                a_prev = hist[0, prev]
+                f_prev = hist[1, prev]
+                a_old = hist[0, j]
+                f_old = hist[1, j]
+                for o in range(O):
+                    F = alpha * (f_prev[o] + a_prev[o])
+                    A = alpha * a_prev[o] + row[o]
+                    row[o] = gain * (F - aL * (f_old[o] + L * a_old[o]))
+                    a_old[o] = A
+                    f_old[o] = F
+                prev = j
+                j += 1
+                if j == L:
+                    j = 0
+            sn = s_out[n]
+            sn[:, :] = 0.0
+            for t in range(T):
+                row = acc[t]
+                m = min(Lr, T - t)
+                for o in range(O):
+                    if row[o] >= theta:
+                        sn[o, t] = amp
+                        for q in range(m):
+                            acc[t + q, o] += nu[q]
+            u_out[n, :, :] = acc.T
 
 
 def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: float):
@@ -162,7 +166,7 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     s = np.empty((N, O, T), dtype=w.dtype)
     _dense_srm_events_cpu(x.offsets, x.neuron, x.time, x.value, np.ascontiguousarray(w.T), alpha[0],
                           alpha[1] * ts, len(srm_kernel), nu, dt(positive("theta", theta)),
-                          dt(1.0 / positive("ts", ts)), u, s)
+                          dt(1.0 / positive("ts", ts)), u, s, max(1, min(N, 4 * numba.get_num_threads())))
     return s.reshape(N, O, 1, 1, T), u.reshape(N, O, 1, 1, T)
 
 
