@@ -16,9 +16,9 @@ forward                backward (adjoint)                          gradient prom
 ``delay``              ``delay_backward`` (shift by ``-d``)        exact (non-integer delays)
 ``dropout``            ``dropout_backward`` (same mask)            exact for a fixed mask
 ``srm_forward``        ``srm_backward`` (both of the above fused)  surrogate
-``dense_srm_forward``  ``srm_backward`` then ``dense_backward``    as those (the forward is
-                                                                   ``srm_forward(dense(w, x))``
-                                                                   fused for event inputs)
+``dense_srm_forward``  ``srm_dense_backward_weights`` (first      as those (``srm_forward(dense(w,
+                       layer) or ``srm_backward`` then             x))`` and its backward fused
+                       ``dense_backward``                          for event inputs)
 =====================  ==========================================  ===============================
 """
 from .ops.conv import conv, conv_backward, conv_output_size
@@ -28,12 +28,12 @@ from .ops.dropout import dropout, dropout_backward, dropout_mask
 from .ops.pool import pool, pool_backward, pool_output_size
 from .ops.psp import psp, psp_backward
 from .ops.spike import spike, spike_backward, surrogate
-from .ops.srm import dense_srm_forward, srm_backward, srm_forward
+from .ops.srm import dense_srm_forward, srm_backward, srm_dense_backward_weights, srm_forward
 from .responses import refractory_kernel, srm_kernel
 
 __all__ = [
     "srm_kernel", "refractory_kernel", "psp", "psp_backward", "spike", "spike_backward", "surrogate", "srm_forward", "srm_backward",
-    "dense_srm_forward",
+    "dense_srm_forward", "srm_dense_backward_weights",
     "dense", "dense_backward", "conv", "conv_backward", "conv_output_size", "pool", "pool_backward",
     "pool_output_size", "delay", "delay_backward", "dropout", "dropout_backward", "dropout_mask",
 ]

@@ -273,6 +273,22 @@ class SRM(Layer):
             raise RuntimeError(f"{self.name}: backward called without a forward(train=True)")
         return F.srm_backward(grad, self._u, self.neuron, self.srm, self.sim.ts)
 
+    def backward_into_dense(self, dense: "Dense", grad):
+        """``dense.backward(self.backward(grad))`` for a first layer (no input gradient): fused into one
+        pass per sample on event inputs on the CPU (:func:`pysrm.ops.srm.srm_dense_backward_weights`,
+        bitwise the same weight gradient), else the two backwards.  Returns the input gradient (None
+        for a first layer)."""
+        if self._u is None:
+            raise RuntimeError(f"{self.name}: backward called without a forward(train=True)")
+        gw = None
+        if FUSE_DENSE_SRM and not dense.need_input_grad:
+            gw = F.srm_dense_backward_weights(grad, self._u, self.neuron, self.srm, self.sim.ts,
+                                              dense.weight.data, dense._x)
+        if gw is None:
+            return dense.backward(self.backward(grad))
+        dense.weight.accumulate_grad(gw)
+        return None
+
     def describe(self):
         n = self.neuron
         return f"theta {n.theta:g}, tau_sr {n.tau_sr:g}, tau_ref {n.tau_ref:g}"

@@ -208,8 +208,15 @@ class Network:
         """Back-propagate ``dL/d(output spikes)``; accumulates into every parameter's ``grad``."""
         _check_finite_input("gradient of the network output", grad)
         with trusted_inputs():
-            for layer in reversed(self.layers):
-                grad = layer.backward(grad)
+            layers = self.layers
+            i = len(layers) - 1
+            while i >= 0:
+                if isinstance(layers[i], SRM) and i > 0 and isinstance(layers[i - 1], Dense):
+                    grad = layers[i].backward_into_dense(layers[i - 1], grad)  # fused for a first layer
+                    i -= 2
+                else:
+                    grad = layers[i].backward(grad)
+                    i -= 1
                 if grad is None:
                     break
         return grad

@@ -118,3 +118,26 @@ def test_fused_dense_srm_forward_falls_back_for_dense_inputs_and_short_responses
         s, u = dense_srm_forward(w, inp, eps, nu, neuron.theta, sim.ts)
         np.testing.assert_array_equal(s, s_ref)
         np.testing.assert_allclose(u, u_ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tau_sr,T", [(1.0, 40), (4.0, 70), (4.0, 9)])  # direct and recursive correlation
+def test_fused_first_layer_weight_gradient_is_bitwise_the_composition(tau_sr, T, dtype):
+    """srm_dense_backward_weights = dense_backward(w, x, srm_backward(grad_s, u))[1], bitwise, for the
+    direct (short response) and the recursive correlation, with more samples than partial sums."""
+    from pysrm.functional import dense_backward, srm_backward, srm_dense_backward_weights, srm_kernel
+    from pysrm.ops.psp import RECURSIVE_MIN_LENGTH_BACKWARD
+    rng = np.random.default_rng(8)
+    neuron = NeuronParams(theta=1.0, tau_sr=tau_sr, tau_ref=1.5, tau_rho=0.5)
+    sim = SimParams(1.0, float(T))
+    eps = srm_kernel(neuron, sim)
+    x, _ = _event_input(rng, 9, 30, T, 50, dtype)
+    w = rng.normal(0.0, 1.0, size=(70, 30)).astype(dtype)  # 70 outputs: two blocks of 64 rows
+    g = rng.normal(size=(9, 70, 1, 1, T)).astype(dtype)
+    u = (rng.normal(size=(9, 70, 1, 1, T)) * 2).astype(dtype)
+    gw = srm_dense_backward_weights(g, u, neuron, eps, sim.ts, w, x)
+    _, gw_ref = dense_backward(w, x, srm_backward(g, u, neuron, eps, sim.ts), need_input_grad=False)
+    assert gw.dtype == dtype and np.abs(gw).max() > 0
+    np.testing.assert_array_equal(gw, gw_ref)
+    if T > 20:  # both correlation forms are covered (T = 9 truncates the response)
+        assert (len(eps) >= RECURSIVE_MIN_LENGTH_BACKWARD) == (tau_sr > 2)

@@ -108,6 +108,14 @@ def _sum_parts_T(parts, out):
         out[:, i0:i1] = acc.T
 
 
+def wgrad_parts(N: int, w) -> int:
+    """Number of partial sums of the event weight gradient for a batch of ``N``: it depends on the
+    shapes only (at least 4 samples per part -- each part costs a zeroed (I, O) buffer --, at most
+    WGRAD_PARTS, at most 256 MB), never on the thread count, so results are bitwise the same with any
+    number of threads (sweeps and resumed runs equal serial runs)."""
+    return max(1, min(max(1, N // 4), WGRAD_PARTS, (1 << 28) // max(1, w.size * w.itemsize)))
+
+
 _WORKSPACES: dict = {}
 
 
@@ -212,12 +220,8 @@ def dense_backward(w, x, grad, need_input_grad: bool = True):
     g = grad.reshape(N, O, T)
     ev = _as_events(x)
     if ev is not None:
-        # partial gradients over shares of the samples, summed in a fixed order.  Their number depends on
-        # the shapes only (at least 4 samples per part -- each part costs a zeroed (I, O) buffer --, at
-        # most WGRAD_PARTS, at most 256 MB), never on the thread count, so results are bitwise the same
-        # with any number of threads (sweeps and resumed runs equal serial runs).
-        n_parts = max(1, min(max(1, N // 4), WGRAD_PARTS, (1 << 28) // max(1, w.size * w.itemsize)))
-        parts = _workspace((n_parts, w.shape[1], O), w.dtype)
+        # partial gradients over shares of the samples, summed in a fixed order (wgrad_parts)
+        parts = _workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype)
         _dense_events_wgrad_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(g), parts)
         grad_w = np.empty_like(w)
         _sum_parts_T(parts, grad_w)

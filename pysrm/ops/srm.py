@@ -170,6 +170,89 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     return s.reshape(N, O, 1, 1, T), u.reshape(N, O, 1, 1, T)
 
 
+@njit(parallel=True, cache=True)
+def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, scale, width, k, alpha, gain, L,
+                                   use_alpha, parts):
+    # The first layer's backward in one pass per sample, on the partial sums of the event weight
+    # gradient (pysrm.ops.dense._dense_events_wgrad_cpu: same parts, same samples per part, same order):
+    #   per block of 64 neurons: gu = grad_s * rho(u) (rho_row), ga = its correlation with the spike
+    #   response (alpha recursion backwards in time, or the direct lag-major sum, as srm_backward picks),
+    #   written transposed into gT (T, O);
+    #   then parts[p, i, :] += value * gT[t, :] for each input event (i, t) of the sample.
+    # Nothing of size (N, O, T) is written; per element the operations are those of srm_backward and
+    # the event weight gradient, so the result is bitwise theirs (tested).
+    N, O, T = g.shape
+    n_parts = parts.shape[0]
+    step = (N + n_parts - 1) // n_parts
+    B = 64
+    a = scale / width
+    inv_width = g.dtype.type(1.0) / width
+    Lk = k.shape[0]
+    for p in prange(n_parts):
+        gw = parts[p]
+        gw[:, :] = 0.0
+        gT = np.empty((T, O), dtype=g.dtype)
+        gub = np.empty((B, T), dtype=g.dtype)
+        gab = np.empty((B, T), dtype=g.dtype)
+        scratch = np.empty(T, dtype=np.int32)
+        for n in range(p * step, min(N, (p + 1) * step)):
+            for r0 in range(0, O, B):
+                r1 = min(O, r0 + B)
+                for r in range(r0, r1):
+                    rho_row(g[n, r], u[n, r], theta, a, inv_width, gub[r - r0], scratch)
+                if use_alpha:
+                    alpha_filter_rows(gub, gab, 0, r1 - r0, alpha, gain, L, True)
+                else:
+                    for r in range(r1 - r0):
+                        gu = gub[r]
+                        o = gab[r]
+                        k0 = k[0]
+                        for t in range(T):
+                            o[t] = k0 * gu[t]
+                        for i in range(1, min(Lk, T)):
+                            ki = k[i]
+                            gs = gu[i:]
+                            for t in range(T - i):
+                                o[t] += ki * gs[t]
+                gT[:, r0:r1] = gab[:r1 - r0].T
+            for e in range(offsets[n], offsets[n + 1]):
+                row = gw[neuron[e]]
+                gr = gT[time[e]]
+                v = value[e]
+                for o in range(O):
+                    row[o] += v * gr[o]
+
+
+def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x):
+    r"""Weight gradient of a first layer ``s = spike(psp(dense(w, x)))`` for an event input ``x``:
+    ``dense_backward(w, x, srm_backward(grad_s, u, ...), need_input_grad=False)[1]`` in one pass per
+    sample (no ``(N, O, T)`` intermediate; bitwise the same, tested).  Returns ``grad_w``, or None when
+    this fused form does not apply (GPU arrays, a dense input): the caller then runs the two ops."""
+    from .dense import _check, _sum_parts_T, _workspace, wgrad_parts
+    from ..events import SpikeEvents
+    if is_device_array(grad_s) or not isinstance(x, SpikeEvents):
+        return None
+    shape = _check(w, x)
+    N, T = shape[0], shape[4]
+    O = w.shape[0]
+    g = as_rows("grad_s", grad_s).reshape(N, O, T)
+    ur = as_rows("u", u).astype(g.dtype, copy=False).reshape(N, O, T)
+    if g.shape != (N, O, T) or ur.shape != (N, O, T) or g.dtype != w.dtype:
+        return None
+    dt = g.dtype.type
+    width = neuron.tau_rho * neuron.theta
+    alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH_BACKWARD else None
+    k = response_as("srm_kernel", srm_kernel, g.dtype) * g.dtype.type(ts)
+    parts = _workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype)
+    _srm_backward_wgrad_events_cpu(x.offsets, x.neuron, x.time, x.value, g, ur, dt(neuron.theta),
+                                   dt(neuron.scale_rho), dt(width), k,
+                                   alpha[0] if alpha else 0.0, alpha[1] * ts if alpha else 0.0,
+                                   len(srm_kernel), alpha is not None, parts)
+    grad_w = np.empty_like(w)
+    _sum_parts_T(parts, grad_w)
+    return grad_w
+
+
 def srm_backward(grad_s, u, neuron, srm_kernel, ts: float):
     r"""``psp_backward(grad_s * rho(u), srm_kernel, ts)`` in one pass (see the module docstring)."""
     if is_device_array(grad_s):
