@@ -263,8 +263,9 @@ class SRM(Layer):
             return self.forward(dense.forward(x, train), train)
         _check_input_shape(dense, x, dense.in_shape)
         dense._x = x = events_if_sparse(x, "dense")
-        s, u_post = F.dense_srm_forward(dense.weight.data, x, self.srm, self.ref, self.neuron.theta, self.sim.ts)
-        self._u = u_post if train else None
+        s, u_post = F.dense_srm_forward(dense.weight.data, x, self.srm, self.ref, self.neuron.theta, self.sim.ts,
+                                        need_potential=train)
+        self._u = u_post
         self.last_spikes = s
         return s
 

@@ -103,6 +103,9 @@ def test_fused_dense_srm_forward_is_bitwise_the_composition(tau_sr, T, dtype):
     np.testing.assert_array_equal(s, s_ref)
     np.testing.assert_array_equal(u, u_ref)
     assert not s[1].any()
+    s_inf, u_inf = dense_srm_forward(w, x, eps, nu, neuron.theta, sim.ts, need_potential=False)  # inference
+    assert u_inf is None
+    np.testing.assert_array_equal(s_inf, s)
 
 
 def test_fused_dense_srm_forward_falls_back_for_dense_inputs_and_short_responses():

@@ -81,19 +81,20 @@ def srm_forward(a, srm_kernel, refractory_kernel, theta: float, ts: float):
 
 
 @njit(parallel=True, cache=True)
-def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, theta, amp, u_out, s_out, n_chunks):
+def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, theta, amp, u_out, s_out, n_chunks,
+                          write_u):
     # Per sample, all in one (T, O) buffer that stays in cache (time-major: a row is one time bin of
     # every neuron, so the recursions below run across neurons):
     #   1. a[t, :] += value * wT[i, :] for each input event (i, t)            (pysrm.ops.dense, events)
     #   2. psp by the alpha recursion of pysrm.ops.psp, in place, float64 state; the ring buffer row
     #      `prev` holds A, F of bin t-1 and row `j` those of bin t-L (hist[0] = A, hist[1] = F)
     #   3. the spike scan of pysrm.ops.spike: u >= theta spikes and adds nu to the following bins
-    #   4. u and s written out neuron-major (N, O, T)
+    #   4. u (unless not needed: inference) and s written out neuron-major (N, O, T)
     # Per element the operations and their order are those of the separate kernels, so the result is
     # bitwise theirs (tested).
     N = offsets.shape[0] - 1
     O = wT.shape[1]
-    T = u_out.shape[2]
+    T = s_out.shape[2]
     Lr = nu.shape[0]
     aL = alpha ** L
     per = (N + n_chunks - 1) // n_chunks
@@ -137,10 +138,11 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
                         sn[o, t] = amp
                         for q in range(m):
                             acc[t + q, o] += nu[q]
-            u_out[n, :, :] = acc.T
+            if write_u:
+                u_out[n, :, :] = acc.T
 
 
-def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: float):
+def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: float, need_potential: bool = True):
     r"""``spike(psp(dense(w, x)))`` for an event input: returns ``(s, u_ref)``, each ``(N, O, 1, 1, T)``.
 
     The first layer of an event-driven network in one pass per sample: the weight columns of the
@@ -149,25 +151,28 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     .spike: same operations in the same order, bitwise the same result, tested).  Used when ``x`` is
     a :class:`~pysrm.events.SpikeEvents` on the CPU and the spike response is an alpha function long
     enough for the recursion (``pysrm.ops.psp.RECURSIVE_MIN_LENGTH``); otherwise it is the
-    composition of the three ops.  The backward is the layers' own (:func:`srm_backward`, then
+    composition of the three ops.  With ``need_potential=False`` (inference) ``u_ref`` is not written
+    and None is returned in its place.  The backward is the layers' own (:func:`srm_backward`, then
     :func:`pysrm.ops.dense.dense_backward`).
     """
     from .dense import _check, dense
     from ..events import SpikeEvents
     alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH else None
     if is_device_array(w) or not isinstance(x, SpikeEvents) or alpha is None:
-        return srm_forward(dense(w, x), srm_kernel, refractory_kernel, theta, ts)
+        s, u = srm_forward(dense(w, x), srm_kernel, refractory_kernel, theta, ts)
+        return s, (u if need_potential else None)
     shape = _check(w, x)
     N, T = shape[0], shape[4]
     O = w.shape[0]
     dt = w.dtype.type
     nu = response_as("refractory_kernel", refractory_kernel, w.dtype)
-    u = np.empty((N, O, T), dtype=w.dtype)
+    u = np.empty((N, O, T) if need_potential else (1, 1, 1), dtype=w.dtype)
     s = np.empty((N, O, T), dtype=w.dtype)
     _dense_srm_events_cpu(x.offsets, x.neuron, x.time, x.value, np.ascontiguousarray(w.T), alpha[0],
                           alpha[1] * ts, len(srm_kernel), nu, dt(positive("theta", theta)),
-                          dt(1.0 / positive("ts", ts)), u, s, max(1, min(N, 4 * numba.get_num_threads())))
-    return s.reshape(N, O, 1, 1, T), u.reshape(N, O, 1, 1, T)
+                          dt(1.0 / positive("ts", ts)), u, s, max(1, min(N, 4 * numba.get_num_threads())),
+                          bool(need_potential))
+    return s.reshape(N, O, 1, 1, T), (u.reshape(N, O, 1, 1, T) if need_potential else None)
 
 
 @njit(parallel=True, cache=True)
