@@ -46,7 +46,7 @@ EVENT_DENSITY_THRESHOLD = 0.15
 CONV_EVENT_DENSITY_THRESHOLD = 0.08
 #: the event-driven dense weight gradient is split into this many partial sums over the batch (the
 #: parallelism of that kernel; a constant so that results do not depend on the number of threads)
-WGRAD_PARTS = 8
+WGRAD_PARTS = 4
 
 
 @njit(parallel=True, cache=True)

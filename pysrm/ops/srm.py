@@ -80,12 +80,46 @@ def srm_forward(a, srm_kernel, refractory_kernel, theta: float, ts: float):
     return spike(psp(a, srm_kernel, ts), refractory_kernel, theta, ts)
 
 
+@njit(cache=True)
+def add_weighted_rows(row, rows, idx, val, k, e):
+    """``row += val[q] * rows[idx[q]]`` for q = k .. e-1, in that order, four source rows per pass over
+    ``row`` (one load and store of ``row`` per four rows instead of per row; the additions per element
+    happen in the same order, so the result is bitwise that of one row at a time)."""
+    O = row.shape[0]
+    while e - k >= 4:
+        w0 = rows[idx[k]]
+        w1 = rows[idx[k + 1]]
+        w2 = rows[idx[k + 2]]
+        w3 = rows[idx[k + 3]]
+        v0 = val[k]
+        v1 = val[k + 1]
+        v2 = val[k + 2]
+        v3 = val[k + 3]
+        for o in range(O):
+            row[o] = (((row[o] + v0 * w0[o]) + v1 * w1[o]) + v2 * w2[o]) + v3 * w3[o]
+        k += 4
+    if e - k >= 2:
+        w0 = rows[idx[k]]
+        w1 = rows[idx[k + 1]]
+        v0 = val[k]
+        v1 = val[k + 1]
+        for o in range(O):
+            row[o] = (row[o] + v0 * w0[o]) + v1 * w1[o]
+        k += 2
+    if e - k == 1:
+        w0 = rows[idx[k]]
+        v0 = val[k]
+        for o in range(O):
+            row[o] += v0 * w0[o]
+
+
 @njit(parallel=True, cache=True)
 def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, theta, amp, u_out, s_out, n_chunks,
                           write_u):
     # Per sample, all in one (T, O) buffer that stays in cache (time-major: a row is one time bin of
     # every neuron, so the recursions below run across neurons):
     #   1. a[t, :] += value * wT[i, :] for each input event (i, t)            (pysrm.ops.dense, events)
+    #      (grouped by t, add_weighted_rows)
     #   2. psp by the alpha recursion of pysrm.ops.psp, in place, float64 state; the ring buffer row
     #      `prev` holds A, F of bin t-1 and row `j` those of bin t-L (hist[0] = A, hist[1] = F)
     #   3. the spike scan of pysrm.ops.spike: u >= theta spikes and adds nu to the following bins
@@ -101,14 +135,28 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
     for c in prange(n_chunks):  # work buffers allocated once per chunk of samples
         acc = np.empty((T, O), dtype=u_out.dtype)
         hist = np.empty((2, L, O))
+        first = np.empty(T + 1, dtype=np.int64)
         for n in range(c * per, min(N, (c + 1) * per)):
             acc[:, :] = 0.0
-            for k in range(offsets[n], offsets[n + 1]):
-                row = acc[time[k]]
-                w = wT[neuron[k]]
-                v = value[k]
-                for o in range(O):
-                    row[o] += v * w[o]
+            # the sample's events grouped by time bin (stable counting sort: within a bin they keep
+            # their stored, neuron-ascending order, so each acc element sums in the same order as
+            # the plain event loop), then added up to four weight rows at a time per acc row
+            e0, e1 = offsets[n], offsets[n + 1]
+            first[:] = 0
+            for k in range(e0, e1):
+                first[time[k] + 1] += 1
+            for t in range(T):
+                first[t + 1] += first[t]
+            nb = np.empty(e1 - e0, dtype=np.int32)
+            vb = np.empty(e1 - e0, dtype=value.dtype)
+            fill = first[:T].copy()
+            for k in range(e0, e1):
+                t = time[k]
+                nb[fill[t]] = neuron[k]
+                vb[fill[t]] = value[k]
+                fill[t] += 1
+            for t in range(T):
+                add_weighted_rows(acc[t], wT, nb, vb, first[t], first[t + 1])
             hist[:, :, :] = 0.0
             j = 0
             prev = L - 1
