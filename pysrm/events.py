@@ -49,6 +49,37 @@ def _fill_events_cpu(x, offsets, neuron, time, value):
                     k += 1
 
 
+@njit(parallel=True, cache=True)
+def _sort_spike_index_cpu(idx, offsets, T, n_in, neuron, time):
+    # per sample: flat indices j * T + t -> (neuron, time) sorted by neuron (counting sort, stable),
+    # then by time within each neuron
+    N = offsets.shape[0] - 1
+    for n in prange(N):
+        a = offsets[n]
+        c = offsets[n + 1] - a
+        start = np.zeros(n_in + 1, dtype=np.int64)
+        for q in range(c):
+            start[idx[n, q] // T + 1] += 1
+        for j in range(n_in):
+            start[j + 1] += start[j]
+        for q in range(c):
+            v = idx[n, q]
+            j = v // T
+            k = a + start[j]
+            start[j] += 1
+            neuron[k] = j
+            time[k] = v - j * T
+        # within a neuron the times keep the order listed (time-major from the spike scan: already
+        # ascending); an insertion sort puts any other order right at O(run) cost when sorted
+        for k in range(a + 1, a + c):
+            t = time[k]
+            q = k
+            while q > a and neuron[q - 1] == neuron[k] and time[q - 1] > t:
+                time[q] = time[q - 1]
+                q -= 1
+            time[q] = t
+
+
 class EventBatch:
     """What host and device event batches share: ``shape`` and the ``value`` array give dtype,
     number of events and density (subclasses: SpikeEvents, pysrm.cuda.DeviceSpikeEvents)."""
@@ -117,6 +148,21 @@ class SpikeEvents(EventBatch):
         value = np.empty(offsets[-1], dtype=x.dtype)
         _fill_events_cpu(x2, offsets, neuron, time, value)
         return cls(x.shape, offsets, neuron, time, value)
+
+    @classmethod
+    def from_spike_index(cls, shape, idx: np.ndarray, count: np.ndarray, amplitude) -> "SpikeEvents":
+        """Events of spikes listed per sample as flat indices ``neuron * T + t`` (``idx[n, :count[n]]``,
+        each index at most once, in any order), all of value ``amplitude``; sorted here by (neuron, time)."""
+        shape = tuple(int(s) for s in shape)
+        n, T = shape[0], shape[4]
+        n_in = shape[1] * shape[2] * shape[3]
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(count, out=offsets[1:])
+        neuron = np.empty(offsets[-1], dtype=np.int32)
+        time = np.empty(offsets[-1], dtype=np.int32)
+        _sort_spike_index_cpu(idx, offsets, T, n_in, neuron, time)
+        value = np.full(offsets[-1], amplitude, dtype=np.asarray(amplitude).dtype)
+        return cls(shape, offsets, neuron, time, value)
 
     @classmethod
     def concatenate(cls, samples: list) -> "SpikeEvents":

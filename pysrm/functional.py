@@ -14,6 +14,8 @@ forward                backward (adjoint)                          gradient prom
 ``conv``               ``conv_backward`` (transposed conv)         exact
 ``pool``               ``pool_backward`` (upsampling)              exact
 ``delay``              ``delay_backward`` (shift by ``-d``)        exact (non-integer delays)
+``delay_events``       ``delay_backward_from_dense`` (the same,
+                       after a dense layer's input gradient)
 ``dropout``            ``dropout_backward`` (same mask)            exact for a fixed mask
 ``srm_forward``        ``srm_backward`` (both of the above fused)  surrogate
 ``dense_srm_forward``  ``srm_dense_backward_weights`` (first      as those (``srm_forward(dense(w,
@@ -22,7 +24,7 @@ forward                backward (adjoint)                          gradient prom
 =====================  ==========================================  ===============================
 """
 from .ops.conv import conv, conv_backward, conv_output_size
-from .ops.delay import delay, delay_backward
+from .ops.delay import delay, delay_backward, delay_backward_from_dense, delay_events
 from .ops.dense import dense, dense_backward
 from .ops.dropout import dropout, dropout_backward, dropout_mask
 from .ops.pool import pool, pool_backward, pool_output_size
@@ -35,5 +37,5 @@ __all__ = [
     "srm_kernel", "refractory_kernel", "psp", "psp_backward", "spike", "spike_backward", "surrogate", "srm_forward", "srm_backward",
     "dense_srm_forward", "srm_dense_backward_weights",
     "dense", "dense_backward", "conv", "conv_backward", "conv_output_size", "pool", "pool_backward",
-    "pool_output_size", "delay", "delay_backward", "dropout", "dropout_backward", "dropout_mask",
+    "pool_output_size", "delay", "delay_backward", "delay_backward_from_dense", "delay_events", "dropout", "dropout_backward", "dropout_mask",
 ]

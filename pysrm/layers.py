@@ -23,7 +23,8 @@ from .params import NeuronParams, SimParams
 
 DENSE_WEIGHT_SCALE = 10.0
 CONV_WEIGHT_SCALE = 100.0
-#: a Dense layer followed by an SRM layer runs as one fused pass on event inputs (SRM.forward_from_dense)
+#: fused CPU passes of layer pairs: Dense -> SRM on event inputs (SRM.forward_from_dense and, for a first
+#: layer, SRM.backward_into_dense) and Delay -> Dense with few outputs (Delay.backward_from_dense)
 FUSE_DENSE_SRM = True
 
 
@@ -246,6 +247,7 @@ class SRM(Layer):
         self.ref = F.refractory_kernel(neuron, sim, ref_tolerance)
         self._u = None
         self.last_spikes = None
+        self.last_events = None
 
     def forward(self, a, train=False):
         u = F.psp(a, self.srm, self.sim.ts)
@@ -254,18 +256,21 @@ class SRM(Layer):
         self.last_spikes = s
         return s
 
-    def forward_from_dense(self, dense: "Dense", x, train=False):
+    def forward_from_dense(self, dense: "Dense", x, train=False, need_events=False):
         """``self.forward(dense.forward(x))``, fused into one pass per sample on the CPU when ``x`` is
         sparse enough for the dense layer's event path (:func:`pysrm.ops.srm.dense_srm_forward`,
         bitwise the same result; :data:`FUSE_DENSE_SRM` switches it off).  Both layers keep what
         their backward needs, as if run one after the other."""
+        self.last_events = None
         if not FUSE_DENSE_SRM or dense.weight.on_device or is_device_array(x):
             return self.forward(dense.forward(x, train), train)
         _check_input_shape(dense, x, dense.in_shape)
         dense._x = x = events_if_sparse(x, "dense")
-        s, u_post = F.dense_srm_forward(dense.weight.data, x, self.srm, self.ref, self.neuron.theta, self.sim.ts,
-                                        need_potential=train)
-        self._u = u_post
+        out = F.dense_srm_forward(dense.weight.data, x, self.srm, self.ref, self.neuron.theta, self.sim.ts,
+                                  need_potential=train, need_events=need_events)
+        s, self._u = out[0], out[1]
+        if need_events:
+            self.last_events = out[2]  # the same spikes as events (None on the unfused path)
         self.last_spikes = s
         return s
 
@@ -317,8 +322,38 @@ class Delay(Layer):
         self._x = x if train else None
         return F.delay(x, self.delay.data, self.sim.ts)
 
+    def forward_events(self, x, events, train=False, kind="dense"):
+        """``self.forward(x)`` for spikes ``x`` also given as ``events`` (SpikeEvents from the spike
+        layer): returns the delayed spikes as SpikeEvents (:func:`pysrm.ops.delay.delay_events`, no dense
+        array; bitwise what the next ``kind`` layer would have made of the dense output), or the dense
+        output where that is denser than the event paths' threshold."""
+        from .ops.dense import CONV_EVENT_DENSITY_THRESHOLD, EVENT_DENSITY_THRESHOLD
+        threshold = EVENT_DENSITY_THRESHOLD if kind == "dense" else CONV_EVENT_DENSITY_THRESHOLD
+        if threshold <= 0.0:
+            return self.forward(x, train)
+        out = F.delay_events(events, self.delay.data, self.sim.ts)
+        if out.n_events > threshold * int(np.prod(out.shape)):
+            return self.forward(x, train)
+        self._x = x if train else None
+        return out
+
     def backward(self, grad):
         gx, gd = F.delay_backward(grad, self._x, self.delay.data, self.sim.ts)
+        self.delay.accumulate_grad(gd)
+        return gx
+
+    def backward_from_dense(self, dense: "Dense", grad):
+        """``self.backward(dense.backward(grad))`` for a dense layer that reads this delay's output: on
+        the CPU with few dense outputs the dense input gradient is made row by row inside the delay
+        backward (:func:`pysrm.ops.delay.delay_backward_from_dense`; equal to float rounding)."""
+        out = None
+        if FUSE_DENSE_SRM and self._x is not None and not dense.weight.on_device:
+            out = F.delay_backward_from_dense(dense.weight.data, grad, self._x, self.delay.data, self.sim.ts)
+        if out is None:
+            return self.backward(dense.backward(grad))
+        _, gw = F.dense_backward(dense.weight.data, dense._x, grad, need_input_grad=False)
+        dense.weight.accumulate_grad(gw)
+        gx, gd = out
         self.delay.accumulate_grad(gd)
         return gx
 

@@ -195,8 +195,18 @@ class Network:
             i = 0
             while i < len(layers):
                 if isinstance(layers[i], Dense) and i + 1 < len(layers) and isinstance(layers[i + 1], SRM):
-                    x = layers[i + 1].forward_from_dense(layers[i], x, train)  # fused on event inputs
+                    # fused on event inputs; when a delay and a dense/conv layer follow, the spikes also
+                    # come as events and the delay works on those (no dense pass for the next layer)
+                    nxt = layers[i + 3] if i + 3 < len(layers) else None
+                    chain = isinstance(layers[i + 2] if i + 2 < len(layers) else None, Delay) and \
+                        isinstance(nxt, (Dense, Conv))
+                    srm = layers[i + 1]
+                    x = srm.forward_from_dense(layers[i], x, train, need_events=chain)
                     i += 2
+                    if chain and srm.last_events is not None:
+                        x = layers[i].forward_events(x, srm.last_events, train,
+                                                     "dense" if isinstance(nxt, Dense) else "conv")
+                        i += 1
                 else:
                     x = layers[i].forward(x, train)
                     i += 1
@@ -211,8 +221,12 @@ class Network:
             layers = self.layers
             i = len(layers) - 1
             while i >= 0:
-                if isinstance(layers[i], SRM) and i > 0 and isinstance(layers[i - 1], Dense):
-                    grad = layers[i].backward_into_dense(layers[i - 1], grad)  # fused for a first layer
+                prev = layers[i - 1] if i > 0 else None
+                if isinstance(layers[i], SRM) and isinstance(prev, Dense) and not prev.need_input_grad:
+                    grad = layers[i].backward_into_dense(prev, grad)  # a first layer, fused
+                    i -= 2
+                elif isinstance(layers[i], Dense) and isinstance(prev, Delay):
+                    grad = prev.backward_from_dense(layers[i], grad)  # fused for few dense outputs
                     i -= 2
                 else:
                     grad = layers[i].backward(grad)

@@ -77,3 +77,59 @@ def test_delay_edges_of_the_time_axis(bins):
         h = 1e-6
         fd = (np.sum(delay(x, d + h, 0.5) * g) - np.sum(delay(x, d - h, 0.5) * g)) / (2 * h)
         assert np.isclose(gd.sum(), fd, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dshape", [(6, 1, 1), (1, 1, 1)])
+def test_delay_backward_from_dense_equals_the_two_backwards(dshape, dtype):
+    """The dense input gradient made row by row inside the delay backward equals dense_backward then
+    delay_backward to float rounding, including delays at and beyond the end of the time axis."""
+    from pysrm.functional import delay_backward, delay_backward_from_dense
+    rng = np.random.default_rng(11)
+    T = 12
+    x = (rng.random((3, 6, 1, 1, T)) < 0.3).astype(dtype)
+    d = rng.uniform(0.0, 4.0, size=dshape).astype(dtype)
+    if dshape[0] == 6:
+        d[0, 0, 0], d[1, 0, 0] = 11.5, 14.0
+    w = rng.normal(size=(5, 6)).astype(dtype)
+    gy = rng.normal(size=(3, 5, 1, 1, T)).astype(dtype)
+    gx_dense = np.matmul(w.T, gy.reshape(3, 5, T)).reshape(x.shape)
+    gx_ref, gd_ref = delay_backward(gx_dense, x, d, 1.0)
+    gx, gd = delay_backward_from_dense(w, gy, x, d, 1.0)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert gx.dtype == gd.dtype == dtype and gd.shape == dshape
+    np.testing.assert_allclose(gx, gx_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(gd, gd_ref, rtol=tol, atol=tol)
+    assert delay_backward_from_dense(np.zeros((65, 6), dtype), np.zeros((3, 65, 1, 1, T), dtype), x, d, 1.0) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_delay_of_spike_events_is_bitwise_the_dense_delay(dtype):
+    """delay_events(x) == SpikeEvents.from_dense(delay(x.to_dense())): same events, same order, same values,
+    with adjacent spikes (their shifted halves meet in one bin), integer and fractional delays, delays that
+    push spikes past the end, and spikes at t = 0 and t = T - 1."""
+    from pysrm.functional import delay_events
+    rng = np.random.default_rng(12)
+    T = 15
+    s = (rng.random((3, 7, 1, 1, T)) < 0.35).astype(dtype) * dtype(0.5)
+    s[0, 0, 0, 0, :4] = 0.5          # a burst: every shifted bin is a sum of two halves
+    s[1, 2, 0, 0, 0] = s[1, 2, 0, 0, T - 1] = 0.5
+    s[2] = 0.0                       # a sample without spikes
+    d = np.array([0.0, 0.5, 1.25, 3.0, 2.75, 13.6, 20.0], dtype=dtype).reshape(7, 1, 1)
+    ev = SpikeEvents.from_dense(s)
+    got = delay_events(ev, d, 1.0)
+    ref_ev = SpikeEvents.from_dense(delay(s, d, 1.0))
+    assert got.shape == ref_ev.shape and got.dtype == dtype
+    for name in ("offsets", "neuron", "time", "value"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(ref_ev, name), err_msg=name)
+    with pytest.raises(TypeError, match="SpikeEvents"):
+        delay_events(s, d, 1.0)
+
+
+def test_spike_events_from_an_index_list_are_sorted_by_neuron_then_time():
+    idx = np.array([[2 * 5 + 3, 0 * 5 + 4, 2 * 5 + 1, 0 * 5 + 0, 9, 9], [7, 0, 0, 0, 0, 0]], dtype=np.int32)
+    ev = SpikeEvents.from_spike_index((2, 3, 1, 1, 5), idx, np.array([4, 1]), np.float32(2.0))
+    np.testing.assert_array_equal(ev.offsets, [0, 4, 5])
+    np.testing.assert_array_equal(ev.neuron, [0, 0, 2, 2, 1])
+    np.testing.assert_array_equal(ev.time, [0, 4, 1, 3, 2])
+    assert ev.value.dtype == np.float32 and (ev.value == 2.0).all()

@@ -106,6 +106,11 @@ def test_fused_dense_srm_forward_is_bitwise_the_composition(tau_sr, T, dtype):
     s_inf, u_inf = dense_srm_forward(w, x, eps, nu, neuron.theta, sim.ts, need_potential=False)  # inference
     assert u_inf is None
     np.testing.assert_array_equal(s_inf, s)
+    from pysrm.events import SpikeEvents
+    _, _, ev = dense_srm_forward(w, x, eps, nu, neuron.theta, sim.ts, need_events=True)  # spikes as events
+    ref_ev = SpikeEvents.from_dense(s)
+    for name in ("offsets", "neuron", "time", "value"):
+        np.testing.assert_array_equal(getattr(ev, name), getattr(ref_ev, name), err_msg=name)
 
 
 def test_fused_dense_srm_forward_falls_back_for_dense_inputs_and_short_responses():

@@ -115,7 +115,7 @@ def add_weighted_rows(row, rows, idx, val, k, e):
 
 @njit(parallel=True, cache=True)
 def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, theta, amp, u_out, s_out, n_chunks,
-                          write_u):
+                          write_u, spike_idx, spike_count, write_idx):
     # Per sample, all in one (T, O) buffer that stays in cache (time-major: a row is one time bin of
     # every neuron, so the recursions below run across neurons):
     #   1. a[t, :] += value * wT[i, :] for each input event (i, t)            (pysrm.ops.dense, events)
@@ -124,6 +124,8 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
     #      `prev` holds A, F of bin t-1 and row `j` those of bin t-L (hist[0] = A, hist[1] = F)
     #   3. the spike scan of pysrm.ops.spike: u >= theta spikes and adds nu to the following bins
     #   4. u (unless not needed: inference) and s written out neuron-major (N, O, T)
+    #   (with write_idx, the spikes are also listed: spike_idx[n, :spike_count[n]] = o * T + t, in the
+    #   order found, time-major)
     # Per element the operations and their order are those of the separate kernels, so the result is
     # bitwise theirs (tested).
     N = offsets.shape[0] - 1
@@ -178,19 +180,26 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
                     j = 0
             sn = s_out[n]
             sn[:, :] = 0.0
+            ns = 0
             for t in range(T):
                 row = acc[t]
                 m = min(Lr, T - t)
                 for o in range(O):
                     if row[o] >= theta:
                         sn[o, t] = amp
+                        if write_idx:
+                            spike_idx[n, ns] = o * T + t
+                            ns += 1
                         for q in range(m):
                             acc[t + q, o] += nu[q]
+            if write_idx:
+                spike_count[n] = ns
             if write_u:
                 u_out[n, :, :] = acc.T
 
 
-def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: float, need_potential: bool = True):
+def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: float, need_potential: bool = True,
+                      need_events: bool = False):
     r"""``spike(psp(dense(w, x)))`` for an event input: returns ``(s, u_ref)``, each ``(N, O, 1, 1, T)``.
 
     The first layer of an event-driven network in one pass per sample: the weight columns of the
@@ -200,7 +209,9 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     a :class:`~pysrm.events.SpikeEvents` on the CPU and the spike response is an alpha function long
     enough for the recursion (``pysrm.ops.psp.RECURSIVE_MIN_LENGTH``); otherwise it is the
     composition of the three ops.  With ``need_potential=False`` (inference) ``u_ref`` is not written
-    and None is returned in its place.  The backward is the layers' own (:func:`srm_backward`, then
+    and None is returned in its place.  With ``need_events=True`` a third item is returned: the output
+    spikes as :class:`~pysrm.events.SpikeEvents` (listed by the scan itself, no pass over ``s``; None
+    on the fallback path).  The backward is the layers' own (:func:`srm_backward`, then
     :func:`pysrm.ops.dense.dense_backward`).
     """
     from .dense import _check, dense
@@ -208,7 +219,7 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH else None
     if is_device_array(w) or not isinstance(x, SpikeEvents) or alpha is None:
         s, u = srm_forward(dense(w, x), srm_kernel, refractory_kernel, theta, ts)
-        return s, (u if need_potential else None)
+        return (s, (u if need_potential else None)) + ((None,) if need_events else ())
     shape = _check(w, x)
     N, T = shape[0], shape[4]
     O = w.shape[0]
@@ -216,11 +227,17 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     nu = response_as("refractory_kernel", refractory_kernel, w.dtype)
     u = np.empty((N, O, T) if need_potential else (1, 1, 1), dtype=w.dtype)
     s = np.empty((N, O, T), dtype=w.dtype)
+    idx = np.empty((N, O * T) if need_events else (1, 1), dtype=np.int32)
+    count = np.zeros(N, dtype=np.int64)
+    amp = dt(1.0 / positive("ts", ts))
     _dense_srm_events_cpu(x.offsets, x.neuron, x.time, x.value, np.ascontiguousarray(w.T), alpha[0],
-                          alpha[1] * ts, len(srm_kernel), nu, dt(positive("theta", theta)),
-                          dt(1.0 / positive("ts", ts)), u, s, max(1, min(N, 4 * numba.get_num_threads())),
-                          bool(need_potential))
-    return s.reshape(N, O, 1, 1, T), (u.reshape(N, O, 1, 1, T) if need_potential else None)
+                          alpha[1] * ts, len(srm_kernel), nu, dt(positive("theta", theta)), amp, u, s,
+                          max(1, min(N, 4 * numba.get_num_threads())), bool(need_potential), idx, count,
+                          bool(need_events))
+    out = (s.reshape(N, O, 1, 1, T), (u.reshape(N, O, 1, 1, T) if need_potential else None))
+    if need_events:
+        out += (SpikeEvents.from_spike_index((N, O, 1, 1, T), idx, count, amp),)
+    return out
 
 
 @njit(parallel=True, cache=True)
