@@ -237,7 +237,8 @@ class SRM(Layer):
     r"""SRM neurons: ``s = spike(psp(a))`` with the refractory response.
 
     Backward: ``grad_a = psp_backward(grad_s * rho(u))`` (surrogate, see :mod:`pysrm.ops.spike`).
-    The last forward's output spikes are kept in ``last_spikes`` (for spike counts).
+    The last forward's output spikes are kept in ``last_spikes`` (for spike counts; made dense from
+    ``last_events`` on first access when the fused path produced events only).
     """
 
     def __init__(self, neuron: NeuronParams, sim: SimParams, srm_tolerance: float = 0.01,
@@ -246,33 +247,44 @@ class SRM(Layer):
         self.srm = F.srm_kernel(neuron, sim, srm_tolerance)
         self.ref = F.refractory_kernel(neuron, sim, ref_tolerance)
         self._u = None
-        self.last_spikes = None
+        self._spikes = None
         self.last_events = None
+
+    @property
+    def last_spikes(self):
+        if self._spikes is None and self.last_events is not None:
+            self._spikes = self.last_events.to_dense()
+        return self._spikes
+
+    @last_spikes.setter
+    def last_spikes(self, s):
+        self._spikes = s
 
     def forward(self, a, train=False):
         u = F.psp(a, self.srm, self.sim.ts)
         s, u_post = F.spike(u, self.ref, self.neuron.theta, self.sim.ts)
         self._u = u_post if train else None
         self.last_spikes = s
+        self.last_events = None
         return s
 
     def forward_from_dense(self, dense: "Dense", x, train=False, need_events=False):
         """``self.forward(dense.forward(x))``, fused into one pass per sample on the CPU when ``x`` is
         sparse enough for the dense layer's event path (:func:`pysrm.ops.srm.dense_srm_forward`,
         bitwise the same result; :data:`FUSE_DENSE_SRM` switches it off).  Both layers keep what
-        their backward needs, as if run one after the other."""
-        self.last_events = None
+        their backward needs, as if run one after the other.  With ``need_events`` the spikes are
+        returned as :class:`~pysrm.events.SpikeEvents` where the fused path runs (no dense spike
+        array is written; ``last_spikes`` makes one on demand), else as the dense array."""
         if not FUSE_DENSE_SRM or dense.weight.on_device or is_device_array(x):
             return self.forward(dense.forward(x, train), train)
         _check_input_shape(dense, x, dense.in_shape)
         dense._x = x = events_if_sparse(x, "dense")
         out = F.dense_srm_forward(dense.weight.data, x, self.srm, self.ref, self.neuron.theta, self.sim.ts,
-                                  need_potential=train, need_events=need_events)
-        s, self._u = out[0], out[1]
-        if need_events:
-            self.last_events = out[2]  # the same spikes as events (None on the unfused path)
-        self.last_spikes = s
-        return s
+                                  need_potential=train, need_events=need_events, need_dense_spikes=False)
+        self._u = out[1]
+        self.last_events = out[2] if need_events else None
+        self.last_spikes = out[0]
+        return out[0] if self.last_events is None else self.last_events
 
     def backward(self, grad):
         if self._u is None:
@@ -322,30 +334,33 @@ class Delay(Layer):
         self._x = x if train else None
         return F.delay(x, self.delay.data, self.sim.ts)
 
-    def forward_events(self, x, events, train=False, kind="dense"):
-        """``self.forward(x)`` for spikes ``x`` also given as ``events`` (SpikeEvents from the spike
-        layer): returns the delayed spikes as SpikeEvents (:func:`pysrm.ops.delay.delay_events`, no dense
-        array; bitwise what the next ``kind`` layer would have made of the dense output), or the dense
-        output where that is denser than the event paths' threshold."""
+    def forward_events(self, events, train=False, kind="dense"):
+        """``self.forward(events.to_dense())`` for spikes given as SpikeEvents (from a fused spike layer):
+        returns the delayed spikes as SpikeEvents (:func:`pysrm.ops.delay.delay_events`, no dense
+        array; bitwise what the next ``kind`` ('dense'/'conv') layer would have made of the dense
+        output), or the dense output where that is denser than the event paths' threshold.  The
+        backward then works from the events too."""
         from .ops.dense import CONV_EVENT_DENSITY_THRESHOLD, EVENT_DENSITY_THRESHOLD
         threshold = EVENT_DENSITY_THRESHOLD if kind == "dense" else CONV_EVENT_DENSITY_THRESHOLD
-        if threshold <= 0.0:
-            return self.forward(x, train)
-        out = F.delay_events(events, self.delay.data, self.sim.ts)
-        if out.n_events > threshold * int(np.prod(out.shape)):
-            return self.forward(x, train)
-        self._x = x if train else None
+        out = F.delay_events(events, self.delay.data, self.sim.ts) if threshold > 0.0 else None
+        if out is None or out.n_events > threshold * int(np.prod(out.shape)):
+            return self.forward(events.to_dense(), train)
+        self._x = events if train else None
         return out
 
+    def _dense_input(self):
+        return self._x.to_dense() if isinstance(self._x, SpikeEvents) else self._x
+
     def backward(self, grad):
-        gx, gd = F.delay_backward(grad, self._x, self.delay.data, self.sim.ts)
+        gx, gd = F.delay_backward(grad, self._dense_input(), self.delay.data, self.sim.ts)
         self.delay.accumulate_grad(gd)
         return gx
 
     def backward_from_dense(self, dense: "Dense", grad):
         """``self.backward(dense.backward(grad))`` for a dense layer that reads this delay's output: on
         the CPU with few dense outputs the dense input gradient is made row by row inside the delay
-        backward (:func:`pysrm.ops.delay.delay_backward_from_dense`; equal to float rounding)."""
+        backward, which reads its input as events where it has them
+        (:func:`pysrm.ops.delay.delay_backward_from_dense`; equal to float rounding)."""
         out = None
         if FUSE_DENSE_SRM and self._x is not None and not dense.weight.on_device:
             out = F.delay_backward_from_dense(dense.weight.data, grad, self._x, self.delay.data, self.sim.ts)

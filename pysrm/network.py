@@ -200,12 +200,10 @@ class Network:
                     nxt = layers[i + 3] if i + 3 < len(layers) else None
                     chain = isinstance(layers[i + 2] if i + 2 < len(layers) else None, Delay) and \
                         isinstance(nxt, (Dense, Conv))
-                    srm = layers[i + 1]
-                    x = srm.forward_from_dense(layers[i], x, train, need_events=chain)
+                    x = layers[i + 1].forward_from_dense(layers[i], x, train, need_events=chain)
                     i += 2
-                    if chain and srm.last_events is not None:
-                        x = layers[i].forward_events(x, srm.last_events, train,
-                                                     "dense" if isinstance(nxt, Dense) else "conv")
+                    if chain and isinstance(x, SpikeEvents):
+                        x = layers[i].forward_events(x, train, "dense" if isinstance(nxt, Dense) else "conv")
                         i += 1
                 else:
                     x = layers[i].forward(x, train)

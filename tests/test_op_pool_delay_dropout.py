@@ -95,11 +95,12 @@ def test_delay_backward_from_dense_equals_the_two_backwards(dshape, dtype):
     gy = rng.normal(size=(3, 5, 1, 1, T)).astype(dtype)
     gx_dense = np.matmul(w.T, gy.reshape(3, 5, T)).reshape(x.shape)
     gx_ref, gd_ref = delay_backward(gx_dense, x, d, 1.0)
-    gx, gd = delay_backward_from_dense(w, gy, x, d, 1.0)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    assert gx.dtype == gd.dtype == dtype and gd.shape == dshape
-    np.testing.assert_allclose(gx, gx_ref, rtol=tol, atol=tol)
-    np.testing.assert_allclose(gd, gd_ref, rtol=tol, atol=tol)
+    for inp in (x, SpikeEvents.from_dense(x)):  # the delay input dense or as events
+        gx, gd = delay_backward_from_dense(w, gy, inp, d, 1.0)
+        assert gx.dtype == gd.dtype == dtype and gd.shape == dshape
+        np.testing.assert_allclose(gx, gx_ref, rtol=tol, atol=tol)
+        np.testing.assert_allclose(gd, gd_ref, rtol=tol, atol=tol)
     assert delay_backward_from_dense(np.zeros((65, 6), dtype), np.zeros((3, 65, 1, 1, T), dtype), x, d, 1.0) is None
 
 

@@ -63,27 +63,41 @@ def _delay_cpu(x, shift, out):
                 ob[k] = g * xr[k + 1] + f * xr[k]
 
 
-@njit(cache=True, fastmath={"reassoc"})  # reassociation lets the time reduction vectorise
-def _delay_backward_row(gr, xr, d, o):
-    # one neuron: o[t] = (1-f) g[t+m] + f g[t+m+1] (g[>= T] = 0); returns its delay-gradient term
-    # sum_t g[t] (x[t-m-1] - x[t-m]) = -g[m] x[0] + sum_k g[m+1+k] (x[k] - x[k+1])
+@njit(cache=True)
+def _delay_shift_back(gr, d, o):
+    # one neuron: o[t] = (1-f) g[t+m] + f g[t+m+1] (g[>= T] = 0)
     T = gr.shape[0]
     m = int(np.floor(d))
     f = gr.dtype.type(d - m)
     h = gr.dtype.type(1.0) - f
-    acc = 0.0
     if m < T:
         gs = gr[m:]
         for k in range(T - m - 1):
             o[k] = h * gs[k] + f * gs[k + 1]
         o[T - m - 1] = h * gr[T - 1]
+    for t in range(max(T - m, 0), T):
+        o[t] = 0.0
+
+
+@njit(cache=True, fastmath={"reassoc"})  # reassociation lets the time reduction vectorise
+def _delay_grad_term(gr, xr, d):
+    # sum_t g[t] (x[t-m-1] - x[t-m]) = -g[m] x[0] + sum_k g[m+1+k] (x[k] - x[k+1])
+    T = gr.shape[0]
+    m = int(np.floor(d))
+    acc = 0.0
+    if m < T:
         acc -= gr[m] * xr[0]
         g1 = gr[m + 1:]
         for k in range(T - m - 1):
             acc += g1[k] * (xr[k] - xr[k + 1])
-    for t in range(max(T - m, 0), T):
-        o[t] = 0.0
     return acc
+
+
+@njit(cache=True)
+def _delay_backward_row(gr, xr, d, o):
+    # one neuron: the input gradient row into o; returns its delay-gradient term
+    _delay_shift_back(gr, d, o)
+    return _delay_grad_term(gr, xr, d)
 
 
 @njit(parallel=True, cache=True)
@@ -95,12 +109,26 @@ def _delay_backward_cpu(g, x, shift, gx, gd_rows):
         gd_rows[n, j] = _delay_backward_row(g[n, j], x[n, j], shift[j], gx[n, j])
 
 
+@njit(cache=True)
+def _dense_grad_row(gy, w, n, j, gr):
+    # gr[t] = sum_o w[o, j] gy[n, o, t]: row j of sample n of a dense layer's input gradient
+    T = gr.shape[0]
+    w0 = w[0, j]
+    g0 = gy[n, 0]
+    for t in range(T):
+        gr[t] = w0 * g0[t]
+    for o in range(1, w.shape[0]):
+        wo = w[o, j]
+        go = gy[n, o]
+        for t in range(T):
+            gr[t] += wo * go[t]
+
+
 @njit(parallel=True, cache=True)
 def _delay_backward_from_dense_cpu(gy, w, x, shift, gx, gd_rows, n_chunks):
     # as _delay_backward_cpu on g[n, j, :] = sum_o w[o, j] gy[n, o, :] (the input gradient of a dense
     # layer with few outputs), each row of g made in a buffer of its own: g is never written
     N, M, T = x.shape
-    O = w.shape[0]
     rows = N * M
     per = (rows + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
@@ -108,16 +136,39 @@ def _delay_backward_from_dense_cpu(gy, w, x, shift, gx, gd_rows, n_chunks):
         for r in range(c * per, min(rows, (c + 1) * per)):
             n = r // M
             j = r % M
-            w0 = w[0, j]
-            g0 = gy[n, 0]
-            for t in range(T):
-                gr[t] = w0 * g0[t]
-            for o in range(1, O):
-                wo = w[o, j]
-                go = gy[n, o]
-                for t in range(T):
-                    gr[t] += wo * go[t]
+            _dense_grad_row(gy, w, n, j, gr)
             gd_rows[n, j] = _delay_backward_row(gr, x[n, j], shift[j], gx[n, j])
+
+
+@njit(parallel=True, cache=True)
+def _delay_backward_from_dense_events_cpu(gy, w, offsets, neuron, time, value, shift, gx, gd_rows, n_chunks):
+    # the same with the delay input given as events (unique, sorted by (neuron, time) per sample): gx as
+    # _delay_backward_row makes it (x is not used there), and the delay-gradient term summed by parts
+    # over the input events: sum_t g[t] (x[t-m-1] - x[t-m]) = sum_(tau, a) a (g[tau+m+1] - g[tau+m]),
+    # g[>= T] = 0 (equal to the dense sum to float rounding)
+    N, M, T = gx.shape
+    rows = N * M
+    per = (rows + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        gr = np.empty(T, dtype=gy.dtype)
+        for r in range(c * per, min(rows, (c + 1) * per)):
+            n = r // M
+            j = r % M
+            _dense_grad_row(gy, w, n, j, gr)
+            _delay_shift_back(gr, shift[j], gx[n, j])
+            d = shift[j]
+            m = int(np.floor(d))
+            a = offsets[n]
+            b = offsets[n + 1]
+            k = a + np.searchsorted(neuron[a:b], j)
+            acc = 0.0
+            while k < b and neuron[k] == j:
+                i0 = m + time[k]
+                g1 = gr[i0 + 1] if i0 + 1 < T else gy.dtype.type(0.0)
+                g0 = gr[i0] if i0 < T else gy.dtype.type(0.0)
+                acc += value[k] * (g1 - g0)
+                k += 1
+            gd_rows[n, j] = acc
 
 
 def _shift_bins(d, neuron_shape, ts, dtype):
@@ -256,25 +307,36 @@ FUSED_DENSE_MAX_OUTPUTS = 64
 
 def delay_backward_from_dense(w, grad_dense, x, d, ts: float):
     r"""``delay_backward(grad_x, x, d, ts)`` with ``grad_x = sum_o w[o, i] grad_dense[n, o, t]``, the input
-    gradient of a dense layer ``w`` (shape ``(O, C*H*W)``) that reads this delay's output; returns
+    gradient of a dense layer ``w`` (shape ``(O, C*H*W)``) that reads this delay's output; ``x`` (the
+    delay's input) is a dense array or SpikeEvents (unique events sorted by (neuron, time)); returns
     ``(grad_x of the delay input, grad_d)``, or None where this fused form does not apply (GPU arrays,
     more than FUSED_DENSE_MAX_OUTPUTS outputs -- there BLAS is faster --, other dtypes).
 
     Each row of the dense input gradient is made in cache and shifted there, instead of a BLAS
     product written to memory and read back (N-MNIST dense network, batch 32: a 20 MB array).  Equal
     to the two ops to float rounding (the product's summation order differs from BLAS; tested)."""
+    from ..events import SpikeEvents
     if is_device_array(grad_dense) or is_device_array(w) or w.shape[0] > FUSED_DENSE_MAX_OUTPUTS:
         return None
-    x3, shift, d_shape, ts = _prepare(x, d, ts)
-    N, M, T = x3.shape
+    events = isinstance(x, SpikeEvents)
+    if events:
+        shift, d_shape, ts = _shift_bins(d, x.shape[1:-1], ts, x.dtype)
+    else:
+        x3, shift, d_shape, ts = _prepare(x, d, ts)
+    N, T = x.shape[0], x.shape[-1]
+    M = shift.shape[0]
     O = w.shape[0]
-    if w.shape[1] != M or grad_dense.size != N * O * T or w.dtype != x3.dtype or grad_dense.dtype != x3.dtype:
+    if w.shape[1] != M or grad_dense.size != N * O * T or w.dtype != x.dtype or grad_dense.dtype != x.dtype:
         return None
     gy = np.ascontiguousarray(grad_dense).reshape(N, O, T)
-    gx = np.empty_like(x3)
-    gd_rows = np.empty((N, M), dtype=x3.dtype)
-    _delay_backward_from_dense_cpu(gy, np.ascontiguousarray(w), x3, shift, gx, gd_rows,
-                                   max(1, min(N * M, 4 * numba.get_num_threads())))
+    gx = np.empty((N, M, T), dtype=x.dtype)
+    gd_rows = np.empty((N, M), dtype=x.dtype)
+    chunks = max(1, min(N * M, 4 * numba.get_num_threads()))
+    if events:
+        _delay_backward_from_dense_events_cpu(gy, np.ascontiguousarray(w), x.offsets, x.neuron, x.time, x.value,
+                                              shift, gx, gd_rows, chunks)
+    else:
+        _delay_backward_from_dense_cpu(gy, np.ascontiguousarray(w), x3, shift, gx, gd_rows, chunks)
     return gx.reshape(x.shape), _delay_grad(gd_rows, x.shape, d_shape, ts)
 
 

@@ -115,7 +115,7 @@ def add_weighted_rows(row, rows, idx, val, k, e):
 
 @njit(parallel=True, cache=True)
 def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, theta, amp, u_out, s_out, n_chunks,
-                          write_u, spike_idx, spike_count, write_idx):
+                          write_u, spike_idx, spike_count, write_idx, write_s, T):
     # Per sample, all in one (T, O) buffer that stays in cache (time-major: a row is one time bin of
     # every neuron, so the recursions below run across neurons):
     #   1. a[t, :] += value * wT[i, :] for each input event (i, t)            (pysrm.ops.dense, events)
@@ -125,12 +125,11 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
     #   3. the spike scan of pysrm.ops.spike: u >= theta spikes and adds nu to the following bins
     #   4. u (unless not needed: inference) and s written out neuron-major (N, O, T)
     #   (with write_idx, the spikes are also listed: spike_idx[n, :spike_count[n]] = o * T + t, in the
-    #   order found, time-major)
+    #   order found, time-major; without write_s the dense spikes are not written)
     # Per element the operations and their order are those of the separate kernels, so the result is
     # bitwise theirs (tested).
     N = offsets.shape[0] - 1
     O = wT.shape[1]
-    T = s_out.shape[2]
     Lr = nu.shape[0]
     aL = alpha ** L
     per = (N + n_chunks - 1) // n_chunks
@@ -178,15 +177,17 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
                 j += 1
                 if j == L:
                     j = 0
-            sn = s_out[n]
-            sn[:, :] = 0.0
+            sn = s_out[n] if write_s else s_out[0]
+            if write_s:
+                sn[:, :] = 0.0
             ns = 0
             for t in range(T):
                 row = acc[t]
                 m = min(Lr, T - t)
                 for o in range(O):
                     if row[o] >= theta:
-                        sn[o, t] = amp
+                        if write_s:
+                            sn[o, t] = amp
                         if write_idx:
                             spike_idx[n, ns] = o * T + t
                             ns += 1
@@ -199,7 +200,7 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
 
 
 def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: float, need_potential: bool = True,
-                      need_events: bool = False):
+                      need_events: bool = False, need_dense_spikes: bool = True):
     r"""``spike(psp(dense(w, x)))`` for an event input: returns ``(s, u_ref)``, each ``(N, O, 1, 1, T)``.
 
     The first layer of an event-driven network in one pass per sample: the weight columns of the
@@ -211,8 +212,9 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     composition of the three ops.  With ``need_potential=False`` (inference) ``u_ref`` is not written
     and None is returned in its place.  With ``need_events=True`` a third item is returned: the output
     spikes as :class:`~pysrm.events.SpikeEvents` (listed by the scan itself, no pass over ``s``; None
-    on the fallback path).  The backward is the layers' own (:func:`srm_backward`, then
-    :func:`pysrm.ops.dense.dense_backward`).
+    on the fallback path), and with ``need_dense_spikes=False`` as well the dense ``s`` is not written
+    (None in its place, except on the fallback path).  The backward is the layers' own
+    (:func:`srm_backward`, then :func:`pysrm.ops.dense.dense_backward`).
     """
     from .dense import _check, dense
     from ..events import SpikeEvents
@@ -224,17 +226,18 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     N, T = shape[0], shape[4]
     O = w.shape[0]
     dt = w.dtype.type
+    write_s = need_dense_spikes or not need_events
     nu = response_as("refractory_kernel", refractory_kernel, w.dtype)
     u = np.empty((N, O, T) if need_potential else (1, 1, 1), dtype=w.dtype)
-    s = np.empty((N, O, T), dtype=w.dtype)
+    s = np.empty((N, O, T) if write_s else (1, 1, 1), dtype=w.dtype)
     idx = np.empty((N, O * T) if need_events else (1, 1), dtype=np.int32)
     count = np.zeros(N, dtype=np.int64)
     amp = dt(1.0 / positive("ts", ts))
     _dense_srm_events_cpu(x.offsets, x.neuron, x.time, x.value, np.ascontiguousarray(w.T), alpha[0],
                           alpha[1] * ts, len(srm_kernel), nu, dt(positive("theta", theta)), amp, u, s,
                           max(1, min(N, 4 * numba.get_num_threads())), bool(need_potential), idx, count,
-                          bool(need_events))
-    out = (s.reshape(N, O, 1, 1, T), (u.reshape(N, O, 1, 1, T) if need_potential else None))
+                          bool(need_events), write_s, T)
+    out = (s.reshape(N, O, 1, 1, T) if write_s else None, (u.reshape(N, O, 1, 1, T) if need_potential else None))
     if need_events:
         out += (SpikeEvents.from_spike_index((N, O, 1, 1, T), idx, count, amp),)
     return out
