@@ -247,6 +247,7 @@ class SRM(Layer):
         self.srm = F.srm_kernel(neuron, sim, srm_tolerance)
         self.ref = F.refractory_kernel(neuron, sim, ref_tolerance)
         self._u = None
+        self._u_time_major = False
         self._spikes = None
         self.last_events = None
 
@@ -264,6 +265,7 @@ class SRM(Layer):
         u = F.psp(a, self.srm, self.sim.ts)
         s, u_post = F.spike(u, self.ref, self.neuron.theta, self.sim.ts)
         self._u = u_post if train else None
+        self._u_time_major = False
         self.last_spikes = s
         self.last_events = None
         return s
@@ -279,17 +281,28 @@ class SRM(Layer):
             return self.forward(dense.forward(x, train), train)
         _check_input_shape(dense, x, dense.in_shape)
         dense._x = x = events_if_sparse(x, "dense")
+        # a first layer keeps its potential time-major (cheaper to write; only its fused backward reads it)
+        time_major = train and not dense.need_input_grad and isinstance(x, SpikeEvents)
         out = F.dense_srm_forward(dense.weight.data, x, self.srm, self.ref, self.neuron.theta, self.sim.ts,
-                                  need_potential=train, need_events=need_events, need_dense_spikes=False)
+                                  need_potential=train, need_events=need_events, need_dense_spikes=False,
+                                  time_major_potential=time_major)
         self._u = out[1]
+        self._u_time_major = time_major and self._u is not None
         self.last_events = out[2] if need_events else None
         self.last_spikes = out[0]
         return out[0] if self.last_events is None else self.last_events
 
+    def _potential(self):
+        """The kept potential in the layout of the spikes, (N, O, 1, 1, T)."""
+        if self._u_time_major:
+            N, T, O = self._u.shape
+            return np.ascontiguousarray(self._u.transpose(0, 2, 1)).reshape(N, O, 1, 1, T)
+        return self._u
+
     def backward(self, grad):
         if self._u is None:
             raise RuntimeError(f"{self.name}: backward called without a forward(train=True)")
-        return F.srm_backward(grad, self._u, self.neuron, self.srm, self.sim.ts)
+        return F.srm_backward(grad, self._potential(), self.neuron, self.srm, self.sim.ts)
 
     def backward_into_dense(self, dense: "Dense", grad):
         """``dense.backward(self.backward(grad))`` for a first layer (no input gradient): fused into one
@@ -301,7 +314,7 @@ class SRM(Layer):
         gw = None
         if FUSE_DENSE_SRM and not dense.need_input_grad:
             gw = F.srm_dense_backward_weights(grad, self._u, self.neuron, self.srm, self.sim.ts,
-                                              dense.weight.data, dense._x)
+                                              dense.weight.data, dense._x, u_time_major=self._u_time_major)
         if gw is None:
             return dense.backward(self.backward(grad))
         dense.weight.accumulate_grad(gw)

@@ -103,6 +103,8 @@ def test_fused_dense_srm_forward_is_bitwise_the_composition(tau_sr, T, dtype):
     np.testing.assert_array_equal(s, s_ref)
     np.testing.assert_array_equal(u, u_ref)
     assert not s[1].any()
+    _, u_tm = dense_srm_forward(w, x, eps, nu, neuron.theta, sim.ts, time_major_potential=True)
+    np.testing.assert_array_equal(u_tm, u.reshape(4, 13, T).transpose(0, 2, 1))
     s_inf, u_inf = dense_srm_forward(w, x, eps, nu, neuron.theta, sim.ts, need_potential=False)  # inference
     assert u_inf is None
     np.testing.assert_array_equal(s_inf, s)
@@ -147,5 +149,8 @@ def test_fused_first_layer_weight_gradient_is_bitwise_the_composition(tau_sr, T,
     _, gw_ref = dense_backward(w, x, srm_backward(g, u, neuron, eps, sim.ts), need_input_grad=False)
     assert gw.dtype == dtype and np.abs(gw).max() > 0
     np.testing.assert_array_equal(gw, gw_ref)
+    u_tm = np.ascontiguousarray(u.reshape(9, 70, T).transpose(0, 2, 1))  # the potential kept time-major
+    np.testing.assert_array_equal(srm_dense_backward_weights(g, u_tm, neuron, eps, sim.ts, w, x, u_time_major=True),
+                                  gw_ref)
     if T > 20:  # both correlation forms are covered (T = 9 truncates the response)
         assert (len(eps) >= RECURSIVE_MIN_LENGTH_BACKWARD) == (tau_sr > 2)

@@ -81,6 +81,37 @@ def srm_forward(a, srm_kernel, refractory_kernel, theta: float, ts: float):
 
 
 @njit(cache=True)
+def alpha_time_major(buf, alpha, gain, L, hist, reverse):
+    """The alpha recursion of :mod:`pysrm.ops.psp` in place along axis 0 of a ``(T, O)`` array, all ``O``
+    columns at once (vectorised across them), backwards in time if ``reverse``.  ``hist`` is a
+    ``(2, L, O)`` float64 work array: row ``prev`` holds A, F of the previous bin, row ``j`` those of
+    L bins back.  Per element the operations are those of ``psp._alpha_1row``: bitwise the same.
+    (In place on purpose: with a separate output array that may alias the input, LLVM's overlap check
+    sent the in-place calls to the scalar loop.)"""
+    T, O = buf.shape
+    aL = alpha ** L
+    hist[:, :, :] = 0.0
+    j = 0
+    prev = L - 1
+    for s in range(T):
+        row = buf[T - 1 - s] if reverse else buf[s]
+        a_prev = hist[0, prev]
+        f_prev = hist[1, prev]
+        a_old = hist[0, j]
+        f_old = hist[1, j]
+        for o in range(O):
+            F = alpha * (f_prev[o] + a_prev[o])
+            A = alpha * a_prev[o] + row[o]
+            row[o] = gain * (F - aL * (f_old[o] + L * a_old[o]))
+            a_old[o] = A
+            f_old[o] = F
+        prev = j
+        j += 1
+        if j == L:
+            j = 0
+
+
+@njit(cache=True)
 def add_weighted_rows(row, rows, idx, val, k, e):
     """``row += val[q] * rows[idx[q]]`` for q = k .. e-1, in that order, four source rows per pass over
     ``row`` (one load and store of ``row`` per four rows instead of per row; the additions per element
@@ -120,10 +151,10 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
     # every neuron, so the recursions below run across neurons):
     #   1. a[t, :] += value * wT[i, :] for each input event (i, t)            (pysrm.ops.dense, events)
     #      (grouped by t, add_weighted_rows)
-    #   2. psp by the alpha recursion of pysrm.ops.psp, in place, float64 state; the ring buffer row
-    #      `prev` holds A, F of bin t-1 and row `j` those of bin t-L (hist[0] = A, hist[1] = F)
+    #   2. psp by the alpha recursion of pysrm.ops.psp, in place, time-major (alpha_time_major)
     #   3. the spike scan of pysrm.ops.spike: u >= theta spikes and adds nu to the following bins
-    #   4. u (unless not needed: inference) and s written out neuron-major (N, O, T)
+    #   4. u (write_u: 0 not at all (inference), 1 neuron-major (N, O, T), 2 time-major (N, T, O)) and
+    #      s (neuron-major) written out
     #   (with write_idx, the spikes are also listed: spike_idx[n, :spike_count[n]] = o * T + t, in the
     #   order found, time-major; without write_s the dense spikes are not written)
     # Per element the operations and their order are those of the separate kernels, so the result is
@@ -131,7 +162,6 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
     N = offsets.shape[0] - 1
     O = wT.shape[1]
     Lr = nu.shape[0]
-    aL = alpha ** L
     per = (N + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):  # work buffers allocated once per chunk of samples
         acc = np.empty((T, O), dtype=u_out.dtype)
@@ -158,25 +188,7 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
                 fill[t] += 1
             for t in range(T):
                 add_weighted_rows(acc[t], wT, nb, vb, first[t], first[t + 1])
-            hist[:, :, :] = 0.0
-            j = 0
-            prev = L - 1
-            for t in range(T):
-                row = acc[t]
-                a_prev = hist[0, prev]
-                f_prev = hist[1, prev]
-                a_old = hist[0, j]
-                f_old = hist[1, j]
-                for o in range(O):
-                    F = alpha * (f_prev[o] + a_prev[o])
-                    A = alpha * a_prev[o] + row[o]
-                    row[o] = gain * (F - aL * (f_old[o] + L * a_old[o]))
-                    a_old[o] = A
-                    f_old[o] = F
-                prev = j
-                j += 1
-                if j == L:
-                    j = 0
+            alpha_time_major(acc, alpha, gain, L, hist, False)
             sn = s_out[n] if write_s else s_out[0]
             if write_s:
                 sn[:, :] = 0.0
@@ -195,12 +207,14 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
                             acc[t + q, o] += nu[q]
             if write_idx:
                 spike_count[n] = ns
-            if write_u:
+            if write_u == 1:
                 u_out[n, :, :] = acc.T
+            elif write_u == 2:  # time-major (N, T, O): a plain copy, much cheaper than the transposed one
+                u_out[n, :, :] = acc
 
 
 def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: float, need_potential: bool = True,
-                      need_events: bool = False, need_dense_spikes: bool = True):
+                      need_events: bool = False, need_dense_spikes: bool = True, time_major_potential: bool = False):
     r"""``spike(psp(dense(w, x)))`` for an event input: returns ``(s, u_ref)``, each ``(N, O, 1, 1, T)``.
 
     The first layer of an event-driven network in one pass per sample: the weight columns of the
@@ -213,7 +227,9 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     and None is returned in its place.  With ``need_events=True`` a third item is returned: the output
     spikes as :class:`~pysrm.events.SpikeEvents` (listed by the scan itself, no pass over ``s``; None
     on the fallback path), and with ``need_dense_spikes=False`` as well the dense ``s`` is not written
-    (None in its place, except on the fallback path).  The backward is the layers' own
+    (None in its place, except on the fallback path).  With ``time_major_potential=True`` the potential
+    is returned time-major, ``(N, T, O)`` (what :func:`srm_dense_backward_weights` reads; on the
+    fallback path too).  The backward is the layers' own
     (:func:`srm_backward`, then :func:`pysrm.ops.dense.dense_backward`).
     """
     from .dense import _check, dense
@@ -221,23 +237,30 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH else None
     if is_device_array(w) or not isinstance(x, SpikeEvents) or alpha is None:
         s, u = srm_forward(dense(w, x), srm_kernel, refractory_kernel, theta, ts)
-        return (s, (u if need_potential else None)) + ((None,) if need_events else ())
+        if not need_potential:
+            u = None
+        elif time_major_potential and not is_device_array(u):
+            N, O, T = u.shape[0], int(np.prod(u.shape[1:-1])), u.shape[-1]
+            u = np.ascontiguousarray(u.reshape(N, O, T).transpose(0, 2, 1))
+        return (s, u) + ((None,) if need_events else ())
     shape = _check(w, x)
     N, T = shape[0], shape[4]
     O = w.shape[0]
     dt = w.dtype.type
     write_s = need_dense_spikes or not need_events
     nu = response_as("refractory_kernel", refractory_kernel, w.dtype)
-    u = np.empty((N, O, T) if need_potential else (1, 1, 1), dtype=w.dtype)
+    u_mode = (2 if time_major_potential else 1) if need_potential else 0
+    u = np.empty(((N, T, O) if u_mode == 2 else (N, O, T)) if u_mode else (1, 1, 1), dtype=w.dtype)
     s = np.empty((N, O, T) if write_s else (1, 1, 1), dtype=w.dtype)
     idx = np.empty((N, O * T) if need_events else (1, 1), dtype=np.int32)
     count = np.zeros(N, dtype=np.int64)
     amp = dt(1.0 / positive("ts", ts))
     _dense_srm_events_cpu(x.offsets, x.neuron, x.time, x.value, np.ascontiguousarray(w.T), alpha[0],
                           alpha[1] * ts, len(srm_kernel), nu, dt(positive("theta", theta)), amp, u, s,
-                          max(1, min(N, 4 * numba.get_num_threads())), bool(need_potential), idx, count,
+                          max(1, min(N, 4 * numba.get_num_threads())), u_mode, idx, count,
                           bool(need_events), write_s, T)
-    out = (s.reshape(N, O, 1, 1, T) if write_s else None, (u.reshape(N, O, 1, 1, T) if need_potential else None))
+    out = (s.reshape(N, O, 1, 1, T) if write_s else None,
+           (u if u_mode == 2 else u.reshape(N, O, 1, 1, T)) if u_mode else None)
     if need_events:
         out += (SpikeEvents.from_spike_index((N, O, 1, 1, T), idx, count, amp),)
     return out
@@ -246,18 +269,18 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
 @njit(parallel=True, cache=True)
 def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, scale, width, k, alpha, gain, L,
                                    use_alpha, parts):
-    # The first layer's backward in one pass per sample, on the partial sums of the event weight
-    # gradient (pysrm.ops.dense._dense_events_wgrad_cpu: same parts, same samples per part, same order):
-    #   per block of 64 neurons: gu = grad_s * rho(u) (rho_row), ga = its correlation with the spike
-    #   response (alpha recursion backwards in time, or the direct lag-major sum, as srm_backward picks),
-    #   written transposed into gT (T, O);
-    #   then parts[p, i, :] += value * gT[t, :] for each input event (i, t) of the sample.
+    # The first layer's backward in one pass per sample, time-major (a row is one time bin of every
+    # neuron), on the partial sums of the event weight gradient (pysrm.ops.dense._dense_events_wgrad_cpu:
+    # same parts, same samples per part, same order):
+    #   gT = grad_s[n] transposed; gu[t] = gT[t] * rho(u[n, t]) (rho_row on each time bin, u kept
+    #   time-major (N, T, O) by the forward); ga = the correlation of gu with the spike response (the
+    #   alpha recursion backwards in time in place on gu, or the direct sum into gT, as srm_backward
+    #   picks, across neurons); then parts[p, i, :] += value * ga[t, :] for each input event (i, t).
     # Nothing of size (N, O, T) is written; per element the operations are those of srm_backward and
     # the event weight gradient, so the result is bitwise theirs (tested).
     N, O, T = g.shape
     n_parts = parts.shape[0]
     step = (N + n_parts - 1) // n_parts
-    B = 64
     a = scale / width
     inv_width = g.dtype.type(1.0) / width
     Lk = k.shape[0]
@@ -265,41 +288,45 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
         gw = parts[p]
         gw[:, :] = 0.0
         gT = np.empty((T, O), dtype=g.dtype)
-        gub = np.empty((B, T), dtype=g.dtype)
-        gab = np.empty((B, T), dtype=g.dtype)
-        scratch = np.empty(T, dtype=np.int32)
+        gu = np.empty((T, O), dtype=g.dtype)
+        hist = np.empty((2, L, O))
+        scratch = np.empty(O, dtype=np.int32)
         for n in range(p * step, min(N, (p + 1) * step)):
-            for r0 in range(0, O, B):
-                r1 = min(O, r0 + B)
-                for r in range(r0, r1):
-                    rho_row(g[n, r], u[n, r], theta, a, inv_width, gub[r - r0], scratch)
-                if use_alpha:
-                    alpha_filter_rows(gub, gab, 0, r1 - r0, alpha, gain, L, True)
-                else:
-                    for r in range(r1 - r0):
-                        gu = gub[r]
-                        o = gab[r]
-                        k0 = k[0]
-                        for t in range(T):
-                            o[t] = k0 * gu[t]
-                        for i in range(1, min(Lk, T)):
-                            ki = k[i]
-                            gs = gu[i:]
-                            for t in range(T - i):
-                                o[t] += ki * gs[t]
-                gT[:, r0:r1] = gab[:r1 - r0].T
+            gT[:, :] = g[n].T
+            un = u[n]
+            for t in range(T):
+                rho_row(gT[t], un[t], theta, a, inv_width, gu[t], scratch)
+            if use_alpha:
+                alpha_time_major(gu, alpha, gain, L, hist, True)
+                ga = gu
+            else:
+                ga = gT
+                k0 = k[0]
+                for t in range(T):
+                    o = gT[t]
+                    g0 = gu[t]
+                    for c in range(O):
+                        o[c] = k0 * g0[c]
+                    for i in range(1, min(Lk, T - t)):
+                        ki = k[i]
+                        gi = gu[t + i]
+                        for c in range(O):
+                            o[c] += ki * gi[c]
             for e in range(offsets[n], offsets[n + 1]):
                 row = gw[neuron[e]]
-                gr = gT[time[e]]
+                gr = ga[time[e]]
                 v = value[e]
-                for o in range(O):
-                    row[o] += v * gr[o]
+                for c in range(O):
+                    row[c] += v * gr[c]
 
 
-def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x):
+def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u_time_major: bool = False):
     r"""Weight gradient of a first layer ``s = spike(psp(dense(w, x)))`` for an event input ``x``:
     ``dense_backward(w, x, srm_backward(grad_s, u, ...), need_input_grad=False)[1]`` in one pass per
-    sample (no ``(N, O, T)`` intermediate; bitwise the same, tested).  Returns ``grad_w``, or None when
+    sample (no ``(N, O, T)`` intermediate; bitwise the same, tested).  ``u`` is the potential as the
+    layer kept it: ``(N, O, 1, 1, T)``, or ``(N, T, O)`` with ``u_time_major`` (as
+    :func:`dense_srm_forward` gives it with ``time_major_potential``; what the kernel reads, so the
+    other layout is transposed first).  Returns ``grad_w``, or None when
     this fused form does not apply (GPU arrays, a dense input): the caller then runs the two ops."""
     from .dense import _check, _sum_parts_T, _workspace, wgrad_parts
     from ..events import SpikeEvents
@@ -309,8 +336,13 @@ def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x):
     N, T = shape[0], shape[4]
     O = w.shape[0]
     g = as_rows("grad_s", grad_s).reshape(N, O, T)
-    ur = as_rows("u", u).astype(g.dtype, copy=False).reshape(N, O, T)
-    if g.shape != (N, O, T) or ur.shape != (N, O, T) or g.dtype != w.dtype:
+    if u_time_major:
+        if u.shape != (N, T, O):
+            raise ValueError(f"time-major u has shape {u.shape}; expected {(N, T, O)}")
+        ur = np.ascontiguousarray(u)
+    else:  # the kernel reads u time-major
+        ur = np.ascontiguousarray(as_rows("u", u).reshape(N, O, T).transpose(0, 2, 1))
+    if ur.dtype != g.dtype or g.dtype != w.dtype:
         return None
     dt = g.dtype.type
     width = neuron.tau_rho * neuron.theta
