@@ -275,7 +275,8 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
     #   gT = grad_s[n] transposed; gu[t] = gT[t] * rho(u[n, t]) (rho_row on each time bin, u kept
     #   time-major (N, T, O) by the forward); ga = the correlation of gu with the spike response (the
     #   alpha recursion backwards in time in place on gu, or the direct sum into gT, as srm_backward
-    #   picks, across neurons); then parts[p, i, :] += value * ga[t, :] for each input event (i, t).
+    #   picks, across neurons); then parts[p, i, :] += value * ga[t, :] for each input event (i, t)
+    #   (grouped by neuron, add_weighted_rows).
     # Nothing of size (N, O, T) is written; per element the operations are those of srm_backward and
     # the event weight gradient, so the result is bitwise theirs (tested).
     N, O, T = g.shape
@@ -312,12 +313,16 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
                         gi = gu[t + i]
                         for c in range(O):
                             o[c] += ki * gi[c]
-            for e in range(offsets[n], offsets[n + 1]):
-                row = gw[neuron[e]]
-                gr = ga[time[e]]
-                v = value[e]
-                for c in range(O):
-                    row[c] += v * gr[c]
+            # the events of one input neuron are consecutive (sorted by neuron): add their ga rows to
+            # the neuron's partial-sum row up to four at a time (same order per element: bitwise)
+            e = offsets[n]
+            end = offsets[n + 1]
+            while e < end:
+                f = e + 1
+                while f < end and neuron[f] == neuron[e]:
+                    f += 1
+                add_weighted_rows(gw[neuron[e]], ga, time, value, e, f)
+                e = f
 
 
 def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u_time_major: bool = False):
