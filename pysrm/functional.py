@@ -30,12 +30,13 @@ from .ops.dropout import dropout, dropout_backward, dropout_mask
 from .ops.pool import pool, pool_backward, pool_output_size
 from .ops.psp import psp, psp_backward
 from .ops.spike import spike, spike_backward, surrogate
-from .ops.srm import dense_srm_forward, srm_backward, srm_dense_backward_weights, srm_forward
+from .ops.srm import (dense_srm_forward, srm_backward, srm_dense_backward_through_delay, srm_dense_backward_weights,
+                       srm_forward)
 from .responses import refractory_kernel, srm_kernel
 
 __all__ = [
     "srm_kernel", "refractory_kernel", "psp", "psp_backward", "spike", "spike_backward", "surrogate", "srm_forward", "srm_backward",
-    "dense_srm_forward", "srm_dense_backward_weights",
+    "dense_srm_forward", "srm_dense_backward_weights", "srm_dense_backward_through_delay",
     "dense", "dense_backward", "conv", "conv_backward", "conv_output_size", "pool", "pool_backward",
     "pool_output_size", "delay", "delay_backward", "delay_backward_from_dense", "delay_events", "dropout", "dropout_backward", "dropout_mask",
 ]

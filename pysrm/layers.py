@@ -320,6 +320,28 @@ class SRM(Layer):
         dense.weight.accumulate_grad(gw)
         return None
 
+    def backward_through(self, dense: "Dense", delay: "Delay", dense2: "Dense", grad):
+        """The backward of ``dense -> self -> delay -> dense2`` from ``dense2``'s output gradient, for a
+        first layer ``dense``: fused into the first layer's per-sample pass on the CPU
+        (:func:`pysrm.ops.srm.srm_dense_backward_through_delay`; bitwise the same as
+        ``delay.backward_from_dense`` then ``self.backward_into_dense``, which run where it does not
+        apply).  Returns None (no input gradient)."""
+        if self._u is None:
+            raise RuntimeError(f"{self.name}: backward called without a forward(train=True)")
+        out = None
+        if FUSE_DENSE_SRM and not dense.need_input_grad and delay._x is not None and delay.sim.ts == self.sim.ts:
+            out = F.srm_dense_backward_through_delay(grad, dense2.weight.data, delay._x, delay.delay.data,
+                                                     self.sim.ts, self._u, self.neuron, self.srm,
+                                                     dense.weight.data, dense._x, self._u_time_major)
+        if out is None:
+            return self.backward_into_dense(dense, delay.backward_from_dense(dense2, grad))
+        _, gw2 = F.dense_backward(dense2.weight.data, dense2._x, grad, need_input_grad=False)
+        dense2.weight.accumulate_grad(gw2)
+        gw, gd = out
+        delay.delay.accumulate_grad(gd)
+        dense.weight.accumulate_grad(gw)
+        return None
+
     def describe(self):
         n = self.neuron
         return f"theta {n.theta:g}, tau_sr {n.tau_sr:g}, tau_ref {n.tau_ref:g}"

@@ -223,6 +223,11 @@ class Network:
                 if isinstance(layers[i], SRM) and isinstance(prev, Dense) and not prev.need_input_grad:
                     grad = layers[i].backward_into_dense(prev, grad)  # a first layer, fused
                     i -= 2
+                elif (isinstance(layers[i], Dense) and isinstance(prev, Delay) and i == 3
+                      and isinstance(layers[1], SRM) and isinstance(layers[0], Dense)):
+                    # dense -> srm -> delay -> dense at the input: one fused pass for all four
+                    grad = layers[1].backward_through(layers[0], prev, layers[i], grad)
+                    i -= 4
                 elif isinstance(layers[i], Dense) and isinstance(prev, Delay):
                     grad = prev.backward_from_dense(layers[i], grad)  # fused for few dense outputs
                     i -= 2

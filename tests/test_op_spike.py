@@ -154,3 +154,30 @@ def test_fused_first_layer_weight_gradient_is_bitwise_the_composition(tau_sr, T,
                                   gw_ref)
     if T > 20:  # both correlation forms are covered (T = 9 truncates the response)
         assert (len(eps) >= RECURSIVE_MIN_LENGTH_BACKWARD) == (tau_sr > 2)
+
+
+@pytest.mark.parametrize("tau_sr", [1.0, 4.0])
+def test_first_layer_backward_through_a_delay_is_bitwise_the_two_fused_steps(tau_sr):
+    """srm_dense_backward_through_delay = delay_backward_from_dense (delay input as events) followed by
+    srm_dense_backward_weights, bitwise: the delay's input gradient rows are made inside the first layer's pass."""
+    from pysrm.events import SpikeEvents
+    from pysrm.functional import (delay_backward_from_dense, srm_dense_backward_through_delay,
+                                  srm_dense_backward_weights, srm_kernel)
+    rng = np.random.default_rng(13)
+    T, N, I, O, O2 = 60, 6, 20, 37, 5
+    neuron = NeuronParams(theta=1.0, tau_sr=tau_sr, tau_ref=1.5, tau_rho=0.5)
+    sim = SimParams(1.0, float(T))
+    eps = srm_kernel(neuron, sim)
+    x, _ = _event_input(rng, N, I, T, 40, np.float32)
+    w = rng.normal(size=(O, I)).astype(np.float32)
+    spikes = SpikeEvents.from_dense((rng.random((N, O, 1, 1, T)) < 0.1).astype(np.float32))
+    d = rng.uniform(0.0, 5.0, size=(O, 1, 1)).astype(np.float32)
+    w2 = rng.normal(size=(O2, O)).astype(np.float32)
+    gy = rng.normal(size=(N, O2, 1, 1, T)).astype(np.float32)
+    u_tm = (rng.normal(size=(N, T, O)) * 2).astype(np.float32)
+    gw, gd = srm_dense_backward_through_delay(gy, w2, spikes, d, sim.ts, u_tm, neuron, eps, w, x, u_time_major=True)
+    gx_ref, gd_ref = delay_backward_from_dense(w2, gy, spikes, d, sim.ts)
+    gw_ref = srm_dense_backward_weights(gx_ref, u_tm, neuron, eps, sim.ts, w, x, u_time_major=True)
+    assert np.abs(gw).max() > 0 and np.abs(gd).max() > 0
+    np.testing.assert_array_equal(gw, gw_ref)
+    np.testing.assert_array_equal(gd, gd_ref)

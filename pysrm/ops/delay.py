@@ -156,19 +156,26 @@ def _delay_backward_from_dense_events_cpu(gy, w, offsets, neuron, time, value, s
             j = r % M
             _dense_grad_row(gy, w, n, j, gr)
             _delay_shift_back(gr, shift[j], gx[n, j])
-            d = shift[j]
-            m = int(np.floor(d))
-            a = offsets[n]
-            b = offsets[n + 1]
-            k = a + np.searchsorted(neuron[a:b], j)
-            acc = 0.0
-            while k < b and neuron[k] == j:
-                i0 = m + time[k]
-                g1 = gr[i0 + 1] if i0 + 1 < T else gy.dtype.type(0.0)
-                g0 = gr[i0] if i0 < T else gy.dtype.type(0.0)
-                acc += value[k] * (g1 - g0)
-                k += 1
-            gd_rows[n, j] = acc
+            gd_rows[n, j] = _delay_grad_by_events(gr, shift[j], offsets, neuron, time, value, n, j)
+
+
+@njit(cache=True)
+def _delay_grad_by_events(gr, d, offsets, neuron, time, value, n, j):
+    # sum_(tau, a) a (g[tau+m+1] - g[tau+m]) over the input events of neuron j of sample n (g[>= T] = 0)
+    T = gr.shape[0]
+    m = int(np.floor(d))
+    a = offsets[n]
+    b = offsets[n + 1]
+    k = a + np.searchsorted(neuron[a:b], j)
+    acc = 0.0
+    zero = gr.dtype.type(0.0)
+    while k < b and neuron[k] == j:
+        i0 = m + time[k]
+        g1 = gr[i0 + 1] if i0 + 1 < T else zero
+        g0 = gr[i0] if i0 < T else zero
+        acc += value[k] * (g1 - g0)
+        k += 1
+    return acc
 
 
 def _shift_bins(d, neuron_shape, ts, dtype):

@@ -30,6 +30,7 @@ from .._checks import positive
 from ..backend import is_device_array
 from ._util import as_rows, response_as
 from ._fastexp import rho_row
+from .delay import _delay_grad_by_events, _delay_shift_back, _dense_grad_row
 from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_filter_rows, alpha_parameters, psp, psp_backward
 from .spike import spike, spike_backward
 
@@ -268,7 +269,7 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
 
 @njit(parallel=True, cache=True)
 def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, scale, width, k, alpha, gain, L,
-                                   use_alpha, parts):
+                                   use_alpha, parts, through, gy, w2, shift, d_off, d_neu, d_time, d_val, gd_rows):
     # The first layer's backward in one pass per sample, time-major (a row is one time bin of every
     # neuron), on the partial sums of the event weight gradient (pysrm.ops.dense._dense_events_wgrad_cpu:
     # same parts, same samples per part, same order):
@@ -279,7 +280,11 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
     #   (grouped by neuron, add_weighted_rows).
     # Nothing of size (N, O, T) is written; per element the operations are those of srm_backward and
     # the event weight gradient, so the result is bitwise theirs (tested).
-    N, O, T = g.shape
+    # With `through`, grad_s is not given: it is the input gradient of a delay (shift `shift`, input
+    # spikes as events d_*) read by a dense layer w2 with few outputs and output gradient gy, made here
+    # per neuron row as pysrm.ops.delay._delay_backward_from_dense_events_cpu makes it (the same
+    # functions: bitwise its result), along with the delay-gradient terms gd_rows[n, j].
+    N, T, O = u.shape
     n_parts = parts.shape[0]
     step = (N + n_parts - 1) // n_parts
     a = scale / width
@@ -292,8 +297,19 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
         gu = np.empty((T, O), dtype=g.dtype)
         hist = np.empty((2, L, O))
         scratch = np.empty(O, dtype=np.int32)
+        gr = np.empty(T, dtype=u.dtype)
+        blk = np.empty((16, T), dtype=u.dtype)
         for n in range(p * step, min(N, (p + 1) * step)):
-            gT[:, :] = g[n].T
+            if through:
+                for j0 in range(0, O, 16):
+                    j1 = min(O, j0 + 16)
+                    for j in range(j0, j1):
+                        _dense_grad_row(gy, w2, n, j, gr)
+                        _delay_shift_back(gr, shift[j], blk[j - j0])
+                        gd_rows[n, j] = _delay_grad_by_events(gr, shift[j], d_off, d_neu, d_time, d_val, n, j)
+                    gT[:, j0:j1] = blk[:j1 - j0].T
+            else:
+                gT[:, :] = g[n].T
             un = u[n]
             for t in range(T):
                 rho_row(gT[t], un[t], theta, a, inv_width, gu[t], scratch)
@@ -325,7 +341,8 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
                 e = f
 
 
-def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u_time_major: bool = False):
+def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u_time_major: bool = False,
+                               through=None):
     r"""Weight gradient of a first layer ``s = spike(psp(dense(w, x)))`` for an event input ``x``:
     ``dense_backward(w, x, srm_backward(grad_s, u, ...), need_input_grad=False)[1]`` in one pass per
     sample (no ``(N, O, T)`` intermediate; bitwise the same, tested).  ``u`` is the potential as the
@@ -340,27 +357,63 @@ def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u
     shape = _check(w, x)
     N, T = shape[0], shape[4]
     O = w.shape[0]
-    g = as_rows("grad_s", grad_s).reshape(N, O, T)
+    g = as_rows("grad_s", grad_s).reshape(N, O, T) if through is None else np.empty((1, 1, 1), w.dtype)
     if u_time_major:
         if u.shape != (N, T, O):
             raise ValueError(f"time-major u has shape {u.shape}; expected {(N, T, O)}")
         ur = np.ascontiguousarray(u)
     else:  # the kernel reads u time-major
         ur = np.ascontiguousarray(as_rows("u", u).reshape(N, O, T).transpose(0, 2, 1))
-    if ur.dtype != g.dtype or g.dtype != w.dtype:
+    if ur.dtype != w.dtype or g.dtype != w.dtype:
         return None
-    dt = g.dtype.type
+    dt = w.dtype.type
     width = neuron.tau_rho * neuron.theta
     alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH_BACKWARD else None
-    k = response_as("srm_kernel", srm_kernel, g.dtype) * g.dtype.type(ts)
+    k = response_as("srm_kernel", srm_kernel, w.dtype) * dt(ts)
     parts = _workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype)
+    if through is None:
+        f1, i1, i0 = np.empty(1, w.dtype), np.empty(1, np.int32), np.zeros(2, np.int64)
+        args = (False, np.empty((1, 1, 1), w.dtype), np.empty((1, 1), w.dtype), f1, i0, i1, i1, f1,
+                np.empty((1, 1), w.dtype))
+    else:
+        args = (True,) + tuple(through)
     _srm_backward_wgrad_events_cpu(x.offsets, x.neuron, x.time, x.value, g, ur, dt(neuron.theta),
                                    dt(neuron.scale_rho), dt(width), k,
                                    alpha[0] if alpha else 0.0, alpha[1] * ts if alpha else 0.0,
-                                   len(srm_kernel), alpha is not None, parts)
+                                   len(srm_kernel), alpha is not None, parts, *args)
     grad_w = np.empty_like(w)
     _sum_parts_T(parts, grad_w)
     return grad_w
+
+
+def srm_dense_backward_through_delay(grad_dense, w2, x_delay, d, ts: float, u, neuron, srm_kernel, w, x,
+                                     u_time_major: bool = False):
+    r"""The backward of ``dense(w2, delay(spike(psp(dense(w, x))), d))`` from the gradient of the outer dense
+    output, for a first layer ``w`` (event input ``x``), its spikes given to the delay as events
+    ``x_delay``, and ``w2`` with few outputs: returns ``(grad_w, grad_d)`` -- what
+    :func:`pysrm.ops.delay.delay_backward_from_dense` followed by :func:`srm_dense_backward_weights`
+    give, bitwise (tested), without the delay's ``(N, O, T)`` input gradient in memory: each of its rows
+    is made inside the first layer's per-sample pass.  None where this does not apply (GPU arrays,
+    dense inputs, more than FUSED_DENSE_MAX_OUTPUTS outputs); ``w2``'s own weight gradient is not
+    computed here."""
+    from ..events import SpikeEvents
+    from .delay import FUSED_DENSE_MAX_OUTPUTS, _delay_grad, _shift_bins
+    if (is_device_array(grad_dense) or not isinstance(x_delay, SpikeEvents) or not isinstance(x, SpikeEvents)
+            or w2.shape[0] > FUSED_DENSE_MAX_OUTPUTS or w2.dtype != w.dtype or x_delay.dtype != w.dtype):
+        return None
+    N, T = x_delay.shape[0], x_delay.shape[4]
+    shift, d_shape, ts = _shift_bins(d, x_delay.shape[1:-1], ts, w.dtype)
+    M = shift.shape[0]
+    if M != w.shape[0] or w2.shape[1] != M or grad_dense.size != N * w2.shape[0] * T:
+        return None
+    gy = np.ascontiguousarray(grad_dense, dtype=w.dtype).reshape(N, w2.shape[0], T)
+    gd_rows = np.empty((N, M), dtype=w.dtype)
+    through = (gy, np.ascontiguousarray(w2), shift, x_delay.offsets, x_delay.neuron, x_delay.time, x_delay.value,
+               gd_rows)
+    gw = srm_dense_backward_weights(None, u, neuron, srm_kernel, ts, w, x, u_time_major, through=through)
+    if gw is None:
+        return None
+    return gw, _delay_grad(gd_rows, x_delay.shape, d_shape, ts)
 
 
 def srm_backward(grad_s, u, neuron, srm_kernel, ts: float):
