@@ -314,10 +314,12 @@ class SRM(Layer):
         gw = None
         if FUSE_DENSE_SRM and not dense.need_input_grad:
             gw = F.srm_dense_backward_weights(grad, self._u, self.neuron, self.srm, self.sim.ts,
-                                              dense.weight.data, dense._x, u_time_major=self._u_time_major)
+                                              dense.weight.data, dense._x, u_time_major=self._u_time_major,
+                                              accumulate_into=dense.weight.grad)
         if gw is None:
             return dense.backward(self.backward(grad))
-        dense.weight.accumulate_grad(gw)
+        if gw is not dense.weight.grad:  # else already added to it
+            dense.weight.accumulate_grad(gw)
         return None
 
     def backward_through(self, dense: "Dense", delay: "Delay", dense2: "Dense", grad):
@@ -332,14 +334,16 @@ class SRM(Layer):
         if FUSE_DENSE_SRM and not dense.need_input_grad and delay._x is not None and delay.sim.ts == self.sim.ts:
             out = F.srm_dense_backward_through_delay(grad, dense2.weight.data, delay._x, delay.delay.data,
                                                      self.sim.ts, self._u, self.neuron, self.srm,
-                                                     dense.weight.data, dense._x, self._u_time_major)
+                                                     dense.weight.data, dense._x, self._u_time_major,
+                                                     accumulate_into=dense.weight.grad)
         if out is None:
             return self.backward_into_dense(dense, delay.backward_from_dense(dense2, grad))
         _, gw2 = F.dense_backward(dense2.weight.data, dense2._x, grad, need_input_grad=False)
         dense2.weight.accumulate_grad(gw2)
         gw, gd = out
         delay.delay.accumulate_grad(gd)
-        dense.weight.accumulate_grad(gw)
+        if gw is not dense.weight.grad:  # else already added to it
+            dense.weight.accumulate_grad(gw)
         return None
 
     def describe(self):

@@ -278,7 +278,7 @@ def delay_events(x, d, ts: float):
     out_t = np.empty(n_ev, dtype=np.int32)
     out_v = np.empty(n_ev, dtype=x.dtype)
     _delay_events_cpu(x.offsets, x.neuron, x.time, x.value, shift, T, offsets, out_n, out_t, out_v, True)
-    return SpikeEvents(x.shape, offsets, out_n, out_t, out_v)
+    return SpikeEvents._trusted(x.shape, offsets, out_n, out_t, out_v)
 
 
 def delay(x, d, ts: float):

@@ -95,8 +95,8 @@ def _dense_events_wgrad_cpu(offsets, neuron, time, value, g, parts):
 
 
 @njit(parallel=True, cache=True)
-def _sum_parts_T(parts, out):
-    # out[o, i] = sum_p parts[p, i, o], in tiles of 64 inputs (contiguous reads and writes)
+def _sum_parts_T(parts, out, accumulate):
+    # out[o, i] = sum_p parts[p, i, o] (out[o, i] += ... with accumulate), in tiles of 64 inputs
     P, I, O = parts.shape
     B = 64
     for b in prange((I + B - 1) // B):
@@ -105,7 +105,28 @@ def _sum_parts_T(parts, out):
         acc = np.zeros((i1 - i0, O), dtype=out.dtype)
         for p in range(P):
             acc += parts[p, i0:i1]
-        out[:, i0:i1] = acc.T
+        if accumulate:
+            out[:, i0:i1] += acc.T
+        else:
+            out[:, i0:i1] = acc.T
+
+
+@njit(parallel=True, cache=True)
+def _transpose_cpu(src, dst):
+    # dst = src.T, in parallel slabs of 64 columns of src
+    R, C = src.shape
+    for b in prange((C + 63) // 64):
+        c0 = b * 64
+        c1 = min(C, c0 + 64)
+        dst[c0:c1, :] = src[:, c0:c1].T
+
+
+def transposed_weights(w):
+    """``w.T`` as a C-contiguous array (the event kernels read a weight row per input event), made by a
+    parallel transpose into a reused workspace (valid until the next call for this shape)."""
+    wT = _workspace((w.shape[1], w.shape[0]), w.dtype, "wT")
+    _transpose_cpu(np.ascontiguousarray(w), wT)
+    return wT
 
 
 def wgrad_parts(N: int, w) -> int:
@@ -119,14 +140,15 @@ def wgrad_parts(N: int, w) -> int:
 _WORKSPACES: dict = {}
 
 
-def _workspace(shape, dtype):
+def _workspace(shape, dtype, tag: str = ""):
     """A work array of this shape and dtype, allocated once per process and reused (contents undefined).
 
     The event weight gradient's partial sums are tens of MB (8 x inputs x outputs); allocated afresh
     each step they were new pages every time, and their first touch inside the parallel kernel made the
     first steps of a run up to 5x slower (measured 48 ms instead of 5-10 ms per call at N-MNIST shapes).
-    Kept per (shape, dtype): one per dense layer shape.  Callers must not hold on to it across calls."""
-    key = (tuple(shape), np.dtype(dtype).str)
+    Kept per (tag, shape, dtype): one per use and dense layer shape.  Callers must not hold on to it
+    across calls."""
+    key = (tag, tuple(shape), np.dtype(dtype).str)
     ws = _WORKSPACES.get(key)
     if ws is None:
         ws = _WORKSPACES[key] = np.empty(shape, dtype=dtype)
@@ -194,7 +216,7 @@ def dense(w, x):
     ev = _as_events(x)
     if ev is not None:
         out = np.empty((N, O, T), dtype=w.dtype)
-        _dense_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(w.T), out)
+        _dense_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, transposed_weights(w), out)
     else:
         out = np.matmul(w, x.reshape(N, -1, T))
     return out.reshape(N, O, 1, 1, T)
@@ -224,7 +246,7 @@ def dense_backward(w, x, grad, need_input_grad: bool = True):
         parts = _workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype)
         _dense_events_wgrad_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(g), parts)
         grad_w = np.empty_like(w)
-        _sum_parts_T(parts, grad_w)
+        _sum_parts_T(parts, grad_w, False)
     else:
         x3 = x.reshape(N, -1, T)
         grad_w = np.tensordot(g, x3, axes=([0, 2], [0, 2]))

@@ -233,7 +233,7 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     fallback path too).  The backward is the layers' own
     (:func:`srm_backward`, then :func:`pysrm.ops.dense.dense_backward`).
     """
-    from .dense import _check, dense
+    from .dense import _check, dense, transposed_weights
     from ..events import SpikeEvents
     alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH else None
     if is_device_array(w) or not isinstance(x, SpikeEvents) or alpha is None:
@@ -256,7 +256,7 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     idx = np.empty((N, O * T) if need_events else (1, 1), dtype=np.int32)
     count = np.zeros(N, dtype=np.int64)
     amp = dt(1.0 / positive("ts", ts))
-    _dense_srm_events_cpu(x.offsets, x.neuron, x.time, x.value, np.ascontiguousarray(w.T), alpha[0],
+    _dense_srm_events_cpu(x.offsets, x.neuron, x.time, x.value, transposed_weights(w), alpha[0],
                           alpha[1] * ts, len(srm_kernel), nu, dt(positive("theta", theta)), amp, u, s,
                           max(1, min(N, 4 * numba.get_num_threads())), u_mode, idx, count,
                           bool(need_events), write_s, T)
@@ -342,13 +342,15 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
 
 
 def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u_time_major: bool = False,
-                               through=None):
+                               through=None, accumulate_into=None):
     r"""Weight gradient of a first layer ``s = spike(psp(dense(w, x)))`` for an event input ``x``:
     ``dense_backward(w, x, srm_backward(grad_s, u, ...), need_input_grad=False)[1]`` in one pass per
     sample (no ``(N, O, T)`` intermediate; bitwise the same, tested).  ``u`` is the potential as the
     layer kept it: ``(N, O, 1, 1, T)``, or ``(N, T, O)`` with ``u_time_major`` (as
     :func:`dense_srm_forward` gives it with ``time_major_potential``; what the kernel reads, so the
-    other layout is transposed first).  Returns ``grad_w``, or None when
+    other layout is transposed first).  With ``accumulate_into`` (a C-contiguous array like ``w``, e.g.
+    the parameter's gradient) the result is added to it and it is returned (no separate ``grad_w``
+    array and pass).  Returns ``grad_w``, or None when
     this fused form does not apply (GPU arrays, a dense input): the caller then runs the two ops."""
     from .dense import _check, _sum_parts_T, _workspace, wgrad_parts
     from ..events import SpikeEvents
@@ -381,13 +383,15 @@ def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u
                                    dt(neuron.scale_rho), dt(width), k,
                                    alpha[0] if alpha else 0.0, alpha[1] * ts if alpha else 0.0,
                                    len(srm_kernel), alpha is not None, parts, *args)
-    grad_w = np.empty_like(w)
-    _sum_parts_T(parts, grad_w)
+    acc = (accumulate_into is not None and accumulate_into.shape == w.shape and accumulate_into.dtype == w.dtype
+           and accumulate_into.flags.c_contiguous and not is_device_array(accumulate_into))
+    grad_w = accumulate_into if acc else np.empty_like(w)
+    _sum_parts_T(parts, grad_w, acc)
     return grad_w
 
 
 def srm_dense_backward_through_delay(grad_dense, w2, x_delay, d, ts: float, u, neuron, srm_kernel, w, x,
-                                     u_time_major: bool = False):
+                                     u_time_major: bool = False, accumulate_into=None):
     r"""The backward of ``dense(w2, delay(spike(psp(dense(w, x))), d))`` from the gradient of the outer dense
     output, for a first layer ``w`` (event input ``x``), its spikes given to the delay as events
     ``x_delay``, and ``w2`` with few outputs: returns ``(grad_w, grad_d)`` -- what
@@ -395,7 +399,7 @@ def srm_dense_backward_through_delay(grad_dense, w2, x_delay, d, ts: float, u, n
     give, bitwise (tested), without the delay's ``(N, O, T)`` input gradient in memory: each of its rows
     is made inside the first layer's per-sample pass.  None where this does not apply (GPU arrays,
     dense inputs, more than FUSED_DENSE_MAX_OUTPUTS outputs); ``w2``'s own weight gradient is not
-    computed here."""
+    computed here.  ``accumulate_into``: as for :func:`srm_dense_backward_weights`."""
     from ..events import SpikeEvents
     from .delay import FUSED_DENSE_MAX_OUTPUTS, _delay_grad, _shift_bins
     if (is_device_array(grad_dense) or not isinstance(x_delay, SpikeEvents) or not isinstance(x, SpikeEvents)
@@ -410,7 +414,8 @@ def srm_dense_backward_through_delay(grad_dense, w2, x_delay, d, ts: float, u, n
     gd_rows = np.empty((N, M), dtype=w.dtype)
     through = (gy, np.ascontiguousarray(w2), shift, x_delay.offsets, x_delay.neuron, x_delay.time, x_delay.value,
                gd_rows)
-    gw = srm_dense_backward_weights(None, u, neuron, srm_kernel, ts, w, x, u_time_major, through=through)
+    gw = srm_dense_backward_weights(None, u, neuron, srm_kernel, ts, w, x, u_time_major, through=through,
+                                    accumulate_into=accumulate_into)
     if gw is None:
         return None
     return gw, _delay_grad(gd_rows, x_delay.shape, d_shape, ts)
