@@ -26,6 +26,10 @@ CONV_WEIGHT_SCALE = 100.0
 #: fused CPU passes of layer pairs: Dense -> SRM on event inputs (SRM.forward_from_dense and, for a first
 #: layer, SRM.backward_into_dense) and Delay -> Dense with few outputs (Delay.backward_from_dense)
 FUSE_DENSE_SRM = True
+#: below this many outputs the fused Dense -> SRM forward is slower than the three ops (measured: 10
+#: outputs 0.68 vs 0.35 ms, 32 about even, 64 1.4 vs 1.7 ms at N-MNIST batch-32 shapes), unless its
+#: spikes are wanted as events
+FUSED_MIN_OUTPUTS = 48
 
 
 class Parameter:
@@ -277,7 +281,8 @@ class SRM(Layer):
         their backward needs, as if run one after the other.  With ``need_events`` the spikes are
         returned as :class:`~pysrm.events.SpikeEvents` where the fused path runs (no dense spike
         array is written; ``last_spikes`` makes one on demand), else as the dense array."""
-        if not FUSE_DENSE_SRM or dense.weight.on_device or is_device_array(x):
+        if (not FUSE_DENSE_SRM or dense.weight.on_device or is_device_array(x)
+                or (dense.weight.data.shape[0] < FUSED_MIN_OUTPUTS and not need_events)):
             return self.forward(dense.forward(x, train), train)
         _check_input_shape(dense, x, dense.in_shape)
         dense._x = x = events_if_sparse(x, "dense")
