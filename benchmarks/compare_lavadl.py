@@ -21,21 +21,31 @@ import pysrm  # noqa: F401  (first: single-threaded BLAS next to Numba)
 
 
 def measure(step, batches, steps):
-    step(*batches[0])  # warm-up (compilation)
+    """Seconds per step, over ``steps`` steps after two untimed warm-up steps (compilation, and the
+    memory allocators' first growth: pysrm's second step was at times 3-5x slower than the rest);
+    the same for both tools."""
+    step(*batches[0])
+    step(*batches[1])
+    timed = batches[2:steps + 2]
+    assert len(timed) == steps, (len(timed), steps)
     t0 = time.perf_counter()
-    for b in batches[1:steps + 1]:
+    for b in timed:
         step(*b)
     return (time.perf_counter() - t0) / steps
 
 
 def load_batches(data_dir, sim, B, steps):
+    """steps + 2 real NMNISTsmall batches (two warm-up batches), over several epochs if needed."""
     from pysrm.data import DataLoader, load_dataset
     ds = load_dataset("nmnist", split="train", data_dir=data_dir, sim=sim)
     batches = []
-    for x, y in DataLoader(ds, batch_size=B, shuffle=True, seed=0, drop_last=True):
-        batches.append((x, y))
-        if len(batches) == steps + 1:
-            break
+    epoch = 0
+    while len(batches) < steps + 2:
+        for x, y in DataLoader(ds, batch_size=B, shuffle=True, seed=epoch, drop_last=True):
+            batches.append((x, y))
+            if len(batches) == steps + 2:
+                break
+        epoch += 1
     return batches
 
 

@@ -15,3 +15,15 @@ def test_bench_case_reports_every_measurement():
 def test_unknown_case_is_an_error():
     with pytest.raises(KeyError):
         run_case("imagenet", batch=1, steps=1)
+
+
+def test_nmnist_benchmark_batches_span_epochs_when_more_are_asked():
+    """A case asking for more batches than one epoch holds gets them (a shorter list once made the
+    timed loop shorter than the step count it was divided by)."""
+    import pytest
+    from pysrm.bench import _nmnist_batches, _nmnist_dir
+    from pysrm.params import SimParams
+    if not _nmnist_dir().is_dir():
+        pytest.skip("NMNISTsmall not available")
+    batches = _nmnist_batches(250, 6, SimParams(1.0, 30.0))  # 1,000 samples: 4 batches per epoch
+    assert len(batches) == 6 and all(len(y) == 250 for _, y in batches)
