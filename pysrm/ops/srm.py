@@ -19,6 +19,22 @@ It equals ``psp_backward(spike_backward(grad_s, u_ref, neuron), kernel, ts)``
 to float rounding (tested); the gradient promise is the surrogate's.  The surrogate is evaluated by
 :func:`pysrm.ops._fastexp.rho_row` (a vectorised exponential in float32, within a few float32 ulp of
 ``np.exp``; ``np.exp`` itself in float64).
+
+Fused CPU paths of an event-driven first layer (the same ops, one pass per sample in cache instead
+of several passes over ``(N, O, T)`` arrays in memory; CPU only -- on the GPU the separate ops run):
+
+* :func:`dense_srm_forward` -- ``spike(psp(dense(w, x)))`` for an event input, time-major: the
+  weight rows of the input events, the alpha recursion across neurons, the spike scan; optionally
+  the spikes as events for the next layer (no dense spike array) and the potential time-major.
+  Bitwise the separate ops.
+* :func:`srm_dense_backward_weights` -- the first layer's weight gradient
+  ``dense_backward(w, x, srm_backward(grad_s, u))[1]``, time-major per sample. Bitwise.
+* :func:`srm_dense_backward_through_delay` -- the same from the gradient of a dense layer with few
+  outputs read through a delay (``dense -> srm -> delay -> dense``): the delay's input gradient is
+  made row by row inside the pass. Bitwise :func:`pysrm.ops.delay.delay_backward_from_dense` followed
+  by :func:`srm_dense_backward_weights`.
+
+:class:`pysrm.network.Network` uses them where they apply (``pysrm.layers.FUSE_DENSE_SRM``).
 """
 from __future__ import annotations
 
