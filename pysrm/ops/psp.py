@@ -175,9 +175,24 @@ def _psp_alpha_backward_cpu(g, a, gain, L, out):
         alpha_filter_rows(g, out, 4 * k, min(rows, 4 * k + 4), a, gain, L, True)
 
 
+_ALPHA_CACHE: dict = {}
+
+
 def alpha_parameters(kernel):
-    """``(a, K)`` when ``kernel[i] == K * i * a**i`` for all i (to 1e-9 relative), else None."""
+    """``(a, K)`` when ``kernel[i] == K * i * a**i`` for all i (to 1e-9 relative), else None.
+
+    Remembered per kernel (by value): the layers ask for the same few responses every step."""
     k = np.asarray(kernel, dtype=np.float64)
+    key = k.tobytes()
+    if key in _ALPHA_CACHE:
+        return _ALPHA_CACHE[key]
+    if len(_ALPHA_CACHE) > 256:
+        _ALPHA_CACHE.clear()
+    _ALPHA_CACHE[key] = out = _alpha_parameters(k)
+    return out
+
+
+def _alpha_parameters(k):
     L = k.shape[0]
     if L < 3 or k[0] != 0.0 or k[1] <= 0.0:
         return None
