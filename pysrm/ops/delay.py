@@ -239,12 +239,13 @@ def _delay_neuron_events(time, value, k, e, d, T, j, out_n, out_t, out_v, pos, w
 
 
 @njit(parallel=True, cache=True)
-def _delay_events_cpu(offsets, neuron, time, value, shift, T, out_offsets, out_n, out_t, out_v, write):
-    # per sample and neuron run: _delay_neuron_events; a counting pass (write False) sets the counts in
-    # out_offsets[n + 1], the filling pass (write True) writes from out_offsets[n]
+def _delay_events_cpu(offsets, neuron, time, value, shift, T, out_n, out_t, out_v, counts):
+    # per sample and neuron run: _delay_neuron_events, written from 2 * offsets[n] (an event gives at
+    # most two), the number written in counts[n]
     N = offsets.shape[0] - 1
     for n in prange(N):
-        pos = out_offsets[n] if write else 0
+        start = 2 * offsets[n]
+        pos = start
         k = offsets[n]
         end = offsets[n + 1]
         while k < end:
@@ -252,10 +253,22 @@ def _delay_events_cpu(offsets, neuron, time, value, shift, T, out_offsets, out_n
             e = k + 1
             while e < end and neuron[e] == j:
                 e += 1
-            pos = _delay_neuron_events(time, value, k, e, shift[j], T, j, out_n, out_t, out_v, pos, write)
+            pos = _delay_neuron_events(time, value, k, e, shift[j], T, j, out_n, out_t, out_v, pos, True)
             k = e
-        if not write:
-            out_offsets[n + 1] = pos
+        counts[n] = pos - start
+
+
+@njit(parallel=True, cache=True)
+def _compact_events_cpu(src_start, offsets, src_n, src_t, src_v, out_n, out_t, out_v):
+    # out[offsets[n]:offsets[n+1]] = src[src_start[n]:src_start[n] + count]
+    N = offsets.shape[0] - 1
+    for n in prange(N):
+        a = src_start[n]
+        c = offsets[n + 1] - offsets[n]
+        o = offsets[n]
+        out_n[o:o + c] = src_n[a:a + c]
+        out_t[o:o + c] = src_t[a:a + c]
+        out_v[o:o + c] = src_v[a:a + c]
 
 
 def delay_events(x, d, ts: float):
@@ -268,16 +281,20 @@ def delay_events(x, d, ts: float):
         raise TypeError(f"delay_events takes SpikeEvents, got {type(x).__name__}")
     shift, _, _ = _shift_bins(d, x.shape[1:-1], ts, x.dtype)
     N, T = x.shape[0], x.shape[4]
+    # one pass into buffers of the upper bound (two delayed events per event), then compacted
+    bound = 2 * x.n_events
+    tmp_n = np.empty(bound, dtype=np.int32)
+    tmp_t = np.empty(bound, dtype=np.int32)
+    tmp_v = np.empty(bound, dtype=x.dtype)
+    counts = np.empty(N, dtype=np.int64)
+    _delay_events_cpu(x.offsets, x.neuron, x.time, x.value, shift, T, tmp_n, tmp_t, tmp_v, counts)
     offsets = np.zeros(N + 1, dtype=np.int64)
-    dummy_i = np.empty(0, dtype=np.int32)
-    _delay_events_cpu(x.offsets, x.neuron, x.time, x.value, shift, T, offsets, dummy_i, dummy_i,
-                      np.empty(0, dtype=x.dtype), False)
-    np.cumsum(offsets[1:], out=offsets[1:])
+    np.cumsum(counts, out=offsets[1:])
     n_ev = int(offsets[-1])
     out_n = np.empty(n_ev, dtype=np.int32)
     out_t = np.empty(n_ev, dtype=np.int32)
     out_v = np.empty(n_ev, dtype=x.dtype)
-    _delay_events_cpu(x.offsets, x.neuron, x.time, x.value, shift, T, offsets, out_n, out_t, out_v, True)
+    _compact_events_cpu(2 * x.offsets, offsets, tmp_n, tmp_t, tmp_v, out_n, out_t, out_v)
     return SpikeEvents._trusted(x.shape, offsets, out_n, out_t, out_v)
 
 
