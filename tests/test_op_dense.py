@@ -82,3 +82,21 @@ def test_event_weight_gradient_does_not_depend_on_the_thread_count():
     finally:
         numba.set_num_threads(old)
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_partial_sum_workspace_is_zeroed_again_after_an_interrupted_step():
+    """The event weight gradient's partial sums are left zeroed by the summing kernel and then not zeroed
+    again; a step interrupted in between (the workspace dirty) must not leak into the next gradient."""
+    from pysrm.ops import dense as D
+    rng = np.random.default_rng(4)
+    x = (rng.random((8, 6, 1, 1, 20)) < 0.1).astype(np.float32)
+    ev = SpikeEvents.from_dense(x)
+    w = rng.normal(size=(5, 6)).astype(np.float32)
+    g = rng.normal(size=(8, 5, 1, 1, 20)).astype(np.float32)
+    _, gw_ref = D.dense_backward(w, ev, g, need_input_grad=False)
+    parts, _ = D.partial_sums_workspace((D.wgrad_parts(8, w), 6, 5), w.dtype)  # as if a step began...
+    parts[...] = 7.0                                                           # ...and stopped midway
+    _, gw = D.dense_backward(w, ev, g, need_input_grad=False)
+    np.testing.assert_array_equal(gw, gw_ref)
+    _, gw2 = D.dense_backward(w, ev, g, need_input_grad=False)               # clean workspace path
+    np.testing.assert_array_equal(gw2, gw_ref)

@@ -71,7 +71,7 @@ def _dense_events_cpu(offsets, neuron, time, value, wT, out):
 
 
 @njit(parallel=True, cache=True)
-def _dense_events_wgrad_cpu(offsets, neuron, time, value, g, parts):
+def _dense_events_wgrad_cpu(offsets, neuron, time, value, g, parts, zero_first):
     # parts[p, i, :] = sum of value * g[n, :, t] over the events (i, t) of the samples n of part p.  Each part
     # (one per thread) takes a share of the samples, copies g[n] transposed into a (T, O) buffer of its
     # own (in cache), so an event reads one contiguous row; no (N, T, O) transposed copy of g is made
@@ -82,7 +82,8 @@ def _dense_events_wgrad_cpu(offsets, neuron, time, value, g, parts):
     step = (N + n_parts - 1) // n_parts
     for p in prange(n_parts):
         gw = parts[p]
-        gw[:, :] = 0.0  # zeroed by the thread that fills it (parts is a reused workspace)
+        if zero_first:  # a workspace left zeroed by _sum_parts_T needs no pass here
+            gw[:, :] = 0.0
         gT = np.empty((T, O), dtype=g.dtype)
         for n in range(p * step, min(N, (p + 1) * step)):
             gT[:, :] = g[n].T
@@ -96,7 +97,8 @@ def _dense_events_wgrad_cpu(offsets, neuron, time, value, g, parts):
 
 @njit(parallel=True, cache=True)
 def _sum_parts_T(parts, out, accumulate):
-    # out[o, i] = sum_p parts[p, i, o] (out[o, i] += ... with accumulate), in tiles of 64 inputs
+    # out[o, i] = sum_p parts[p, i, o] (out[o, i] += ... with accumulate), in tiles of 64 inputs; the
+    # parts are zeroed as they are read (in cache), ready for the next step without a separate pass
     P, I, O = parts.shape
     B = 64
     for b in prange((I + B - 1) // B):
@@ -105,6 +107,7 @@ def _sum_parts_T(parts, out, accumulate):
         acc = np.zeros((i1 - i0, O), dtype=out.dtype)
         for p in range(P):
             acc += parts[p, i0:i1]
+            parts[p, i0:i1] = 0.0
         if accumulate:
             out[:, i0:i1] += acc.T
         else:
@@ -140,6 +143,23 @@ def wgrad_parts(N: int, w) -> int:
 _WORKSPACES: dict = {}
 
 
+_CLEAN: set = set()
+
+
+def _key(shape, dtype, tag):
+    return (tag, tuple(shape), np.dtype(dtype).str)
+
+
+def partial_sums_workspace(shape, dtype):
+    """The partial-sum workspace of the event weight gradients and whether it is known to be all zeros
+    (_sum_parts_T leaves it zeroed; the caller adds the key back to ``_CLEAN`` after summing).  It
+    counts as dirty from now until then, so an interrupted step makes the next one zero it first."""
+    key = _key(shape, dtype, "parts")
+    clean = key in _CLEAN
+    _CLEAN.discard(key)
+    return _workspace(shape, dtype, "parts"), clean
+
+
 def _workspace(shape, dtype, tag: str = ""):
     """A work array of this shape and dtype, allocated once per process and reused (contents undefined).
 
@@ -148,7 +168,7 @@ def _workspace(shape, dtype, tag: str = ""):
     first steps of a run up to 5x slower (measured 48 ms instead of 5-10 ms per call at N-MNIST shapes).
     Kept per (tag, shape, dtype): one per use and dense layer shape.  Callers must not hold on to it
     across calls."""
-    key = (tag, tuple(shape), np.dtype(dtype).str)
+    key = _key(shape, dtype, tag)
     ws = _WORKSPACES.get(key)
     if ws is None:
         ws = _WORKSPACES[key] = np.empty(shape, dtype=dtype)
@@ -243,10 +263,12 @@ def dense_backward(w, x, grad, need_input_grad: bool = True):
     ev = _as_events(x)
     if ev is not None:
         # partial gradients over shares of the samples, summed in a fixed order (wgrad_parts)
-        parts = _workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype)
-        _dense_events_wgrad_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(g), parts)
+        parts, clean = partial_sums_workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype)
+        _dense_events_wgrad_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(g), parts,
+                                not clean)
         grad_w = np.empty_like(w)
         _sum_parts_T(parts, grad_w, False)
+        _CLEAN.add(_key(parts.shape, parts.dtype, "parts"))
     else:
         x3 = x.reshape(N, -1, T)
         grad_w = np.tensordot(g, x3, axes=([0, 2], [0, 2]))

@@ -285,7 +285,8 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
 
 @njit(parallel=True, cache=True)
 def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, scale, width, k, alpha, gain, L,
-                                   use_alpha, parts, through, gy, w2, shift, d_off, d_neu, d_time, d_val, gd_rows):
+                                   use_alpha, parts, zero_first, through, gy, w2, shift, d_off, d_neu, d_time, d_val,
+                                   gd_rows):
     # The first layer's backward in one pass per sample, time-major (a row is one time bin of every
     # neuron), on the partial sums of the event weight gradient (pysrm.ops.dense._dense_events_wgrad_cpu:
     # same parts, same samples per part, same order):
@@ -308,7 +309,8 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
     Lk = k.shape[0]
     for p in prange(n_parts):
         gw = parts[p]
-        gw[:, :] = 0.0
+        if zero_first:  # a workspace left zeroed by _sum_parts_T needs no pass here
+            gw[:, :] = 0.0
         gT = np.empty((T, O), dtype=g.dtype)
         gu = np.empty((T, O), dtype=g.dtype)
         hist = np.empty((2, L, O))
@@ -368,7 +370,7 @@ def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u
     the parameter's gradient) the result is added to it and it is returned (no separate ``grad_w``
     array and pass).  Returns ``grad_w``, or None when
     this fused form does not apply (GPU arrays, a dense input): the caller then runs the two ops."""
-    from .dense import _check, _sum_parts_T, _workspace, wgrad_parts
+    from .dense import _CLEAN, _check, _key, _sum_parts_T, partial_sums_workspace, wgrad_parts
     from ..events import SpikeEvents
     if is_device_array(grad_s) or not isinstance(x, SpikeEvents):
         return None
@@ -388,7 +390,7 @@ def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u
     width = neuron.tau_rho * neuron.theta
     alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH_BACKWARD else None
     k = response_as("srm_kernel", srm_kernel, w.dtype) * dt(ts)
-    parts = _workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype)
+    parts, clean = partial_sums_workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype)
     if through is None:
         f1, i1, i0 = np.empty(1, w.dtype), np.empty(1, np.int32), np.zeros(2, np.int64)
         args = (False, np.empty((1, 1, 1), w.dtype), np.empty((1, 1), w.dtype), f1, i0, i1, i1, f1,
@@ -398,11 +400,12 @@ def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u
     _srm_backward_wgrad_events_cpu(x.offsets, x.neuron, x.time, x.value, g, ur, dt(neuron.theta),
                                    dt(neuron.scale_rho), dt(width), k,
                                    alpha[0] if alpha else 0.0, alpha[1] * ts if alpha else 0.0,
-                                   len(srm_kernel), alpha is not None, parts, *args)
+                                   len(srm_kernel), alpha is not None, parts, not clean, *args)
     acc = (accumulate_into is not None and accumulate_into.shape == w.shape and accumulate_into.dtype == w.dtype
            and accumulate_into.flags.c_contiguous and not is_device_array(accumulate_into))
     grad_w = accumulate_into if acc else np.empty_like(w)
     _sum_parts_T(parts, grad_w, acc)
+    _CLEAN.add(_key(parts.shape, parts.dtype, "parts"))
     return grad_w
 
 
