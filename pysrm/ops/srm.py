@@ -130,10 +130,31 @@ def alpha_time_major(buf, alpha, gain, L, hist, reverse):
 
 @njit(cache=True)
 def add_weighted_rows(row, rows, idx, val, k, e):
-    """``row += val[q] * rows[idx[q]]`` for q = k .. e-1, in that order, four source rows per pass over
-    ``row`` (one load and store of ``row`` per four rows instead of per row; the additions per element
-    happen in the same order, so the result is bitwise that of one row at a time)."""
+    """``row += val[q] * rows[idx[q]]`` for q = k .. e-1, in that order, up to eight source rows per pass
+    over ``row`` (one load and store of ``row`` per eight rows instead of per row; the additions per
+    element happen in the same order, so the result is bitwise that of one row at a time)."""
     O = row.shape[0]
+    while e - k >= 8:
+        w0 = rows[idx[k]]
+        w1 = rows[idx[k + 1]]
+        w2 = rows[idx[k + 2]]
+        w3 = rows[idx[k + 3]]
+        w4 = rows[idx[k + 4]]
+        w5 = rows[idx[k + 5]]
+        w6 = rows[idx[k + 6]]
+        w7 = rows[idx[k + 7]]
+        v0 = val[k]
+        v1 = val[k + 1]
+        v2 = val[k + 2]
+        v3 = val[k + 3]
+        v4 = val[k + 4]
+        v5 = val[k + 5]
+        v6 = val[k + 6]
+        v7 = val[k + 7]
+        for o in range(O):
+            row[o] = (((((((row[o] + v0 * w0[o]) + v1 * w1[o]) + v2 * w2[o]) + v3 * w3[o]) + v4 * w4[o])
+                       + v5 * w5[o]) + v6 * w6[o]) + v7 * w7[o]
+        k += 8
     while e - k >= 4:
         w0 = rows[idx[k]]
         w1 = rows[idx[k + 1]]
