@@ -20,6 +20,14 @@ was trained on (DVS Gesture: 300 ms training windows, 1.5 s test samples).
 
 ``Network.forward`` keeps every spiking layer's output of the last forward in
 ``layer_spikes`` (for spike counts per layer).
+
+On the CPU, ``forward`` and ``backward`` run some layer sequences as fused passes
+(:mod:`pysrm.ops.srm`, :mod:`pysrm.ops.delay`): Dense -> SRM on event inputs (from 48
+outputs up), its spikes handed to a following Delay -> Dense/Conv as events, the
+Delay -> Dense backward for dense layers with few outputs, and the whole
+Dense -> SRM -> Delay -> Dense backward at the input.  Each gives the separate
+layers' results (bitwise, or to float rounding where a sum's order differs;
+tested); ``pysrm.layers.FUSE_DENSE_SRM = False`` runs every layer on its own.
 """
 from __future__ import annotations
 
