@@ -53,29 +53,9 @@ def _sgd_cpu(p, g, v, lr, mu, use_mom, wd, use_wd, lower, use_lower):
 
 
 @njit(parallel=True, cache=True)
-def _adam_cpu(p, g, m, v, lr, b1, c1, b2, c2, bc1, bc2, eps, wd, use_wd, lower, use_lower):
-    # c1 = 1 - b1, c2 = 1 - b2, bc1 = 1 - b1**k, bc2 = 1 - b2**k (all rounded to the dtype)
-    for i in prange(p.shape[0]):
-        gi = g[i]
-        if use_wd:
-            gi = gi + wd * p[i]
-        mi = m[i] * b1
-        mi = mi + c1 * gi
-        m[i] = mi
-        vi = v[i] * b2
-        vi = vi + c2 * gi * gi
-        v[i] = vi
-        mhat = mi / bc1
-        vhat = vi / bc2
-        q = p[i] - lr * mhat / (math.sqrt(vhat) + eps)
-        if use_lower and q < lower:
-            q = lower
-        p[i] = q
-
-
-@njit(parallel=True, cache=True)
-def _nadam_cpu(p, g, m, v, lr, b1, c1, b2, c2, bc2, mu_next, den_m, one_minus_mu, den_g, eps, wd, use_wd,
-               lower, use_lower):
+def _adam_cpu(p, g, m, v, lr, b1, c1, b2, c2, bc1, bc2, eps, wd, use_wd, lower, use_lower,
+              nesterov, mu_next, den_m, one_minus_mu, den_g):
+    # Adam, or NAdam with ``nesterov``; c1 = 1 - b1, c2 = 1 - b2, bc1 = 1 - b1**k, bc2 = 1 - b2**k,
     # den_m = 1 - prod * mu_next, den_g = 1 - prod, one_minus_mu = 1 - mu (all rounded to the dtype)
     for i in prange(p.shape[0]):
         gi = g[i]
@@ -88,7 +68,10 @@ def _nadam_cpu(p, g, m, v, lr, b1, c1, b2, c2, bc2, mu_next, den_m, one_minus_mu
         vi = vi + c2 * gi * gi
         v[i] = vi
         vhat = vi / bc2
-        upd = mu_next * mi / den_m + one_minus_mu * gi / den_g
+        if nesterov:
+            upd = mu_next * mi / den_m + one_minus_mu * gi / den_g
+        else:
+            upd = mi / bc1
         q = p[i] - lr * upd / (math.sqrt(vhat) + eps)
         if use_lower and q < lower:
             q = lower
@@ -112,9 +95,22 @@ def _flat(a):
 
 
 def _common(p, lower, weight_decay):
+    """(dtype constructor, lower, use_lower, weight decay, use_wd) of a parameter; shared with optim_cuda."""
     dt = np.dtype(p.dtype).type
     use_lower = lower is not None
     return dt, dt(lower if use_lower else 0.0), use_lower, dt(weight_decay), bool(weight_decay)
+
+
+def _moment_scalars(dt, lr, b1, b2, eps, k):
+    """(lr, b1, 1 - b1, b2, 1 - b2, 1 - b1**k, 1 - b2**k, eps) computed in float64 and rounded to the
+    parameter dtype, as the NumPy formulas do; shared with optim_cuda so both round alike."""
+    return dt(lr), dt(b1), dt(1 - b1), dt(b2), dt(1 - b2), dt(1 - b1 ** k), dt(1 - b2 ** k), dt(eps)
+
+
+def _nesterov_scalars(dt, mu, mu_next, mu_product):
+    """NAdam's (mu_next, 1 - prod * mu_next, 1 - mu, 1 - prod), rounded to the dtype (prod includes mu)."""
+    prod = float(mu_product)
+    return dt(mu_next), dt(1 - prod * mu_next), dt(1 - mu), dt(1 - prod)
 
 
 def all_finite(g) -> bool:
@@ -132,14 +128,12 @@ def sgd_update(p, g, v, lr, momentum, weight_decay=0.0, lower=None):
 def adam_update(p, g, m, v, lr, b1, b2, eps, k, weight_decay=0.0, lower=None):
     """In-place Adam step ``k`` (1-based)."""
     dt, lo, use_lower, wd, use_wd = _common(p, lower, weight_decay)
-    _adam_cpu(_flat(p), _flat(g), _flat(m), _flat(v), dt(lr), dt(b1), dt(1 - b1), dt(b2), dt(1 - b2),
-              dt(1 - b1 ** k), dt(1 - b2 ** k), dt(eps), wd, use_wd, lo, use_lower)
+    _adam_cpu(_flat(p), _flat(g), _flat(m), _flat(v), *_moment_scalars(dt, lr, b1, b2, eps, k), wd, use_wd, lo,
+              use_lower, False, dt(0.0), dt(1.0), dt(0.0), dt(1.0))
 
 
 def nadam_update(p, g, m, v, lr, b1, b2, eps, k, mu, mu_next, mu_product, weight_decay=0.0, lower=None):
     """In-place NAdam step ``k`` (``mu_product`` already includes ``mu``)."""
     dt, lo, use_lower, wd, use_wd = _common(p, lower, weight_decay)
-    prod = float(mu_product)
-    _nadam_cpu(_flat(p), _flat(g), _flat(m), _flat(v), dt(lr), dt(b1), dt(1 - b1), dt(b2), dt(1 - b2),
-               dt(1 - b2 ** k), dt(mu_next), dt(1 - prod * mu_next), dt(1 - mu), dt(1 - prod), dt(eps),
-               wd, use_wd, lo, use_lower)
+    _adam_cpu(_flat(p), _flat(g), _flat(m), _flat(v), *_moment_scalars(dt, lr, b1, b2, eps, k), wd, use_wd, lo,
+              use_lower, True, *_nesterov_scalars(dt, mu, mu_next, mu_product))

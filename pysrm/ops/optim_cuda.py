@@ -15,8 +15,8 @@ Per element :math:`i` of a parameter :math:`\theta` with gradient :math:`g`
 then the clamp :math:`\theta \leftarrow \max(\theta, \text{lower})` when the parameter has one.
 
 The scalars (including every ``1 - beta``, bias correction and NAdam factor)
-are computed on the host in float64 exactly as :mod:`pysrm.optim` does and
-rounded to the parameter dtype, and each kernel performs the same operations in
+are computed on the host in float64 by the same functions as the CPU kernels'
+(:mod:`pysrm.ops.optim`) and rounded to the parameter dtype, and each kernel performs the same operations in
 the same order in that dtype, so the device update equals NumPy's (to the
 rounding of fused multiply-adds on a real GPU).
 
@@ -34,6 +34,7 @@ import numpy as np
 from numba import cuda
 
 from .. import cuda as dev
+from .optim import _common, _moment_scalars, _nesterov_scalars  # the host-side scalars, shared
 
 
 @cuda.jit(device=True, cache=True)
@@ -103,12 +104,6 @@ def _flat(a):
     return a.reshape(a.size)
 
 
-def _common(p, lower, weight_decay):
-    dt = np.dtype(p.dtype).type
-    use_lower = lower is not None
-    return dt, dt(lower if use_lower else 0.0), use_lower, dt(weight_decay), bool(weight_decay)
-
-
 def sgd_update(p, g, v, lr, momentum, weight_decay=0.0, lower=None):
     """In-place SGD step on device arrays ``p`` (parameter), ``g`` (gradient), ``v`` (velocity)."""
     dt, lo, use_lower, wd, use_wd = _common(p, lower, weight_decay)
@@ -120,17 +115,16 @@ def sgd_update(p, g, v, lr, momentum, weight_decay=0.0, lower=None):
 def adam_update(p, g, m, v, lr, b1, b2, eps, k, weight_decay=0.0, lower=None):
     """In-place Adam step ``k`` (1-based) on device arrays."""
     dt, lo, use_lower, wd, use_wd = _common(p, lower, weight_decay)
-    dev.launch(_adam_kernel, p.size, _flat(p), _flat(g), _flat(m), _flat(v), dt(lr), dt(b1), dt(1 - b1), dt(b2),
-               dt(1 - b2), dt(1 - b1 ** k), dt(1 - b2 ** k), dt(eps), wd, use_wd, lo, use_lower)
+    dev.launch(_adam_kernel, p.size, _flat(p), _flat(g), _flat(m), _flat(v),
+               *_moment_scalars(dt, lr, b1, b2, eps, k), wd, use_wd, lo, use_lower)
 
 
 def nadam_update(p, g, m, v, lr, b1, b2, eps, k, mu, mu_next, mu_product, weight_decay=0.0, lower=None):
     """In-place NAdam step ``k`` on device arrays (``mu_product`` already includes ``mu``)."""
     dt, lo, use_lower, wd, use_wd = _common(p, lower, weight_decay)
-    prod = float(mu_product)
-    dev.launch(_nadam_kernel, p.size, _flat(p), _flat(g), _flat(m), _flat(v), dt(lr), dt(b1), dt(1 - b1), dt(b2),
-               dt(1 - b2), dt(1 - b2 ** k), dt(mu_next), dt(1 - prod * mu_next), dt(1 - mu), dt(1 - prod), dt(eps),
-               wd, use_wd, lo, use_lower)
+    lr_, b1_, c1, b2_, c2, _, bc2, eps_ = _moment_scalars(dt, lr, b1, b2, eps, k)
+    dev.launch(_nadam_kernel, p.size, _flat(p), _flat(g), _flat(m), _flat(v), lr_, b1_, c1, b2_, c2, bc2,
+               *_nesterov_scalars(dt, mu, mu_next, mu_product), eps_, wd, use_wd, lo, use_lower)
 
 
 def all_finite(arrays) -> bool:
