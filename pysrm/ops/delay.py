@@ -125,27 +125,14 @@ def _dense_grad_row(gy, w, n, j, gr):
 
 
 @njit(parallel=True, cache=True)
-def _delay_backward_from_dense_cpu(gy, w, x, shift, gx, gd_rows, n_chunks):
+def _delay_backward_from_dense_cpu(gy, w, x, use_events, offsets, neuron, time, value, shift, gx, gd_rows,
+                                   n_chunks):
     # as _delay_backward_cpu on g[n, j, :] = sum_o w[o, j] gy[n, o, :] (the input gradient of a dense
-    # layer with few outputs), each row of g made in a buffer of its own: g is never written
-    N, M, T = x.shape
-    rows = N * M
-    per = (rows + n_chunks - 1) // n_chunks
-    for c in prange(n_chunks):
-        gr = np.empty(T, dtype=gy.dtype)
-        for r in range(c * per, min(rows, (c + 1) * per)):
-            n = r // M
-            j = r % M
-            _dense_grad_row(gy, w, n, j, gr)
-            gd_rows[n, j] = _delay_backward_row(gr, x[n, j], shift[j], gx[n, j])
-
-
-@njit(parallel=True, cache=True)
-def _delay_backward_from_dense_events_cpu(gy, w, offsets, neuron, time, value, shift, gx, gd_rows, n_chunks):
-    # the same with the delay input given as events (unique, sorted by (neuron, time) per sample): gx as
-    # _delay_backward_row makes it (x is not used there), and the delay-gradient term summed by parts
-    # over the input events: sum_t g[t] (x[t-m-1] - x[t-m]) = sum_(tau, a) a (g[tau+m+1] - g[tau+m]),
-    # g[>= T] = 0 (equal to the dense sum to float rounding)
+    # layer with few outputs), each row of g made in a buffer of its own: g is never written.  The
+    # delay input is the dense x, or with use_events the events (unique, sorted by (neuron, time) per
+    # sample): then the delay-gradient term is summed by parts over the input events,
+    # sum_t g[t] (x[t-m-1] - x[t-m]) = sum_(tau, a) a (g[tau+m+1] - g[tau+m]), g[>= T] = 0 (equal to
+    # the dense sum to float rounding)
     N, M, T = gx.shape
     rows = N * M
     per = (rows + n_chunks - 1) // n_chunks
@@ -155,8 +142,11 @@ def _delay_backward_from_dense_events_cpu(gy, w, offsets, neuron, time, value, s
             n = r // M
             j = r % M
             _dense_grad_row(gy, w, n, j, gr)
-            _delay_shift_back(gr, shift[j], gx[n, j])
-            gd_rows[n, j] = _delay_grad_by_events(gr, shift[j], offsets, neuron, time, value, n, j)
+            if use_events:
+                _delay_shift_back(gr, shift[j], gx[n, j])
+                gd_rows[n, j] = _delay_grad_by_events(gr, shift[j], offsets, neuron, time, value, n, j)
+            else:
+                gd_rows[n, j] = _delay_backward_row(gr, x[n, j], shift[j], gx[n, j])
 
 
 @njit(cache=True)
@@ -357,10 +347,11 @@ def delay_backward_from_dense(w, grad_dense, x, d, ts: float):
     gd_rows = np.empty((N, M), dtype=x.dtype)
     chunks = max(1, min(N * M, 4 * numba.get_num_threads()))
     if events:
-        _delay_backward_from_dense_events_cpu(gy, np.ascontiguousarray(w), x.offsets, x.neuron, x.time, x.value,
-                                              shift, gx, gd_rows, chunks)
+        x3 = np.empty((1, 1, 1), dtype=x.dtype)
+        ev = (x.offsets, x.neuron, x.time, x.value)
     else:
-        _delay_backward_from_dense_cpu(gy, np.ascontiguousarray(w), x3, shift, gx, gd_rows, chunks)
+        ev = (np.zeros(2, np.int64), np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, x.dtype))
+    _delay_backward_from_dense_cpu(gy, np.ascontiguousarray(w), x3, events, *ev, shift, gx, gd_rows, chunks)
     return gx.reshape(x.shape), _delay_grad(gd_rows, x.shape, d_shape, ts)
 
 

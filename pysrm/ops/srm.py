@@ -320,7 +320,7 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
     # the event weight gradient, so the result is bitwise theirs (tested).
     # With `through`, grad_s is not given: it is the input gradient of a delay (shift `shift`, input
     # spikes as events d_*) read by a dense layer w2 with few outputs and output gradient gy, made here
-    # per neuron row as pysrm.ops.delay._delay_backward_from_dense_events_cpu makes it (the same
+    # per neuron row as pysrm.ops.delay._delay_backward_from_dense_cpu makes it (the same
     # functions: bitwise its result), along with the delay-gradient terms gd_rows[n, j].
     N, T, O = u.shape
     n_parts = parts.shape[0]
