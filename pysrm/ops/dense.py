@@ -70,6 +70,73 @@ def _dense_events_cpu(offsets, neuron, time, value, wT, out):
         out[n, :, :] = acc.T
 
 
+@njit(cache=True)
+def add_weighted_rows(row, rows, idx, val, k, e):
+    """``row += val[q] * rows[idx[q]]`` for q = k .. e-1, in that order, up to eight source rows per pass
+    over ``row`` (one load and store of ``row`` per eight rows instead of per row; the additions per
+    element happen in the same order, so the result is bitwise that of one row at a time)."""
+    O = row.shape[0]
+    while e - k >= 8:
+        w0 = rows[idx[k]]
+        w1 = rows[idx[k + 1]]
+        w2 = rows[idx[k + 2]]
+        w3 = rows[idx[k + 3]]
+        w4 = rows[idx[k + 4]]
+        w5 = rows[idx[k + 5]]
+        w6 = rows[idx[k + 6]]
+        w7 = rows[idx[k + 7]]
+        v0 = val[k]
+        v1 = val[k + 1]
+        v2 = val[k + 2]
+        v3 = val[k + 3]
+        v4 = val[k + 4]
+        v5 = val[k + 5]
+        v6 = val[k + 6]
+        v7 = val[k + 7]
+        for o in range(O):
+            row[o] = (((((((row[o] + v0 * w0[o]) + v1 * w1[o]) + v2 * w2[o]) + v3 * w3[o]) + v4 * w4[o])
+                       + v5 * w5[o]) + v6 * w6[o]) + v7 * w7[o]
+        k += 8
+    while e - k >= 4:
+        w0 = rows[idx[k]]
+        w1 = rows[idx[k + 1]]
+        w2 = rows[idx[k + 2]]
+        w3 = rows[idx[k + 3]]
+        v0 = val[k]
+        v1 = val[k + 1]
+        v2 = val[k + 2]
+        v3 = val[k + 3]
+        for o in range(O):
+            row[o] = (((row[o] + v0 * w0[o]) + v1 * w1[o]) + v2 * w2[o]) + v3 * w3[o]
+        k += 4
+    if e - k >= 2:
+        w0 = rows[idx[k]]
+        w1 = rows[idx[k + 1]]
+        v0 = val[k]
+        v1 = val[k + 1]
+        for o in range(O):
+            row[o] = (row[o] + v0 * w0[o]) + v1 * w1[o]
+        k += 2
+    if e - k == 1:
+        w0 = rows[idx[k]]
+        v0 = val[k]
+        for o in range(O):
+            row[o] += v0 * w0[o]
+
+
+@njit(cache=True)
+def add_event_rows_by_neuron(gw, rows, neuron, time, value, e, end):
+    """``gw[neuron[q]] += value[q] * rows[time[q]]`` for the events q = e .. end-1 of one sample (sorted by
+    neuron): the events of one neuron are consecutive and their rows are added together
+    (add_weighted_rows; the same order per element as one event at a time: bitwise)."""
+    while e < end:
+        f = e + 1
+        while f < end and neuron[f] == neuron[e]:
+            f += 1
+        add_weighted_rows(gw[neuron[e]], rows, time, value, e, f)
+        e = f
+
+
 @njit(parallel=True, cache=True)
 def _dense_events_wgrad_cpu(offsets, neuron, time, value, g, parts, zero_first):
     # parts[p, i, :] = sum of value * g[n, :, t] over the events (i, t) of the samples n of part p.  Each part
@@ -87,12 +154,7 @@ def _dense_events_wgrad_cpu(offsets, neuron, time, value, g, parts, zero_first):
         gT = np.empty((T, O), dtype=g.dtype)
         for n in range(p * step, min(N, (p + 1) * step)):
             gT[:, :] = g[n].T
-            for k in range(offsets[n], offsets[n + 1]):
-                row = gw[neuron[k]]
-                gr = gT[time[k]]
-                v = value[k]
-                for o in range(O):
-                    row[o] += v * gr[o]
+            add_event_rows_by_neuron(gw, gT, neuron, time, value, offsets[n], offsets[n + 1])
 
 
 @njit(parallel=True, cache=True)

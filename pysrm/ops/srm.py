@@ -47,6 +47,7 @@ from ..backend import is_device_array
 from ._util import as_rows, response_as
 from ._fastexp import rho_row
 from .delay import _delay_grad_by_events, _delay_shift_back, _dense_grad_row
+from .dense import add_event_rows_by_neuron, add_weighted_rows
 from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_filter_rows, alpha_parameters, psp, psp_backward
 from .spike import spike, spike_backward
 
@@ -126,60 +127,6 @@ def alpha_time_major(buf, alpha, gain, L, hist, reverse):
         j += 1
         if j == L:
             j = 0
-
-
-@njit(cache=True)
-def add_weighted_rows(row, rows, idx, val, k, e):
-    """``row += val[q] * rows[idx[q]]`` for q = k .. e-1, in that order, up to eight source rows per pass
-    over ``row`` (one load and store of ``row`` per eight rows instead of per row; the additions per
-    element happen in the same order, so the result is bitwise that of one row at a time)."""
-    O = row.shape[0]
-    while e - k >= 8:
-        w0 = rows[idx[k]]
-        w1 = rows[idx[k + 1]]
-        w2 = rows[idx[k + 2]]
-        w3 = rows[idx[k + 3]]
-        w4 = rows[idx[k + 4]]
-        w5 = rows[idx[k + 5]]
-        w6 = rows[idx[k + 6]]
-        w7 = rows[idx[k + 7]]
-        v0 = val[k]
-        v1 = val[k + 1]
-        v2 = val[k + 2]
-        v3 = val[k + 3]
-        v4 = val[k + 4]
-        v5 = val[k + 5]
-        v6 = val[k + 6]
-        v7 = val[k + 7]
-        for o in range(O):
-            row[o] = (((((((row[o] + v0 * w0[o]) + v1 * w1[o]) + v2 * w2[o]) + v3 * w3[o]) + v4 * w4[o])
-                       + v5 * w5[o]) + v6 * w6[o]) + v7 * w7[o]
-        k += 8
-    while e - k >= 4:
-        w0 = rows[idx[k]]
-        w1 = rows[idx[k + 1]]
-        w2 = rows[idx[k + 2]]
-        w3 = rows[idx[k + 3]]
-        v0 = val[k]
-        v1 = val[k + 1]
-        v2 = val[k + 2]
-        v3 = val[k + 3]
-        for o in range(O):
-            row[o] = (((row[o] + v0 * w0[o]) + v1 * w1[o]) + v2 * w2[o]) + v3 * w3[o]
-        k += 4
-    if e - k >= 2:
-        w0 = rows[idx[k]]
-        w1 = rows[idx[k + 1]]
-        v0 = val[k]
-        v1 = val[k + 1]
-        for o in range(O):
-            row[o] = (row[o] + v0 * w0[o]) + v1 * w1[o]
-        k += 2
-    if e - k == 1:
-        w0 = rows[idx[k]]
-        v0 = val[k]
-        for o in range(O):
-            row[o] += v0 * w0[o]
 
 
 @njit(parallel=True, cache=True)
@@ -368,16 +315,7 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
                         gi = gu[t + i]
                         for c in range(O):
                             o[c] += ki * gi[c]
-            # the events of one input neuron are consecutive (sorted by neuron): add their ga rows to
-            # the neuron's partial-sum row up to four at a time (same order per element: bitwise)
-            e = offsets[n]
-            end = offsets[n + 1]
-            while e < end:
-                f = e + 1
-                while f < end and neuron[f] == neuron[e]:
-                    f += 1
-                add_weighted_rows(gw[neuron[e]], ga, time, value, e, f)
-                e = f
+            add_event_rows_by_neuron(gw, ga, neuron, time, value, offsets[n], offsets[n + 1])
 
 
 def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u_time_major: bool = False,
