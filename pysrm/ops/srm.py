@@ -41,6 +41,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from .._checks import positive
 from ..backend import is_device_array
@@ -152,6 +153,9 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
         acc = np.empty((T, O), dtype=u_out.dtype)
         hist = np.empty((2, L, O))
         first = np.empty(T + 1, dtype=np.int64)
+        nw = (O + 7) // 8
+        flag = np.zeros(8 * nw, dtype=np.uint8)  # one byte per neuron: u >= theta in this bin
+        words = flag.view(np.uint64)  # eight neurons' flags per word (the tail bytes stay 0)
         for n in range(c * per, min(N, (c + 1) * per)):
             acc[:, :] = 0.0
             # the sample's events grouped by time bin (stable counting sort: within a bin they keep
@@ -179,10 +183,18 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
                 sn[:, :] = 0.0
             ns = 0
             for t in range(T):
+                # the threshold test of a whole bin at once (vectorised; the refractory responses
+                # added below only change later bins), then a visit of its spiking neurons only, in
+                # ascending order: the lowest set flag byte of each word (trailing zeros / 8), cleared
                 row = acc[t]
                 m = min(Lr, T - t)
                 for o in range(O):
-                    if row[o] >= theta:
+                    flag[o] = row[o] >= theta
+                for w in range(nw):
+                    bits = words[w]
+                    while bits != 0:
+                        o = 8 * w + (trailing_zeros(bits) >> 3)
+                        bits &= bits - np.uint64(1)
                         if write_s:
                             sn[o, t] = amp
                         if write_idx:
