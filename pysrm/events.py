@@ -50,25 +50,24 @@ def _fill_events_cpu(x, offsets, neuron, time, value):
 
 
 @njit(parallel=True, cache=True)
-def _sort_spike_index_cpu(idx, offsets, T, n_in, neuron, time):
-    # per sample: flat indices j * T + t -> (neuron, time) sorted by neuron (counting sort, stable),
-    # then by time within each neuron
+def _sort_spike_lists_cpu(nb, tb, offsets, n_in, neuron, time):
+    # per sample: the listed (neuron, time) pairs sorted by neuron (counting sort, stable), then by
+    # time within each neuron (no division: the pairs come as two lists)
     N = offsets.shape[0] - 1
     for n in prange(N):
         a = offsets[n]
         c = offsets[n + 1] - a
         start = np.zeros(n_in + 1, dtype=np.int64)
         for q in range(c):
-            start[idx[n, q] // T + 1] += 1
+            start[nb[n, q] + 1] += 1
         for j in range(n_in):
             start[j + 1] += start[j]
         for q in range(c):
-            v = idx[n, q]
-            j = v // T
+            j = nb[n, q]
             k = a + start[j]
             start[j] += 1
             neuron[k] = j
-            time[k] = v - j * T
+            time[k] = tb[n, q]
         # within a neuron the times keep the order listed (time-major from the spike scan: already
         # ascending); an insertion sort puts any other order right at O(run) cost when sorted
         for k in range(a + 1, a + c):
@@ -159,17 +158,19 @@ class SpikeEvents(EventBatch):
         return cls._trusted(x.shape, offsets, neuron, time, value)
 
     @classmethod
-    def from_spike_index(cls, shape, idx: np.ndarray, count: np.ndarray, amplitude) -> "SpikeEvents":
-        """Events of spikes listed per sample as flat indices ``neuron * T + t`` (``idx[n, :count[n]]``,
-        each index at most once, in any order), all of value ``amplitude``; sorted here by (neuron, time)."""
+    def from_spike_lists(cls, shape, neuron_list: np.ndarray, time_list: np.ndarray, count: np.ndarray,
+                         amplitude) -> "SpikeEvents":
+        """Events of spikes listed per sample as (neuron, time) pairs (``neuron_list[n, :count[n]]``,
+        ``time_list[n, :count[n]]``, int32, each pair at most once, in any order), all of value
+        ``amplitude``; sorted here by (neuron, time)."""
         shape = tuple(int(s) for s in shape)
-        n, T = shape[0], shape[4]
+        n = shape[0]
         n_in = shape[1] * shape[2] * shape[3]
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(count, out=offsets[1:])
         neuron = np.empty(offsets[-1], dtype=np.int32)
         time = np.empty(offsets[-1], dtype=np.int32)
-        _sort_spike_index_cpu(idx, offsets, T, n_in, neuron, time)
+        _sort_spike_lists_cpu(neuron_list, time_list, offsets, n_in, neuron, time)
         value = np.full(offsets[-1], amplitude, dtype=np.asarray(amplitude).dtype)
         return cls._trusted(shape, offsets, neuron, time, value)
 

@@ -127,9 +127,10 @@ def test_delay_of_spike_events_is_bitwise_the_dense_delay(dtype):
         delay_events(s, d, 1.0)
 
 
-def test_spike_events_from_an_index_list_are_sorted_by_neuron_then_time():
-    idx = np.array([[2 * 5 + 3, 0 * 5 + 4, 2 * 5 + 1, 0 * 5 + 0, 9, 9], [7, 0, 0, 0, 0, 0]], dtype=np.int32)
-    ev = SpikeEvents.from_spike_index((2, 3, 1, 1, 5), idx, np.array([4, 1]), np.float32(2.0))
+def test_spike_events_from_spike_lists_are_sorted_by_neuron_then_time():
+    nb = np.array([[2, 0, 2, 0, 1, 1], [1, 0, 0, 0, 0, 0]], dtype=np.int32)
+    tb = np.array([[3, 4, 1, 0, 4, 4], [2, 0, 0, 0, 0, 0]], dtype=np.int32)
+    ev = SpikeEvents.from_spike_lists((2, 3, 1, 1, 5), nb, tb, np.array([4, 1]), np.float32(2.0))
     np.testing.assert_array_equal(ev.offsets, [0, 4, 5])
     np.testing.assert_array_equal(ev.neuron, [0, 0, 2, 2, 1])
     np.testing.assert_array_equal(ev.time, [0, 4, 1, 3, 2])

@@ -132,7 +132,7 @@ def alpha_time_major(buf, alpha, gain, L, hist, reverse):
 
 @njit(parallel=True, cache=True)
 def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, theta, amp, u_out, s_out, n_chunks,
-                          write_u, spike_idx, spike_count, write_idx, write_s, T):
+                          write_u, spike_neuron, spike_time, spike_count, write_idx, write_s, T):
     # Per sample, all in one (T, O) buffer that stays in cache (time-major: a row is one time bin of
     # every neuron, so the recursions below run across neurons):
     #   1. a[t, :] += value * wT[i, :] for each input event (i, t)            (pysrm.ops.dense, events)
@@ -141,8 +141,9 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
     #   3. the spike scan of pysrm.ops.spike: u >= theta spikes and adds nu to the following bins
     #   4. u (write_u: 0 not at all (inference), 1 neuron-major (N, O, T), 2 time-major (N, T, O)) and
     #      s (neuron-major) written out
-    #   (with write_idx, the spikes are also listed: spike_idx[n, :spike_count[n]] = o * T + t, in the
-    #   order found, time-major; without write_s the dense spikes are not written)
+    #   (with write_idx, the spikes are also listed: spike_neuron[n, k] = o, spike_time[n, k] = t for
+    #   k < spike_count[n], in the order found, time-major; without write_s the dense spikes are not
+    #   written)
     # Per element the operations and their order are those of the separate kernels, so the result is
     # bitwise theirs (tested).
     N = offsets.shape[0] - 1
@@ -198,7 +199,8 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
                         if write_s:
                             sn[o, t] = amp
                         if write_idx:
-                            spike_idx[n, ns] = o * T + t
+                            spike_neuron[n, ns] = o
+                            spike_time[n, ns] = t
                             ns += 1
                         for q in range(m):
                             acc[t + q, o] += nu[q]
@@ -249,17 +251,18 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     u_mode = (2 if time_major_potential else 1) if need_potential else 0
     u = np.empty(((N, T, O) if u_mode == 2 else (N, O, T)) if u_mode else (1, 1, 1), dtype=w.dtype)
     s = np.empty((N, O, T) if write_s else (1, 1, 1), dtype=w.dtype)
-    idx = np.empty((N, O * T) if need_events else (1, 1), dtype=np.int32)
+    sp_n = np.empty((N, O * T) if need_events else (1, 1), dtype=np.int32)
+    sp_t = np.empty_like(sp_n)
     count = np.zeros(N, dtype=np.int64)
     amp = dt(1.0 / positive("ts", ts))
     _dense_srm_events_cpu(x.offsets, x.neuron, x.time, x.value, transposed_weights(w), alpha[0],
                           alpha[1] * ts, len(srm_kernel), nu, dt(positive("theta", theta)), amp, u, s,
-                          max(1, min(N, 4 * numba.get_num_threads())), u_mode, idx, count,
+                          max(1, min(N, 4 * numba.get_num_threads())), u_mode, sp_n, sp_t, count,
                           bool(need_events), write_s, T)
     out = (s.reshape(N, O, 1, 1, T) if write_s else None,
            (u if u_mode == 2 else u.reshape(N, O, 1, 1, T)) if u_mode else None)
     if need_events:
-        out += (SpikeEvents.from_spike_index((N, O, 1, 1, T), idx, count, amp),)
+        out += (SpikeEvents.from_spike_lists((N, O, 1, 1, T), sp_n, sp_t, count, amp),)
     return out
 
 
