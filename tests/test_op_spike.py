@@ -156,10 +156,12 @@ def test_fused_first_layer_weight_gradient_is_bitwise_the_composition(tau_sr, T,
         assert (len(eps) >= RECURSIVE_MIN_LENGTH_BACKWARD) == (tau_sr > 2)
 
 
-@pytest.mark.parametrize("tau_sr", [1.0, 4.0])
-def test_first_layer_backward_through_a_delay_is_bitwise_the_two_fused_steps(tau_sr):
+@pytest.mark.parametrize("tau_sr,delays", [(1.0, "mixed"), (4.0, "mixed"), (1.0, "runs")])
+def test_first_layer_backward_through_a_delay_is_bitwise_the_two_fused_steps(tau_sr, delays):
     """srm_dense_backward_through_delay = delay_backward_from_dense (delay input as events) followed by
-    srm_dense_backward_weights, bitwise: the delay's input gradient rows are made inside the first layer's pass."""
+    srm_dense_backward_weights, bitwise: the delay's input gradient is made inside the first layer's pass,
+    time-major (per neuron where the integer shifts differ ("mixed"), across runs of neurons with the same
+    integer shift ("runs", as in training from zero delays), and delays beyond the end)."""
     from pysrm.events import SpikeEvents
     from pysrm.functional import (delay_backward_from_dense, srm_dense_backward_through_delay,
                                   srm_dense_backward_weights, srm_kernel)
@@ -171,7 +173,13 @@ def test_first_layer_backward_through_a_delay_is_bitwise_the_two_fused_steps(tau
     x, _ = _event_input(rng, N, I, T, 40, np.float32)
     w = rng.normal(size=(O, I)).astype(np.float32)
     spikes = SpikeEvents.from_dense((rng.random((N, O, 1, 1, T)) < 0.1).astype(np.float32))
-    d = rng.uniform(0.0, 5.0, size=(O, 1, 1)).astype(np.float32)
+    if delays == "mixed":
+        d = rng.uniform(0.0, 5.0, size=(O, 1, 1)).astype(np.float32)
+    else:  # runs of equal integer shifts, one whole bin, and delays of T - 1 bins and more
+        d = rng.uniform(0.0, 0.9, size=(O, 1, 1)).astype(np.float32)
+        d[10:20] += 2.0
+        d[20] = 3.0
+        d[30:33, 0, 0] = [T - 1.0, T + 0.5, 2.0 * T]
     w2 = rng.normal(size=(O2, O)).astype(np.float32)
     gy = rng.normal(size=(N, O2, 1, 1, T)).astype(np.float32)
     u_tm = (rng.normal(size=(N, T, O)) * 2).astype(np.float32)

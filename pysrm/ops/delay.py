@@ -150,6 +150,73 @@ def _delay_backward_from_dense_cpu(gy, w, x, use_events, offsets, neuron, time, 
 
 
 @njit(cache=True)
+def _delay_back_time_major(gy, w, n, shift, offsets, neuron, time, value, G, out, gd_row, acc):
+    # Sample n of the delay backward from a dense layer with few outputs, time-major (a row is one time
+    # bin of every neuron), for a caller that wants it so (the fused first-layer backward):
+    #   G[t, j] = sum_o w[o, j] gy[n, o, t]                    (row by row across neurons)
+    #   out[t, j] = (1-f_j) G[t+m_j, j] + f_j G[t+m_j+1, j]     (G[>= T] = 0; across each run of
+    #                                                            neurons with the same m, else per neuron)
+    #   gd_row[j] = sum_(tau, a) a (G[tau+m_j+1, j] - G[tau+m_j, j]) over the delay's input events
+    # (float64 sums, events in their stored order).  Per element the operations of _dense_grad_row,
+    # _delay_shift_back and _delay_grad_by_events in the same order: bitwise their results.  G: (T, M).
+    T, M = out.shape
+    K = w.shape[0]
+    dt = out.dtype.type
+    for t in range(T):
+        row = G[t]
+        w0 = w[0]
+        a0 = gy[n, 0, t]
+        for j in range(M):
+            row[j] = w0[j] * a0
+        for o in range(1, K):
+            wo = w[o]
+            ao = gy[n, o, t]
+            for j in range(M):
+                row[j] += wo[j] * ao
+    ms = np.empty(M, dtype=np.int64)
+    fs = np.empty(M, dtype=out.dtype)
+    hs = np.empty(M, dtype=out.dtype)
+    for j in range(M):
+        d = shift[j]
+        m = int(np.floor(d))
+        ms[j] = m
+        fs[j] = dt(d - m)
+        hs[j] = dt(1.0) - fs[j]
+    j0 = 0
+    while j0 < M:
+        m = ms[j0]
+        j1 = j0 + 1
+        while j1 < M and ms[j1] == m:
+            j1 += 1
+        h = hs[j0:j1]
+        f = fs[j0:j1]
+        for t in range(min(max(T - m - 1, 0), T)):
+            a = G[t + m, j0:j1]
+            b = G[t + m + 1, j0:j1]
+            o = out[t, j0:j1]
+            for q in range(j1 - j0):
+                o[q] = h[q] * a[q] + f[q] * b[q]
+        if 0 <= T - m - 1 < T:
+            a = G[T - 1, j0:j1]
+            o = out[T - m - 1, j0:j1]
+            for q in range(j1 - j0):
+                o[q] = h[q] * a[q]
+        for t in range(max(T - m, 0), T):
+            out[t, j0:j1] = 0.0
+        j0 = j1
+    acc[:] = 0.0
+    zero = dt(0.0)
+    for k in range(offsets[n], offsets[n + 1]):
+        j = neuron[k]
+        i0 = ms[j] + time[k]
+        g1 = G[i0 + 1, j] if i0 + 1 < T else zero
+        g0 = G[i0, j] if i0 < T else zero
+        acc[j] += value[k] * (g1 - g0)
+    for j in range(M):
+        gd_row[j] = acc[j]
+
+
+@njit(cache=True)
 def _delay_grad_by_events(gr, d, offsets, neuron, time, value, n, j):
     # sum_(tau, a) a (g[tau+m+1] - g[tau+m]) over the input events of neuron j of sample n (g[>= T] = 0)
     T = gr.shape[0]

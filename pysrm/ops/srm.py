@@ -47,7 +47,7 @@ from .._checks import positive
 from ..backend import is_device_array
 from ._util import as_rows, response_as
 from ._fastexp import rho_row
-from .delay import _delay_grad_by_events, _delay_shift_back, _dense_grad_row
+from .delay import _delay_back_time_major
 from .dense import add_event_rows_by_neuron, add_weighted_rows
 from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_filter_rows, alpha_parameters, psp, psp_backward
 from .spike import spike, spike_backward
@@ -282,8 +282,9 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
     # the event weight gradient, so the result is bitwise theirs (tested).
     # With `through`, grad_s is not given: it is the input gradient of a delay (shift `shift`, input
     # spikes as events d_*) read by a dense layer w2 with few outputs and output gradient gy, made here
-    # per neuron row as pysrm.ops.delay._delay_backward_from_dense_cpu makes it (the same
-    # functions: bitwise its result), along with the delay-gradient terms gd_rows[n, j].
+    # time-major per sample by pysrm.ops.delay._delay_back_time_major (the operations of
+    # _delay_backward_from_dense_cpu: bitwise its result), along with the delay-gradient terms
+    # gd_rows[n, j].
     N, T, O = u.shape
     n_parts = parts.shape[0]
     step = (N + n_parts - 1) // n_parts
@@ -298,17 +299,11 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
         gu = np.empty((T, O), dtype=g.dtype)
         hist = np.empty((2, L, O))
         scratch = np.empty(O, dtype=np.int32)
-        gr = np.empty(T, dtype=u.dtype)
-        blk = np.empty((16, T), dtype=u.dtype)
+        G = np.empty((T, O) if through else (1, 1), dtype=g.dtype)
+        acc64 = np.empty(O if through else 1)
         for n in range(p * step, min(N, (p + 1) * step)):
             if through:
-                for j0 in range(0, O, 16):
-                    j1 = min(O, j0 + 16)
-                    for j in range(j0, j1):
-                        _dense_grad_row(gy, w2, n, j, gr)
-                        _delay_shift_back(gr, shift[j], blk[j - j0])
-                        gd_rows[n, j] = _delay_grad_by_events(gr, shift[j], d_off, d_neu, d_time, d_val, n, j)
-                    gT[:, j0:j1] = blk[:j1 - j0].T
+                _delay_back_time_major(gy, w2, n, shift, d_off, d_neu, d_time, d_val, G, gT, gd_rows[n], acc64)
             else:
                 gT[:, :] = g[n].T
             un = u[n]
