@@ -50,7 +50,8 @@ def load_batches(data_dir, sim, B, steps):
 
 
 def pysrm_times(batches, sim, steps):
-    """Seconds per training step and per inference step of pysrm's side of the comparison."""
+    """Seconds per training step and per inference step of pysrm's side of the comparison: inference
+    inside ``net.inference()`` (what evaluation uses) and as plain forward calls."""
     from pysrm import NeuronParams
     from pysrm.bench import train_step
     from pysrm.losses import make_loss
@@ -61,8 +62,11 @@ def pysrm_times(batches, sim, steps):
     loss = make_loss("spike-rate", ts=1.0, true_rate=0.2, false_rate=0.03)
     opt = Adam(net.parameters(), lr=0.001)
 
-    return (measure(lambda x, y: train_step(net, loss, opt, x, y), batches, steps),
-            measure(lambda x, y: net.forward(x), batches, steps))
+    train = measure(lambda x, y: train_step(net, loss, opt, x, y), batches, steps)
+    plain = measure(lambda x, y: net.forward(x), batches, steps)
+    with net.inference():  # fixed weights, as in evaluation (transposed weights made once per block)
+        frozen = measure(lambda x, y: net.forward(x), batches, steps)
+    return train, frozen, plain
 
 
 def main():
@@ -106,10 +110,10 @@ def main():
         res = subprocess.run([args.pysrm_python, os.path.abspath(__file__), "--pysrm-only", "--data-dir",
                               args.data_dir, "--steps", str(args.steps), "--batch", str(B)],
                              capture_output=True, text=True, check=True)
-        p_train, p_infer = json.loads(res.stdout.strip().splitlines()[-1])
+        p_train, p_infer, p_plain = json.loads(res.stdout.strip().splitlines()[-1])
         where = f"separate process, {args.pysrm_python}"
     else:
-        p_train, p_infer = pysrm_times(batches, sim, args.steps)
+        p_train, p_infer, p_plain = pysrm_times(batches, sim, args.steps)
         where = "same process as lava-dl"
 
     # ---------------- lava-dl (dense tensors pre-binned in memory)
@@ -157,6 +161,8 @@ def main():
     print(f"| lava-dl 0.6.0 (CUBA) | {B / l_train:.1f} | {B / l_infer:.1f} |")
     print(f"| pysrm (SRM; {where}) | {B / p_train:.1f} | {B / p_infer:.1f} |")
     print(f"| ratio pysrm / lava-dl | {l_train / p_train:.1f}x | {l_infer / p_infer:.1f}x |")
+    print(f"(pysrm inference as plain forward calls, outside net.inference(): {B / p_plain:.1f} samples/s, "
+          f"{l_infer / p_plain:.1f}x)")
     print(f"(peak memory of this process, both tools: {peak:.0f} MB)")
     return 0
 

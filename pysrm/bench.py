@@ -153,11 +153,12 @@ def run_case(case: str, batch: int, steps: int, T: int | None = None) -> dict:
     for x, y in timed:
         train_step(net, loss, opt, x, y)
     train_s = (time.perf_counter() - t0) / steps
-    net.forward(batches[0][0])  # warm-up of the inference path (train=False compiles other variants)
-    t0 = time.perf_counter()
-    for x, _ in timed:
-        net.forward(x)
-    infer_s = (time.perf_counter() - t0) / steps
+    with net.inference():  # fixed weights: evaluation's setting (transposed weights made once)
+        net.forward(batches[0][0])  # warm-up of the inference path (train=False compiles other variants)
+        t0 = time.perf_counter()
+        for x, _ in timed:
+            net.forward(x)
+        infer_s = (time.perf_counter() - t0) / steps
     events = float(np.mean([b[0].n_events / b[0].shape[0] for b in batches]))
     spikes = {name: float(s.sum() / s.shape[0]) for name, s in net.layer_spikes}
     return {"case": case, "net": spec, "T": T, "batch": batch, "steps": steps,

@@ -32,6 +32,7 @@ tested); ``pysrm.layers.FUSE_DENSE_SRM = False`` runs every layer on its own.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -253,6 +254,25 @@ class Network:
     def zero_grad(self):
         for p in self.parameters():
             p.zero_grad()
+
+    @contextmanager
+    def inference(self):
+        """A block of forward passes with fixed parameters (evaluation, benchmarks): inside it the
+        parameters' NumPy arrays are read-only (writing to them raises), so what the CPU kernels derive
+        from a weight -- the transposed copy the event-driven paths read -- is made once per block instead
+        of once per forward pass (pysrm.ops.dense.frozen_weights).  Results are bitwise those of plain
+        forward calls; on exit the arrays are writeable again and the copies are dropped."""
+        from .ops.dense import frozen_weights
+        params = [p for p in self.parameters() if not p.on_device]
+        flags = [p.data.flags.writeable for p in params]
+        try:
+            for p in params:
+                p.data.flags.writeable = False
+            with frozen_weights():
+                yield self
+        finally:
+            for p, f in zip(params, flags):
+                p.data.flags.writeable = f
 
     def state_dict(self) -> dict:
         """``{name: NumPy copy of the parameter}`` (copied back from the GPU if needed)."""

@@ -187,17 +187,18 @@ def evaluate(net: Network, ds, cfg: TrainConfig, loss=None, batch_size: int | No
     curve = None
     counts: dict = {}
     times = None
-    for x, y in loader:
-        out = net.forward(x, train=False)
-        b = len(y)
-        correct += int((predict(out) == y).sum())
-        if loss is not None:
-            loss_sum += loss.value(out, y) * b
-        times, acc = accuracy_vs_time(out, y, net.sim.ts)
-        curve = acc * b if curve is None else curve + acc * b
-        for name, c in spike_counts_per_layer(net.layer_spikes, net.sim.ts).items():
-            counts[name] = counts.get(name, 0.0) + c * b
-        n += b
+    with net.inference():
+        for x, y in loader:
+            out = net.forward(x, train=False)
+            b = len(y)
+            correct += int((predict(out) == y).sum())
+            if loss is not None:
+                loss_sum += loss.value(out, y) * b
+            times, acc = accuracy_vs_time(out, y, net.sim.ts)
+            curve = acc * b if curve is None else curve + acc * b
+            for name, c in spike_counts_per_layer(net.layer_spikes, net.sim.ts).items():
+                counts[name] = counts.get(name, 0.0) + c * b
+            n += b
     if n == 0:
         raise ValueError("evaluation dataset is empty")
     return EvalResult(correct / n, loss_sum / n if loss is not None else float("nan"), np.asarray(times),

@@ -252,3 +252,39 @@ def test_fused_first_layer_gives_the_same_training_step_as_separate_layers(monke
     for a, b in zip(fused[n_out:], separate[n_out:]):
         assert np.abs(b).max() > 0
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
+
+
+def test_inference_block_reuses_transposed_weights_and_keeps_parameters_fixed():
+    """Network.inference(): the same outputs bitwise as plain forward calls; the transposed weights of the
+    event paths are made once per block (a second forward transposes nothing); parameters are read-only
+    inside and writeable again after, and a weight changed between blocks is seen by the next block."""
+    from pysrm.ops import dense as dense_ops
+    neuron = NeuronParams(theta=4.0, tau_sr=3.0, tau_ref=2.0, tau_rho=0.5)
+    sim = SimParams(1.0, 40.0)
+    rng = np.random.default_rng(5)
+    x = SpikeEvents.from_dense((rng.random((3, 2, 5, 5, 40)) < 0.05).astype(np.float32))
+    net = Network.from_string("5x5x2-64-16-3", neuron, sim, seed=1, delays=True, dense_weight_scale=40.0)
+    plain = net.forward(x)
+    calls = []
+    real = dense_ops._transpose_cpu
+    try:
+        dense_ops._transpose_cpu = lambda src, dst: (calls.append(src.shape), real(src, dst))
+        with net.inference():
+            first = net.forward(x)
+            n_first = len(calls)
+            second = net.forward(x)
+            with pytest.raises(ValueError, match="read-only"):
+                net.parameters()[0].data[0, 0] = 1.0
+    finally:
+        dense_ops._transpose_cpu = real
+    assert n_first >= 2 and len(calls) == n_first  # the fused first layer and a dense layer, once each
+    assert plain.sum() > 0
+    np.testing.assert_array_equal(first, plain)
+    np.testing.assert_array_equal(second, plain)
+    w = net.parameters()[0]
+    assert w.data.flags.writeable and dense_ops._FROZEN is None
+    w.data *= 2.0
+    with net.inference():
+        changed = net.forward(x)
+    np.testing.assert_array_equal(changed, net.forward(x))
+    assert not np.array_equal(changed, plain)

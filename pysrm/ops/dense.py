@@ -186,9 +186,35 @@ def _transpose_cpu(src, dst):
         dst[c0:c1, :] = src[:, c0:c1].T
 
 
+_FROZEN = None  # inside frozen_weights(): {(address, shape, strides, dtype): (w, w.T contiguous)}
+
+
+@contextmanager
+def frozen_weights():
+    """Within this block :func:`transposed_weights` of a read-only (non-writeable) weight array is made
+    once and reused.  :meth:`pysrm.network.Network.inference` enters it with the network's parameters
+    made read-only, so they cannot change while a copy is kept; the copies are dropped on exit."""
+    global _FROZEN
+    old = _FROZEN
+    _FROZEN = {}
+    try:
+        yield
+    finally:
+        _FROZEN = old
+
+
 def transposed_weights(w):
     """``w.T`` as a C-contiguous array (the event kernels read a weight row per input event), made by a
-    parallel transpose into a reused workspace (valid until the next call for this shape)."""
+    parallel transpose into a reused workspace (valid until the next call for this shape); inside
+    :func:`frozen_weights`, for a read-only ``w``, made once into an array of its own and reused."""
+    if _FROZEN is not None and not w.flags.writeable:
+        key = (w.ctypes.data, w.shape, w.strides, w.dtype.str)
+        hit = _FROZEN.get(key)
+        if hit is None:  # the entry holds w itself, so its memory cannot be reused for another array
+            wT = np.empty((w.shape[1], w.shape[0]), dtype=w.dtype)
+            _transpose_cpu(np.ascontiguousarray(w), wT)
+            hit = _FROZEN[key] = (w, wT)
+        return hit[1]
     wT = _workspace((w.shape[1], w.shape[0]), w.dtype, "wT")
     _transpose_cpu(np.ascontiguousarray(w), wT)
     return wT
