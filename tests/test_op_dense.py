@@ -84,9 +84,10 @@ def test_event_weight_gradient_does_not_depend_on_the_thread_count():
     np.testing.assert_array_equal(results[0], results[1])
 
 
-def test_partial_sum_workspace_is_zeroed_again_after_an_interrupted_step():
-    """The event weight gradient's partial sums are left zeroed by the summing kernel and then not zeroed
-    again; a step interrupted in between (the workspace dirty) must not leak into the next gradient."""
+def test_partial_sum_workspace_contents_never_leak_into_the_gradient():
+    """The event weight gradient's partial sums are reused across steps with no zeroing pass (a row is
+    zeroed where a call first touches it); what a previous or interrupted step left there must not leak
+    into the next gradient."""
     from pysrm.ops import dense as D
     rng = np.random.default_rng(4)
     x = (rng.random((8, 6, 1, 1, 20)) < 0.1).astype(np.float32)

@@ -125,42 +125,48 @@ def add_weighted_rows(row, rows, idx, val, k, e):
 
 
 @njit(cache=True)
-def add_event_rows_by_neuron(gw, rows, neuron, time, value, e, end):
+def add_event_rows_by_neuron(gw, rows, neuron, time, value, e, end, touched):
     """``gw[neuron[q]] += value[q] * rows[time[q]]`` for the events q = e .. end-1 of one sample (sorted by
     neuron): the events of one neuron are consecutive and their rows are added together
-    (add_weighted_rows; the same order per element as one event at a time: bitwise)."""
+    (add_weighted_rows; the same order per element as one event at a time: bitwise).  A row of ``gw``
+    not yet ``touched`` is zeroed first (then in cache) and marked, so ``gw`` needs no zeroing pass."""
     while e < end:
         f = e + 1
-        while f < end and neuron[f] == neuron[e]:
+        i = neuron[e]
+        while f < end and neuron[f] == i:
             f += 1
-        add_weighted_rows(gw[neuron[e]], rows, time, value, e, f)
+        if not touched[i]:
+            gw[i, :] = 0.0
+            touched[i] = True
+        add_weighted_rows(gw[i], rows, time, value, e, f)
         e = f
 
 
 @njit(parallel=True, cache=True)
-def _dense_events_wgrad_cpu(offsets, neuron, time, value, g, parts, zero_first):
-    # parts[p, i, :] = sum of value * g[n, :, t] over the events (i, t) of the samples n of part p.  Each part
-    # (one per thread) takes a share of the samples, copies g[n] transposed into a (T, O) buffer of its
-    # own (in cache), so an event reads one contiguous row; no (N, T, O) transposed copy of g is made
-    # in memory and no thread skips other threads' events.  The parts are summed by _sum_parts_T.
+def _dense_events_wgrad_cpu(offsets, neuron, time, value, g, parts, touched):
+    # parts[p, i, :] = sum of value * g[n, :, t] over the events (i, t) of the samples n of part p, for the
+    # rows touched[p, i] (the others are left as they were and mean zero).  Each part (one per
+    # thread) takes a share of the samples, copies g[n] transposed into a (T, O) buffer of its own (in
+    # cache), so an event reads one contiguous row; no (N, T, O) transposed copy of g is made in memory
+    # and no thread skips other threads' events.  The parts are summed by _sum_parts_T.
     N = offsets.shape[0] - 1
     O, T = g.shape[1], g.shape[2]
     n_parts = parts.shape[0]
     step = (N + n_parts - 1) // n_parts
     for p in prange(n_parts):
         gw = parts[p]
-        if zero_first:  # a workspace left zeroed by _sum_parts_T needs no pass here
-            gw[:, :] = 0.0
+        tp = touched[p]
+        tp[:] = False
         gT = np.empty((T, O), dtype=g.dtype)
         for n in range(p * step, min(N, (p + 1) * step)):
             gT[:, :] = g[n].T
-            add_event_rows_by_neuron(gw, gT, neuron, time, value, offsets[n], offsets[n + 1])
+            add_event_rows_by_neuron(gw, gT, neuron, time, value, offsets[n], offsets[n + 1], tp)
 
 
 @njit(parallel=True, cache=True)
-def _sum_parts_T(parts, out, accumulate):
-    # out[o, i] = sum_p parts[p, i, o] (out[o, i] += ... with accumulate), in tiles of 64 inputs; the
-    # parts are zeroed as they are read (in cache), ready for the next step without a separate pass
+def _sum_parts_T(parts, touched, out, accumulate):
+    # out[o, i] = sum_p parts[p, i, o] over the parts that touched row i (out[o, i] += ... with
+    # accumulate), in tiles of 64 inputs; an untouched row is zero (adding it would change nothing)
     P, I, O = parts.shape
     B = 64
     for b in prange((I + B - 1) // B):
@@ -168,8 +174,12 @@ def _sum_parts_T(parts, out, accumulate):
         i1 = min(I, i0 + B)
         acc = np.zeros((i1 - i0, O), dtype=out.dtype)
         for p in range(P):
-            acc += parts[p, i0:i1]
-            parts[p, i0:i1] = 0.0
+            for i in range(i0, i1):
+                if touched[p, i]:
+                    a = acc[i - i0]
+                    r = parts[p, i]
+                    for o in range(O):
+                        a[o] += r[o]
         if accumulate:
             out[:, i0:i1] += acc.T
         else:
@@ -231,21 +241,15 @@ def wgrad_parts(N: int, w) -> int:
 _WORKSPACES: dict = {}
 
 
-_CLEAN: set = set()
-
-
 def _key(shape, dtype, tag):
     return (tag, tuple(shape), np.dtype(dtype).str)
 
 
 def partial_sums_workspace(shape, dtype):
-    """The partial-sum workspace of the event weight gradients and whether it is known to be all zeros
-    (_sum_parts_T leaves it zeroed; the caller adds the key back to ``_CLEAN`` after summing).  It
-    counts as dirty from now until then, so an interrupted step makes the next one zero it first."""
-    key = _key(shape, dtype, "parts")
-    clean = key in _CLEAN
-    _CLEAN.discard(key)
-    return _workspace(shape, dtype, "parts"), clean
+    """The partial sums of the event weight gradients, ``(parts, inputs, outputs)``, reused across
+    steps (contents undefined: the kernels zero a row when they first touch it in a call, and say
+    which rows they touched), and the ``(parts, inputs)`` touched flags for one call."""
+    return _workspace(shape, dtype, "parts"), np.empty(shape[:2], dtype=np.bool_)
 
 
 def _workspace(shape, dtype, tag: str = ""):
@@ -351,12 +355,11 @@ def dense_backward(w, x, grad, need_input_grad: bool = True):
     ev = _as_events(x)
     if ev is not None:
         # partial gradients over shares of the samples, summed in a fixed order (wgrad_parts)
-        parts, clean = partial_sums_workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype)
+        parts, touched = partial_sums_workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype)
         _dense_events_wgrad_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(g), parts,
-                                not clean)
+                                touched)
         grad_w = np.empty_like(w)
-        _sum_parts_T(parts, grad_w, False)
-        _CLEAN.add(_key(parts.shape, parts.dtype, "parts"))
+        _sum_parts_T(parts, touched, grad_w, False)
     else:
         x3 = x.reshape(N, -1, T)
         grad_w = np.tensordot(g, x3, axes=([0, 2], [0, 2]))

@@ -268,7 +268,7 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
 
 @njit(parallel=True, cache=True)
 def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, scale, width, k, alpha, gain, L,
-                                   use_alpha, parts, zero_first, through, gy, w2, shift, d_off, d_neu, d_time, d_val,
+                                   use_alpha, parts, touched, through, gy, w2, shift, d_off, d_neu, d_time, d_val,
                                    gd_rows):
     # The first layer's backward in one pass per sample, time-major (a row is one time bin of every
     # neuron), on the partial sums of the event weight gradient (pysrm.ops.dense._dense_events_wgrad_cpu:
@@ -277,6 +277,7 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
     #   time-major (N, T, O) by the forward); ga = the correlation of gu with the spike response (the
     #   alpha recursion backwards in time in place on gu, or the direct sum into gT, as srm_backward
     #   picks, across neurons); then parts[p, i, :] += value * ga[t, :] for each input event (i, t)
+    #   (a row zeroed where the part first touches it, flagged in touched[p])
     #   (grouped by neuron, add_weighted_rows).
     # Nothing of size (N, O, T) is written; per element the operations are those of srm_backward and
     # the event weight gradient, so the result is bitwise theirs (tested).
@@ -293,8 +294,8 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
     Lk = k.shape[0]
     for p in prange(n_parts):
         gw = parts[p]
-        if zero_first:  # a workspace left zeroed by _sum_parts_T needs no pass here
-            gw[:, :] = 0.0
+        tp = touched[p]
+        tp[:] = False
         gT = np.empty((T, O), dtype=g.dtype)
         gu = np.empty((T, O), dtype=g.dtype)
         hist = np.empty((2, L, O))
@@ -325,7 +326,7 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
                         gi = gu[t + i]
                         for c in range(O):
                             o[c] += ki * gi[c]
-            add_event_rows_by_neuron(gw, ga, neuron, time, value, offsets[n], offsets[n + 1])
+            add_event_rows_by_neuron(gw, ga, neuron, time, value, offsets[n], offsets[n + 1], tp)
 
 
 def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u_time_major: bool = False,
@@ -339,7 +340,7 @@ def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u
     the parameter's gradient) the result is added to it and it is returned (no separate ``grad_w``
     array and pass).  Returns ``grad_w``, or None when
     this fused form does not apply (GPU arrays, a dense input): the caller then runs the two ops."""
-    from .dense import _CLEAN, _check, _key, _sum_parts_T, partial_sums_workspace, wgrad_parts
+    from .dense import _check, _sum_parts_T, partial_sums_workspace, wgrad_parts
     from ..events import SpikeEvents
     if is_device_array(grad_s) or not isinstance(x, SpikeEvents):
         return None
@@ -359,7 +360,7 @@ def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u
     width = neuron.tau_rho * neuron.theta
     alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH_BACKWARD else None
     k = response_as("srm_kernel", srm_kernel, w.dtype) * dt(ts)
-    parts, clean = partial_sums_workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype)
+    parts, touched = partial_sums_workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype)
     if through is None:
         f1, i1, i0 = np.empty(1, w.dtype), np.empty(1, np.int32), np.zeros(2, np.int64)
         args = (False, np.empty((1, 1, 1), w.dtype), np.empty((1, 1), w.dtype), f1, i0, i1, i1, f1,
@@ -369,12 +370,11 @@ def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u
     _srm_backward_wgrad_events_cpu(x.offsets, x.neuron, x.time, x.value, g, ur, dt(neuron.theta),
                                    dt(neuron.scale_rho), dt(width), k,
                                    alpha[0] if alpha else 0.0, alpha[1] * ts if alpha else 0.0,
-                                   len(srm_kernel), alpha is not None, parts, not clean, *args)
+                                   len(srm_kernel), alpha is not None, parts, touched, *args)
     acc = (accumulate_into is not None and accumulate_into.shape == w.shape and accumulate_into.dtype == w.dtype
            and accumulate_into.flags.c_contiguous and not is_device_array(accumulate_into))
     grad_w = accumulate_into if acc else np.empty_like(w)
-    _sum_parts_T(parts, grad_w, acc)
-    _CLEAN.add(_key(parts.shape, parts.dtype, "parts"))
+    _sum_parts_T(parts, touched, grad_w, acc)
     return grad_w
 
 
