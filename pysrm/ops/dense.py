@@ -298,6 +298,26 @@ def _as_events(x, kind: str = "dense"):
     return SpikeEvents.from_dense(x, max_density=threshold)
 
 
+@njit(parallel=True, cache=True)
+def _batched_matmul_cpu(a, b, out):
+    # out[n] = a @ b[n] for every sample n, in parallel over the samples: one single-threaded BLAS call
+    # each (the BLAS library stays single-threaded next to Numba's threads, see pysrm._blas), so a
+    # dense layer's products use every core; each product is the one np.matmul makes (bitwise).
+    for n in prange(b.shape[0]):
+        np.dot(a, b[n], out[n])
+
+
+@njit(parallel=True, cache=True)
+def _matmul_row_blocks_cpu(a, b, out, rows):
+    # out = a @ b as one BLAS call per block of `rows` rows of a, in parallel (fixed blocks: the same
+    # result with any number of threads)
+    M = a.shape[0]
+    for k in prange((M + rows - 1) // rows):
+        r0 = k * rows
+        r1 = min(M, r0 + rows)
+        np.dot(a[r0:r1], b, out[r0:r1])
+
+
 def _check(w, x):
     float_array("w", w, ndim=2)
     if isinstance(x, SpikeEvents):
@@ -330,7 +350,8 @@ def dense(w, x):
         out = np.empty((N, O, T), dtype=w.dtype)
         _dense_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, transposed_weights(w), out)
     else:
-        out = np.matmul(w, x.reshape(N, -1, T))
+        out = np.empty((N, O, T), dtype=w.dtype)
+        _batched_matmul_cpu(np.ascontiguousarray(w), np.ascontiguousarray(x).reshape(N, -1, T), out)
     return out.reshape(N, O, 1, 1, T)
 
 
@@ -361,9 +382,16 @@ def dense_backward(w, x, grad, need_input_grad: bool = True):
         grad_w = np.empty_like(w)
         _sum_parts_T(parts, touched, grad_w, False)
     else:
+        # grad_w = G X^T with G = grad as (O, N*T) and X = x as (I, N*T): one BLAS product per block of
+        # 64 outputs, in parallel, on the two operands laid out as (O, N*T) and (N*T, I)
         x3 = x.reshape(N, -1, T)
-        grad_w = np.tensordot(g, x3, axes=([0, 2], [0, 2]))
+        gt = np.ascontiguousarray(g.transpose(1, 0, 2)).reshape(O, N * T)
+        xt = np.ascontiguousarray(x3.transpose(0, 2, 1)).reshape(N * T, x3.shape[1])
+        grad_w = np.empty_like(w)
+        _matmul_row_blocks_cpu(gt, xt, grad_w, 64)
     grad_x = None
     if need_input_grad:
-        grad_x = np.matmul(w.T, g).reshape(shape)
+        grad_x = np.empty((N, w.shape[1], T), dtype=w.dtype)
+        _batched_matmul_cpu(np.ascontiguousarray(w).T, np.ascontiguousarray(g), grad_x)
+        grad_x = grad_x.reshape(shape)
     return grad_x, grad_w
