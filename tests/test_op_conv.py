@@ -47,3 +47,32 @@ def test_conv_errors():
     with pytest.raises(TypeError, match="stride"):
         conv(w, np.zeros((1, 3, 5, 5, 3), dtype=np.float32), stride=1.5)
     assert relative_error(np.ones(3), np.ones(3)) == 0.0
+
+
+@pytest.mark.parametrize("kernel,pad,hw", [((3, 3), (1, 1), (7, 6)), ((5, 5), (2, 2), (9, 8)), ((3, 2), (0, 1), (6, 7)),
+                                           ((3, 3), (0, 0), (5, 5)), ((2, 3), (3, 1), (6, 6))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stride_one_conv_as_blas_products_matches_the_direct_loops(kernel, pad, hw, dtype):
+    """Dense stride-1 inputs take BLAS products (the wide-layout form of pysrm.ops.conv): forward, weight
+    gradient and input gradient (the flipped-kernel conv; the direct loop where the padding exceeds
+    kernel - 1, last case) equal the direct loops to float rounding (the sums run in another order)."""
+    from pysrm.ops import conv as C
+    rng = np.random.default_rng(7)
+    N, Ci, Co, T = 3, 4, 20, 6
+    x = rng.normal(size=(N, Ci) + hw + (T,)).astype(dtype)
+    w = rng.normal(size=(Co, Ci) + kernel).astype(dtype)
+    ho, wo = C.conv_output_size(hw[0], hw[1], kernel, 1, pad)
+    with dense_path_only():
+        out = conv(w, x, 1, pad)
+        g = rng.normal(size=out.shape).astype(dtype)
+        gx, gw = conv_backward(w, x, g, 1, pad)
+    ref_out = np.zeros((N, Co, ho, wo, T), dtype=dtype)
+    C._conv_dense_cpu(x, w, ref_out, 1, 1, *pad)
+    ref_gw = np.zeros_like(w)
+    C._conv_weight_grad_dense_cpu(g, x, ref_gw, 1, 1, *pad)
+    ref_gx = np.zeros_like(x)
+    C._conv_input_grad_cpu(g, w, ref_gx, 1, 1, *pad)
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for got, want in ((out, ref_out), (gw, ref_gw), (gx, ref_gx)):
+        assert got.shape == want.shape and got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=tol["rtol"], atol=tol["atol"] * np.abs(want).max())

@@ -42,6 +42,7 @@ from .._checks import float_array, same_dtype
 from ..backend import is_device_array
 from ..events import SpikeEvents
 from ._util import check_5d
+from ._blas_call import gemm
 from .dense import _as_events
 
 
@@ -204,6 +205,133 @@ def _conv_weight_grad_events_cpu(offsets, neuron, time, value, gT, gwT, H, W, sy
                             gwT[c, ci, ky, kx, co] += v * gT[n, oy, ox, t, co]
 
 
+@njit(parallel=True, cache=True)
+def _channels_first_cpu(src, dst):
+    # dst[n, c, y, x, :] = src[n, y, x, :, c]: per position one (T, C) block in cache, in parallel
+    N, H, W, T, C = src.shape
+    for job in prange(N * H):
+        n = job // H
+        y = job % H
+        for x in range(W):
+            blk = src[n, y, x]
+            for c in range(C):
+                d = dst[n, c, y, x]
+                for t in range(T):
+                    d[t] = blk[t, c]
+
+
+@njit(parallel=True, cache=True)
+def _channels_last_cpu(src, dst):
+    # dst[n, y, x, :, c] = src[n, c, y, x, :] (the inverse of _channels_first_cpu)
+    N, C, H, W, T = src.shape
+    for job in prange(N * H):
+        n = job // H
+        y = job % H
+        for x in range(W):
+            blk = dst[n, y, x]
+            for c in range(C):
+                r = src[n, c, y, x]
+                for t in range(T):
+                    blk[t, c] = r[t]
+
+
+@njit(parallel=True, cache=True)
+def _pad_flat_cpu(x, py, px, out, S):
+    # out[n, c*S : (c+1)*S] = x[n, c] zero-padded by (py, px) on both sides, flattened as (Hp, Wp, T);
+    # the tail after the last channel is zero (what the wide products below read past the end)
+    N, C, H, W, T = x.shape
+    Wp = W + 2 * px
+    for job in prange(N * C):
+        n = job // C
+        c = job % C
+        o = out[n, c * S:(c + 1) * S]
+        o[:] = 0.0
+        for y in range(H):
+            for xx in range(W):
+                b = ((y + py) * Wp + xx + px) * T
+                o[b:b + T] = x[n, c, y, xx]
+        if c == C - 1:
+            out[n, C * S:] = 0.0
+
+
+@njit(parallel=True, cache=True)
+def _conv_gemm_cpu(xp, S, wk, Ci, KW, out, Wp):
+    # out[n, :, oy] = sum over the KH*KW offsets k of wk[k] (Co x Ci) times the padded input shifted by
+    # offset k, for stride 1: in the "wide" layout (Ho, Wp, T) an output position (oy, ox, t) and its
+    # input (oy + ky, ox + kx, t) are a fixed flat distance (ky*Wp + kx)*T apart, so each offset is one
+    # BLAS product over a whole output row at once (columns ox >= Wo wrap into the next row: computed
+    # and dropped).  One task per sample and output row: its (Wp*T, Co) product stays in cache over
+    # the offsets, and each input row is read once per offset.
+    N = xp.shape[0]
+    _, Co, Ho, Wo, T = out.shape
+    K = wk.shape[0]
+    M = Wp * T
+    for job in prange(N * Ho):
+        n = job // Ho
+        oy = job % Ho
+        wide = np.empty(Co * M, dtype=out.dtype)
+        for k in range(K):
+            off = ((k // KW + oy) * Wp + k % KW) * T
+            # column-major: wide^T (M x Co) (+)= X_k (M x Ci, ld S) W_k^T (Ci x Co, ld Ci)
+            gemm(78, 78, M, Co, Ci, xp[n, off:], S, wk[k], Ci, wide, M, 0.0 if k == 0 else 1.0)
+        for c in range(Co):
+            for ox in range(Wo):
+                out[n, c, oy, ox] = wide[c * M + ox * T:c * M + (ox + 1) * T]
+
+
+@njit(parallel=True, cache=True)
+def _wide_cpu(g, Wp, out):
+    # out[n, co*L : (co+1)*L] = g[n, co] in the wide layout (Ho, Wp, T), zero in the columns ox >= Wo
+    N, Co, Ho, Wo, T = g.shape
+    L = Ho * Wp * T
+    for job in prange(N * Co):
+        n = job // Co
+        co = job % Co
+        o = out[n, co * L:(co + 1) * L]
+        for oy in range(Ho):
+            for ox in range(Wp):
+                b = (oy * Wp + ox) * T
+                if ox < Wo:
+                    o[b:b + T] = g[n, co, oy, ox]
+                else:
+                    o[b:b + T] = 0.0
+
+
+@njit(parallel=True, cache=True)
+def _conv_wgrad_gemm_cpu(xp, S, gwide, Co, Ci, Wp, T, KW, gwk):
+    # gwk[k] (Co x Ci) = sum over samples n of G_n (Co x L) X_{n,k}^T (L x Ci): per offset k one BLAS
+    # product per sample, added in sample order (one task per offset: the same result with any
+    # number of threads)
+    N = xp.shape[0]
+    K = gwk.shape[0]
+    L = gwide.shape[1] // Co
+    for k in prange(K):
+        off = ((k // KW) * Wp + k % KW) * T
+        for n in range(N):
+            # column-major: gwk[k]^T (Ci x Co, ld Ci) (+)= X^T (Ci x L; X is L x Ci, ld S) G (L x Co, ld L)
+            gemm(84, 78, Ci, Co, L, xp[n, off:], S, gwide[n], L, gwk[k], Ci, 0.0 if n == 0 else 1.0)
+
+
+def _padded(x, py, px, KW):
+    """``x`` zero-padded and flattened per sample for the wide products: ``(N, C*S + (KW-1)*T)``, S."""
+    N, C, H, W, T = x.shape
+    S = (H + 2 * py) * (W + 2 * px) * T
+    out = np.empty((N, C * S + (KW - 1) * T), dtype=x.dtype)
+    _pad_flat_cpu(np.ascontiguousarray(x), py, px, out, S)
+    return out, S
+
+
+def _conv_gemm(w, x, py, px, ho, wo):
+    """Stride-1 conv of a dense ``x`` as BLAS products (see _conv_gemm_cpu)."""
+    N, Ci, H, W, T = x.shape
+    Co, _, KH, KW = w.shape
+    xp, S = _padded(x, py, px, KW)
+    wk = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(KH * KW, Co * Ci)
+    out = np.empty((N, Co, ho, wo, T), dtype=w.dtype)
+    _conv_gemm_cpu(xp, S, wk, Ci, KW, out, W + 2 * px)
+    return out
+
+
 def _check(w, x, stride, padding):
     float_array("w", w, ndim=4)
     if isinstance(x, SpikeEvents):
@@ -239,7 +367,11 @@ def conv(w, x, stride=1, padding=0):
         outT = np.zeros((N, ho, wo, T, Co), dtype=w.dtype)
         _conv_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(w.transpose(1, 2, 3, 0)),
                          outT, H, W, sy, sx, py, px)
-        return np.ascontiguousarray(outT.transpose(0, 4, 1, 2, 3))
+        out = np.empty((N, Co, ho, wo, T), dtype=w.dtype)
+        _channels_first_cpu(outT, out)
+        return out
+    if sy == sx == 1:
+        return _conv_gemm(w, x, py, px, ho, wo)
     out = np.zeros((N, Co, ho, wo, T), dtype=w.dtype)
     _conv_dense_cpu(np.ascontiguousarray(x), np.ascontiguousarray(w), out, sy, sx, py, px)
     return out
@@ -262,14 +394,31 @@ def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True)
     if ev is not None:
         chunks = max(1, min(N, numba.get_num_threads()))
         gwT = np.zeros((chunks, Ci) + w.shape[2:] + (Co,), dtype=w.dtype)
-        _conv_weight_grad_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value,
-                                     np.ascontiguousarray(g.transpose(0, 2, 3, 4, 1)), gwT, H, W, sy, sx, py, px)
+        gT = np.empty((N, ho, wo, T, Co), dtype=w.dtype)
+        _channels_last_cpu(g, gT)
+        _conv_weight_grad_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, gT, gwT, H, W, sy, sx, py, px)
         grad_w = np.ascontiguousarray(gwT.sum(axis=0).transpose(3, 0, 1, 2))
+    elif sy == sx == 1:
+        KH, KW = w.shape[2:]
+        xp, S = _padded(x, py, px, KW)
+        Wp = W + 2 * px
+        gwide = np.empty((N, Co * ho * Wp * T), dtype=w.dtype)
+        _wide_cpu(g, Wp, gwide)
+        gwk = np.empty((KH * KW, Co * Ci), dtype=w.dtype)
+        _conv_wgrad_gemm_cpu(xp, S, gwide, Co, Ci, Wp, T, KW, gwk)
+        grad_w = np.ascontiguousarray(gwk.reshape(KH, KW, Co, Ci).transpose(2, 3, 0, 1))
     else:
         grad_w = np.zeros_like(w)
         _conv_weight_grad_dense_cpu(g, np.ascontiguousarray(x), grad_w, sy, sx, py, px)
     grad_x = None
     if need_input_grad:
-        grad_x = np.zeros(shape, dtype=w.dtype)
-        _conv_input_grad_cpu(g, np.ascontiguousarray(w), grad_x, sy, sx, py, px)
+        KH, KW = w.shape[2:]
+        if sy == sx == 1 and py <= KH - 1 and px <= KW - 1:
+            # the adjoint of a stride-1 conv is the conv of the gradient with the flipped, transposed
+            # kernel and padding K - 1 - p
+            grad_x = _conv_gemm(np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)), g,
+                                KH - 1 - py, KW - 1 - px, H, W)
+        else:
+            grad_x = np.zeros(shape, dtype=w.dtype)
+            _conv_input_grad_cpu(g, np.ascontiguousarray(w), grad_x, sy, sx, py, px)
     return grad_x, grad_w
