@@ -155,7 +155,7 @@ def main():
     import resource
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"machine: {machine()}; torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    print(f"N-MNIST dense 2312-512-10, T = {T}, batch {B}, {args.steps} steps after one warm-up step")
+    print(f"N-MNIST dense 2312-512-10, T = {T}, batch {B}, {args.steps} steps after two untimed warm-up steps")
     print("| | train samples/s | inference samples/s |")
     print("|---|---|---|")
     print(f"| lava-dl 0.6.0 (CUBA) | {B / l_train:.1f} | {B / l_infer:.1f} |")
