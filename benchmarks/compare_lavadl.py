@@ -79,7 +79,7 @@ def main():
                                            "pysrm's own venv, without torch loaded next to it)")
     ap.add_argument("--pysrm-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.pysrm_only:  # the child of --pysrm-python: print [train_s, infer_s]
+    if args.pysrm_only:  # the child of --pysrm-python: print [train_s, infer_s (net.inference()), infer_s (plain)]
         import json
         from pysrm._malloc import tune_malloc
         tune_malloc()  # pysrm's own process, as the pysrm command sets it up
