@@ -13,7 +13,7 @@ def tm(f, n=3):
     f(); t=time.perf_counter()
     for _ in range(n): f()
     return (time.perf_counter()-t)/n*1e3
-print("density  dense-fwd ev/blas  dense-wgrad ev/blas   conv-fwd ev/loop  conv-wgrad ev/loop")
+print("density  dense-fwd ev/blas  dense-wgrad ev/blas   conv-fwd ev/dense  conv-wgrad ev/dense")
 w=rng.normal(size=(512,512)).astype(np.float32); wc=rng.normal(size=(32,16,3,3)).astype(np.float32)
 for d in (0.01,0.02,0.05,0.1,0.2,0.3):
     x=(rng.random((16,512,1,1,300))<d).astype(np.float32); ev=SpikeEvents.from_dense(x)

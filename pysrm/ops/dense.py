@@ -39,9 +39,11 @@ from ..backend import is_device_array
 from ..events import SpikeEvents
 from ._util import check_5d
 
-#: inputs with at most this fraction of non-zero bins take the event-driven paths.  Measured crossover
-#: (benchmarks/RESULTS.md, "event-driven versus dense paths"): dense layers about 0.18 (forward) and
-#: 0.25 (weight gradient) on one thread, conv layers about 0.09 / 0.15; the thresholds sit a little below.
+#: inputs with at most this fraction of non-zero bins take the event-driven paths.  Set from the
+#: crossovers measured in the second session (dense layers about 0.18 forward / 0.25 weight gradient on
+#: one thread, conv layers about 0.09 / 0.15), a little below them; remeasured in the fourth session
+#: (benchmarks/RESULTS.md, "event-driven versus dense paths": dense above 0.3, conv about 0.13 / 0.2)
+#: higher thresholds made no measurable difference on the benchmark networks, so these stay.
 EVENT_DENSITY_THRESHOLD = 0.15
 CONV_EVENT_DENSITY_THRESHOLD = 0.08
 #: the event-driven dense weight gradient is split into this many partial sums over the batch (the
