@@ -206,33 +206,24 @@ def _conv_weight_grad_events_cpu(offsets, neuron, time, value, gT, gwT, H, W, sy
 
 
 @njit(parallel=True, cache=True)
-def _channels_first_cpu(src, dst):
-    # dst[n, c, y, x, :] = src[n, y, x, :, c]: per position one (T, C) block in cache, in parallel
-    N, H, W, T, C = src.shape
+def _channels_cpu(first, last, to_last):
+    # between the layouts first (N, C, H, W, T) and last (N, H, W, T, C): last[n, y, x, t, c] =
+    # first[n, c, y, x, t] when to_last, else the other way round; per position one (T, C) block in
+    # cache, in parallel over rows
+    N, C, H, W, T = first.shape
     for job in prange(N * H):
         n = job // H
         y = job % H
         for x in range(W):
-            blk = src[n, y, x]
+            blk = last[n, y, x]
             for c in range(C):
-                d = dst[n, c, y, x]
-                for t in range(T):
-                    d[t] = blk[t, c]
-
-
-@njit(parallel=True, cache=True)
-def _channels_last_cpu(src, dst):
-    # dst[n, y, x, :, c] = src[n, c, y, x, :] (the inverse of _channels_first_cpu)
-    N, C, H, W, T = src.shape
-    for job in prange(N * H):
-        n = job // H
-        y = job % H
-        for x in range(W):
-            blk = dst[n, y, x]
-            for c in range(C):
-                r = src[n, c, y, x]
-                for t in range(T):
-                    blk[t, c] = r[t]
+                r = first[n, c, y, x]
+                if to_last:
+                    for t in range(T):
+                        blk[t, c] = r[t]
+                else:
+                    for t in range(T):
+                        r[t] = blk[t, c]
 
 
 @njit(parallel=True, cache=True)
@@ -368,7 +359,7 @@ def conv(w, x, stride=1, padding=0):
         _conv_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(w.transpose(1, 2, 3, 0)),
                          outT, H, W, sy, sx, py, px)
         out = np.empty((N, Co, ho, wo, T), dtype=w.dtype)
-        _channels_first_cpu(outT, out)
+        _channels_cpu(out, outT, False)
         return out
     if sy == sx == 1:
         return _conv_gemm(w, x, py, px, ho, wo)
@@ -395,7 +386,7 @@ def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True)
         chunks = max(1, min(N, numba.get_num_threads()))
         gwT = np.zeros((chunks, Ci) + w.shape[2:] + (Co,), dtype=w.dtype)
         gT = np.empty((N, ho, wo, T, Co), dtype=w.dtype)
-        _channels_last_cpu(g, gT)
+        _channels_cpu(g, gT, True)
         _conv_weight_grad_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, gT, gwT, H, W, sy, sx, py, px)
         grad_w = np.ascontiguousarray(gwT.sum(axis=0).transpose(3, 0, 1, 2))
     elif sy == sx == 1:
