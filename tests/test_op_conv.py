@@ -52,11 +52,15 @@ def test_conv_errors():
 @pytest.mark.parametrize("kernel,pad,hw", [((3, 3), (1, 1), (7, 6)), ((5, 5), (2, 2), (9, 8)), ((3, 2), (0, 1), (6, 7)),
                                            ((3, 3), (0, 0), (5, 5)), ((2, 3), (3, 1), (6, 6))])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_stride_one_conv_as_blas_products_matches_the_direct_loops(kernel, pad, hw, dtype):
-    """Dense stride-1 inputs take BLAS products (the wide-layout form of pysrm.ops.conv): forward, weight
+@pytest.mark.parametrize("rows", [None, 12])
+def test_stride_one_conv_as_blas_products_matches_the_direct_loops(kernel, pad, hw, dtype, rows, monkeypatch):
+    """Dense stride-1 inputs take BLAS products (the flat-offset forms of pysrm.ops.conv): forward, weight
     gradient and input gradient (the flipped-kernel conv; the direct loop where the padding exceeds
-    kernel - 1, last case) equal the direct loops to float rounding (the sums run in another order)."""
+    kernel - 1, last case) equal the direct loops to float rounding (the sums run in another order).
+    rows=12: products over two output columns at a time (several chunks per row, the last one short)."""
     from pysrm.ops import conv as C
+    if rows is not None:
+        monkeypatch.setattr(C, "GEMM_ROWS", rows)
     rng = np.random.default_rng(7)
     N, Ci, Co, T = 3, 4, 20, 6
     x = rng.normal(size=(N, Ci) + hw + (T,)).astype(dtype)

@@ -246,28 +246,35 @@ def _pad_flat_cpu(x, py, px, out, S):
 
 
 @njit(parallel=True, cache=True)
-def _conv_gemm_cpu(xp, S, wk, Ci, KW, out, Wp):
-    # out[n, :, oy] = sum over the KH*KW offsets k of wk[k] (Co x Ci) times the padded input shifted by
-    # offset k, for stride 1: in the "wide" layout (Ho, Wp, T) an output position (oy, ox, t) and its
-    # input (oy + ky, ox + kx, t) are a fixed flat distance (ky*Wp + kx)*T apart, so each offset is one
-    # BLAS product over a whole output row at once (columns ox >= Wo wrap into the next row: computed
-    # and dropped).  One task per sample and output row: its (Wp*T, Co) product stays in cache over
-    # the offsets, and each input row is read once per offset.
+def _conv_gemm_cpu(xp, S, wk, Ci, KW, out, Wp, cols):
+    # out[n, :, oy, ox] = sum over the KH*KW offsets k of wk[k] (Co x Ci) times the padded input at
+    # (oy + ky, ox + kx), for stride 1: in the flat padded layout (Hp, Wp, T) an output position's
+    # input is a fixed distance (ky*Wp + kx)*T from position (oy, ox) of the output row's start, so
+    # each offset is one BLAS product over `cols` consecutive output columns (cols*T rows) at once.
+    # One task per sample, output row and chunk of columns: its (cols*T, Co) product stays in cache
+    # over the offsets.
     N = xp.shape[0]
     _, Co, Ho, Wo, T = out.shape
     K = wk.shape[0]
-    M = Wp * T
-    for job in prange(N * Ho):
-        n = job // Ho
-        oy = job % Ho
+    nch = (Wo + cols - 1) // cols
+    for job in prange(N * Ho * nch):
+        n = job // (Ho * nch)
+        oy = (job // nch) % Ho
+        ox0 = (job % nch) * cols
+        nc = min(Wo, ox0 + cols) - ox0
+        M = nc * T
         wide = np.empty(Co * M, dtype=out.dtype)
         for k in range(K):
-            off = ((k // KW + oy) * Wp + k % KW) * T
+            off = ((k // KW + oy) * Wp + k % KW + ox0) * T
             # column-major: wide^T (M x Co) (+)= X_k (M x Ci, ld S) W_k^T (Ci x Co, ld Ci)
             gemm(78, 78, M, Co, Ci, xp[n, off:], S, wk[k], Ci, wide, M, 0.0 if k == 0 else 1.0)
         for c in range(Co):
-            for ox in range(Wo):
-                out[n, c, oy, ox] = wide[c * M + ox * T:c * M + (ox + 1) * T]
+            for q in range(nc):
+                out[n, c, oy, ox0 + q] = wide[c * M + q * T:c * M + (q + 1) * T]
+
+
+#: output columns per task of the BLAS conv (about 1,500 rows of the product at T = 300)
+GEMM_ROWS = 1536
 
 
 @njit(parallel=True, cache=True)
@@ -319,7 +326,7 @@ def _conv_gemm(w, x, py, px, ho, wo):
     xp, S = _padded(x, py, px, KW)
     wk = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(KH * KW, Co * Ci)
     out = np.empty((N, Co, ho, wo, T), dtype=w.dtype)
-    _conv_gemm_cpu(xp, S, wk, Ci, KW, out, W + 2 * px)
+    _conv_gemm_cpu(xp, S, wk, Ci, KW, out, W + 2 * px, max(1, GEMM_ROWS // T))
     return out
 
 
