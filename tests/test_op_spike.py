@@ -189,3 +189,28 @@ def test_first_layer_backward_through_a_delay_is_bitwise_the_two_fused_steps(tau
     assert np.abs(gw).max() > 0 and np.abs(gd).max() > 0
     np.testing.assert_array_equal(gw, gw_ref)
     np.testing.assert_array_equal(gd, gd_ref)
+
+
+@pytest.mark.parametrize("n_out", [8, 64, 70])
+def test_fused_spike_scan_visits_every_spiking_neuron_of_a_bin(n_out):
+    """The fused forward tests a whole time bin at once and visits the set flags of 64-bit words of eight
+    neurons: with many neurons spiking in the same bins (whole words set, a short last word), its
+    spikes, potentials and listed events equal the separate ops'."""
+    from pysrm.events import SpikeEvents
+    from pysrm.functional import dense, dense_srm_forward, srm_forward, srm_kernel
+    rng = np.random.default_rng(11)
+    T = 30
+    neuron = NeuronParams(theta=1.0, tau_sr=4.0, tau_ref=1.0)
+    sim = SimParams(1.0, float(T))
+    eps, nu = srm_kernel(neuron, sim), refractory_kernel(neuron, sim)
+    x, _ = _event_input(rng, 3, 10, T, 40, np.float32)
+    w = np.abs(rng.normal(2.0, 1.0, size=(n_out, 10))).astype(np.float32)  # most neurons fire together
+    s, u, ev = dense_srm_forward(w, x, eps, nu, neuron.theta, sim.ts, need_events=True)
+    s_ref, u_ref = srm_forward(dense(w, x), eps, nu, neuron.theta, sim.ts)
+    per_bin = (s_ref[0, :, 0, 0] > 0).sum(axis=0)
+    assert per_bin.max() >= min(n_out, 8)  # whole words of flags set in some bins
+    np.testing.assert_array_equal(s, s_ref)
+    np.testing.assert_array_equal(u, u_ref)
+    ref_ev = SpikeEvents.from_dense(s_ref)
+    for name in ("offsets", "neuron", "time", "value"):
+        np.testing.assert_array_equal(getattr(ev, name), getattr(ref_ev, name), err_msg=name)
