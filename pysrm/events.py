@@ -50,6 +50,16 @@ def _fill_events_cpu(x, offsets, neuron, time, value):
 
 
 @njit(parallel=True, cache=True)
+def _scatter_events_cpu(offsets, neuron, time, value, out):
+    # out[n, neuron[k], time[k]] += value[k] for the events k of sample n, in stored order, in parallel
+    # over the samples
+    for n in prange(offsets.shape[0] - 1):
+        o = out[n]
+        for k in range(offsets[n], offsets[n + 1]):
+            o[neuron[k], time[k]] += value[k]
+
+
+@njit(parallel=True, cache=True)
 def _sort_spike_lists_cpu(nb, tb, offsets, n_in, neuron, time):
     # per sample: the listed (neuron, time) pairs sorted by neuron (counting sort, stable), then by
     # time within each neuron (no division: the pairs come as two lists)
@@ -194,8 +204,7 @@ class SpikeEvents(EventBatch):
         """The dense ``(N, C, H, W, T)`` tensor (duplicate events add up)."""
         n, c, h, w, t = self.shape
         out = np.zeros((n, c * h * w, t), dtype=self.dtype)
-        sample = np.repeat(np.arange(n), np.diff(self.offsets))
-        np.add.at(out, (sample, self.neuron, self.time), self.value)
+        _scatter_events_cpu(self.offsets, self.neuron, self.time, self.value, out)
         return out.reshape(self.shape)
 
     def astype(self, dtype) -> "SpikeEvents":

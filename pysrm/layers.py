@@ -392,11 +392,11 @@ class Delay(Layer):
         self._x = events if train else None
         return out
 
-    def _dense_input(self):
-        return self._x.to_dense() if isinstance(self._x, SpikeEvents) else self._x
-
     def backward(self, grad):
-        gx, gd = F.delay_backward(grad, self._dense_input(), self.delay.data, self.sim.ts)
+        x = self._x
+        if isinstance(x, SpikeEvents) and is_device_array(grad):
+            x = x.to_dense()
+        gx, gd = F.delay_backward(grad, x, self.delay.data, self.sim.ts)
         self.delay.accumulate_grad(gd)
         return gx
 

@@ -101,3 +101,20 @@ def test_partial_sum_workspace_contents_never_leak_into_the_gradient():
     np.testing.assert_array_equal(gw, gw_ref)
     _, gw2 = D.dense_backward(w, ev, g, need_input_grad=False)               # clean workspace path
     np.testing.assert_array_equal(gw2, gw_ref)
+
+
+def test_spike_events_to_dense_adds_duplicates_in_stored_order():
+    """SpikeEvents.to_dense (a parallel scatter per sample): duplicate events add up, in their stored
+    order (equal to np.add.at, bitwise), and a sample without events stays zero."""
+    rng = np.random.default_rng(9)
+    offsets = np.array([0, 5, 5, 9])
+    neuron = np.array([1, 1, 0, 2, 1, 3, 3, 0, 3], dtype=np.int32)
+    time = np.array([2, 2, 0, 4, 2, 1, 1, 4, 1], dtype=np.int32)
+    value = rng.normal(size=9).astype(np.float32)
+    ev = SpikeEvents((3, 4, 1, 1, 5), offsets, neuron, time, value)
+    ref = np.zeros((3, 4, 5), dtype=np.float32)
+    np.add.at(ref, (np.repeat(np.arange(3), np.diff(offsets)), neuron, time), value)
+    got = ev.to_dense()
+    assert got.shape == (3, 4, 1, 1, 5) and got.dtype == np.float32
+    np.testing.assert_array_equal(got.reshape(3, 4, 5), ref)
+    assert not got[1].any() and got[0, 1, 0, 0, 2] == ref[0, 1, 2]

@@ -135,3 +135,19 @@ def test_spike_events_from_spike_lists_are_sorted_by_neuron_then_time():
     np.testing.assert_array_equal(ev.neuron, [0, 0, 2, 2, 1])
     np.testing.assert_array_equal(ev.time, [0, 4, 1, 3, 2])
     assert ev.value.dtype == np.float32 and (ev.value == 2.0).all()
+
+
+def test_delay_backward_reads_an_event_input():
+    """delay_backward with the delay's input as SpikeEvents: the input gradient bitwise that of the dense
+    input, the delay gradient (summed by parts over the events) equal to float rounding; per neuron and
+    per channel delays, delays beyond the end."""
+    rng = np.random.default_rng(21)
+    s = ((rng.random((3, 4, 2, 2, 25)) < 0.2) / 1.0).astype(np.float32)
+    ev = SpikeEvents.from_dense(s)
+    g = rng.normal(size=s.shape).astype(np.float32)
+    for d in (rng.uniform(0.0, 4.0, size=(4, 2, 2)).astype(np.float32), np.array([[[0.3]], [[2.5]], [[30.0]], [[0.0]]], np.float32)):
+        gx_e, gd_e = delay_backward(g, ev, d, 1.0)
+        gx_d, gd_d = delay_backward(g, s, d, 1.0)
+        assert gd_e.shape == d.shape and np.abs(gd_d).max() > 0
+        np.testing.assert_array_equal(gx_e, gx_d)
+        np.testing.assert_allclose(gd_e, gd_d, rtol=1e-5, atol=1e-5 * np.abs(gd_d).max())

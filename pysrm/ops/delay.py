@@ -109,6 +109,18 @@ def _delay_backward_cpu(g, x, shift, gx, gd_rows):
         gd_rows[n, j] = _delay_backward_row(g[n, j], x[n, j], shift[j], gx[n, j])
 
 
+@njit(parallel=True, cache=True)
+def _delay_backward_events_cpu(g, shift, offsets, neuron, time, value, gx, gd_rows):
+    # _delay_backward_cpu with the delay input given as events: the input gradient row shifted back,
+    # the delay-gradient term summed by parts over the row's events (_delay_grad_by_events)
+    N, M, T = g.shape
+    for job in prange(N * M):
+        n = job // M
+        j = job % M
+        _delay_shift_back(g[n, j], shift[j], gx[n, j])
+        gd_rows[n, j] = _delay_grad_by_events(g[n, j], shift[j], offsets, neuron, time, value, n, j)
+
+
 @njit(cache=True)
 def _dense_grad_row(gy, w, n, j, gr):
     # gr[t] = sum_o w[o, j] gy[n, o, t]: row j of sample n of a dense layer's input gradient
@@ -367,10 +379,26 @@ def delay(x, d, ts: float):
 
 
 def delay_backward(grad, x, d, ts: float):
-    r"""Gradients of :func:`delay`: returns ``(grad_x, grad_d)``; ``grad_d`` has the shape of ``d``."""
+    r"""Gradients of :func:`delay`: returns ``(grad_x, grad_d)``; ``grad_d`` has the shape of ``d``.
+
+    ``x`` (the delay's input) is a dense array, or SpikeEvents (unique events sorted by (neuron, time)
+    per sample, as spike layers make them): then the delay-gradient sum runs over the events, by
+    parts (equal to the dense sum to float rounding; ``grad_x`` is bitwise the same)."""
     if is_device_array(grad):
         from . import delay_cuda
         return delay_cuda.delay_backward(grad, x, d, ts)
+    from ..events import SpikeEvents
+    if isinstance(x, SpikeEvents):
+        check_5d("grad", grad)
+        if grad.shape != x.shape:
+            raise ValueError(f"grad has shape {grad.shape}; expected the delay output shape {x.shape}")
+        shift, d_shape, ts = _shift_bins(d, x.shape[1:-1], ts, grad.dtype)
+        N, T = x.shape[0], x.shape[-1]
+        g3 = np.ascontiguousarray(grad).reshape(N, -1, T)
+        gx = np.empty_like(g3)
+        gd_rows = np.empty(g3.shape[:2], dtype=grad.dtype)
+        _delay_backward_events_cpu(g3, shift, x.offsets, x.neuron, x.time, x.value, gx, gd_rows)
+        return gx.reshape(x.shape), _delay_grad(gd_rows, x.shape, d_shape, ts)
     x3, shift, d_shape, ts = _prepare(x, d, ts)
     check_5d("grad", grad)
     if grad.shape != x.shape:
