@@ -30,6 +30,24 @@ Sparse inputs (a :class:`~pysrm.events.SpikeEvents` or a dense array with a
 density under :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD`) take event-driven
 paths that scatter every input event into the ``KH x KW x Co`` outputs it
 reaches (forward) and gather the matching gradient entries (weight gradient).
+
+Dense inputs with stride 1 use BLAS products (:mod:`pysrm.ops._blas_call`). With
+``x`` zero-padded to ``(Ci, Hp, Wp, T)`` and flattened, the input of output
+position ``(y, x, t)`` under kernel offset ``(k_y, k_x)`` lies a fixed distance
+``(k_y Wp + k_x) T`` after the flat position ``(y Wp + x) T + t``, so for each
+offset the sum over ``c_i`` is one matrix product over many positions at once:
+
+.. math::
+
+    a[:, y, x_0{:}x_1, :] \mathrel{+}= W_{k_y k_x}\; X_{\text{flat}}[:,\,
+        (y + k_y) Wp\,T + (x_0 + k_x) T \;:\; \ldots + (x_1 - x_0) T]
+
+(``W_{k_y k_x}`` the ``Co x Ci`` slice of ``w``).  The input gradient is the
+same product for the conv of ``g`` with the flipped, transposed kernel and padding
+``K - 1 - p``; the weight gradient is, per offset, ``G X_{k}^T`` summed over the
+batch, with ``g`` laid out on the padded width (zero in the ``Wp - Wo``
+columns that wrap into the next row).  These paths sum in BLAS's order: equal to
+the direct loops (used for stride > 1) to float rounding (tested).
 Everything is exact and checked by finite differences.
 """
 from __future__ import annotations

@@ -21,7 +21,10 @@ float rounding:
   array with few non-zeros): the forward adds the weight column ``w[:, i]`` for
   each input event ``(i, t)`` and the weight gradient adds ``g[n, :, t]`` per
   event -- cost O(events x O);
-* dense BLAS (``numpy.matmul``) otherwise.
+* dense BLAS otherwise: one single-threaded product per sample (forward, input
+  gradient) or per block of 64 outputs (weight gradient, ``G X^T`` with ``G`` and
+  ``X`` laid out as ``(O, N*T)`` and ``(N*T, I)``), in parallel Numba loops (the
+  BLAS library itself is kept single-threaded next to Numba's threads).
 
 The choice is made from the measured density of the input
 (:data:`EVENT_DENSITY_THRESHOLD`).  Both are exact linear maps, checked by
