@@ -1,18 +1,7 @@
-r"""CUDA kernels of the optimiser updates (see :mod:`pysrm.optim` for the formulas).
+r"""CUDA kernels of the optimiser updates (formulas in :mod:`pysrm.ops.optim`, the CPU twins).
 
-Per element :math:`i` of a parameter :math:`\theta` with gradient :math:`g`
-(plus :math:`\lambda\theta` with weight decay) and step :math:`k`:
-
-* SGD, momentum :math:`\mu`: :math:`v \leftarrow \mu v + g`, :math:`\theta \leftarrow \theta - \eta v`
-  (:math:`\theta \leftarrow \theta - \eta g` without momentum);
-* Adam: :math:`m \leftarrow \beta_1 m + (1-\beta_1) g`, :math:`v \leftarrow \beta_2 v + (1-\beta_2) g^2`,
-  :math:`\theta \leftarrow \theta - \eta\,\hat m/(\sqrt{\hat v} + \epsilon)` with
-  :math:`\hat m = m/(1-\beta_1^k)`, :math:`\hat v = v/(1-\beta_2^k)`;
-* NAdam: as Adam with
-  :math:`\theta \leftarrow \theta - \eta\bigl[\mu_{k+1} m/(1-\Pi\mu_{k+1}) + (1-\mu_k) g/(1-\Pi)\bigr]/(\sqrt{\hat v}+\epsilon)`,
-  :math:`\Pi = \prod_{j\le k}\mu_j`;
-
-then the clamp :math:`\theta \leftarrow \max(\theta, \text{lower})` when the parameter has one.
+Per element, the updates of SGD (with momentum), Adam and NAdam, weight decay and the clamp, as
+written out in :mod:`pysrm.ops.optim` (the CPU twins of these kernels).
 
 The scalars (including every ``1 - beta``, bias correction and NAdam factor)
 are computed on the host in float64 by the same functions as the CPU kernels'

@@ -161,7 +161,7 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
             acc[:, :] = 0.0
             # the sample's events grouped by time bin (stable counting sort: within a bin they keep
             # their stored, neuron-ascending order, so each acc element sums in the same order as
-            # the plain event loop), then added up to four weight rows at a time per acc row
+            # the plain event loop), then added up to eight weight rows at a time per acc row
             e0, e1 = offsets[n], offsets[n + 1]
             first[:] = 0
             for k in range(e0, e1):
