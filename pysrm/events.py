@@ -9,7 +9,12 @@ per-sample layout (CSR over the batch)::
     time[k]                     time bin (int32)
     value[k]                    amplitude (1/Ts for a spike)
 
-Events of a sample are sorted by (neuron, time).  The first layer of a network
+Order (the contract every op relies on): within a sample the events are sorted by
+(neuron, time), strictly -- at most one event per (neuron, time) bin.  The constructor establishes
+it: events given in another order are sorted (stably) and events of the same bin are merged into one
+whose value is their sum, so ``to_dense()`` is unchanged (:meth:`SpikeEvents.is_canonical` tells
+whether input arrays already are in this order).  Batches made by pysrm's own kernels, which produce
+this order, skip the check (``SpikeEvents._trusted``).  The first layer of a network
 (dense, conv or pool) accepts a ``SpikeEvents`` directly and only touches the
 events (event-driven), which is what makes training on N-MNIST-like inputs
 (about 0.6 % of the bins active) cheap.
@@ -89,6 +94,48 @@ def _sort_spike_lists_cpu(nb, tb, offsets, n_in, neuron, time):
             time[q] = t
 
 
+@njit(cache=True)
+def _canonical_cpu(offsets, neuron, time):
+    # True when every sample's events are strictly ascending in (neuron, time)
+    for n in range(offsets.shape[0] - 1):
+        for k in range(offsets[n] + 1, offsets[n + 1]):
+            if neuron[k] < neuron[k - 1] or (neuron[k] == neuron[k - 1] and time[k] <= time[k - 1]):
+                return False
+    return True
+
+
+@njit(cache=True)
+def _merge_runs_cpu(values, first, out):
+    # out[j] = values[first[j]] + values[first[j] + 1] + ... up to the next run, added left to right
+    n = values.shape[0]
+    for j in range(first.shape[0]):
+        end = first[j + 1] if j + 1 < first.shape[0] else n
+        acc = values[first[j]]
+        for q in range(first[j] + 1, end):
+            acc += values[q]
+        out[j] = acc
+
+
+def _canonicalise(shape, offsets, neuron, time, value):
+    """Sort every sample's events by (neuron, time) (stable) and merge the events of one bin (their values
+    added in their given order); returns the new (offsets, neuron, time, value)."""
+    N, T = shape[0], shape[4]
+    n_in = shape[1] * shape[2] * shape[3]
+    sample = np.repeat(np.arange(N, dtype=np.int64), np.diff(offsets))
+    key = (sample * n_in + neuron.astype(np.int64)) * T + time.astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else np.zeros(0, np.int64)
+    merged = np.empty(first.size, dtype=value.dtype)
+    _merge_runs_cpu(value[order], first, merged)
+    ukey = key[first]
+    counts = np.bincount(ukey // (n_in * T), minlength=N) if ukey.size else np.zeros(N, np.int64)
+    new_offsets = np.zeros(N + 1, dtype=np.int64)
+    np.cumsum(counts, out=new_offsets[1:])
+    rem = ukey % (n_in * T)
+    return new_offsets, (rem // T).astype(np.int32), (rem % T).astype(np.int32), merged
+
+
 class EventBatch:
     """What host and device event batches share: ``shape`` and the ``value`` array give dtype,
     number of events and density (subclasses: SpikeEvents, pysrm.cuda.DeviceSpikeEvents)."""
@@ -134,13 +181,22 @@ class SpikeEvents(EventBatch):
             raise ValueError(f"neuron indices must lie in [0, {n_in}), got [{neuron.min()}, {neuron.max()}]")
         if n_ev and (time.min() < 0 or time.max() >= shape[4]):
             raise ValueError(f"time bins must lie in [0, {shape[4]}), got [{time.min()}, {time.max()}]")
+        if (np.diff(offsets) < 0).any():
+            raise ValueError("offsets must be non-decreasing (offsets[n]:offsets[n+1] are the events of sample n)")
+        if n_ev and not _canonical_cpu(offsets, neuron, time):
+            offsets, neuron, time, value = _canonicalise(shape, offsets, neuron, time, value)
         self.shape, self.offsets, self.neuron, self.time, self.value = shape, offsets, neuron, time, value
+
+    def is_canonical(self) -> bool:
+        """True when every sample's events are strictly ascending in (neuron, time) (always, for a
+        SpikeEvents made by the constructor or by pysrm's kernels)."""
+        return bool(_canonical_cpu(self.offsets, self.neuron, self.time))
 
     @classmethod
     def _trusted(cls, shape, offsets, neuron, time, value) -> "SpikeEvents":
         """Construct without the checks of ``__init__``, for arrays the library's own kernels just made
-        with the right dtypes, lengths and ranges (the checks' passes over the events cost ~0.1 ms
-        per batch each)."""
+        with the right dtypes, lengths, ranges and order (sorted by (neuron, time), unique; the
+        checks' passes over the events cost ~0.1 ms per batch each)."""
         ev = cls.__new__(cls)
         ev.shape, ev.offsets, ev.neuron, ev.time, ev.value = tuple(shape), offsets, neuron, time, value
         return ev
