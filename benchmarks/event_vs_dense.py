@@ -7,7 +7,6 @@ import numpy as np
 import pysrm  # noqa: F401
 from pysrm import SpikeEvents
 from pysrm.ops import dense as D, conv as C
-from pysrm.ops.dense import dense_path_only
 rng=np.random.default_rng(0)
 def tm(f, n=3):
     f(); t=time.perf_counter()
@@ -20,10 +19,8 @@ for d in (0.01,0.02,0.05,0.1,0.2,0.3):
     g=rng.normal(size=(16,512,1,1,300)).astype(np.float32)
     xc=(rng.random((4,16,17,17,300))<d).astype(np.float32); evc=SpikeEvents.from_dense(xc)
     gc=rng.normal(size=(4,32,17,17,300)).astype(np.float32)
-    def bl(f,*a):
-        with dense_path_only(): return f(*a)
-    r=[tm(lambda: D.dense(w,ev)), tm(lambda: bl(D.dense,w,x)),
-       tm(lambda: D.dense_backward(w,ev,g,False)), tm(lambda: bl(D.dense_backward,w,x,g,False)),
-       tm(lambda: C.conv(wc,evc,1,1)), tm(lambda: bl(C.conv,wc,xc,1,1)),
-       tm(lambda: C.conv_backward(wc,evc,gc,1,1,False)), tm(lambda: bl(C.conv_backward,wc,xc,gc,1,1,False))]
+    r=[tm(lambda: D.dense(w,ev)), tm(lambda: D.dense(w,x,strategy="blas")),
+       tm(lambda: D.dense_backward(w,ev,g,False)), tm(lambda: D.dense_backward(w,x,g,False,strategy="blas")),
+       tm(lambda: C.conv(wc,evc,1,1)), tm(lambda: C.conv(wc,xc,1,1,strategy="blas")),
+       tm(lambda: C.conv_backward(wc,evc,gc,1,1,False)), tm(lambda: C.conv_backward(wc,xc,gc,1,1,False,strategy="blas"))]
     print(f"{d:5.2f}   " + "   ".join(f"{r[i]:6.1f}/{r[i+1]:6.1f}" for i in range(0,8,2)))

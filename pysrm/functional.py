@@ -1,9 +1,17 @@
 r"""The stateless half of pysrm: every op's forward and backward as plain functions.
 
 These functions take and return NumPy arrays (or Numba CUDA device arrays,
-which dispatch to the CUDA kernels); the layers in :mod:`pysrm.layers` call
-them.  Each op's formula and its gradient are written in its module's
-docstring (:mod:`pysrm.ops.psp`, :mod:`pysrm.ops.spike`, ...).
+which dispatch to the CUDA kernels); the layers in :mod:`pysrm.layers` and the
+blocks in :mod:`pysrm.plan` call them.  Each op's module (:mod:`pysrm.ops.psp`,
+:mod:`pysrm.ops.spike`, ...) opens with its definition and its gradient, then its
+plain loop and its fast strategies (``strategy=``: ``"plain"`` is the definition,
+``"auto"`` the default choice), with its CUDA twin in ``pysrm/ops/<op>_cuda.py``
+and its tests in ``tests/test_op_<op>.py``.  The functions are stateless: work
+arrays are allocated per call unless a ``workspace=``
+(:class:`pysrm.workspace.Workspace`) is given, so they are safe to call from
+several threads at once.  The fused functions (last rows) work on any input: where
+their fused pass does not apply (GPU arrays, dense inputs) they run the separate
+ops.
 
 =====================  ==========================================  ===============================
 forward                backward (adjoint)                          gradient promise
@@ -20,7 +28,8 @@ forward                backward (adjoint)                          gradient prom
 ``srm_forward``        ``srm_backward`` (both of the above fused)  surrogate
 ``dense_srm_forward``  ``srm_dense_backward_weights`` (first      as those (``srm_forward(dense(w,
                        layer) or ``srm_backward`` then             x))`` and its backward fused
-                       ``dense_backward``                          for event inputs)
+                       ``dense_backward``;                         for event inputs)
+                       ``srm_dense_backward_through_delay``
 =====================  ==========================================  ===============================
 """
 from .ops.conv import conv, conv_backward, conv_output_size

@@ -11,8 +11,8 @@ backward computes from ``grad = R``; it is compared with
 
 The reported error is ``max_j |analytic_j - numeric_j| / max(max_j |numeric_j|, 1e-12)``.
 Every differentiable op (psp, dense, conv, pool, delay, dropout with a fixed
-mask) is checked with respect to its inputs and parameters, on both the
-event-driven and the dense paths, and so is every loss (from
+mask) is checked with respect to its inputs and parameters, in every strategy
+(``plain``, ``event``, ``blas``, ``recursive``: the ops' ``strategy=``), and so is every loss (from
 :func:`pysrm.losses.gradcheck_cases`).  The spike function is not
 differentiable: its surrogate is checked against its formula instead
 (``spike.surrogate``).
@@ -21,14 +21,12 @@ Use ``pysrm gradcheck`` on the command line or :func:`run_all` here.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import functional as F
 from .events import SpikeEvents
-from .ops.dense import dense_path_only
 from .params import NeuronParams, SimParams
 
 TOLERANCE = 1e-6
@@ -92,71 +90,53 @@ def _check_linear(name, forward, backward_fn, wrts, rng):
 def check_psp(rng):
     """The recursive (alpha response) and the direct (any response) paths."""
     eps = F.srm_kernel(NeuronParams(tau_sr=2.0), SimParams(1.0, 20.0))
-    other = eps + np.linspace(0.0, 0.1, eps.size)  # not an alpha function: direct path
+    other = eps + np.linspace(0.0, 0.1, eps.size)  # not an alpha function: plain only
     x = _spikes(rng, (2, 3, 20))
     results = []
-    for name, k in (("psp[recursive]", eps), ("psp[direct]", other)):
-        results += _check_linear(name, lambda k=k: F.psp(x, k, 0.5), lambda R, k=k: {"x": F.psp_backward(R, k, 0.5)},
-                                 {"x": x}, rng)
+    for name, k, st in (("psp[recursive]", eps, "recursive"), ("psp[plain]", eps, "plain"),
+                        ("psp[plain, any response]", other, "plain")):
+        results += _check_linear(name, lambda k=k, st=st: F.psp(x, k, 0.5, strategy=st),
+                                 lambda R, k=k, st=st: {"x": F.psp_backward(R, k, 0.5, strategy=st)}, {"x": x}, rng)
     return results
 
 
-def _path(x, events: bool):
-    """The input as SpikeEvents (event-driven path) or dense with the dense path forced."""
-    return (SpikeEvents.from_dense(x), nullcontext()) if events else (x, dense_path_only())
-
-
-def check_dense(rng, events: bool):
+def check_dense(rng, strategy: str):
     x = _spikes(rng, (2, 3, 2, 2, 6), 0.1)
     w = rng.normal(size=(4, 12))
 
-    def fwd():
-        inp, ctx = _path(x, events)
-        with ctx:
-            return F.dense(w, inp)
-
     def bwd(R):
-        inp, ctx = _path(x, events)
-        with ctx:
-            gx, gw = F.dense_backward(w, inp, R)
+        gx, gw = F.dense_backward(w, x, R, strategy=strategy)
         return {"x": gx, "w": gw}
-    return _check_linear(f"dense[{'events' if events else 'dense'}]", fwd, bwd, {"x": x, "w": w}, rng)
+    return _check_linear(f"dense[{strategy}]", lambda: F.dense(w, x, strategy=strategy), bwd, {"x": x, "w": w}, rng)
 
 
-def check_conv(rng, events: bool, stride=1, padding=1):
+def check_conv(rng, strategy: str, stride=1, padding=1):
     x = _spikes(rng, (2, 2, 5, 6, 4), 0.15)
     w = rng.normal(size=(3, 2, 3, 3))
 
-    def fwd():
-        inp, ctx = _path(x, events)
-        with ctx:
-            return F.conv(w, inp, stride, padding)
-
     def bwd(R):
-        inp, ctx = _path(x, events)
-        with ctx:
-            gx, gw = F.conv_backward(w, inp, R, stride, padding)
+        gx, gw = F.conv_backward(w, x, R, stride, padding, strategy=strategy)
         return {"x": gx, "w": gw}
-    return _check_linear(f"conv[{'events' if events else 'dense'}, s{stride} p{padding}]", fwd, bwd,
-                         {"x": x, "w": w}, rng)
+    return _check_linear(f"conv[{strategy}, s{stride} p{padding}]",
+                         lambda: F.conv(w, x, stride, padding, strategy=strategy), bwd, {"x": x, "w": w}, rng)
 
 
-def check_pool(rng):
+def check_pool(rng, strategy: str):
     x = _spikes(rng, (2, 2, 5, 4, 3))
-    return _check_linear("pool[k2, odd edge]", lambda: F.pool(x, 2, 11.0),
+    return _check_linear(f"pool[{strategy}, k2, odd edge]", lambda: F.pool(x, 2, 11.0, strategy=strategy),
                          lambda R: {"x": F.pool_backward(R, x.shape, 2, 11.0)}, {"x": x}, rng)
 
 
-def check_delay(rng):
+def check_delay(rng, strategy: str):
     x = _spikes(rng, (2, 3, 2, 1, 12), 0.5)
     d = rng.uniform(0.1, 3.0, size=(3, 2, 1))
     d[0, 0, 0] = 1.3  # keep every delay away from integers (kinks of the interpolation)
     d = np.round(d * 10) / 10 + 0.05
 
     def bwd(R):
-        gx, gd = F.delay_backward(R, x, d, 0.5)
+        gx, gd = F.delay_backward(R, x, d, 0.5, strategy=strategy)
         return {"x": gx, "d": gd}
-    return _check_linear("delay", lambda: F.delay(x, d, 0.5), bwd, {"x": x, "d": d}, rng)
+    return _check_linear(f"delay[{strategy}]", lambda: F.delay(x, d, 0.5), bwd, {"x": x, "d": d}, rng)
 
 
 def check_dropout(rng):
@@ -170,14 +150,13 @@ def op_checks(seed: int = 0) -> list:
     rng = np.random.default_rng(seed)
     results = []
     results += check_psp(rng)
-    results += check_dense(rng, events=False)
-    results += check_dense(rng, events=True)
-    results += check_conv(rng, events=False)
-    results += check_conv(rng, events=True)
-    results += check_conv(rng, events=False, stride=2, padding=0)
-    results += check_conv(rng, events=True, stride=2, padding=2)
-    results += check_pool(rng)
-    results += check_delay(rng)
+    for strategy in ("plain", "event", "blas"):
+        results += check_dense(rng, strategy)
+        results += check_conv(rng, strategy)
+    for strategy in ("plain", "event"):
+        results += check_conv(rng, strategy, stride=2, padding=2 if strategy == "event" else 0)
+        results += check_pool(rng, strategy)
+        results += check_delay(rng, strategy)
     results += check_dropout(rng)
     return results
 

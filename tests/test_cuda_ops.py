@@ -23,7 +23,6 @@ from cuda_helpers import HAVE_DEVICE, assert_close, needs_device  # noqa: E402,F
 
 from pysrm import NeuronParams, SimParams, SpikeEvents  # noqa: E402
 from pysrm import functional as F  # noqa: E402
-from pysrm.ops.dense import dense_path_only  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 
@@ -92,14 +91,23 @@ def test_elementwise_kernels(dev):
 
 @needs_device
 def test_launch_config(dev):
-    old = dev.set_launch(16, 2)
-    try:
+    """launch_settings changes the launch configuration inside its block, in this thread only."""
+    import threading
+    default = dev.current_launch()
+    seen = []
+    with dev.launch_settings(16, 2):
         assert dev.launch_config(1000) == (2, 16)
         assert dev.launch_config(5) == (1, 16)
+        t = threading.Thread(target=lambda: seen.append(dev.launch_config(1000)))
+        t.start()
+        t.join()
         with pytest.raises(ValueError):
-            dev.set_launch(0)
-    finally:
-        dev.set_launch(*old)
+            with dev.launch_settings(0):
+                pass
+    assert seen == [(min(default.max_blocks, -(-1000 // default.threads_per_block)), default.threads_per_block)]
+    assert dev.current_launch() is default
+    with pytest.raises(AttributeError):
+        default.threads_per_block = 3
 
 
 # --------------------------------------------------------------------------- psp and spikes
@@ -154,14 +162,12 @@ def test_dense_dense_and_event_paths(dev, dtype):
     x = spikes(rng, (3, 2, 3, 2, 9), 0.15, dtype)
     w = rng.normal(size=(5, 12)).astype(dtype)
     ev = SpikeEvents.from_dense(x)
-    with dense_path_only():
-        expected = F.dense(w, x)
+    expected = F.dense(w, x, strategy="plain")
     dw = dev.to_device(w)
     assert_close(F.dense(dw, dev.to_device(x)), expected, dtype, "dense forward (tiled)")
     assert_close(F.dense(dw, dev.to_device(ev)), expected, dtype, "dense forward (events)")
     g = rng.normal(size=expected.shape).astype(dtype)
-    with dense_path_only():
-        gx_ref, gw_ref = F.dense_backward(w, x, g)
+    gx_ref, gw_ref = F.dense_backward(w, x, g, strategy="plain")
     dg = dev.to_device(g)
     gx, gw = F.dense_backward(dw, dev.to_device(x), dg)
     assert_close(gx, gx_ref, dtype, "dense grad x (tiled)")
@@ -195,14 +201,12 @@ def test_conv_dense_and_event_paths(dev, stride, pad, dtype):
     x = spikes(rng, (2, 2, 5, 4, 2), 0.25, dtype)
     w = rng.normal(size=(3, 2, 3, 3)).astype(dtype)
     ev = SpikeEvents.from_dense(x)
-    with dense_path_only():
-        expected = F.conv(w, x, stride, pad)
+    expected = F.conv(w, x, stride, pad, strategy="plain")
     dw = dev.to_device(w)
     assert_close(F.conv(dw, dev.to_device(x), stride, pad), expected, dtype, "conv forward (implicit GEMM)")
     assert_close(F.conv(dw, dev.to_device(ev), stride, pad), expected, dtype, "conv forward (events)")
     g = rng.normal(size=expected.shape).astype(dtype)
-    with dense_path_only():
-        gx_ref, gw_ref = F.conv_backward(w, x, g, stride, pad)
+    gx_ref, gw_ref = F.conv_backward(w, x, g, stride, pad, strategy="plain")
     dg = dev.to_device(g)
     gx, gw = F.conv_backward(dw, dev.to_device(x), dg, stride, pad)
     assert_close(gx, gx_ref, dtype, "conv grad x")
@@ -229,8 +233,7 @@ def test_conv_errors(dev):
 def test_pool(dev, shape, k, dtype):
     rng = np.random.default_rng(6)
     x = spikes(rng, shape, 0.25, dtype)
-    with dense_path_only():
-        expected = F.pool(x, k, 11.0)
+    expected = F.pool(x, k, 11.0, strategy="plain")
     assert_close(F.pool(dev.to_device(x), k, 11.0), expected, dtype, "pool (dense)")
     assert_close(F.pool(dev.to_device(SpikeEvents.from_dense(x)), k, 11.0), expected, dtype, "pool (events)")
     g = rng.normal(size=expected.shape).astype(dtype)

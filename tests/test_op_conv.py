@@ -5,36 +5,43 @@ import reference as ref
 from pysrm import SpikeEvents
 from pysrm.functional import conv, conv_backward
 from pysrm.gradcheck import check_conv, relative_error
-from pysrm.ops.dense import dense_path_only
 
 
 @pytest.mark.parametrize("stride,pad", [(1, 0), (1, 1), (2, 1), (2, 2)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_conv_paths_match_reference(stride, pad, dtype):
+def test_conv_every_strategy_matches_the_plain_loops_and_reference(stride, pad, dtype):
     rng = np.random.default_rng(4)
     x = np.where(rng.random((2, 3, 7, 6, 5)) < 0.04, 1.0, 0.0).astype(dtype)
     w = rng.normal(size=(4, 3, 3, 3)).astype(dtype)
     expected = ref.conv(w.astype(np.float64), x.astype(np.float64), stride, pad)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    ev = SpikeEvents.from_dense(x)
-    np.testing.assert_allclose(conv(w, ev, stride, pad), expected, **tol)
-    with dense_path_only():
-        np.testing.assert_allclose(conv(w, x, stride, pad), expected, **tol)
     g = rng.normal(size=expected.shape).astype(dtype)
-    gx_e, gw_e = conv_backward(w, ev, g, stride, pad)
-    with dense_path_only():
-        gx_d, gw_d = conv_backward(w, x, g, stride, pad)
-    np.testing.assert_allclose(gw_e, gw_d, **tol)
-    np.testing.assert_allclose(gx_e, gx_d, **tol)
+    plain = conv(w, x, stride, pad, strategy="plain")
+    gx_p, gw_p = conv_backward(w, x, g, stride, pad, strategy="plain")
+    np.testing.assert_allclose(plain, expected, **tol)
+    ev = SpikeEvents.from_dense(x)
+    cases = [("event", ev), ("event", x), ("auto", ev), ("auto", x), ("plain", ev)]
+    if stride == 1:
+        cases += [("blas", x), ("blas", ev)]
+    else:
+        with pytest.raises(ValueError, match="'blas' needs stride 1"):
+            conv(w, x, stride, pad, strategy="blas")
+    for strategy, inp in cases:
+        np.testing.assert_allclose(conv(w, inp, stride, pad, strategy=strategy), plain, **tol, err_msg=strategy)
+        gx, gw = conv_backward(w, inp, g, stride, pad, strategy=strategy)
+        np.testing.assert_allclose(gw, gw_p, **tol, err_msg=strategy)
+        np.testing.assert_allclose(gx, gx_p, **tol, err_msg=strategy)
     # adjoint identity <conv(x), g> = <x, grad_x>
-    assert abs(np.sum(expected * g) - np.sum(x * gx_d)) < 1e-3 * (1 + abs(np.sum(expected * g)))
+    assert abs(np.sum(expected * g) - np.sum(x * gx_p)) < 1e-3 * (1 + abs(np.sum(expected * g)))
 
 
 def test_conv_finite_differences():
     rng = np.random.default_rng(0)
-    for events in (False, True):
+    for strategy in ("plain", "event", "blas"):
         for stride, pad in ((1, 1), (2, 0)):
-            for r in check_conv(rng, events, stride, pad):
+            if strategy == "blas" and stride > 1:
+                continue
+            for r in check_conv(rng, strategy, stride, pad):
                 assert r.passed, r
 
 
@@ -66,10 +73,9 @@ def test_stride_one_conv_as_blas_products_matches_the_direct_loops(kernel, pad, 
     x = rng.normal(size=(N, Ci) + hw + (T,)).astype(dtype)
     w = rng.normal(size=(Co, Ci) + kernel).astype(dtype)
     ho, wo = C.conv_output_size(hw[0], hw[1], kernel, 1, pad)
-    with dense_path_only():
-        out = conv(w, x, 1, pad)
-        g = rng.normal(size=out.shape).astype(dtype)
-        gx, gw = conv_backward(w, x, g, 1, pad)
+    out = conv(w, x, 1, pad, strategy="blas")
+    g = rng.normal(size=out.shape).astype(dtype)
+    gx, gw = conv_backward(w, x, g, 1, pad, strategy="blas")
     ref_out = np.zeros((N, Co, ho, wo, T), dtype=dtype)
     C._conv_dense_cpu(x, w, ref_out, 1, 1, *pad)
     ref_gw = np.zeros_like(w)

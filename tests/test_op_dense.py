@@ -5,7 +5,7 @@ import reference as ref
 from pysrm import SpikeEvents
 from pysrm.functional import dense, dense_backward
 from pysrm.gradcheck import check_dense
-from pysrm.ops.dense import dense_path_only
+from pysrm.workspace import Workspace
 
 
 def _x(rng, shape, p=0.05, dtype=np.float64):
@@ -13,31 +13,34 @@ def _x(rng, shape, p=0.05, dtype=np.float64):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dense_event_and_dense_paths_match_reference(dtype):
+def test_dense_every_strategy_matches_the_plain_loop_and_reference(dtype):
     rng = np.random.default_rng(3)
     x = _x(rng, (3, 2, 3, 4, 15), dtype=dtype)
     w = rng.normal(size=(5, 24)).astype(dtype)
     expected = ref.dense(w.astype(np.float64), x.astype(np.float64))
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    ev = SpikeEvents.from_dense(x)
-    np.testing.assert_allclose(dense(w, ev), expected, **tol)
-    with dense_path_only():
-        np.testing.assert_allclose(dense(w, x), expected, **tol)
     g = rng.normal(size=expected.shape).astype(dtype)
     gw_ref = ref.dense_weight_grad(g.astype(np.float64), x.astype(np.float64))
-    gx_e, gw_e = dense_backward(w, ev, g)
-    with dense_path_only():
-        gx_d, gw_d = dense_backward(w, x, g)
-    np.testing.assert_allclose(gw_e, gw_ref, **tol)
-    np.testing.assert_allclose(gw_d, gw_ref, **tol)
-    np.testing.assert_allclose(gx_e, gx_d, **tol)
-    assert dense_backward(w, ev, g, need_input_grad=False)[0] is None
+    plain = dense(w, x, strategy="plain")
+    gx_plain, gw_plain = dense_backward(w, x, g, strategy="plain")
+    np.testing.assert_allclose(plain, expected, **tol)
+    np.testing.assert_allclose(gw_plain, gw_ref, **tol)
+    ev = SpikeEvents.from_dense(x)
+    for strategy, inp in (("event", ev), ("event", x), ("blas", x), ("blas", ev), ("auto", ev), ("auto", x),
+                          ("plain", ev)):
+        np.testing.assert_allclose(dense(w, inp, strategy=strategy), plain, **tol, err_msg=strategy)
+        gx, gw = dense_backward(w, inp, g, strategy=strategy)
+        np.testing.assert_allclose(gw, gw_plain, **tol, err_msg=strategy)
+        np.testing.assert_allclose(gx, gx_plain, **tol, err_msg=strategy)
+        assert dense_backward(w, inp, g, need_input_grad=False, strategy=strategy)[0] is None
+    with pytest.raises(ValueError, match="unknown strategy 'fast'.*'plain'"):
+        dense(w, x, strategy="fast")
 
 
 def test_dense_finite_differences():
     rng = np.random.default_rng(0)
-    for events in (False, True):
-        for r in check_dense(rng, events):
+    for strategy in ("plain", "event", "blas"):
+        for r in check_dense(rng, strategy):
             assert r.passed, r
 
 
@@ -94,18 +97,21 @@ def test_partial_sum_workspace_contents_never_leak_into_the_gradient():
     ev = SpikeEvents.from_dense(x)
     w = rng.normal(size=(5, 6)).astype(np.float32)
     g = rng.normal(size=(8, 5, 1, 1, 20)).astype(np.float32)
-    _, gw_ref = D.dense_backward(w, ev, g, need_input_grad=False)
-    parts, _ = D.partial_sums_workspace((D.wgrad_parts(8, w), 6, 5), w.dtype)  # as if a step began...
-    parts[...] = 7.0                                                           # ...and stopped midway
-    _, gw = D.dense_backward(w, ev, g, need_input_grad=False)
+    ws = Workspace()
+    _, gw_ref = D.dense_backward(w, ev, g, need_input_grad=False)              # no workspace: fresh arrays
+    parts, _ = D.partial_sums_workspace((D.wgrad_parts(8, w), 6, 5), w.dtype, ws)  # as if a step began...
+    parts[...] = 7.0                                                               # ...and stopped midway
+    _, gw = D.dense_backward(w, ev, g, need_input_grad=False, workspace=ws)
     np.testing.assert_array_equal(gw, gw_ref)
-    _, gw2 = D.dense_backward(w, ev, g, need_input_grad=False)               # clean workspace path
+    _, gw2 = D.dense_backward(w, ev, g, need_input_grad=False, workspace=ws)   # reused workspace
     np.testing.assert_array_equal(gw2, gw_ref)
+    assert ws.nbytes >= parts.nbytes
 
 
-def test_spike_events_to_dense_adds_duplicates_in_stored_order():
-    """SpikeEvents.to_dense (a parallel scatter per sample): duplicate events add up, in their stored
-    order (equal to np.add.at, bitwise), and a sample without events stays zero."""
+def test_spike_events_merge_duplicates_in_given_order():
+    """Duplicate events (one bin twice) given to SpikeEvents are merged at construction, their values
+    added in their given order (to_dense equals np.add.at, bitwise), and a sample without events stays
+    zero."""
     rng = np.random.default_rng(9)
     offsets = np.array([0, 5, 5, 9])
     neuron = np.array([1, 1, 0, 2, 1, 3, 3, 0, 3], dtype=np.int32)

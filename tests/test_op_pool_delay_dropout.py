@@ -5,7 +5,6 @@ import reference as ref
 from pysrm import SpikeEvents
 from pysrm.functional import delay, delay_backward, dropout, dropout_backward, dropout_mask, pool, pool_backward
 from pysrm.gradcheck import check_delay, check_dropout, check_pool
-from pysrm.ops.dense import dense_path_only
 
 
 @pytest.mark.parametrize("shape,k", [((2, 3, 6, 4, 5), 2), ((1, 2, 5, 7, 4), 2), ((1, 2, 9, 8, 3), 4)])
@@ -13,9 +12,10 @@ def test_pool_matches_reference(shape, k):
     rng = np.random.default_rng(5)
     x = np.where(rng.random(shape) < 0.04, 1.0, 0.0)
     expected = ref.pool(x, k, 11.0)
-    np.testing.assert_allclose(pool(SpikeEvents.from_dense(x), k, 11.0), expected, rtol=1e-12)
-    with dense_path_only():
-        np.testing.assert_allclose(pool(x, k, 11.0), expected, rtol=1e-12)
+    plain = pool(x, k, 11.0, strategy="plain")
+    np.testing.assert_allclose(plain, expected, rtol=1e-12)
+    for strategy, inp in (("event", x), ("event", SpikeEvents.from_dense(x)), ("auto", x), ("plain", SpikeEvents.from_dense(x))):
+        np.testing.assert_array_equal(pool(inp, k, 11.0, strategy=strategy), plain)  # same terms, same order
     g = rng.normal(size=expected.shape)
     gx = pool_backward(g, x.shape, k, 11.0)
     assert gx.shape == x.shape
@@ -24,7 +24,10 @@ def test_pool_matches_reference(shape, k):
 
 def test_pool_delay_dropout_finite_differences():
     rng = np.random.default_rng(0)
-    for r in check_pool(rng) + check_delay(rng) + check_dropout(rng):
+    for strategy in ("plain", "event"):
+        for r in check_pool(rng, strategy) + check_delay(rng, strategy):
+            assert r.passed, r
+    for r in check_dropout(rng):
         assert r.passed, r
 
 
@@ -101,7 +104,14 @@ def test_delay_backward_from_dense_equals_the_two_backwards(dshape, dtype):
         assert gx.dtype == gd.dtype == dtype and gd.shape == dshape
         np.testing.assert_allclose(gx, gx_ref, rtol=tol, atol=tol)
         np.testing.assert_allclose(gd, gd_ref, rtol=tol, atol=tol)
-    assert delay_backward_from_dense(np.zeros((65, 6), dtype), np.zeros((3, 65, 1, 1, T), dtype), x, d, 1.0) is None
+    # where the fused form does not apply (more than FUSED_DENSE_MAX_OUTPUTS outputs) the two ops run:
+    # the same numbers, never None
+    w65 = rng.normal(size=(65, 6)).astype(dtype)
+    gy65 = rng.normal(size=(3, 65, 1, 1, T)).astype(dtype)
+    gx65, gd65 = delay_backward_from_dense(w65, gy65, x, d, 1.0)
+    gx_ref65, gd_ref65 = delay_backward(np.matmul(w65.T, gy65.reshape(3, 65, T)).reshape(x.shape), x, d, 1.0)
+    np.testing.assert_allclose(gx65, gx_ref65, rtol=tol, atol=tol)
+    np.testing.assert_allclose(gd65, gd_ref65, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -214,3 +214,114 @@ def test_fused_spike_scan_visits_every_spiking_neuron_of_a_bin(n_out):
     ref_ev = SpikeEvents.from_dense(s_ref)
     for name in ("offsets", "neuron", "time", "value"):
         np.testing.assert_array_equal(getattr(ev, name), getattr(ref_ev, name), err_msg=name)
+
+
+# --------------------------------------------------------------------------- exact ties at the threshold
+
+def _tie_spikes(theta, tau_sr, ts, t0, dtype, weights, strategy, fuse=None):
+    """Spike times (bins) of one SRM neuron fed one input spike (amplitude 1/ts) at bin t0 through each
+    of ``weights`` (summed), computed with the given psp strategy, or through a network."""
+    from pysrm.functional import psp, srm_kernel
+    neuron = NeuronParams(theta=theta, tau_sr=tau_sr, tau_ref=tau_sr)
+    sim = SimParams(ts, 30.0 * ts + 4 * tau_sr)
+    T = sim.n_bins
+    if fuse is None:
+        x = np.zeros((1, 1, 1, 1, T), dtype)
+        x[..., t0] = 1.0 / ts
+        u = psp(x * dtype(sum(weights)), srm_kernel(neuron, sim), ts, strategy=strategy)
+        s, _ = spike(u, refractory_kernel(neuron, sim), theta, ts)
+        return list(np.flatnonzero(s[0, 0, 0, 0]))
+    from pysrm import SpikeEvents
+    from pysrm.network import Network
+    net = Network.from_string(f"{len(weights)}-48-1", neuron, sim, dtype=dtype, fuse=fuse)
+    net.layers[0].weight.data[...] = 0.0
+    net.layers[0].weight.data[:, :] = np.asarray(weights, dtype)[None, :]
+    x = np.zeros((1, len(weights), 1, 1, T), dtype)
+    x[..., t0] = 1.0 / ts
+    net.forward(SpikeEvents.from_dense(x))
+    return list(np.flatnonzero(net.layer_spikes[0][1][0, 0, 0, 0]))
+
+
+def test_exact_tie_spikes_whatever_the_psp_strategy_and_dtype():
+    """The issue's case: theta 10, tau_sr 2, tau_ref 2, Ts 1 ms, one input spike of amplitude 1/Ts at bin 3
+    through weight 10 gives a potential of exactly 10 at bin 5 (10 eps(tau_sr) = 10); it must spike at
+    5 ms.  The float64 recursion computes 9.999999999999998 (it did not spike before the tie rule)."""
+    for dtype in (np.float32, np.float64):
+        for strategy in ("plain", "recursive"):
+            assert _tie_spikes(10.0, 2.0, 1.0, 3, dtype, [10.0], strategy)[:1] == [5], (dtype, strategy)
+        for fuse in (True, False):
+            assert _tie_spikes(10.0, 2.0, 1.0, 3, dtype, [10.0], None, fuse=fuse)[:1] == [5], (dtype, fuse)
+
+
+def test_sweep_of_exact_ties_spikes_identically_in_every_path():
+    """Ties by construction: the potential equals theta exactly at lag tau_sr/ts (eps = 1 there), with the
+    weight theta split over one to three inputs in exactly representable parts; every psp strategy, both
+    dtypes and the network with and without fused blocks must give the same first spike, at the tie."""
+    lost = []
+    n = 0
+    for theta in (1.0, 2.5, 10.0, 100.0, 7.0):
+        for tau_sr, ts in ((1.0, 1.0), (2.0, 1.0), (4.0, 1.0), (8.0, 1.0), (2.0, 0.5), (3.0, 0.25)):
+            for parts in ([1.0], [0.5, 0.5], [0.25, 0.25, 0.5]):
+                weights = [theta * p for p in parts]
+                t0 = 2
+                want = t0 + int(round(tau_sr / ts))
+                for dtype in (np.float32, np.float64):
+                    for strategy in ("plain", "recursive"):
+                        n += 1
+                        if _tie_spikes(theta, tau_sr, ts, t0, dtype, weights, strategy)[:1] != [want]:
+                            lost.append((theta, tau_sr, ts, parts, dtype.__name__, strategy))
+                    if parts == [1.0] or len(parts) == 3:
+                        for fuse in (True, False):
+                            n += 1
+                            if _tie_spikes(theta, tau_sr, ts, t0, dtype, weights, None, fuse=fuse)[:1] != [want]:
+                                lost.append((theta, tau_sr, ts, parts, dtype.__name__, f"network fuse={fuse}"))
+    assert n > 300 and lost == []
+
+
+def test_firing_threshold_is_theta_up_to_the_documented_tolerance():
+    from pysrm.ops.spike import TIE_RTOL, firing_threshold
+    for dtype in (np.float32, np.float64):
+        f = firing_threshold(10.0, dtype)
+        assert f.dtype == dtype and 10.0 * (1 - 2 * TIE_RTOL[np.dtype(dtype)]) < f < 10.0
+    # a potential clearly below theta does not spike
+    nu = refractory_kernel(NeuronParams(theta=10.0), SimParams(1.0, 10.0))
+    u = np.full((1, 10), 10.0 * (1 - 1e-4))
+    assert not spike(u, nu, 10.0, 1.0)[0].any()
+
+
+# --------------------------------------------------------------------------- fused functions: work or raise
+
+def test_fused_functions_work_where_their_fused_pass_does_not_apply():
+    """The fused functions of pysrm.functional never return None: on a dense input or with a following
+    dense layer too wide for the row-wise product they run the separate ops (same numbers); mismatched
+    dtypes raise TypeError."""
+    from pysrm.functional import (delay_backward_from_dense, dense, dense_backward, srm_backward,
+                                  srm_dense_backward_through_delay, srm_dense_backward_weights, srm_forward,
+                                  srm_kernel, delay_backward)
+    from pysrm import SpikeEvents
+    rng = np.random.default_rng(8)
+    neuron = NeuronParams(theta=4.0, tau_sr=3.0, tau_ref=2.0, tau_rho=0.5)
+    sim = SimParams(1.0, 30.0)
+    eps, nu = srm_kernel(neuron, sim), refractory_kernel(neuron, sim)
+    x = (rng.random((3, 10, 1, 1, 30)) < 0.2).astype(np.float64)
+    w = rng.normal(0, 3, size=(6, 10))
+    s, u = srm_forward(dense(w, x), eps, nu, neuron.theta, sim.ts)
+    g = rng.normal(size=s.shape)
+    gw_ref = dense_backward(w, x, srm_backward(g, u, neuron, eps, sim.ts), need_input_grad=False)[1]
+    for inp in (x, SpikeEvents.from_dense(x)):
+        gw = srm_dense_backward_weights(g, u, neuron, eps, sim.ts, w, inp)
+        assert gw is not None
+        np.testing.assert_allclose(gw, gw_ref, rtol=1e-12, atol=1e-12)
+    with pytest.raises(TypeError, match="same dtype"):
+        srm_dense_backward_weights(g.astype(np.float32), u, neuron, eps, sim.ts, w, x)
+    # through a delay into a dense layer with 70 outputs (> FUSED_DENSE_MAX_OUTPUTS): the separate ops
+    w2 = rng.normal(size=(70, 6))
+    d = rng.uniform(0.2, 3.0, size=(6, 1, 1))
+    gy = rng.normal(size=(3, 70, 1, 1, 30))
+    gw, gd = srm_dense_backward_through_delay(gy, w2, SpikeEvents.from_dense(s), d, sim.ts, u, neuron, eps, w,
+                                              SpikeEvents.from_dense(x))
+    gs, gd_ref = delay_backward(np.matmul(w2.T, gy.reshape(3, 70, 30)).reshape(s.shape), s, d, sim.ts)
+    np.testing.assert_allclose(gd, gd_ref, rtol=1e-10, atol=1e-10)
+    gw_ref2 = dense_backward(w, x, srm_backward(gs, u, neuron, eps, sim.ts), need_input_grad=False)[1]
+    np.testing.assert_allclose(gw, gw_ref2, rtol=1e-10, atol=1e-10)
+    assert delay_backward_from_dense(w2, gy, s, d, sim.ts) is not None

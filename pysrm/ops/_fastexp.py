@@ -21,13 +21,16 @@ with :math:`|r| \le \ln 2 / 2`, so the truncation error is below :math:`(\ln 2/2
 \cdot 10^{-7}` relative (about one float32 ulp; tested against ``np.exp`` over the whole range).
 :math:`2^k` is assembled from its exponent bits.  Arguments below -87 (where float32 ``exp`` is
 denormal or zero) give ``exp(-87) ~ 1.6e-38`` times ``g``, not 0.  **float64** rows use ``np.exp``
-(exact to rounding), so float64 gradient checks are unaffected.
+(exact to rounding; :func:`pysrm.ops._elementwise.surrogate_element`, the function the CUDA kernels
+compile too), so float64 gradient checks are unaffected.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import types
 from numba.extending import overload
+
+from ._elementwise import surrogate_element_cpu
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.693145751953125        # ln 2 split so that k * _LN2_HI is exact for |k| < 2**11
@@ -65,5 +68,5 @@ def _rho_row_impl(g, u, theta, a, inv_width, out, scratch):
 
     def exact(g, u, theta, a, inv_width, out, scratch):
         for t in range(out.shape[0]):
-            out[t] = g[t] * a * np.exp(-abs(u[t] - theta) * inv_width)
+            out[t] = surrogate_element_cpu(g[t], u[t], theta, a, inv_width)
     return exact

@@ -26,3 +26,10 @@ def check_5d(name: str, x: np.ndarray) -> np.ndarray:
     """Check a dense spike tensor ``(N, C, H, W, T)``."""
     float_array(name, x, ndim=5)
     return x
+
+
+def check_strategy(strategy, valid) -> str:
+    """Check an op's ``strategy`` argument against its ``valid`` names (ValueError listing them)."""
+    if strategy not in valid:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(map(repr, valid))}")
+    return strategy

@@ -26,12 +26,14 @@ of gradient and input for the weights):
     \frac{\partial\mathcal L}{\partial w[c_o, c_i, k_y, k_x]} =
         \sum_{n, y, x, t} g[n, c_o, y, x, t]\, x[n, c_i, s y + k_y - p, s x + k_x - p, t]
 
-Sparse inputs (a :class:`~pysrm.events.SpikeEvents` or a dense array with a
-density under :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD`) take event-driven
-paths that scatter every input event into the ``KH x KW x Co`` outputs it
+Strategies (``strategy=``; tested against ``"plain"`` and finite differences in
+``tests/test_op_conv.py``; CUDA twin :mod:`pysrm.ops.conv_cuda`, tested under the CUDA simulator):
+``"plain"`` is the definition as direct loops (any stride).  Sparse inputs (a
+:class:`~pysrm.events.SpikeEvents` or a dense array with a density under
+:data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD`) take the ``"event"`` paths that scatter every input event into the ``KH x KW x Co`` outputs it
 reaches (forward) and gather the matching gradient entries (weight gradient).
 
-Dense inputs with stride 1 use BLAS products (:mod:`pysrm.ops._blas_call`). With
+Dense inputs with stride 1 use BLAS products (``"blas"``) (:mod:`pysrm.ops._blas_call`). With
 ``x`` zero-padded to ``(Ci, Hp, Wp, T)`` and flattened, the input of output
 position ``(y, x, t)`` under kernel offset ``(k_y, k_x)`` lies a fixed distance
 ``(k_y Wp + k_x) T`` after the flat position ``(y Wp + x) T + t``, so for each
@@ -52,16 +54,15 @@ Everything is exact and checked by finite differences.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from .._checks import float_array, same_dtype
 from ..backend import is_device_array
 from ..events import SpikeEvents
-from ._util import check_5d
+from ._util import check_5d, check_strategy
 from ._blas_call import gemm
-from .dense import _as_events
+from .dense import as_dense, as_events, events_if_sparse
 
 
 def _pair(name, v):
@@ -370,31 +371,70 @@ def _check(w, x, stride, padding):
     return shape, (sy, sx, py, px), (ho, wo)
 
 
-def conv(w, x, stride=1, padding=0):
-    r"""Per-time-bin 2-D convolution (cross-correlation), see the module docstring."""
+#: strategies of :func:`conv` / :func:`conv_backward`
+STRATEGIES = ("auto", "plain", "event", "blas")
+#: the event-driven weight gradient is split into at most this many partial sums over the batch
+#: (by shape, never by thread count: results are the same with any number of threads)
+WGRAD_PARTS = 4
+
+
+def _resolve(strategy, x, sy, sx):
+    check_strategy(strategy, STRATEGIES)
+    if strategy == "auto":
+        ev = events_if_sparse(x, "conv")
+        if isinstance(ev, SpikeEvents):
+            return "event", ev
+        return ("blas" if sy == sx == 1 else "plain"), x
+    if strategy == "blas" and not (sy == sx == 1):
+        raise ValueError(f"strategy 'blas' needs stride 1, got stride ({sy}, {sx}); use 'plain' or 'auto'")
+    return strategy, (as_events(x) if strategy == "event" else as_dense(x))
+
+
+def conv(w, x, stride=1, padding=0, strategy: str = "auto"):
+    r"""Per-time-bin 2-D convolution (cross-correlation, SLAYER's ``conv``), see the module docstring.
+
+    Parameters
+    ----------
+    w : ndarray (Co, Ci, KH, KW), float32 or float64
+    x : ndarray (N, Ci, H, W, T) in the dtype of ``w``, or :class:`~pysrm.events.SpikeEvents`
+    stride, padding : int or pair (default 1 and 0)
+    strategy : ``"plain"`` (the direct loops of the definition, any stride), ``"event"`` (scatter each
+        input event), ``"blas"`` (stride 1: one BLAS product per kernel offset) or ``"auto"`` (event for
+        a SpikeEvents or at most :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD` non-zero bins,
+        else blas for stride 1, else plain)
+
+    Returns ndarray (N, Co, Ho, Wo, T) (:func:`conv_output_size`).  Raises TypeError for other or
+    mismatched dtypes, ValueError for mismatched shapes, a kernel that does not fit, non-finite values,
+    an unknown strategy or ``"blas"`` with a stride above 1.
+    """
     if is_device_array(w):
         from . import conv_cuda
         return conv_cuda.conv(w, x, stride, padding)
     shape, (sy, sx, py, px), (ho, wo) = _check(w, x, stride, padding)
     N, _, H, W, T = shape
     Co = w.shape[0]
-    ev = _as_events(x, 'conv')
-    if ev is not None:
+    strategy, x = _resolve(strategy, x, sy, sx)
+    if strategy == "event":
         outT = np.zeros((N, ho, wo, T, Co), dtype=w.dtype)
-        _conv_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(w.transpose(1, 2, 3, 0)),
+        _conv_events_cpu(x.offsets, x.neuron, x.time, x.value, np.ascontiguousarray(w.transpose(1, 2, 3, 0)),
                          outT, H, W, sy, sx, py, px)
         out = np.empty((N, Co, ho, wo, T), dtype=w.dtype)
         _channels_cpu(out, outT, False)
         return out
-    if sy == sx == 1:
+    if strategy == "blas":
         return _conv_gemm(w, x, py, px, ho, wo)
     out = np.zeros((N, Co, ho, wo, T), dtype=w.dtype)
     _conv_dense_cpu(np.ascontiguousarray(x), np.ascontiguousarray(w), out, sy, sx, py, px)
     return out
 
 
-def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True):
-    r"""Gradients of :func:`conv`: returns ``(grad_x, grad_w)`` (``grad_x`` is None if not needed)."""
+def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True, strategy: str = "auto"):
+    r"""Gradients of :func:`conv`: returns ``(grad_x, grad_w)`` (module docstring's equations).
+
+    ``grad`` is ``(N, Co, Ho, Wo, T)`` in the dtype of ``w``; ``grad_x`` is shaped like ``x`` (None when
+    ``need_input_grad`` is False), ``grad_w`` like ``w``.  Strategies as :func:`conv` (with ``"event"``
+    the input gradient is the BLAS or plain one: events do not help there).  Errors as :func:`conv`.
+    """
     if is_device_array(w):
         from . import conv_cuda
         return conv_cuda.conv_backward(w, x, grad, stride, padding, need_input_grad)
@@ -406,15 +446,15 @@ def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True)
         raise ValueError(f"grad has shape {grad.shape}; expected the conv output shape {(N, Co, ho, wo, T)}")
     same_dtype("grad", grad, "w", w)
     g = np.ascontiguousarray(grad)
-    ev = _as_events(x, 'conv')
-    if ev is not None:
-        chunks = max(1, min(N, numba.get_num_threads()))
+    strategy, x = _resolve(strategy, x, sy, sx)
+    if strategy == "event":
+        chunks = max(1, min(N // 2, WGRAD_PARTS))
         gwT = np.zeros((chunks, Ci) + w.shape[2:] + (Co,), dtype=w.dtype)
         gT = np.empty((N, ho, wo, T, Co), dtype=w.dtype)
         _channels_cpu(g, gT, True)
-        _conv_weight_grad_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, gT, gwT, H, W, sy, sx, py, px)
+        _conv_weight_grad_events_cpu(x.offsets, x.neuron, x.time, x.value, gT, gwT, H, W, sy, sx, py, px)
         grad_w = np.ascontiguousarray(gwT.sum(axis=0).transpose(3, 0, 1, 2))
-    elif sy == sx == 1:
+    elif strategy == "blas":
         KH, KW = w.shape[2:]
         xp, S = _padded(x, py, px, KW)
         Wp = W + 2 * px
@@ -429,7 +469,7 @@ def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True)
     grad_x = None
     if need_input_grad:
         KH, KW = w.shape[2:]
-        if sy == sx == 1 and py <= KH - 1 and px <= KW - 1:
+        if strategy != "plain" and sy == sx == 1 and py <= KH - 1 and px <= KW - 1:
             # the adjoint of a stride-1 conv is the conv of the gradient with the flipped, transposed
             # kernel and padding K - 1 - p
             grad_x = _conv_gemm(np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)), g,

@@ -172,8 +172,8 @@ def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True)
         if x.n_events:
             gT = dev.transpose(grad.reshape(N, Co, ho * wo * T)).reshape(N, ho, wo, T, Co)
             per = KH * KW * Co
-            blocks = min(dev.ceil_div(x.n_events, EVENT_CHUNK), dev.config.max_blocks)
-            tpb = min(dev.config.threads_per_block, max(32 if not dev.SIMULATOR else 1, per))
+            blocks = min(dev.ceil_div(x.n_events, EVENT_CHUNK), dev.current_launch().max_blocks)
+            tpb = min(dev.current_launch().threads_per_block, max(32 if not dev.SIMULATOR else 1, per))
             _conv_events_wgrad_kernel[blocks, tpb](x.sample, x.neuron, x.time, x.value, gT, gwT, H, W, sy, sx, py,
                                                    px, EVENT_CHUNK, dt.type(0))
         grad_w = dev.transpose(gwT.reshape(1, Ci * KH * KW, Co)).reshape(Co, Ci, KH, KW)

@@ -26,16 +26,23 @@ a delay):
 Checked by finite differences at non-integer delays.  ``d`` has the shape of
 ``x.shape[1:-1]`` (one delay per neuron) or ``(C, 1, 1)`` (one per channel), or
 anything that broadcasts to ``x.shape[1:-1]``.
+
+Strategies: the definition runs per neuron row on dense arrays (:func:`delay`, ``_delay_cpu``;
+:func:`delay_backward` with ``strategy="plain"``).  On spikes given as
+:class:`~pysrm.events.SpikeEvents` (sorted by (neuron, time), unique: what SpikeEvents guarantees)
+:func:`delay_events` shifts the events themselves (bitwise the dense result's events) and the
+backward sums the delay gradient by parts over the events (``strategy="event"``, equal to float
+rounding).  :func:`delay_backward_from_dense` fuses the input gradient of a following dense layer
+with few outputs.  CUDA twin: :mod:`pysrm.ops.delay_cuda`; tests: ``tests/test_op_pool_delay_dropout.py``.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from .._checks import float_array, positive
 from ..backend import is_device_array
-from ._util import check_5d
+from ._util import check_5d, check_strategy
 
 
 @njit(parallel=True, cache=True)
@@ -378,16 +385,35 @@ def delay(x, d, ts: float):
     return out.reshape(x.shape)
 
 
-def delay_backward(grad, x, d, ts: float):
-    r"""Gradients of :func:`delay`: returns ``(grad_x, grad_d)``; ``grad_d`` has the shape of ``d``.
+#: strategies of :func:`delay_backward`
+STRATEGIES = ("auto", "plain", "event")
 
-    ``x`` (the delay's input) is a dense array, or SpikeEvents (unique events sorted by (neuron, time)
-    per sample, as spike layers make them): then the delay-gradient sum runs over the events, by
-    parts (equal to the dense sum to float rounding; ``grad_x`` is bitwise the same)."""
+
+def delay_backward(grad, x, d, ts: float, strategy: str = "auto"):
+    r"""Gradients of :func:`delay` (module docstring): returns ``(grad_x, grad_d)``.
+
+    Parameters
+    ----------
+    grad : ndarray (N, C, H, W, T), the gradient of the delayed output
+    x : the delay's input, ndarray like ``grad`` or :class:`~pysrm.events.SpikeEvents`
+    d : delays in ms (>= 0), broadcastable to ``(C, H, W)``; ts : time step in ms
+    strategy : ``"plain"`` (the dense sums of the definition), ``"event"`` (the delay-gradient sum taken
+        by parts over the input events, :func:`_delay_grad_by_events`; equal to the dense sum to float
+        rounding, ``grad_x`` bitwise the same) or ``"auto"`` (``"event"`` when ``x`` is a SpikeEvents)
+
+    Returns ``grad_x`` like ``grad`` and ``grad_d`` of the shape of ``d``.  Raises TypeError/ValueError
+    for non-float or non-finite arrays, mismatched shapes, negative delays or an unknown strategy.
+    """
     if is_device_array(grad):
         from . import delay_cuda
         return delay_cuda.delay_backward(grad, x, d, ts)
     from ..events import SpikeEvents
+    check_strategy(strategy, STRATEGIES)
+    if strategy == "plain" and isinstance(x, SpikeEvents):
+        x = x.to_dense()
+    elif strategy == "event" and not isinstance(x, SpikeEvents):
+        check_5d("x", x)
+        x = SpikeEvents.from_dense(x)
     if isinstance(x, SpikeEvents):
         check_5d("grad", grad)
         if grad.shape != x.shape:
@@ -412,35 +438,54 @@ def delay_backward(grad, x, d, ts: float):
 
 #: dense layers with at most this many outputs fuse their input gradient into the delay backward
 FUSED_DENSE_MAX_OUTPUTS = 64
+#: tasks of the fused kernel (rows split by shape, never by thread count)
+ROW_CHUNKS = 64
+
+
+def from_dense_applies(w, grad_dense, x) -> bool:
+    """True where :func:`delay_backward_from_dense` makes the dense input gradient row by row (CPU arrays,
+    at most :data:`FUSED_DENSE_MAX_OUTPUTS` outputs, one dtype); elsewhere it runs the two ops."""
+    return (not is_device_array(grad_dense) and not is_device_array(w) and w.shape[0] <= FUSED_DENSE_MAX_OUTPUTS
+            and w.dtype == x.dtype == grad_dense.dtype)
 
 
 def delay_backward_from_dense(w, grad_dense, x, d, ts: float):
-    r"""``delay_backward(grad_x, x, d, ts)`` with ``grad_x = sum_o w[o, i] grad_dense[n, o, t]``, the input
-    gradient of a dense layer ``w`` (shape ``(O, C*H*W)``) that reads this delay's output; ``x`` (the
-    delay's input) is a dense array or SpikeEvents (unique events sorted by (neuron, time)); returns
-    ``(grad_x of the delay input, grad_d)``, or None where this fused form does not apply (GPU arrays,
-    more than FUSED_DENSE_MAX_OUTPUTS outputs -- there BLAS is faster --, other dtypes).
+    r"""``delay_backward(grad_x, x, d, ts)`` with ``grad_x[n, i, t] = sum_o w[o, i] grad_dense[n, o, t]``,
+    the input gradient of a dense layer ``w`` (shape ``(O, C*H*W)``) that reads this delay's output.
 
-    Each row of the dense input gradient is made in cache and shifted there, instead of a BLAS
-    product written to memory and read back (N-MNIST dense network, batch 32: a 20 MB array).  Equal
-    to the two ops to float rounding (the product's summation order differs from BLAS; tested)."""
+    ``grad_dense`` is ``(N, O, 1, 1, T)``; ``x`` (the delay's input) a dense array or SpikeEvents; returns
+    ``(grad_x of the delay input, grad_d)`` as :func:`delay_backward`.  Where
+    :func:`from_dense_applies`, each row of the dense input gradient is made in cache and shifted
+    there, instead of a BLAS product written to memory and read back (N-MNIST dense network, batch 32:
+    a 20 MB array); equal to the two ops to float rounding (the product's summation order differs from
+    BLAS; tested).  Elsewhere the two ops run.  Errors as :func:`delay_backward`.
+    """
     from ..events import SpikeEvents
-    if is_device_array(grad_dense) or is_device_array(w) or w.shape[0] > FUSED_DENSE_MAX_OUTPUTS:
-        return None
+    from .dense import dense_input_grad
     events = isinstance(x, SpikeEvents)
+    N, T = x.shape[0], x.shape[-1]
+    O = w.shape[0]
+    if grad_dense.size != N * O * T:
+        raise ValueError(f"grad_dense has shape {grad_dense.shape}; expected {(N, O, 1, 1, T)} for w of shape "
+                         f"{w.shape} and x of shape {x.shape}")
+    if not from_dense_applies(w, grad_dense, x):
+        if is_device_array(grad_dense):
+            from .dense import dense_backward
+            gx, _ = dense_backward(w, x, grad_dense, need_input_grad=True)
+        else:
+            gx = dense_input_grad(w, np.ascontiguousarray(grad_dense).reshape(N, O, T)).reshape(x.shape)
+        return delay_backward(gx, x, d, ts)
     if events:
         shift, d_shape, ts = _shift_bins(d, x.shape[1:-1], ts, x.dtype)
     else:
         x3, shift, d_shape, ts = _prepare(x, d, ts)
-    N, T = x.shape[0], x.shape[-1]
     M = shift.shape[0]
-    O = w.shape[0]
-    if w.shape[1] != M or grad_dense.size != N * O * T or w.dtype != x.dtype or grad_dense.dtype != x.dtype:
-        return None
+    if w.shape[1] != M:
+        raise ValueError(f"dense weight has {w.shape[1]} inputs; the delay has {M} neurons")
     gy = np.ascontiguousarray(grad_dense).reshape(N, O, T)
     gx = np.empty((N, M, T), dtype=x.dtype)
     gd_rows = np.empty((N, M), dtype=x.dtype)
-    chunks = max(1, min(N * M, 4 * numba.get_num_threads()))
+    chunks = max(1, min(N * M, ROW_CHUNKS))
     if events:
         x3 = np.empty((1, 1, 1), dtype=x.dtype)
         ev = (x.offsets, x.neuron, x.time, x.value)

@@ -1,38 +1,49 @@
 r"""Fully connected synapse, applied independently in every time bin.
 
-Forward, for input ``x`` of shape ``(N, C, H, W, T)`` flattened to
+Definition (SLAYER's ``dense``), for input ``x`` of shape ``(N, C, H, W, T)`` flattened to
 ``(N, I, T)`` with ``I = C*H*W`` and weights ``w`` of shape ``(O, I)``:
 
 .. math::
 
     a[n, o, t] = \sum_i w[o, i]\, x[n, i, t]
 
-Backward (adjoint, the transpose):
+Backward (the adjoint, the transpose):
 
 .. math::
 
     \frac{\partial\mathcal L}{\partial x[n,i,t]} = \sum_o w[o,i]\, g[n,o,t], \qquad
     \frac{\partial\mathcal L}{\partial w[o,i]} = \sum_{n,t} g[n,o,t]\, x[n,i,t]
 
-The output has shape ``(N, O, 1, 1, T)``.  Two paths give the same result to
-float rounding:
+The output has shape ``(N, O, 1, 1, T)``.  Exact linear maps, checked by finite differences
+(``tests/test_op_dense.py``; CUDA twin :mod:`pysrm.ops.dense_cuda`, tested against these under the
+CUDA simulator in ``tests/test_cuda_ops.py``).
 
-* event driven (sparse inputs, a :class:`~pysrm.events.SpikeEvents` or a dense
-  array with few non-zeros): the forward adds the weight column ``w[:, i]`` for
-  each input event ``(i, t)`` and the weight gradient adds ``g[n, :, t]`` per
-  event -- cost O(events x O);
-* dense BLAS otherwise: one single-threaded product per sample (forward, input
-  gradient) or per block of 64 outputs (weight gradient, ``G X^T`` with ``G`` and
-  ``X`` laid out as ``(O, N*T)`` and ``(N*T, I)``), in parallel Numba loops (the
-  BLAS library itself is kept single-threaded next to Numba's threads).
+Strategies (``strategy=`` of :func:`dense` and :func:`dense_backward`; all give the definition, to
+float rounding where the order of a sum differs, tested against ``"plain"``):
 
-The choice is made from the measured density of the input
-(:data:`EVENT_DENSITY_THRESHOLD`).  Both are exact linear maps, checked by
-finite differences.
+``"plain"``
+    the definition as written: one loop over ``i`` per output element (``_dense_plain_cpu``,
+    ``_dense_plain_backward_cpu``), in parallel over independent outputs.  What a student reads; slow.
+``"event"``
+    event driven (sparse inputs, a :class:`~pysrm.events.SpikeEvents` or a dense array with few
+    non-zeros): the forward adds the weight column ``w[:, i]`` for each input event ``(i, t)``, the
+    weight gradient adds ``g[n, :, t]`` per event -- cost O(events x O).  The weight gradient is
+    summed into :func:`wgrad_parts` partial sums over fixed shares of the batch (by shape, never by
+    thread count) and those are added in a fixed order.  No input gradient from events: that one is
+    the BLAS product below.
+``"blas"``
+    dense BLAS: one single-threaded product per sample (forward, input gradient) or per block of 64
+    outputs (weight gradient, ``G X^T`` with ``G`` and ``X`` laid out as ``(O, N*T)`` and
+    ``(N*T, I)``), in parallel Numba loops over those fixed blocks.
+``"auto"`` (default)
+    ``"event"`` when ``x`` is a SpikeEvents or at most :data:`EVENT_DENSITY_THRESHOLD` of its bins are
+    non-zero (:func:`choose`), else ``"blas"``.
+
+Work arrays (the transposed weight, the partial sums) come from the ``workspace`` argument
+(:class:`pysrm.workspace.Workspace`, e.g. a network's) or are allocated for the call.  Results are
+bitwise independent of the number of threads (every parallel loop is split by shape).
 """
 from __future__ import annotations
-
-from contextlib import contextmanager
 
 import numpy as np
 from numba import njit, prange
@@ -40,19 +51,64 @@ from numba import njit, prange
 from .._checks import float_array, same_dtype
 from ..backend import is_device_array
 from ..events import SpikeEvents
-from ._util import check_5d
+from ._util import check_5d, check_strategy
 
-#: inputs with at most this fraction of non-zero bins take the event-driven paths.  Set from the
-#: crossovers measured in the second session (dense layers about 0.18 forward / 0.25 weight gradient on
-#: one thread, conv layers about 0.09 / 0.15), a little below them; remeasured in the fourth session
-#: (benchmarks/RESULTS.md, "event-driven versus dense paths": dense above 0.3, conv about 0.13 / 0.2)
-#: higher thresholds made no measurable difference on the benchmark networks, so these stay.
+#: inputs with at most this fraction of non-zero bins take the event-driven paths under ``"auto"``.  Set
+#: from the crossovers measured in the second session (dense layers about 0.18 forward / 0.25 weight
+#: gradient on one thread, conv layers about 0.09 / 0.15), a little below them; remeasured in the
+#: fourth session (benchmarks/RESULTS.md, "event-driven versus dense paths": dense above 0.3, conv
+#: about 0.13 / 0.2); higher thresholds made no measurable difference on the benchmark networks.
 EVENT_DENSITY_THRESHOLD = 0.15
 CONV_EVENT_DENSITY_THRESHOLD = 0.08
-#: the event-driven dense weight gradient is split into this many partial sums over the batch (the
-#: parallelism of that kernel; a constant so that results do not depend on the number of threads)
+#: the event-driven dense weight gradient is split into at most this many partial sums over the batch
+#: (the parallelism of that kernel; a constant so that results do not depend on the number of threads)
 WGRAD_PARTS = 4
+#: strategies of :func:`dense` / :func:`dense_backward`
+STRATEGIES = ("auto", "plain", "event", "blas")
 
+
+# --------------------------------------------------------------------------- the definition ("plain")
+
+@njit(parallel=True, cache=True)
+def _dense_plain_cpu(w, x, out):
+    # a[n, o, t] = sum_i w[o, i] x[n, i, t], i ascending; one task per (n, o)
+    N, I, T = x.shape
+    O = w.shape[0]
+    for job in prange(N * O):
+        n = job // O
+        o = job % O
+        for t in range(T):
+            acc = out.dtype.type(0.0)
+            for i in range(I):
+                acc += w[o, i] * x[n, i, t]
+            out[n, o, t] = acc
+
+
+@njit(parallel=True, cache=True)
+def _dense_plain_backward_cpu(w, x, g, gx, gw, need_input_grad):
+    # gx[n, i, t] = sum_o w[o, i] g[n, o, t] (o ascending); gw[o, i] = sum_n sum_t g[n, o, t] x[n, i, t]
+    N, I, T = x.shape
+    O = w.shape[0]
+    for job in prange(O * I):
+        o = job // I
+        i = job % I
+        acc = gw.dtype.type(0.0)
+        for n in range(N):
+            for t in range(T):
+                acc += g[n, o, t] * x[n, i, t]
+        gw[o, i] = acc
+    if need_input_grad:
+        for job in prange(N * I):
+            n = job // I
+            i = job % I
+            for t in range(T):
+                acc = gx.dtype.type(0.0)
+                for o in range(O):
+                    acc += w[o, i] * g[n, o, t]
+                gx[n, i, t] = acc
+
+
+# --------------------------------------------------------------------------- strategy "event"
 
 @njit(parallel=True, cache=True)
 def _dense_events_cpu(offsets, neuron, time, value, wT, out):
@@ -201,36 +257,22 @@ def _transpose_cpu(src, dst):
         dst[c0:c1, :] = src[:, c0:c1].T
 
 
-_FROZEN = None  # inside frozen_weights(): {(address, shape, strides, dtype): (w, w.T contiguous)}
 
-
-@contextmanager
-def frozen_weights():
-    """Within this block :func:`transposed_weights` of a read-only (non-writeable) weight array is made
-    once and reused.  :meth:`pysrm.network.Network.inference` enters it with the network's parameters
-    made read-only, so they cannot change while a copy is kept; the copies are dropped on exit."""
-    global _FROZEN
-    old = _FROZEN
-    _FROZEN = {}
-    try:
-        yield
-    finally:
-        _FROZEN = old
-
-
-def transposed_weights(w):
+def transposed_weights(w, workspace=None):
     """``w.T`` as a C-contiguous array (the event kernels read a weight row per input event), made by a
-    parallel transpose into a reused workspace (valid until the next call for this shape); inside
-    :func:`frozen_weights`, for a read-only ``w``, made once into an array of its own and reused."""
-    if _FROZEN is not None and not w.flags.writeable:
-        key = (w.ctypes.data, w.shape, w.strides, w.dtype.str)
-        hit = _FROZEN.get(key)
-        if hit is None:  # the entry holds w itself, so its memory cannot be reused for another array
-            wT = np.empty((w.shape[1], w.shape[0]), dtype=w.dtype)
-            _transpose_cpu(np.ascontiguousarray(w), wT)
-            hit = _FROZEN[key] = (w, wT)
-        return hit[1]
-    wT = _workspace((w.shape[1], w.shape[0]), w.dtype, "wT")
+    parallel transpose: into a work array of ``workspace`` (valid until its next use for this shape),
+    or, inside ``workspace.frozen()`` for a read-only ``w``, once per block; into a new array without
+    a workspace."""
+    def make(w):
+        wT = np.empty((w.shape[1], w.shape[0]), dtype=w.dtype)
+        _transpose_cpu(np.ascontiguousarray(w), wT)
+        return wT
+    if workspace is None:
+        return make(w)
+    hit = workspace.frozen_copy("wT", w, make)
+    if hit is not None:
+        return hit
+    wT = workspace.array("wT", (w.shape[1], w.shape[0]), w.dtype)
     _transpose_cpu(np.ascontiguousarray(w), wT)
     return wT
 
@@ -243,65 +285,47 @@ def wgrad_parts(N: int, w) -> int:
     return max(1, min(max(1, N // 4), WGRAD_PARTS, (1 << 28) // max(1, w.size * w.itemsize)))
 
 
-_WORKSPACES: dict = {}
-
-
-def _key(shape, dtype, tag):
-    return (tag, tuple(shape), np.dtype(dtype).str)
-
-
-def partial_sums_workspace(shape, dtype):
-    """The partial sums of the event weight gradients, ``(parts, inputs, outputs)``, reused across
-    steps (contents undefined: the kernels zero a row when they first touch it in a call, and say
-    which rows they touched), and the ``(parts, inputs)`` touched flags for one call."""
-    return _workspace(shape, dtype, "parts"), np.empty(shape[:2], dtype=np.bool_)
-
-
-def _workspace(shape, dtype, tag: str = ""):
-    """A work array of this shape and dtype, allocated once per process and reused (contents undefined).
-
-    The event weight gradient's partial sums are tens of MB (8 x inputs x outputs); allocated afresh
-    each step they were new pages every time, and their first touch inside the parallel kernel made the
-    first steps of a run up to 5x slower (measured 48 ms instead of 5-10 ms per call at N-MNIST shapes).
-    Kept per (tag, shape, dtype): one per use and dense layer shape.  Callers must not hold on to it
-    across calls."""
-    key = _key(shape, dtype, tag)
-    ws = _WORKSPACES.get(key)
-    if ws is None:
-        ws = _WORKSPACES[key] = np.empty(shape, dtype=dtype)
-    return ws
-
-
-@contextmanager
-def dense_path_only():
-    """Within this block dense arrays always take the dense (BLAS / loop) paths (used by checks and tests)."""
-    global EVENT_DENSITY_THRESHOLD, CONV_EVENT_DENSITY_THRESHOLD
-    old = EVENT_DENSITY_THRESHOLD, CONV_EVENT_DENSITY_THRESHOLD
-    EVENT_DENSITY_THRESHOLD = CONV_EVENT_DENSITY_THRESHOLD = 0.0
-    try:
-        yield
-    finally:
-        EVENT_DENSITY_THRESHOLD, CONV_EVENT_DENSITY_THRESHOLD = old
+def partial_sums_workspace(shape, dtype, workspace=None):
+    """The partial sums of the event weight gradients, ``(parts, inputs, outputs)`` (contents undefined:
+    the kernels zero a row when they first touch it in a call, and say which rows they touched), and
+    the ``(parts, inputs)`` touched flags for one call; from ``workspace`` when given (reused across
+    steps: fresh pages each step made the first steps several times slower), else new."""
+    parts = workspace.array("wgrad_parts", shape, dtype) if workspace is not None else np.empty(shape, dtype)
+    return parts, np.empty(shape[:2], dtype=np.bool_)
 
 
 def events_if_sparse(x, kind: str = "dense"):
-    """``x`` as SpikeEvents when it is sparse enough for the event-driven paths of ``kind`` ('dense' or
-    'conv'), else ``x`` itself.  Layers call this once per forward so that the backward reuses the events."""
+    """``x`` as SpikeEvents when it is sparse enough for the event-driven paths of ``kind`` ('dense', or
+    'conv' for conv and pool layers), else ``x`` itself.  Layers call this once per forward so that the
+    backward reuses the events."""
     if isinstance(x, SpikeEvents) or is_device_array(x):
         return x
-    ev = _as_events(x, kind)
+    threshold = EVENT_DENSITY_THRESHOLD if kind == "dense" else CONV_EVENT_DENSITY_THRESHOLD
+    ev = SpikeEvents.from_dense(x, max_density=threshold)
     return x if ev is None else ev
 
 
-def _as_events(x, kind: str = "dense"):
-    """SpikeEvents for sparse inputs, or None when the dense path is better (``kind``: 'dense' or 'conv')."""
-    if isinstance(x, SpikeEvents):
-        return x
-    threshold = EVENT_DENSITY_THRESHOLD if kind == "dense" else CONV_EVENT_DENSITY_THRESHOLD
-    if threshold <= 0.0:
-        return None
-    return SpikeEvents.from_dense(x, max_density=threshold)
+def as_events(x) -> SpikeEvents:
+    """``x`` as SpikeEvents whatever its density (what the ``"event"`` strategy runs on)."""
+    return x if isinstance(x, SpikeEvents) else SpikeEvents.from_dense(x)
 
+
+def as_dense(x) -> np.ndarray:
+    """``x`` as a dense array (what the ``"plain"`` and ``"blas"`` strategies run on)."""
+    return x.to_dense() if isinstance(x, SpikeEvents) else x
+
+
+def resolve(strategy: str, x, kind: str = "dense"):
+    """``(strategy, x)`` with ``"auto"`` decided and ``x`` in the form the strategy reads (events or
+    dense); ValueError for an unknown strategy."""
+    check_strategy(strategy, STRATEGIES)
+    if strategy == "auto":
+        ev = events_if_sparse(x, kind)
+        return ("event", ev) if isinstance(ev, SpikeEvents) else ("blas", x)
+    return strategy, (as_events(x) if strategy == "event" else as_dense(x))
+
+
+# --------------------------------------------------------------------------- strategy "blas"
 
 @njit(parallel=True, cache=True)
 def _batched_matmul_cpu(a, b, out):
@@ -323,6 +347,7 @@ def _matmul_row_blocks_cpu(a, b, out, rows):
         np.dot(a[r0:r1], b, out[r0:r1])
 
 
+
 def _check(w, x):
     float_array("w", w, ndim=2)
     if isinstance(x, SpikeEvents):
@@ -339,10 +364,24 @@ def _check(w, x):
     return shape
 
 
-def dense(w, x):
-    r"""``a[n, o, t] = sum_i w[o, i] x[n, i, t]``; returns ``(N, O, 1, 1, T)``.
+def dense(w, x, strategy: str = "auto", workspace=None):
+    r"""Dense synapse: ``a[n, o, t] = sum_i w[o, i] x[n, i, t]``.
 
-    ``x`` is a dense ``(N, C, H, W, T)`` array or a :class:`SpikeEvents`.
+    Parameters
+    ----------
+    w : ndarray (O, I), float32 or float64
+    x : ndarray (N, C, H, W, T) with ``C*H*W == I`` and the dtype of ``w``, or :class:`SpikeEvents`
+    strategy : ``"auto"``, ``"plain"``, ``"event"`` or ``"blas"`` (module docstring)
+    workspace : :class:`pysrm.workspace.Workspace` or None (work arrays reused from it)
+
+    Returns
+    -------
+    ndarray (N, O, 1, 1, T), dtype of ``w``
+
+    Raises
+    ------
+    TypeError for other dtypes or mismatched dtypes; ValueError for mismatched shapes, non-finite
+    values or an unknown strategy.
     """
     if is_device_array(w):
         from . import dense_cuda
@@ -350,22 +389,25 @@ def dense(w, x):
     shape = _check(w, x)
     N, T = shape[0], shape[4]
     O = w.shape[0]
-    ev = _as_events(x)
-    if ev is not None:
-        out = np.empty((N, O, T), dtype=w.dtype)
-        _dense_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, transposed_weights(w), out)
-    else:
-        out = np.empty((N, O, T), dtype=w.dtype)
+    strategy, x = resolve(strategy, x)
+    out = np.empty((N, O, T), dtype=w.dtype)
+    if strategy == "event":
+        _dense_events_cpu(x.offsets, x.neuron, x.time, x.value, transposed_weights(w, workspace), out)
+    elif strategy == "blas":
         _batched_matmul_cpu(np.ascontiguousarray(w), np.ascontiguousarray(x).reshape(N, -1, T), out)
+    else:
+        _dense_plain_cpu(np.ascontiguousarray(w), np.ascontiguousarray(x).reshape(N, -1, T), out)
     return out.reshape(N, O, 1, 1, T)
 
 
-def dense_backward(w, x, grad, need_input_grad: bool = True):
+def dense_backward(w, x, grad, need_input_grad: bool = True, strategy: str = "auto", workspace=None):
     r"""Gradients of :func:`dense`: returns ``(grad_x, grad_w)``.
 
-    ``grad_x[n, i, t] = sum_o w[o, i] grad[n, o, t]`` (reshaped like ``x``; ``None``
-    when ``need_input_grad`` is False, e.g. for the first layer) and
-    ``grad_w[o, i] = sum_{n, t} grad[n, o, t] x[n, i, t]``.
+    ``grad_x[n, i, t] = sum_o w[o, i] grad[n, o, t]``, shaped like ``x`` (``None`` when
+    ``need_input_grad`` is False, e.g. for the first layer), and
+    ``grad_w[o, i] = sum_{n, t} grad[n, o, t] x[n, i, t]``, shaped like ``w``.  ``grad`` is
+    ``(N, O, 1, 1, T)`` in the dtype of ``w``; the other arguments and errors as :func:`dense` (the
+    ``"event"`` strategy takes the input gradient from the BLAS product: events do not help there).
     """
     if is_device_array(w):
         from . import dense_cuda
@@ -377,13 +419,18 @@ def dense_backward(w, x, grad, need_input_grad: bool = True):
     if grad.shape != (N, O, 1, 1, T):
         raise ValueError(f"grad has shape {grad.shape}; expected the dense output shape {(N, O, 1, 1, T)}")
     same_dtype("grad", grad, "w", w)
-    g = grad.reshape(N, O, T)
-    ev = _as_events(x)
-    if ev is not None:
+    g = np.ascontiguousarray(grad).reshape(N, O, T)
+    strategy, x = resolve(strategy, x)
+    if strategy == "plain":
+        x3 = np.ascontiguousarray(x).reshape(N, -1, T)
+        grad_w = np.empty_like(w)
+        grad_x = np.empty(x3.shape if need_input_grad else (1, 1, 1), dtype=w.dtype)
+        _dense_plain_backward_cpu(np.ascontiguousarray(w), x3, g, grad_x, grad_w, bool(need_input_grad))
+        return (grad_x.reshape(shape) if need_input_grad else None), grad_w
+    if strategy == "event":
         # partial gradients over shares of the samples, summed in a fixed order (wgrad_parts)
-        parts, touched = partial_sums_workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype)
-        _dense_events_wgrad_cpu(ev.offsets, ev.neuron, ev.time, ev.value, np.ascontiguousarray(g), parts,
-                                touched)
+        parts, touched = partial_sums_workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype, workspace)
+        _dense_events_wgrad_cpu(x.offsets, x.neuron, x.time, x.value, g, parts, touched)
         grad_w = np.empty_like(w)
         _sum_parts_T(parts, touched, grad_w, False)
     else:
@@ -394,9 +441,31 @@ def dense_backward(w, x, grad, need_input_grad: bool = True):
         xt = np.ascontiguousarray(x3.transpose(0, 2, 1)).reshape(N * T, x3.shape[1])
         grad_w = np.empty_like(w)
         _matmul_row_blocks_cpu(gt, xt, grad_w, 64)
-    grad_x = None
-    if need_input_grad:
-        grad_x = np.empty((N, w.shape[1], T), dtype=w.dtype)
-        _batched_matmul_cpu(np.ascontiguousarray(w).T, np.ascontiguousarray(g), grad_x)
-        grad_x = grad_x.reshape(shape)
+    grad_x = dense_input_grad(w, g).reshape(shape) if need_input_grad else None
     return grad_x, grad_w
+
+
+def dense_input_grad(w, g):
+    """``grad_x[n, i, t] = sum_o w[o, i] g[n, o, t]`` for ``g`` of shape ``(N, O, T)``: returns ``(N, I, T)``
+    (the BLAS product of :func:`dense_backward`)."""
+    N, O, T = g.shape
+    grad_x = np.empty((N, w.shape[1], T), dtype=w.dtype)
+    _batched_matmul_cpu(np.ascontiguousarray(w).T, np.ascontiguousarray(g), grad_x)
+    return grad_x
+
+
+class DenseInputGrad:
+    r"""The input gradient of a dense layer, :math:`g_x[n, i, t] = \sum_o w[o, i]\, g[n, o, t]`, not yet
+    computed: what a dense step of a :mod:`pysrm.plan` hands back when the step before it can use the
+    product row by row (:func:`pysrm.ops.delay.delay_backward_from_dense`) instead of reading it from
+    memory.  ``w`` (O, I), ``g`` (N, O, 1, 1, T), ``shape`` the input's (N, C, H, W, T).
+    :meth:`materialize` computes it (the BLAS product of :func:`dense_backward`)."""
+
+    __slots__ = ("w", "g", "shape")
+
+    def __init__(self, w, g, shape):
+        self.w, self.g, self.shape = w, g, tuple(shape)
+
+    def materialize(self) -> np.ndarray:
+        N, T = self.shape[0], self.shape[-1]
+        return dense_input_grad(self.w, np.ascontiguousarray(self.g).reshape(N, self.w.shape[0], T)).reshape(self.shape)

@@ -121,8 +121,8 @@ def dense_backward(w, x, grad, need_input_grad: bool = True):
         gwT = dev.zeros((I, O), dt)
         if x.n_events:
             gT = dev.transpose(grad.reshape(N, O, T))
-            blocks = min(dev.ceil_div(x.n_events, EVENT_CHUNK), dev.config.max_blocks)
-            tpb = min(dev.config.threads_per_block, max(32 if not dev.SIMULATOR else 1, O))
+            blocks = min(dev.ceil_div(x.n_events, EVENT_CHUNK), dev.current_launch().max_blocks)
+            tpb = min(dev.current_launch().threads_per_block, max(32 if not dev.SIMULATOR else 1, O))
             _dense_events_wgrad_kernel[blocks, tpb](x.sample, x.neuron, x.time, x.value, gT, gwT,
                                                     EVENT_CHUNK, dt.type(0))
         grad_w = dev.transpose(gwT.reshape(1, I, O)).reshape(O, I)

@@ -31,51 +31,29 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ._elementwise import adam_element_cpu, sgd_element_cpu
+
 # The update kernels are plain ``prange`` loops with the weight decay and clamp written inline: LLVM then
 # vectorises them (0.2 ms for Adam on 1.2 M float32 weights, 2 threads); the same body in chunked loops
 # with a helper function for the decay ran ten times slower (not vectorised).
 
 @njit(parallel=True, cache=True)
 def _sgd_cpu(p, g, v, lr, mu, use_mom, wd, use_wd, lower, use_lower):
+    # (pysrm.ops._elementwise.sgd_element, the CUDA kernel's too; v is only written with momentum)
     for i in prange(p.shape[0]):
-        gi = g[i]
-        if use_wd:
-            gi = gi + wd * p[i]
+        q, vi = sgd_element_cpu(p[i], g[i], v[i], lr, mu, use_mom, wd, use_wd, lower, use_lower)
         if use_mom:
-            vi = v[i] * mu
-            vi = vi + gi
             v[i] = vi
-            gi = vi
-        q = p[i] - lr * gi
-        if use_lower and q < lower:
-            q = lower
         p[i] = q
 
 
 @njit(parallel=True, cache=True)
 def _adam_cpu(p, g, m, v, lr, b1, c1, b2, c2, bc1, bc2, eps, wd, use_wd, lower, use_lower,
               nesterov, mu_next, den_m, one_minus_mu, den_g):
-    # Adam, or NAdam with ``nesterov``; c1 = 1 - b1, c2 = 1 - b2, bc1 = 1 - b1**k, bc2 = 1 - b2**k,
-    # den_m = 1 - prod * mu_next, den_g = 1 - prod, one_minus_mu = 1 - mu (all rounded to the dtype)
+    # Adam, or NAdam with ``nesterov`` (pysrm.ops._elementwise.adam_element, the CUDA kernels' too)
     for i in prange(p.shape[0]):
-        gi = g[i]
-        if use_wd:
-            gi = gi + wd * p[i]
-        mi = m[i] * b1
-        mi = mi + c1 * gi
-        m[i] = mi
-        vi = v[i] * b2
-        vi = vi + c2 * gi * gi
-        v[i] = vi
-        vhat = vi / bc2
-        if nesterov:
-            upd = mu_next * mi / den_m + one_minus_mu * gi / den_g
-        else:
-            upd = mi / bc1
-        q = p[i] - lr * upd / (math.sqrt(vhat) + eps)
-        if use_lower and q < lower:
-            q = lower
-        p[i] = q
+        p[i], m[i], v[i] = adam_element_cpu(p[i], g[i], m[i], v[i], lr, b1, c1, b2, c2, bc1, bc2, eps, wd, use_wd,
+                                            lower, use_lower, nesterov, mu_next, den_m, one_minus_mu, den_g)
 
 
 @njit(parallel=True, cache=True)

@@ -17,7 +17,8 @@ Backward (adjoint: every input position receives its pooling window's gradient):
 
     \frac{\partial\mathcal L}{\partial x[n, c, i_y, i_x, t]} = w_p\, g[n, c, \lfloor i_y/k\rfloor, \lfloor i_x/k\rfloor, t]
 
-The weight is fixed (not trained).  Exact; checked by finite differences.
+The weight is fixed (not trained).  Exact; checked by finite differences (``tests/test_op_pool_delay_dropout.py``;
+CUDA twin :mod:`pysrm.ops.pool_cuda`, tested under the CUDA simulator).
 """
 from __future__ import annotations
 
@@ -27,8 +28,11 @@ from numba import njit, prange
 from .._checks import float_array, positive, positive_int
 from ..backend import is_device_array
 from ..events import SpikeEvents
-from ._util import check_5d
-from .dense import _as_events
+from ._util import check_5d, check_strategy
+
+#: strategies of :func:`pool`
+STRATEGIES = ("auto", "plain", "event")
+from .dense import as_dense, as_events, events_if_sparse
 
 
 @njit(parallel=True, cache=True)
@@ -86,19 +90,36 @@ def _check(x, k, weight):
     return shape, k, weight
 
 
-def pool(x, k: int, weight: float):
-    r"""Sum pooling ``a = weight * sum over each k x k window`` (see module docstring)."""
+def pool(x, k: int, weight: float, strategy: str = "auto"):
+    r"""Sum pooling ``a = weight * sum over each k x k window`` (SLAYER's ``pool``; module docstring).
+
+    Parameters
+    ----------
+    x : ndarray (N, C, H, W, T), float32 or float64, or :class:`~pysrm.events.SpikeEvents`
+    k : int >= 1, the window size and stride; weight : float > 0, the fixed weight (SLAYER: 1.1 theta)
+    strategy : ``"plain"`` (the dense sum of the definition), ``"event"`` (each input event added to its
+        window's output) or ``"auto"`` (event for a SpikeEvents or at most
+        :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD` non-zero bins)
+
+    Returns ndarray (N, C, ceil(H/k), ceil(W/k), T).  Both strategies add the same terms in the same
+    order per output element (bitwise equal; tested).  Raises TypeError/ValueError for a non-float or
+    non-finite ``x``, ``k < 1``, ``weight <= 0`` or an unknown strategy.
+    """
     if is_device_array(x):
         from . import pool_cuda
         return pool_cuda.pool(x, k, weight)
     shape, k, weight = _check(x, k, weight)
+    check_strategy(strategy, STRATEGIES)
     N, C, H, W, T = shape
     ho, wo = pool_output_size(H, W, k)
     dtype = x.dtype
     out = np.zeros((N, C, ho, wo, T), dtype=dtype)
-    ev = _as_events(x, 'conv')
-    if ev is not None:
-        _pool_events_cpu(ev.offsets, ev.neuron, ev.time, ev.value, H, W, k, dtype.type(weight), out)
+    if strategy == "auto":
+        x = events_if_sparse(x, "conv")
+    else:
+        x = as_events(x) if strategy == "event" else as_dense(x)
+    if isinstance(x, SpikeEvents):
+        _pool_events_cpu(x.offsets, x.neuron, x.time, x.value, H, W, k, dtype.type(weight), out)
     else:
         _pool_dense_cpu(np.ascontiguousarray(x), k, dtype.type(weight), out)
     return out

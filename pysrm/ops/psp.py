@@ -15,12 +15,13 @@ Backward (its adjoint, the correlation):
 
 Both act on the last (time) axis of an array of any shape.
 
-Two exact ways to compute them:
+Two exact ways to compute them (``strategy=``; CUDA twin :mod:`pysrm.ops.psp_cuda`, direct sums;
+tests in ``tests/test_op_psp.py``):
 
-* **direct** (any response): the forward scatters every non-zero input into
+* ``"plain"`` -- the definition, direct (any response): the forward scatters every non-zero input into
   the ``L`` bins it reaches (event driven: O(non-zeros x L)); the backward
   gathers ``L`` gradient bins per output bin (O(T x L)).
-* **recursive** (alpha responses, detected from the samples): a sampled alpha
+* ``"recursive"`` (alpha responses, detected from the samples): a sampled alpha
   function :math:`\epsilon[i] = K\, i\, a^i` (:math:`a = e^{-T_s/\tau}`) is the
   impulse response of a second-order recursion, and its truncation after
   :math:`L` samples subtracts the same recursion delayed by :math:`L`:
@@ -35,20 +36,27 @@ Two exact ways to compute them:
   whatever ``L`` is; accumulated in float64, so the result equals the direct
   (truncated-kernel) definition to float rounding (tested).
 
-Both are exact (linear) and checked by finite differences.
+``"auto"`` takes the recursion for alpha responses of at least :data:`RECURSIVE_MIN_LENGTH` samples
+(backward: :data:`RECURSIVE_MIN_LENGTH_BACKWARD`), else the direct sums.  Both are exact (linear) and
+checked by finite differences; they agree to float rounding (tested).
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from numba import njit, prange
 
+from .._checks import positive
 from ..backend import is_device_array
-from ._util import as_rows, response_as
+from ._util import as_rows, check_strategy, response_as
 
 #: alpha responses at least this long use the recursive form (forward / backward); shorter ones are
 #: cheaper directly (measured on 2 cores, see benchmarks/RESULTS.md)
 RECURSIVE_MIN_LENGTH = 6
 RECURSIVE_MIN_LENGTH_BACKWARD = 12
+#: strategies of :func:`psp` / :func:`psp_backward`
+STRATEGIES = ("auto", "plain", "recursive")
 
 
 @njit(parallel=True, cache=True)
@@ -175,21 +183,18 @@ def _psp_alpha_backward_cpu(g, a, gain, L, out):
         alpha_filter_rows(g, out, 4 * k, min(rows, 4 * k + 4), a, gain, L, True)
 
 
-_ALPHA_CACHE: dict = {}
-
-
 def alpha_parameters(kernel):
     """``(a, K)`` when ``kernel[i] == K * i * a**i`` for all i (to 1e-9 relative), else None.
 
-    Remembered per kernel (by value): the layers ask for the same few responses every step."""
-    k = np.asarray(kernel, dtype=np.float64)
-    key = k.tobytes()
-    if key in _ALPHA_CACHE:
-        return _ALPHA_CACHE[key]
-    if len(_ALPHA_CACHE) > 256:
-        _ALPHA_CACHE.clear()
-    _ALPHA_CACHE[key] = out = _alpha_parameters(k)
-    return out
+    Remembered per kernel value (``functools.lru_cache`` keyed by the kernel's float64 bytes, which
+    determine the result completely; immutable results, thread-safe): the layers ask for the same few
+    responses every step."""
+    return _alpha_parameters_of_bytes(np.asarray(kernel, dtype=np.float64).tobytes())
+
+
+@functools.lru_cache(maxsize=256)
+def _alpha_parameters_of_bytes(key: bytes):
+    return _alpha_parameters(np.frombuffer(key, dtype=np.float64))
 
 
 def _alpha_parameters(k):
@@ -207,10 +212,17 @@ def _alpha_parameters(k):
     return a, K
 
 
-def _filter(name, x, kernel, ts, min_recursive, recursive_kernel, direct_kernel):
+def _filter(name, x, kernel, ts, min_recursive, recursive_kernel, direct_kernel, strategy):
     """Shared wrapper of psp and its adjoint: validate, pick the recursive or the direct kernel, reshape."""
+    check_strategy(strategy, STRATEGIES)
+    ts = positive("ts", ts)
     rows = as_rows(name, x)
-    alpha = alpha_parameters(kernel) if len(kernel) >= min_recursive else None
+    alpha = None
+    if strategy != "plain":
+        alpha = alpha_parameters(kernel) if (strategy == "recursive" or len(kernel) >= min_recursive) else None
+        if strategy == "recursive" and alpha is None:
+            raise ValueError("strategy 'recursive' needs an alpha-function kernel (kernel[i] = K i a**i, at least "
+                             "3 samples); this kernel is not one: use 'plain' or 'auto'")
     if alpha is not None:
         out = np.empty_like(rows)  # written completely by the recursion
         recursive_kernel(rows, alpha[0], alpha[1] * ts, len(kernel), out)
@@ -220,18 +232,34 @@ def _filter(name, x, kernel, ts, min_recursive, recursive_kernel, direct_kernel)
     return out.reshape(x.shape)
 
 
-def psp(x, kernel, ts: float):
-    r"""Filter ``x`` (shape ``(..., T)``) causally: ``out[t] = ts * sum_i kernel[i] * x[t-i]``."""
+def psp(x, kernel, ts: float, strategy: str = "auto"):
+    r"""Filter ``x`` causally with the spike response (SLAYER's ``psp``; the module docstring's equation):
+    ``out[..., t] = ts * sum_i kernel[i] * x[..., t-i]``.
+
+    Parameters
+    ----------
+    x : ndarray (..., T), float32 or float64 (time last; any leading shape), or a CUDA device array
+    kernel : 1-D array, the sampled response from lag 0 (:func:`pysrm.responses.srm_kernel`)
+    ts : float, the time step in ms
+    strategy : ``"auto"`` (recursive for alpha kernels of at least :data:`RECURSIVE_MIN_LENGTH`
+        samples, else plain), ``"plain"`` (the direct sum) or ``"recursive"``
+
+    Returns an array like ``x``.  Raises TypeError/ValueError for non-float or non-finite ``x``, an empty
+    or non-finite kernel, ``ts <= 0``, an unknown strategy, or ``"recursive"`` on a non-alpha kernel.
+    """
     if is_device_array(x):
         from . import psp_cuda
         return psp_cuda.psp(x, kernel, ts)
-    return _filter("x", x, kernel, ts, RECURSIVE_MIN_LENGTH, _psp_alpha_cpu, _psp_cpu)
+    return _filter("x", x, kernel, ts, RECURSIVE_MIN_LENGTH, _psp_alpha_cpu, _psp_cpu, strategy)
 
 
-def psp_backward(grad, kernel, ts: float):
-    r"""Adjoint of :func:`psp` (correlation): ``out[t] = ts * sum_i kernel[i] * grad[t+i]``."""
+def psp_backward(grad, kernel, ts: float, strategy: str = "auto"):
+    r"""Adjoint of :func:`psp` (the correlation): ``out[..., t] = ts * sum_i kernel[i] * grad[..., t+i]``.
+
+    Same arguments, strategies (``"auto"`` uses the recursion from
+    :data:`RECURSIVE_MIN_LENGTH_BACKWARD` samples) and errors as :func:`psp`."""
     if is_device_array(grad):
         from . import psp_cuda
         return psp_cuda.psp_backward(grad, kernel, ts)
     return _filter("grad", grad, kernel, ts, RECURSIVE_MIN_LENGTH_BACKWARD, _psp_alpha_backward_cpu,
-                   _psp_backward_cpu)
+                   _psp_backward_cpu, strategy)

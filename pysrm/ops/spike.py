@@ -12,6 +12,21 @@ place, so later bins see it:
 
 The returned potential is the one *after* all refractory responses were added.
 
+Exact ties.  The potential reaches the threshold exactly in exact arithmetic whenever the weights and
+responses line up (an input spike through weight :math:`\vartheta` at the lag where
+:math:`\epsilon = 1`, i.e. :math:`t = \tau_{sr}`); computed, it lands a few ulps above or below
+:math:`\vartheta` depending on the psp strategy (direct sum or recursion), the summation order of the
+synapse and the dtype.  So that such ties spike whatever ran, the test is
+
+.. math::
+
+    u[t] \ge \vartheta\,(1 - r_{\text{tie}}),\qquad r_{\text{tie}} = 2^{-17} \approx 7.6\cdot 10^{-6}
+    \text{ (float32)},\quad 2^{-40} \approx 9.1\cdot 10^{-13} \text{ (float64)}
+
+(:func:`firing_threshold`; :data:`TIE_RTOL`), far below any physical scale and above the rounding of
+the psp paths (tested on a sweep of exact ties).  Every spike scan of pysrm, CPU and CUDA, fused or
+not, compares with this value; the surrogate below uses :math:`\vartheta` itself.
+
 Backward (surrogate; the spike function is not differentiable):
 
 .. math::
@@ -34,6 +49,16 @@ from .._checks import positive
 from ..backend import is_device_array
 from ._fastexp import rho_row
 from ._util import as_rows, response_as
+
+#: relative tolerance of the threshold test per dtype (module docstring, "Exact ties")
+TIE_RTOL = {np.dtype(np.float32): 2.0 ** -17, np.dtype(np.float64): 2.0 ** -40}
+
+
+def firing_threshold(theta: float, dtype) -> float:
+    """The value a potential of ``dtype`` is compared with: ``theta * (1 - TIE_RTOL[dtype])`` rounded to
+    ``dtype`` (returned as that dtype's scalar)."""
+    dt = np.dtype(dtype)
+    return dt.type(float(theta) * (1.0 - TIE_RTOL[dt]))
 
 
 @njit(parallel=True, cache=True)
@@ -72,10 +97,18 @@ def _spike_backward_cpu(g, u, theta, scale, width, out):
 
 
 def spike(u, refractory_kernel, theta: float, ts: float):
-    r"""Spikes of potential ``u`` (shape ``(..., T)``).
+    r"""Spikes of potential ``u`` with the refractory response (SLAYER's ``getSpikes``; module docstring).
 
-    Returns ``(s, u_post)``: spikes of amplitude ``1/ts`` and the potential
-    after the refractory responses were added.  ``u`` is not modified.
+    Parameters
+    ----------
+    u : ndarray (..., T), float32 or float64 (time last), or a CUDA device array
+    refractory_kernel : 1-D array, :math:`\nu` sampled from lag 0 (:func:`pysrm.responses.refractory_kernel`)
+    theta : float > 0, the threshold :math:`\vartheta` (compared as :func:`firing_threshold`)
+    ts : float > 0, the time step in ms
+
+    Returns ``(s, u_post)``, both like ``u``: spikes of amplitude ``1/ts`` and the potential after the
+    refractory responses were added.  ``u`` is not modified.  Raises TypeError/ValueError for non-float
+    or non-finite ``u``, an empty or non-finite kernel, ``theta <= 0`` or ``ts <= 0``.
     """
     if is_device_array(u):
         from . import spike_cuda
@@ -86,7 +119,7 @@ def spike(u, refractory_kernel, theta: float, ts: float):
     nu = response_as("refractory_kernel", refractory_kernel, u.dtype)
     rows = np.empty_like(u_in)
     s = np.empty_like(u_in)
-    _spike_cpu(u_in, nu, u.dtype.type(theta), u.dtype.type(1.0 / ts), rows, s)
+    _spike_cpu(u_in, nu, firing_threshold(theta, u.dtype), u.dtype.type(1.0 / ts), rows, s)
     return s.reshape(u.shape), rows.reshape(u.shape)
 
 

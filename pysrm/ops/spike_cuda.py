@@ -15,13 +15,12 @@ Backward (elementwise surrogate on the post-refractory potential):
 Thread mapping.  Forward: ``u`` is first copied to ``u_post`` (one thread per
 element, coalesced); then one thread per row (neuron) scans its ``T`` bins in
 order and adds the refractory response in place, exactly as the CPU kernel
-(same order of additions, threshold and amplitude in the input dtype, so the
-spike trains are identical for identical potentials).  Backward: one thread per
+(same order of additions, the same firing threshold :func:`pysrm.ops.spike.firing_threshold`
+and amplitude in the input dtype, so the spike trains are identical for identical potentials).
+The surrogate is :func:`pysrm.ops._elementwise.surrogate_element`, the CPU's float64 function.  Backward: one thread per
 element in a grid-stride loop.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import cuda
@@ -29,6 +28,8 @@ from numba import cuda
 from .. import cuda as dev
 from .._checks import positive
 from ._util import response_as
+from ._elementwise import surrogate_element
+from .spike import firing_threshold
 
 
 @cuda.jit(cache=True)
@@ -47,12 +48,15 @@ def _spike_kernel(u, nu, theta, amp, s):
                     u[r, t + j] += nu[j]
 
 
+_surrogate_element = cuda.jit(device=True, cache=True)(surrogate_element)  # the CPU's per-element function
+
+
 @cuda.jit(cache=True)
-def _spike_backward_kernel(g, u, theta, scale, width, out):
+def _spike_backward_kernel(g, u, theta, a, inv_width, out):
+    # a = scale_rho / width and inv_width = 1 / width, computed as the CPU computes them
     n = g.shape[0]
-    a = scale / width
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        out[i] = g[i] * a * math.exp(-abs(u[i] - theta) / width)
+        out[i] = _surrogate_element(g[i], u[i], theta, a, inv_width)
 
 
 def spike(u, refractory_kernel, theta: float, ts: float):
@@ -65,7 +69,7 @@ def spike(u, refractory_kernel, theta: float, ts: float):
     rows = u.size // T if T else 0
     u_post = dev.copy_new(u)
     s = dev.zeros(u.shape, dt)
-    dev.launch(_spike_kernel, rows, u_post.reshape(rows, T), nu, dt.type(theta), dt.type(1.0 / ts),
+    dev.launch(_spike_kernel, rows, u_post.reshape(rows, T), nu, firing_threshold(theta, dt), dt.type(1.0 / ts),
                s.reshape(rows, T))
     return s, u_post
 
@@ -78,8 +82,9 @@ def spike_backward(grad_s, u, neuron):
     u = dev.astype(u, dt)
     out = dev.empty(grad_s.shape, dt)
     width = neuron.tau_rho * neuron.theta
+    scale, w = dt.type(neuron.scale_rho), dt.type(width)
     dev.launch(_spike_backward_kernel, grad_s.size, grad_s.reshape(grad_s.size), u.reshape(u.size),
-               dt.type(neuron.theta), dt.type(neuron.scale_rho), dt.type(width), out.reshape(out.size))
+               dt.type(neuron.theta), scale / w, dt.type(1.0) / w, out.reshape(out.size))
     return out
 
 

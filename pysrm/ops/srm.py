@@ -34,23 +34,27 @@ of several passes over ``(N, O, T)`` arrays in memory; CPU only -- on the GPU th
   made row by row inside the pass. Bitwise :func:`pysrm.ops.delay.delay_backward_from_dense` followed
   by :func:`srm_dense_backward_weights`.
 
-:class:`pysrm.network.Network` uses them where they apply (``pysrm.layers.FUSE_DENSE_SRM``).
+The fused blocks of :mod:`pysrm.plan` call them (``Network(..., fuse=True)``, the default); each also
+works where its fused pass does not apply (GPU arrays, dense inputs), by running the separate ops.
+The CUDA twins are the separate ops' (:mod:`pysrm.ops.psp_cuda`, :mod:`pysrm.ops.spike_cuda`).
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from .._checks import positive
 from ..backend import is_device_array
-from ._util import as_rows, response_as
+from ._util import as_rows, check_strategy, response_as
 from ._fastexp import rho_row
 from .delay import _delay_back_time_major
 from .dense import add_event_rows_by_neuron, add_weighted_rows
 from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_filter_rows, alpha_parameters, psp, psp_backward
-from .spike import spike, spike_backward
+from .spike import firing_threshold, spike, spike_backward
+
+#: at most this many tasks for the per-sample fused kernels (sample_chunks)
+SAMPLE_CHUNKS = 16
 
 
 @njit(parallel=True, cache=True)
@@ -139,6 +143,7 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
     #      (grouped by t, add_weighted_rows)
     #   2. psp by the alpha recursion of pysrm.ops.psp, in place, time-major (alpha_time_major)
     #   3. the spike scan of pysrm.ops.spike: u >= theta spikes and adds nu to the following bins
+    #      (theta: the firing threshold of pysrm.ops.spike.firing_threshold)
     #   4. u (write_u: 0 not at all (inference), 1 neuron-major (N, O, T), 2 time-major (N, T, O)) and
     #      s (neuron-major) written out
     #   (with write_idx, the spikes are also listed: spike_neuron[n, k] = o, spike_time[n, k] = t for
@@ -212,8 +217,23 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
                 u_out[n, :, :] = acc
 
 
+def sample_chunks(N: int) -> int:
+    """Tasks of the per-sample fused kernels for a batch of ``N``: by shape (at most
+    :data:`SAMPLE_CHUNKS`), never by thread count."""
+    return max(1, min(N, SAMPLE_CHUNKS))
+
+
+def fused_forward_applies(w, x, srm_kernel) -> bool:
+    """True where :func:`dense_srm_forward` runs fused (a CPU weight, an event input, an alpha spike
+    response of at least ``RECURSIVE_MIN_LENGTH`` samples); elsewhere it composes the three ops."""
+    from ..events import SpikeEvents
+    return (not is_device_array(w) and isinstance(x, SpikeEvents) and len(srm_kernel) >= RECURSIVE_MIN_LENGTH
+            and alpha_parameters(srm_kernel) is not None)
+
+
 def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: float, need_potential: bool = True,
-                      need_events: bool = False, need_dense_spikes: bool = True, time_major_potential: bool = False):
+                      need_events: bool = False, need_dense_spikes: bool = True, time_major_potential: bool = False,
+                      workspace=None):
     r"""``spike(psp(dense(w, x)))`` for an event input: returns ``(s, u_ref)``, each ``(N, O, 1, 1, T)``.
 
     The first layer of an event-driven network in one pass per sample: the weight columns of the
@@ -233,9 +253,8 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     """
     from .dense import _check, dense, transposed_weights
     from ..events import SpikeEvents
-    alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH else None
-    if is_device_array(w) or not isinstance(x, SpikeEvents) or alpha is None:
-        s, u = srm_forward(dense(w, x), srm_kernel, refractory_kernel, theta, ts)
+    if not fused_forward_applies(w, x, srm_kernel):
+        s, u = srm_forward(dense(w, x, workspace=workspace), srm_kernel, refractory_kernel, theta, ts)
         if not need_potential:
             u = None
         elif time_major_potential and not is_device_array(u):
@@ -243,6 +262,7 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
             u = np.ascontiguousarray(u.reshape(N, O, T).transpose(0, 2, 1))
         return (s, u) + ((None,) if need_events else ())
     shape = _check(w, x)
+    alpha = alpha_parameters(srm_kernel)
     N, T = shape[0], shape[4]
     O = w.shape[0]
     dt = w.dtype.type
@@ -255,9 +275,9 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     sp_t = np.empty_like(sp_n)
     count = np.zeros(N, dtype=np.int64)
     amp = dt(1.0 / positive("ts", ts))
-    _dense_srm_events_cpu(x.offsets, x.neuron, x.time, x.value, transposed_weights(w), alpha[0],
-                          alpha[1] * ts, len(srm_kernel), nu, dt(positive("theta", theta)), amp, u, s,
-                          max(1, min(N, 4 * numba.get_num_threads())), u_mode, sp_n, sp_t, count,
+    _dense_srm_events_cpu(x.offsets, x.neuron, x.time, x.value, transposed_weights(w, workspace), alpha[0],
+                          alpha[1] * ts, len(srm_kernel), nu, firing_threshold(positive("theta", theta), w.dtype),
+                          amp, u, s, sample_chunks(N), u_mode, sp_n, sp_t, count,
                           bool(need_events), write_s, T)
     out = (s.reshape(N, O, 1, 1, T) if write_s else None,
            (u if u_mode == 2 else u.reshape(N, O, 1, 1, T)) if u_mode else None)
@@ -329,38 +349,82 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
             add_event_rows_by_neuron(gw, ga, neuron, time, value, offsets[n], offsets[n + 1], tp)
 
 
-def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u_time_major: bool = False,
-                               through=None, accumulate_into=None):
-    r"""Weight gradient of a first layer ``s = spike(psp(dense(w, x)))`` for an event input ``x``:
-    ``dense_backward(w, x, srm_backward(grad_s, u, ...), need_input_grad=False)[1]`` in one pass per
-    sample (no ``(N, O, T)`` intermediate; bitwise the same, tested).  ``u`` is the potential as the
-    layer kept it: ``(N, O, 1, 1, T)``, or ``(N, T, O)`` with ``u_time_major`` (as
-    :func:`dense_srm_forward` gives it with ``time_major_potential``; what the kernel reads, so the
-    other layout is transposed first).  With ``accumulate_into`` (a C-contiguous array like ``w``, e.g.
-    the parameter's gradient) the result is added to it and it is returned (no separate ``grad_w``
-    array and pass).  Returns ``grad_w``, or None when
-    this fused form does not apply (GPU arrays, a dense input): the caller then runs the two ops."""
-    from .dense import _check, _sum_parts_T, partial_sums_workspace, wgrad_parts
+def _potential_time_major(u, N, O, T, u_time_major):
+    """The kept potential as the fused backward reads it, ``(N, T, O)``: ``u`` as given when it is
+    already time-major, else ``(N, O, 1, 1, T)`` transposed."""
+    if u_time_major:
+        return np.ascontiguousarray(u)
+    return np.ascontiguousarray(as_rows("u", u).reshape(N, O, T).transpose(0, 2, 1))
+
+
+def _potential_neuron_major(u, N, O, T, u_time_major):
+    """The kept potential in the layout of the spikes, ``(N, O, 1, 1, T)``."""
+    if u_time_major:
+        return np.ascontiguousarray(u.transpose(0, 2, 1)).reshape(N, O, 1, 1, T)
+    return u
+
+
+def fused_backward_applies(grad_s, w, x) -> bool:
+    """True where :func:`srm_dense_backward_weights` runs as one fused pass (CPU arrays, an event input
+    ``x``); elsewhere it composes :func:`srm_backward` and :func:`pysrm.ops.dense.dense_backward`."""
     from ..events import SpikeEvents
-    if is_device_array(grad_s) or not isinstance(x, SpikeEvents):
-        return None
+    return not is_device_array(grad_s) and not is_device_array(w) and isinstance(x, SpikeEvents)
+
+
+def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u_time_major: bool = False,
+                               accumulate_into=None, workspace=None):
+    r"""Weight gradient of a first layer ``s = spike(psp(dense(w, x)))``:
+    ``dense_backward(w, x, srm_backward(grad_s, u, ...), need_input_grad=False)[1]``.
+
+    Parameters
+    ----------
+    grad_s : ndarray (N, O, 1, 1, T), the gradient of the layer's spikes
+    u : the potential the forward kept: ``(N, O, 1, 1, T)``, or ``(N, T, O)`` with ``u_time_major``
+        (as :func:`dense_srm_forward` gives it with ``time_major_potential``)
+    neuron, srm_kernel, ts : the layer's :class:`~pysrm.params.NeuronParams`, spike response, time step (ms)
+    w : ndarray (O, I); x : the layer's input, :class:`~pysrm.events.SpikeEvents` or ``(N, C, H, W, T)``
+    accumulate_into : optional C-contiguous array like ``w`` (e.g. the parameter's gradient): the result
+        is added to it and it is returned (no separate ``grad_w`` array)
+    workspace : :class:`pysrm.workspace.Workspace` or None
+
+    Returns ``grad_w`` (O, I).  For an event input on the CPU (:func:`fused_backward_applies`) in one pass
+    per sample, time-major (no ``(N, O, T)`` intermediate; bitwise the two ops, tested); otherwise the two
+    ops.  Raises TypeError for mismatched dtypes, ValueError for mismatched shapes.
+    """
+    from .dense import _check, dense_backward
     shape = _check(w, x)
     N, T = shape[0], shape[4]
     O = w.shape[0]
-    g = as_rows("grad_s", grad_s).reshape(N, O, T) if through is None else np.empty((1, 1, 1), w.dtype)
-    if u_time_major:
-        if u.shape != (N, T, O):
-            raise ValueError(f"time-major u has shape {u.shape}; expected {(N, T, O)}")
-        ur = np.ascontiguousarray(u)
-    else:  # the kernel reads u time-major
-        ur = np.ascontiguousarray(as_rows("u", u).reshape(N, O, T).transpose(0, 2, 1))
-    if ur.dtype != w.dtype or g.dtype != w.dtype:
-        return None
+    if grad_s.dtype != w.dtype or u.dtype != w.dtype:
+        raise TypeError(f"grad_s ({grad_s.dtype}), u ({u.dtype}) and w ({w.dtype}) must have the same dtype")
+    if u_time_major and u.shape != (N, T, O):
+        raise ValueError(f"time-major u has shape {u.shape}; expected {(N, T, O)}")
+    if not fused_backward_applies(grad_s, w, x):
+        g_a = srm_backward(grad_s, _potential_neuron_major(u, N, O, T, u_time_major), neuron, srm_kernel, ts)
+        _, gw = dense_backward(w, x, g_a, need_input_grad=False, workspace=workspace)
+        return _accumulated(gw, accumulate_into)
+    g = as_rows("grad_s", grad_s).reshape(N, O, T)
+    return _fused_wgrad(g, _potential_time_major(u, N, O, T, u_time_major), neuron, srm_kernel, ts, w, x, None,
+                        accumulate_into, workspace)
+
+
+def _accumulated(gw, accumulate_into):
+    if accumulate_into is None:
+        return gw
+    accumulate_into += gw
+    return accumulate_into
+
+
+def _fused_wgrad(g, ur, neuron, srm_kernel, ts, w, x, through, accumulate_into, workspace):
+    """The fused first-layer weight gradient (_srm_backward_wgrad_events_cpu) on a time-major potential
+    ``ur``; ``through``: the delay-backward arguments of srm_dense_backward_through_delay, or None."""
+    from .dense import _sum_parts_T, partial_sums_workspace, wgrad_parts
+    N, T, O = ur.shape
     dt = w.dtype.type
     width = neuron.tau_rho * neuron.theta
     alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH_BACKWARD else None
     k = response_as("srm_kernel", srm_kernel, w.dtype) * dt(ts)
-    parts, touched = partial_sums_workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype)
+    parts, touched = partial_sums_workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype, workspace)
     if through is None:
         f1, i1, i0 = np.empty(1, w.dtype), np.empty(1, np.int32), np.zeros(2, np.int64)
         args = (False, np.empty((1, 1, 1), w.dtype), np.empty((1, 1), w.dtype), f1, i0, i1, i1, f1,
@@ -373,46 +437,96 @@ def srm_dense_backward_weights(grad_s, u, neuron, srm_kernel, ts: float, w, x, u
                                    len(srm_kernel), alpha is not None, parts, touched, *args)
     acc = (accumulate_into is not None and accumulate_into.shape == w.shape and accumulate_into.dtype == w.dtype
            and accumulate_into.flags.c_contiguous and not is_device_array(accumulate_into))
+    if accumulate_into is not None and not acc:
+        raise ValueError(f"accumulate_into must be a C-contiguous CPU array of shape {w.shape} and dtype {w.dtype}")
     grad_w = accumulate_into if acc else np.empty_like(w)
     _sum_parts_T(parts, touched, grad_w, acc)
     return grad_w
 
 
-def srm_dense_backward_through_delay(grad_dense, w2, x_delay, d, ts: float, u, neuron, srm_kernel, w, x,
-                                     u_time_major: bool = False, accumulate_into=None):
-    r"""The backward of ``dense(w2, delay(spike(psp(dense(w, x))), d))`` from the gradient of the outer dense
-    output, for a first layer ``w`` (event input ``x``), its spikes given to the delay as events
-    ``x_delay``, and ``w2`` with few outputs: returns ``(grad_w, grad_d)`` -- what
-    :func:`pysrm.ops.delay.delay_backward_from_dense` followed by :func:`srm_dense_backward_weights`
-    give, bitwise (tested), without the delay's ``(N, O, T)`` input gradient in memory: each of its rows
-    is made inside the first layer's per-sample pass.  None where this does not apply (GPU arrays,
-    dense inputs, more than FUSED_DENSE_MAX_OUTPUTS outputs); ``w2``'s own weight gradient is not
-    computed here.  ``accumulate_into``: as for :func:`srm_dense_backward_weights`."""
+def through_delay_applies(grad_dense, w2, x_delay, w, x) -> bool:
+    """True where :func:`srm_dense_backward_through_delay` runs as one fused pass: CPU arrays, event
+    inputs to the first layer and to the delay, at most
+    :data:`pysrm.ops.delay.FUSED_DENSE_MAX_OUTPUTS` outputs of ``w2``, one dtype."""
     from ..events import SpikeEvents
-    from .delay import FUSED_DENSE_MAX_OUTPUTS, _delay_grad, _shift_bins
-    if (is_device_array(grad_dense) or not isinstance(x_delay, SpikeEvents) or not isinstance(x, SpikeEvents)
-            or w2.shape[0] > FUSED_DENSE_MAX_OUTPUTS or w2.dtype != w.dtype or x_delay.dtype != w.dtype):
-        return None
+    from .delay import FUSED_DENSE_MAX_OUTPUTS
+    return (not is_device_array(grad_dense) and not is_device_array(w) and isinstance(x_delay, SpikeEvents)
+            and isinstance(x, SpikeEvents) and w2.shape[0] <= FUSED_DENSE_MAX_OUTPUTS
+            and w2.dtype == w.dtype == x_delay.dtype == grad_dense.dtype)
+
+
+def srm_dense_backward_through_delay(grad_dense, w2, x_delay, d, ts: float, u, neuron, srm_kernel, w, x,
+                                     u_time_major: bool = False, accumulate_into=None, workspace=None):
+    r"""The backward of ``dense(w2, delay(spike(psp(dense(w, x))), d))`` from the gradient of the outer dense
+    output, for a first layer ``w``: returns ``(grad_w, grad_d)``.
+
+    Parameters
+    ----------
+    grad_dense : ndarray (N, O2, 1, 1, T), the gradient of the outer dense layer's output
+    w2 : ndarray (O2, O), the outer dense weight; x_delay : the delay's input (the first layer's spikes,
+        SpikeEvents or dense ``(N, O, 1, 1, T)``); d : the delays (ms), broadcastable to ``(O, 1, 1)``
+    ts, u, neuron, srm_kernel, w, x, u_time_major, accumulate_into, workspace : as
+        :func:`srm_dense_backward_weights`
+
+    Equals :func:`pysrm.ops.delay.delay_backward_from_dense` followed by
+    :func:`srm_dense_backward_weights`, which is what runs where the fused pass does not apply
+    (:func:`through_delay_applies`).  Where it applies, each row of the delay's input gradient is made
+    inside the first layer's per-sample pass (no ``(N, O, T)`` array; bitwise the two, tested).
+    ``w2``'s own weight gradient is not computed here.  Errors as the two functions.
+    """
+    from .delay import _delay_grad, _shift_bins, delay_backward_from_dense
+    if not through_delay_applies(grad_dense, w2, x_delay, w, x):
+        gx, gd = delay_backward_from_dense(w2, grad_dense, x_delay, d, ts)
+        gw = srm_dense_backward_weights(gx, u, neuron, srm_kernel, ts, w, x, u_time_major, accumulate_into,
+                                        workspace)
+        return gw, gd
+    from .dense import _check
+    shape = _check(w, x)
     N, T = x_delay.shape[0], x_delay.shape[4]
     shift, d_shape, ts = _shift_bins(d, x_delay.shape[1:-1], ts, w.dtype)
     M = shift.shape[0]
-    if M != w.shape[0] or w2.shape[1] != M or grad_dense.size != N * w2.shape[0] * T:
-        return None
+    O = w.shape[0]
+    if M != O or w2.shape[1] != M or grad_dense.size != N * w2.shape[0] * T or shape[0] != N or shape[4] != T:
+        raise ValueError(f"shapes do not chain: first layer w {w.shape}, delay input {x_delay.shape}, outer w2 "
+                         f"{w2.shape}, outer gradient {grad_dense.shape}")
+    if u_time_major and u.shape != (N, T, O):
+        raise ValueError(f"time-major u has shape {u.shape}; expected {(N, T, O)}")
     gy = np.ascontiguousarray(grad_dense, dtype=w.dtype).reshape(N, w2.shape[0], T)
     gd_rows = np.empty((N, M), dtype=w.dtype)
     through = (gy, np.ascontiguousarray(w2), shift, x_delay.offsets, x_delay.neuron, x_delay.time, x_delay.value,
                gd_rows)
-    gw = srm_dense_backward_weights(None, u, neuron, srm_kernel, ts, w, x, u_time_major, through=through,
-                                    accumulate_into=accumulate_into)
-    if gw is None:
-        return None
+    gw = _fused_wgrad(np.empty((1, 1, 1), w.dtype), _potential_time_major(u, N, O, T, u_time_major), neuron, srm_kernel, ts, w,
+                      x, through, accumulate_into, workspace)
     return gw, _delay_grad(gd_rows, x_delay.shape, d_shape, ts)
 
 
-def srm_backward(grad_s, u, neuron, srm_kernel, ts: float):
-    r"""``psp_backward(grad_s * rho(u), srm_kernel, ts)`` in one pass (see the module docstring)."""
+#: strategies of :func:`srm_backward`
+STRATEGIES = ("auto", "plain", "fused")
+
+
+def srm_backward(grad_s, u, neuron, srm_kernel, ts: float, strategy: str = "auto"):
+    r"""Backward of SRM neurons: ``psp_backward(grad_s * rho(u), srm_kernel, ts)`` (module docstring).
+
+    Parameters
+    ----------
+    grad_s : ndarray (..., T), the gradient of the spikes; u : the potential after the refractory
+        responses (as :func:`srm_forward` returns it), same shape
+    neuron : :class:`~pysrm.params.NeuronParams` (theta, tau_rho, scale_rho of the surrogate)
+    srm_kernel : the spike response; ts : the time step (ms)
+    strategy : ``"plain"`` (:func:`pysrm.ops.spike.spike_backward` then
+        :func:`pysrm.ops.psp.psp_backward`, both plain), ``"fused"`` (one pass per row: the surrogate
+        and then the correlation, by the alpha recursion for alpha kernels of at least
+        ``RECURSIVE_MIN_LENGTH_BACKWARD`` samples, else the direct sum) or ``"auto"`` (= ``"fused"`` on
+        the CPU).  They agree to float rounding (tested).
+
+    Returns the gradient of the potential's input ``a`` (like ``grad_s``).  Raises ValueError for
+    mismatched shapes or an unknown strategy.
+    """
+    check_strategy(strategy, STRATEGIES)
     if is_device_array(grad_s):
         return psp_backward(spike_backward(grad_s, u, neuron), srm_kernel, ts)
+    if strategy == "plain":
+        return psp_backward(spike_backward(grad_s, u, neuron), srm_kernel, ts, strategy="plain")
     g = as_rows("grad_s", grad_s)
     ur = as_rows("u", u)
     if g.shape != ur.shape:
@@ -426,7 +540,7 @@ def srm_backward(grad_s, u, neuron, srm_kernel, ts: float):
         _srm_backward_alpha_cpu(g, ur, dt(neuron.theta), dt(neuron.scale_rho), dt(width), alpha[0],
                                 alpha[1] * ts, len(srm_kernel), out)
     else:
-        k = response_as("srm_kernel", srm_kernel, g.dtype) * g.dtype.type(ts)
-        chunks = max(1, min(g.shape[0], 4 * numba.get_num_threads()))
-        _srm_backward_direct_cpu(g, ur, dt(neuron.theta), dt(neuron.scale_rho), dt(width), k, out, chunks)
+        k = response_as("srm_kernel", srm_kernel, g.dtype) * g.dtype.type(positive("ts", ts))
+        _srm_backward_direct_cpu(g, ur, dt(neuron.theta), dt(neuron.scale_rho), dt(width), k, out,
+                                 max(1, min(g.shape[0], 64)))
     return out.reshape(grad_s.shape)
