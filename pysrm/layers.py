@@ -4,7 +4,14 @@ their last forward pass, and call the ops of :mod:`pysrm.functional`.
 Every layer has ``forward(x, train=False)``, ``backward(grad) -> grad_input``
 (accumulating ``+=`` into its parameters' ``grad``), ``parameters()`` and
 ``output_shape(input_shape)``.  Shapes are ``(C, H, W)`` per sample; tensors
-are ``(N, C, H, W, T)``.
+are ``(N, C, H, W, T)``.  A layer keeps only its own parameters and the caches of
+its own last forward pass; it never reads another layer.  Sequences of layers run
+as fused passes are the blocks of :mod:`pysrm.plan`, which keep their own caches.
+
+Two settings a :class:`~pysrm.network.Network` gives its layers: ``strategy``
+(``"auto"`` or ``"plain"``: the ops' fast strategies, or the plain definitions) and
+``workspace`` (the network's :class:`~pysrm.workspace.Workspace`; None: every op
+allocates its work arrays for the call).
 
 Weight initialisation follows SLAYER-PyTorch: PyTorch's default
 ``kaiming_uniform(a=sqrt(5))`` -- i.e. :math:`\mathcal U(-1/\sqrt{f}, 1/\sqrt{f})`
@@ -18,18 +25,11 @@ import numpy as np
 from . import functional as F
 from .backend import is_device_array
 from .events import SpikeEvents
-from .ops.dense import events_if_sparse
+from .ops.dense import DenseInputGrad, events_if_sparse
 from .params import NeuronParams, SimParams
 
 DENSE_WEIGHT_SCALE = 10.0
 CONV_WEIGHT_SCALE = 100.0
-#: fused CPU passes of layer pairs: Dense -> SRM on event inputs (SRM.forward_from_dense and, for a first
-#: layer, SRM.backward_into_dense) and Delay -> Dense with few outputs (Delay.backward_from_dense)
-FUSE_DENSE_SRM = True
-#: below this many outputs the fused Dense -> SRM forward is slower than the three ops (measured: 10
-#: outputs 0.68 vs 0.35 ms, 32 about even, 64 1.4 vs 1.7 ms at N-MNIST batch-32 shapes), unless its
-#: spikes are wanted as events
-FUSED_MIN_OUTPUTS = 48
 
 
 class Parameter:
@@ -93,6 +93,8 @@ class Layer:
 
     name = "layer"
     need_input_grad = True
+    strategy = "auto"
+    workspace = None
 
     def parameters(self) -> list:
         return []
@@ -103,6 +105,12 @@ class Layer:
 
     def output_shape(self, in_shape):
         return tuple(in_shape)
+
+    def check_input(self, x):
+        """ValueError unless ``x`` is ``(N, *in_shape, T)`` (layers without ``in_shape`` accept any)."""
+        in_shape = getattr(self, "in_shape", None)
+        if in_shape is not None:
+            _check_input_shape(self, x, in_shape)
 
     def forward(self, x, train: bool = False):  # pragma: no cover - interface
         raise NotImplementedError
@@ -126,6 +134,11 @@ class Layer:
 
     def describe(self) -> str:
         return ""
+
+
+def _check_forward(layer, cache):
+    if cache is None:
+        raise RuntimeError(f"{layer.name}: backward called without a forward(train=True)")
 
 
 def _check_input_shape(layer, x, in_shape):
@@ -155,12 +168,21 @@ class Dense(Layer):
 
     def forward(self, x, train=False):
         _check_input_shape(self, x, self.in_shape)
-        self._x = x = events_if_sparse(x, "dense")  # found once, reused by the backward
-        return F.dense(self.weight.data, x)
+        if self.strategy == "auto":
+            x = events_if_sparse(x, "dense")  # found once, reused by the backward
+        self._x = x if train else None
+        return F.dense(self.weight.data, x, strategy=self.strategy, workspace=self.workspace)
 
-    def backward(self, grad):
-        gx, gw = F.dense_backward(self.weight.data, self._x, grad, self.need_input_grad)
+    def backward(self, grad, defer_input_grad: bool = False):
+        """Accumulates the weight gradient; returns the input gradient (None for a first layer), or with
+        ``defer_input_grad`` a :class:`~pysrm.ops.dense.DenseInputGrad` (not yet computed; CPU only)."""
+        _check_forward(self, self._x)
+        defer = defer_input_grad and self.need_input_grad and not self.weight.on_device
+        gx, gw = F.dense_backward(self.weight.data, self._x, grad, self.need_input_grad and not defer,
+                                  strategy=self.strategy, workspace=self.workspace)
         self.weight.accumulate_grad(gw)
+        if defer:
+            return DenseInputGrad(self.weight.data, grad, self._x.shape)
         return gx
 
     def describe(self):
@@ -197,11 +219,15 @@ class Conv(Layer):
 
     def forward(self, x, train=False):
         _check_input_shape(self, x, self.in_shape)
-        self._x = x = events_if_sparse(x, "conv")  # found once, reused by the backward
-        return F.conv(self.weight.data, x, self.stride, self.padding)
+        if self.strategy == "auto":
+            x = events_if_sparse(x, "conv")  # found once, reused by the backward
+        self._x = x if train else None
+        return F.conv(self.weight.data, x, self.stride, self.padding, strategy=self.strategy)
 
     def backward(self, grad):
-        gx, gw = F.conv_backward(self.weight.data, self._x, grad, self.stride, self.padding, self.need_input_grad)
+        _check_forward(self, self._x)
+        gx, gw = F.conv_backward(self.weight.data, self._x, grad, self.stride, self.padding, self.need_input_grad,
+                                 strategy=self.strategy)
         self.weight.accumulate_grad(gw)
         return gx
 
@@ -226,7 +252,7 @@ class Pool(Layer):
     def forward(self, x, train=False):
         _check_input_shape(self, x, self.in_shape)
         self._shape = x.shape
-        return F.pool(x, self.kernel, self.weight)
+        return F.pool(x, self.kernel, self.weight, strategy=self.strategy)
 
     def backward(self, grad):
         if not self.need_input_grad:
@@ -240,9 +266,10 @@ class Pool(Layer):
 class SRM(Layer):
     r"""SRM neurons: ``s = spike(psp(a))`` with the refractory response.
 
-    Backward: ``grad_a = psp_backward(grad_s * rho(u))`` (surrogate, see :mod:`pysrm.ops.spike`).
-    The last forward's output spikes are kept in ``last_spikes`` (for spike counts; made dense from
-    ``last_events`` on first access when the fused path produced events only).
+    Backward: ``grad_a = psp_backward(grad_s * rho(u))`` (surrogate, see :mod:`pysrm.ops.spike`;
+    :func:`pysrm.ops.srm.srm_backward`).  The last forward's output spikes are kept in ``last_spikes``
+    (for spike counts; made dense from ``last_events`` on first access when a fused block recorded
+    events only, :meth:`record`).
     """
 
     def __init__(self, neuron: NeuronParams, sim: SimParams, srm_tolerance: float = 0.01,
@@ -251,105 +278,35 @@ class SRM(Layer):
         self.srm = F.srm_kernel(neuron, sim, srm_tolerance)
         self.ref = F.refractory_kernel(neuron, sim, ref_tolerance)
         self._u = None
-        self._u_time_major = False
         self._spikes = None
         self.last_events = None
 
     @property
     def last_spikes(self):
+        """The spikes of the last forward pass, ``(N, C, H, W, T)`` (None before any)."""
         if self._spikes is None and self.last_events is not None:
             self._spikes = self.last_events.to_dense()
         return self._spikes
 
-    @last_spikes.setter
-    def last_spikes(self, s):
-        self._spikes = s
-
     def forward(self, a, train=False):
-        u = F.psp(a, self.srm, self.sim.ts)
+        psp = "plain" if self.strategy == "plain" else "auto"
+        u = F.psp(a, self.srm, self.sim.ts, strategy=psp)
         s, u_post = F.spike(u, self.ref, self.neuron.theta, self.sim.ts)
         self._u = u_post if train else None
-        self._u_time_major = False
-        self.last_spikes = s
-        self.last_events = None
+        self.record(s)
         return s
 
-    def forward_from_dense(self, dense: "Dense", x, train=False, need_events=False):
-        """``self.forward(dense.forward(x))``, fused into one pass per sample on the CPU when ``x`` is
-        sparse enough for the dense layer's event path (:func:`pysrm.ops.srm.dense_srm_forward`,
-        bitwise the same result; :data:`FUSE_DENSE_SRM` switches it off).  Both layers keep what
-        their backward needs, as if run one after the other.  With ``need_events`` the spikes are
-        returned as :class:`~pysrm.events.SpikeEvents` where the fused path runs (no dense spike
-        array is written; ``last_spikes`` makes one on demand), else as the dense array."""
-        if (not FUSE_DENSE_SRM or dense.weight.on_device or is_device_array(x)
-                or (dense.weight.data.shape[0] < FUSED_MIN_OUTPUTS and not need_events)):
-            return self.forward(dense.forward(x, train), train)
-        _check_input_shape(dense, x, dense.in_shape)
-        dense._x = x = events_if_sparse(x, "dense")
-        # a first layer keeps its potential time-major (cheaper to write; only its fused backward reads it)
-        time_major = train and not dense.need_input_grad and isinstance(x, SpikeEvents)
-        out = F.dense_srm_forward(dense.weight.data, x, self.srm, self.ref, self.neuron.theta, self.sim.ts,
-                                  need_potential=train, need_events=need_events, need_dense_spikes=False,
-                                  time_major_potential=time_major)
-        self._u = out[1]
-        self._u_time_major = time_major and self._u is not None
-        self.last_events = out[2] if need_events else None
-        self.last_spikes = out[0]
-        return out[0] if self.last_events is None else self.last_events
-
-    def _potential(self):
-        """The kept potential in the layout of the spikes, (N, O, 1, 1, T)."""
-        if self._u_time_major:
-            N, T, O = self._u.shape
-            return np.ascontiguousarray(self._u.transpose(0, 2, 1)).reshape(N, O, 1, 1, T)
-        return self._u
+    def record(self, spikes):
+        """Keep ``spikes`` (an array, or SpikeEvents made dense on first access) as ``last_spikes``."""
+        if isinstance(spikes, SpikeEvents):
+            self._spikes, self.last_events = None, spikes
+        else:
+            self._spikes, self.last_events = spikes, None
 
     def backward(self, grad):
-        if self._u is None:
-            raise RuntimeError(f"{self.name}: backward called without a forward(train=True)")
-        return F.srm_backward(grad, self._potential(), self.neuron, self.srm, self.sim.ts)
-
-    def backward_into_dense(self, dense: "Dense", grad):
-        """``dense.backward(self.backward(grad))`` for a first layer (no input gradient): fused into one
-        pass per sample on event inputs on the CPU (:func:`pysrm.ops.srm.srm_dense_backward_weights`,
-        bitwise the same weight gradient), else the two backwards.  Returns the input gradient (None
-        for a first layer)."""
-        if self._u is None:
-            raise RuntimeError(f"{self.name}: backward called without a forward(train=True)")
-        gw = None
-        if FUSE_DENSE_SRM and not dense.need_input_grad:
-            gw = F.srm_dense_backward_weights(grad, self._u, self.neuron, self.srm, self.sim.ts,
-                                              dense.weight.data, dense._x, u_time_major=self._u_time_major,
-                                              accumulate_into=dense.weight.grad)
-        if gw is None:
-            return dense.backward(self.backward(grad))
-        if gw is not dense.weight.grad:  # else already added to it
-            dense.weight.accumulate_grad(gw)
-        return None
-
-    def backward_through(self, dense: "Dense", delay: "Delay", dense2: "Dense", grad):
-        """The backward of ``dense -> self -> delay -> dense2`` from ``dense2``'s output gradient, for a
-        first layer ``dense``: fused into the first layer's per-sample pass on the CPU
-        (:func:`pysrm.ops.srm.srm_dense_backward_through_delay`; bitwise the same as
-        ``delay.backward_from_dense`` then ``self.backward_into_dense``, which run where it does not
-        apply).  Returns None (no input gradient)."""
-        if self._u is None:
-            raise RuntimeError(f"{self.name}: backward called without a forward(train=True)")
-        out = None
-        if FUSE_DENSE_SRM and not dense.need_input_grad and delay._x is not None and delay.sim.ts == self.sim.ts:
-            out = F.srm_dense_backward_through_delay(grad, dense2.weight.data, delay._x, delay.delay.data,
-                                                     self.sim.ts, self._u, self.neuron, self.srm,
-                                                     dense.weight.data, dense._x, self._u_time_major,
-                                                     accumulate_into=dense.weight.grad)
-        if out is None:
-            return self.backward_into_dense(dense, delay.backward_from_dense(dense2, grad))
-        _, gw2 = F.dense_backward(dense2.weight.data, dense2._x, grad, need_input_grad=False)
-        dense2.weight.accumulate_grad(gw2)
-        gw, gd = out
-        delay.delay.accumulate_grad(gd)
-        if gw is not dense.weight.grad:  # else already added to it
-            dense.weight.accumulate_grad(gw)
-        return None
+        _check_forward(self, self._u)
+        strategy = "plain" if self.strategy == "plain" else "auto"
+        return F.srm_backward(grad, self._u, self.neuron, self.srm, self.sim.ts, strategy=strategy)
 
     def describe(self):
         n = self.neuron
@@ -371,48 +328,36 @@ class Delay(Layer):
         self.sim, self.per, self.name = sim, per, name
         self._x = None
 
+    #: its backward takes a following dense layer's uncomputed input gradient (pysrm.plan)
+    accepts_dense_input_grad = True
+
     def parameters(self):
         return [self.delay]
 
     def forward(self, x, train=False):
+        """Delayed ``x``: a dense array for a dense ``x``; for spikes given as SpikeEvents the delayed
+        events (:func:`pysrm.ops.delay.delay_events`, the dense result's events bitwise)."""
         self._x = x if train else None
+        if isinstance(x, SpikeEvents):
+            if self.strategy == "plain":
+                return F.delay(x.to_dense(), self.delay.data, self.sim.ts)
+            return F.delay_events(x, self.delay.data, self.sim.ts)
         return F.delay(x, self.delay.data, self.sim.ts)
 
-    def forward_events(self, events, train=False, kind="dense"):
-        """``self.forward(events.to_dense())`` for spikes given as SpikeEvents (from a fused spike layer):
-        returns the delayed spikes as SpikeEvents (:func:`pysrm.ops.delay.delay_events`, no dense
-        array; bitwise what the next ``kind`` ('dense'/'conv') layer would have made of the dense
-        output), or the dense output where that is denser than the event paths' threshold.  The
-        backward then works from the events too."""
-        from .ops.dense import CONV_EVENT_DENSITY_THRESHOLD, EVENT_DENSITY_THRESHOLD
-        threshold = EVENT_DENSITY_THRESHOLD if kind == "dense" else CONV_EVENT_DENSITY_THRESHOLD
-        out = F.delay_events(events, self.delay.data, self.sim.ts) if threshold > 0.0 else None
-        if out is None or out.n_events > threshold * int(np.prod(out.shape)):
-            return self.forward(events.to_dense(), train)
-        self._x = events if train else None
-        return out
-
     def backward(self, grad):
+        """Accumulates the delay gradient; returns the input gradient.  ``grad`` may be the uncomputed
+        input gradient of a following dense layer (:class:`~pysrm.ops.dense.DenseInputGrad`): it is then
+        made row by row inside the delay backward (:func:`pysrm.ops.delay.delay_backward_from_dense`)."""
+        _check_forward(self, self._x)
         x = self._x
+        if isinstance(grad, DenseInputGrad):
+            gx, gd = F.delay_backward_from_dense(grad.w, grad.g, x, self.delay.data, self.sim.ts)
+            self.delay.accumulate_grad(gd)
+            return gx
         if isinstance(x, SpikeEvents) and is_device_array(grad):
             x = x.to_dense()
-        gx, gd = F.delay_backward(grad, x, self.delay.data, self.sim.ts)
-        self.delay.accumulate_grad(gd)
-        return gx
-
-    def backward_from_dense(self, dense: "Dense", grad):
-        """``self.backward(dense.backward(grad))`` for a dense layer that reads this delay's output: on
-        the CPU with few dense outputs the dense input gradient is made row by row inside the delay
-        backward, which reads its input as events where it has them
-        (:func:`pysrm.ops.delay.delay_backward_from_dense`; equal to float rounding)."""
-        out = None
-        if FUSE_DENSE_SRM and self._x is not None and not dense.weight.on_device:
-            out = F.delay_backward_from_dense(dense.weight.data, grad, self._x, self.delay.data, self.sim.ts)
-        if out is None:
-            return self.backward(dense.backward(grad))
-        _, gw = F.dense_backward(dense.weight.data, dense._x, grad, need_input_grad=False)
-        dense.weight.accumulate_grad(gw)
-        gx, gd = out
+        strategy = "plain" if self.strategy == "plain" else "auto"
+        gx, gd = F.delay_backward(grad, x, self.delay.data, self.sim.ts, strategy=strategy)
         self.delay.accumulate_grad(gd)
         return gx
 

@@ -21,13 +21,18 @@ was trained on (DVS Gesture: 300 ms training windows, 1.5 s test samples).
 ``Network.forward`` keeps every spiking layer's output of the last forward in
 ``layer_spikes`` (for spike counts per layer).
 
-On the CPU, ``forward`` and ``backward`` run some layer sequences as fused passes
-(:mod:`pysrm.ops.srm`, :mod:`pysrm.ops.delay`): Dense -> SRM on event inputs (from 48
-outputs up), its spikes handed to a following Delay -> Dense/Conv as events, the
-Delay -> Dense backward for dense layers with few outputs, and the whole
-Dense -> SRM -> Delay -> Dense backward at the input.  Each gives the separate
-layers' results (bitwise, or to float rounding where a sum's order differs;
-tested); ``pysrm.layers.FUSE_DENSE_SRM = False`` runs every layer on its own.
+A network runs its layers through an execution plan (:mod:`pysrm.plan`): ``forward`` and
+``backward`` are loops over the plan's steps, single layers or fused blocks (on the CPU: Dense ->
+SRM on event inputs, Dense -> SRM -> Delay handing its spikes on as events, and their backwards).
+``Network(..., fuse=False)`` runs every layer on its own; ``strategy="plain"`` runs every op's plain
+definition (slow; for reading and checking).  ``net.plan`` lists the steps.  The blocks give the
+separate layers' results (bitwise, or to float rounding where a sum's order differs; tested).
+
+State: the network owns its work arrays (``net.workspace``, :class:`pysrm.workspace.Workspace`) and
+its layers own the caches of their last forward pass, so two networks can run in two threads at
+once and give what they give one after the other (tested).  A network itself is used by one thread
+at a time.  Its compute runs with the BLAS limited to one thread (pysrm's Numba loops run their
+single-threaded BLAS calls in parallel; :func:`pysrm._threads.compute_scope`), restored afterwards.
 """
 from __future__ import annotations
 
@@ -37,10 +42,16 @@ from contextlib import contextmanager
 import numpy as np
 
 from ._checks import all_finite, trusted_inputs
+from ._threads import compute_scope
 from .backend import is_device_array, resolve_device
 from .events import SpikeEvents
 from .layers import SRM, Conv, Delay, Dense, Dropout, Layer, Pool
 from .params import NeuronParams, SimParams
+from .plan import PlanOptions, build_plan, materialize
+from .workspace import Workspace
+
+#: values of the ``strategy`` option
+STRATEGIES = ("auto", "plain")
 
 _INPUT_RE = re.compile(r"^(\d+)x(\d+)x(\d+)$|^(\d+)$")
 _CONV_RE = re.compile(r"^(\d+)c(\d+)(?:s(\d+))?(?:p(\d+))?$")
@@ -104,24 +115,56 @@ def _check_finite_input(name, x):
 
 
 class Network:
-    """A feed-forward spiking network (a sequence of layers with explicit forward and backward)."""
+    """A feed-forward spiking network: a sequence of layers, run through an execution plan.
 
-    def __init__(self, layers: list, input_shape, neuron: NeuronParams, sim: SimParams, spec: str | None = None):
+    Parameters
+    ----------
+    layers : list of :class:`~pysrm.layers.Layer`
+    input_shape : ``(C, H, W)`` of one sample
+    neuron, sim : :class:`~pysrm.params.NeuronParams`, :class:`~pysrm.params.SimParams`
+    spec : the shorthand string it was built from (for messages), or None
+    fuse : run layer sequences as the fused blocks of :mod:`pysrm.plan` where they apply (CPU)
+    strategy : ``"auto"`` (the ops' fast strategies) or ``"plain"`` (every op's plain definition;
+        implies no fusion)
+    """
+
+    def __init__(self, layers: list, input_shape, neuron: NeuronParams, sim: SimParams, spec: str | None = None,
+                 fuse: bool = True, strategy: str = "auto"):
         self.layers = list(layers)
         self.input_shape = tuple(input_shape)
         self.neuron, self.sim, self.spec = neuron, sim, spec
         self.device = "cpu"
+        self.workspace = Workspace()
         for i, layer in enumerate(self.layers):
             layer.need_input_grad = i > 0
         self.output_shape = self._shape_after(len(self.layers))
+        self.configure(fuse=fuse, strategy=strategy)
+
+    def configure(self, fuse: bool | None = None, strategy: str | None = None) -> "Network":
+        """Change the execution options (``fuse``, ``strategy``; None keeps the current one) and rebuild
+        the plan.  Returns the network."""
+        fuse = self.options.fuse if fuse is None else bool(fuse)
+        strategy = self.options.strategy if strategy is None else strategy
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(map(repr, STRATEGIES))}")
+        self.options = PlanOptions(fuse=fuse and strategy == "auto", strategy=strategy, device=self.device)
+        for layer in self.layers:
+            layer.strategy = strategy
+            layer.workspace = self.workspace
+        self.plan = build_plan(self.layers, self.options)
+        return self
+
+    options = PlanOptions()
 
     # -- construction -----------------------------------------------------------------------------------
     @classmethod
     def from_string(cls, spec: str, neuron: NeuronParams | None = None, sim: SimParams | None = None,
                     delays: bool = False, delay_per: str = "neuron", dropout: float = 0.0, seed: int = 0,
                     dtype=np.float32, srm_tolerance: float = 0.01, ref_tolerance: float = 0.01,
-                    dense_weight_scale: float = 10.0, conv_weight_scale: float = 100.0) -> "Network":
-        """Build a network from a shorthand string (see the module docstring)."""
+                    dense_weight_scale: float = 10.0, conv_weight_scale: float = 100.0, fuse: bool = True,
+                    strategy: str = "auto") -> "Network":
+        """Build a network from a shorthand string (see the module docstring); ``fuse`` and ``strategy`` as
+        for :class:`Network`."""
         neuron = neuron or NeuronParams()
         sim = sim or SimParams()
         dtype = np.dtype(dtype)
@@ -150,7 +193,7 @@ class Network:
             layers.append(SRM(neuron, sim, srm_tolerance, ref_tolerance, name=f"{name}.srm" if not last else "output"))
             if delays and kind != "pool" and not last:
                 layers.append(Delay(shape, sim, per=delay_per, dtype=dtype, name=f"{name}.delay"))
-        return cls(layers, in_shape, neuron, sim, spec)
+        return cls(layers, in_shape, neuron, sim, spec, fuse=fuse, strategy=strategy)
 
     def _shape_after(self, n):
         shape = self.input_shape
@@ -170,7 +213,8 @@ class Network:
         for p in self.parameters():
             p.to(device)
         self.device = device
-        return self
+        self.workspace.clear()
+        return self.configure()
 
     @property
     def dtype(self):
@@ -199,53 +243,27 @@ class Network:
         elif x.dtype != dtype:
             x = x.astype(dtype)
         _check_finite_input("network input", x)
-        with trusted_inputs():
-            layers = self.layers
-            i = 0
-            while i < len(layers):
-                if isinstance(layers[i], Dense) and i + 1 < len(layers) and isinstance(layers[i + 1], SRM):
-                    # fused on event inputs; when a delay and a dense/conv layer follow, the spikes also
-                    # come as events and the delay works on those (no dense pass for the next layer)
-                    nxt = layers[i + 3] if i + 3 < len(layers) else None
-                    chain = isinstance(layers[i + 2] if i + 2 < len(layers) else None, Delay) and \
-                        isinstance(nxt, (Dense, Conv))
-                    x = layers[i + 1].forward_from_dense(layers[i], x, train, need_events=chain)
-                    i += 2
-                    if chain and isinstance(x, SpikeEvents):
-                        x = layers[i].forward_events(x, train, "dense" if isinstance(nxt, Dense) else "conv")
-                        i += 1
-                else:
-                    x = layers[i].forward(x, train)
-                    i += 1
+        with compute_scope(), trusted_inputs():
+            for step in self.plan:
+                x = step.forward(x, train)
         return x
 
     __call__ = forward
 
     def backward(self, grad):
-        """Back-propagate ``dL/d(output spikes)``; accumulates into every parameter's ``grad``."""
+        """Back-propagate ``dL/d(output spikes)``; accumulates into every parameter's ``grad``.  Returns the
+        gradient of the network input (None: the first layer needs none)."""
         _check_finite_input("gradient of the network output", grad)
-        with trusted_inputs():
-            layers = self.layers
-            i = len(layers) - 1
-            while i >= 0:
-                prev = layers[i - 1] if i > 0 else None
-                if isinstance(layers[i], SRM) and isinstance(prev, Dense) and not prev.need_input_grad:
-                    grad = layers[i].backward_into_dense(prev, grad)  # a first layer, fused
-                    i -= 2
-                elif (isinstance(layers[i], Dense) and isinstance(prev, Delay) and i == 3
-                      and isinstance(layers[1], SRM) and isinstance(layers[0], Dense)):
-                    # dense -> srm -> delay -> dense at the input: one fused pass for all four
-                    grad = layers[1].backward_through(layers[0], prev, layers[i], grad)
-                    i -= 4
-                elif isinstance(layers[i], Dense) and isinstance(prev, Delay):
-                    grad = prev.backward_from_dense(layers[i], grad)  # fused for few dense outputs
-                    i -= 2
-                else:
-                    grad = layers[i].backward(grad)
-                    i -= 1
+        with compute_scope(), trusted_inputs():
+            for step in reversed(self.plan):
+                grad = step.backward(grad)
                 if grad is None:
                     break
-        return grad
+            return materialize(grad)
+
+    def describe_plan(self) -> str:
+        """The plan's steps, one per line (a fused block lists the layers it covers)."""
+        return "\n".join(f"  {k}: {step.describe()}" for k, step in enumerate(self.plan))
 
     # -- parameters -------------------------------------------------------------------------------------
     def parameters(self) -> list:
@@ -260,15 +278,14 @@ class Network:
         """A block of forward passes with fixed parameters (evaluation, benchmarks): inside it the
         parameters' NumPy arrays are read-only (writing to them raises), so what the CPU kernels derive
         from a weight -- the transposed copy the event-driven paths read -- is made once per block instead
-        of once per forward pass (pysrm.ops.dense.frozen_weights).  Results are bitwise those of plain
+        of once per forward pass (the network's workspace, pysrm.workspace.Workspace.frozen).  Results are bitwise those of plain
         forward calls; on exit the arrays are writeable again and the copies are dropped."""
-        from .ops.dense import frozen_weights
         params = [p for p in self.parameters() if not p.on_device]
         flags = [p.data.flags.writeable for p in params]
         try:
             for p in params:
                 p.data.flags.writeable = False
-            with frozen_weights():
+            with self.workspace.frozen():
                 yield self
         finally:
             for p, f in zip(params, flags):

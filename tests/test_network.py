@@ -222,11 +222,10 @@ def test_optimizer_checks_every_gradient_before_updating_any():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fused_first_layer_gives_the_same_training_step_as_separate_layers(monkeypatch, dtype):
-    """Network.forward/backward fuse layer pairs on the CPU (layers.FUSE_DENSE_SRM): outputs and hidden
+def test_fused_first_layer_gives_the_same_training_step_as_separate_layers(dtype):
+    """Network.forward/backward run fused blocks on the CPU (Network(fuse=True)): outputs and hidden
     spikes are bitwise those of the layers run one by one; the gradients equal theirs to float rounding
     (the Delay -> Dense backward sums the dense input gradient in another order than BLAS)."""
-    from pysrm import layers
     from pysrm.losses import make_loss
     neuron = NeuronParams(theta=4.0, tau_sr=3.0, tau_ref=2.0, tau_rho=0.5)
     sim = SimParams(1.0, 50.0)
@@ -235,9 +234,8 @@ def test_fused_first_layer_gives_the_same_training_step_as_separate_layers(monke
     y = np.array([0, 1, 2, 1])
     results = []
     for fuse in (True, False):
-        monkeypatch.setattr(layers, "FUSE_DENSE_SRM", fuse)
         net = Network.from_string("5x5x2-16-16-3", neuron, sim, seed=4, dtype=dtype, delays=True,
-                                  dense_weight_scale=40.0)
+                                  dense_weight_scale=40.0, fuse=fuse)
         out = net.forward(x, train=True)
         _, g = make_loss("spikemax", ts=1.0, window=10.0).value_and_grad(out, y)
         net.zero_grad()
@@ -282,7 +280,7 @@ def test_inference_block_reuses_transposed_weights_and_keeps_parameters_fixed():
     np.testing.assert_array_equal(first, plain)
     np.testing.assert_array_equal(second, plain)
     w = net.parameters()[0]
-    assert w.data.flags.writeable and dense_ops._FROZEN is None
+    assert w.data.flags.writeable and not net.workspace.is_frozen
     w.data *= 2.0
     with net.inference():
         changed = net.forward(x)
