@@ -17,22 +17,37 @@ Elementwise kernels used by training (all on flat, C-contiguous arrays)
 
 Thread mapping: one thread per element in a *grid-stride loop*
 (``for i in range(cuda.grid(1), n, cuda.gridsize(1))``), so any grid size is
-correct.  :func:`launch_config` picks the grid; :data:`config` holds the
-threads per block (256 by default) and the largest grid (``max_blocks``).  The
-simulator tests set both small (e.g. 8 threads, 3 blocks) so that tiny inputs
-span several blocks *and* every thread loops more than once.
+correct.  :func:`launch_config` picks the grid from the current
+:class:`LaunchConfig` (:func:`current_launch`): the threads per block (256 by default)
+and the largest grid (``max_blocks``); under the simulator 8 threads and 3 blocks, so
+that tiny inputs span several blocks *and* every thread loops more than once.
+``with launch_settings(threads_per_block=..., max_blocks=...):`` changes it for the
+code inside the block, in the current thread (or asyncio task) only: a
+:mod:`contextvars` variable, never a module-wide setting.
 
 Every launch with zero work is skipped (CUDA rejects empty grids).
 Compiled kernels are cached on disk (``cache=True``) where Numba supports it.
 """
 from __future__ import annotations
 
+import contextvars
 import os
+import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
-from numba import config as _numba_config
-from numba import cuda
+
+# numba-cuda (seen with numba 0.68.0 + numba-cuda on NumPy 2.5.2, on an H200 machine) registers an
+# overload for ``np.row_stack`` when it compiles its first kernel; NumPy 2.5 removed that alias of
+# ``np.vstack``, so every CUDA kernel failed with "module 'numpy' has no attribute 'row_stack'".
+# Restoring the alias (only where it is missing) lets numba-cuda load; pysrm itself never uses it.
+# Done here, where CUDA is imported, never on a CPU-only ``import pysrm``.
+if not hasattr(np, "row_stack"):
+    np.row_stack = np.vstack
+
+from numba import config as _numba_config  # noqa: E402
+from numba import cuda  # noqa: E402
 
 from .backend import is_device_array
 from .events import EventBatch, SpikeEvents
@@ -42,15 +57,47 @@ SIMULATOR = bool(_numba_config.ENABLE_CUDASIM)
 
 
 class LaunchConfig:
-    """Launch parameters of the 1-D grid-stride kernels (mutable; see :func:`set_launch`)."""
+    """Launch parameters of the 1-D grid-stride kernels (immutable; see :func:`launch_settings`)."""
+
+    __slots__ = ("threads_per_block", "max_blocks")
 
     def __init__(self, threads_per_block: int = 256, max_blocks: int = 65535 * 8):
-        self.threads_per_block = threads_per_block
-        self.max_blocks = max_blocks
+        if not 1 <= int(threads_per_block) <= 1024:
+            raise ValueError(f"threads_per_block must be in [1, 1024], got {threads_per_block}")
+        if int(max_blocks) < 1:
+            raise ValueError(f"max_blocks must be >= 1, got {max_blocks}")
+        object.__setattr__(self, "threads_per_block", int(threads_per_block))
+        object.__setattr__(self, "max_blocks", int(max_blocks))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("LaunchConfig is immutable; use launch_settings(...)")
+
+    def __repr__(self):
+        return f"LaunchConfig(threads_per_block={self.threads_per_block}, max_blocks={self.max_blocks})"
 
 
-#: The launch configuration used by every 1-D kernel of the CUDA backend.
-config = LaunchConfig(*((8, 3) if SIMULATOR else (256, 65535 * 8)))
+#: The default launch configuration of every 1-D kernel of the CUDA backend.
+DEFAULT_LAUNCH = LaunchConfig(*((8, 3) if SIMULATOR else (256, 65535 * 8)))
+_LAUNCH = contextvars.ContextVar("pysrm_cuda_launch", default=DEFAULT_LAUNCH)
+
+
+def current_launch() -> LaunchConfig:
+    """The launch configuration in effect in this thread / context."""
+    return _LAUNCH.get()
+
+
+@contextmanager
+def launch_settings(threads_per_block: int | None = None, max_blocks: int | None = None):
+    """Within this block (this thread or task only) the 1-D kernels launch with these settings."""
+    cur = _LAUNCH.get()
+    cfg = LaunchConfig(cur.threads_per_block if threads_per_block is None else threads_per_block,
+                       cur.max_blocks if max_blocks is None else max_blocks)
+    token = _LAUNCH.set(cfg)
+    try:
+        yield cfg
+    finally:
+        _LAUNCH.reset(token)
+
 
 #: Tile sizes of the shared-memory matrix products and transposes (compile-time constants,
 #: frozen into the cached kernels -- deliberately not configurable at run time).
@@ -67,24 +114,11 @@ _TRANSPOSE_PAD = TRANSPOSE_TILE + 1  # a global constant: Numba does not fold ``
 GRID_Z_MAX = int(os.environ.get("PYSRM_CUDA_GRID_Z_MAX", "2" if SIMULATOR else "65535"))
 
 
-def set_launch(threads_per_block: int | None = None, max_blocks: int | None = None) -> tuple:
-    """Change the 1-D launch configuration; returns the previous ``(threads_per_block, max_blocks)``."""
-    old = (config.threads_per_block, config.max_blocks)
-    if threads_per_block is not None:
-        if threads_per_block < 1 or threads_per_block > 1024:
-            raise ValueError(f"threads_per_block must be in [1, 1024], got {threads_per_block}")
-        config.threads_per_block = int(threads_per_block)
-    if max_blocks is not None:
-        if max_blocks < 1:
-            raise ValueError(f"max_blocks must be >= 1, got {max_blocks}")
-        config.max_blocks = int(max_blocks)
-    return old
-
-
 def launch_config(n: int, threads_per_block: int | None = None) -> tuple:
     """``(blocks, threads)`` for a grid-stride kernel over ``n`` work items (``n >= 1``)."""
-    tpb = threads_per_block or config.threads_per_block
-    blocks = max(1, min(config.max_blocks, (int(n) + tpb - 1) // tpb))
+    cfg = _LAUNCH.get()
+    tpb = threads_per_block or cfg.threads_per_block
+    blocks = max(1, min(cfg.max_blocks, (int(n) + tpb - 1) // tpb))
     return blocks, tpb
 
 
@@ -300,7 +334,7 @@ def sum_async(x):
     (read it with ``.copy_to_host()[0]`` when needed, e.g. once per epoch for spike counts)."""
     out = zeros((1,), np.float64)
     if x.size:
-        blocks, tpb = launch_config(min(x.size, 1024 * config.threads_per_block))
+        blocks, tpb = launch_config(min(x.size, 1024 * current_launch().threads_per_block))
         _sum_kernel[blocks, tpb](_flat(x), out)
     return out
 
@@ -334,24 +368,29 @@ def _check_same(a, b):
 
 _CONST_CACHE: "OrderedDict[tuple, object]" = OrderedDict()
 _CONST_CACHE_SIZE = 256
+_CONST_LOCK = threading.Lock()
 
 
 def constant(arr) -> object:
     """A device copy of a small, read-only host array (responses, ...), cached by content.
 
     Repeated calls with equal arrays (the same response kernel every time step) return the
-    same device array, so the training loop does not copy them again.
+    same device array, so the training loop does not copy them again.  The cache is process-wide
+    because it is keyed completely (dtype, shape and every byte of the array) and its entries are
+    never written after they are made (every kernel only reads them); a lock guards the dict.
     """
     a = np.ascontiguousarray(arr)
     key = (a.dtype.str, a.shape, a.tobytes())
-    hit = _CONST_CACHE.get(key)
-    if hit is not None:
-        _CONST_CACHE.move_to_end(key)
-        return hit
+    with _CONST_LOCK:
+        hit = _CONST_CACHE.get(key)
+        if hit is not None:
+            _CONST_CACHE.move_to_end(key)
+            return hit
     d = cuda.to_device(a)
-    _CONST_CACHE[key] = d
-    if len(_CONST_CACHE) > _CONST_CACHE_SIZE:
-        _CONST_CACHE.popitem(last=False)
+    with _CONST_LOCK:
+        d = _CONST_CACHE.setdefault(key, d)
+        if len(_CONST_CACHE) > _CONST_CACHE_SIZE:
+            _CONST_CACHE.popitem(last=False)
     return d
 
 
@@ -466,7 +505,7 @@ def ceil_div(a: int, b: int) -> int:
 
 
 __all__ = [
-    "SIMULATOR", "config", "set_launch", "launch_config", "launch", "empty", "zeros", "empty_like", "zeros_like",
+    "SIMULATOR", "LaunchConfig", "DEFAULT_LAUNCH", "current_launch", "launch_settings", "launch_config", "launch", "empty", "zeros", "empty_like", "zeros_like",
     "fill", "axpy", "accumulate", "scale", "copy", "copy_new", "maximum", "astype", "sum_rows", "sum_async",
     "total", "transpose",
     "constant", "DeviceSpikeEvents", "to_device", "to_host", "synchronize", "ceil_div",

@@ -1,8 +1,5 @@
-"""Test configuration: import pysrm before NumPy so its single-threaded-BLAS default applies."""
+"""Test configuration: ``tests/`` on the path for ``reference.py`` (slow plain-loop references)."""
 import os
 import sys
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, os.path.dirname(__file__))  # tests/reference.py
-
-import pysrm  # noqa: E402,F401

@@ -153,44 +153,6 @@ def test_tune_malloc_is_idempotent_and_can_be_disabled(monkeypatch):
     np.ones((64, 1024, 1024), dtype=np.uint8).sum()                   # large arrays still allocate
 
 
-_BLAS_PROBE = """
-import ctypes, sys
-import numpy
-import pysrm
-from pysrm._blas import _loaded_openblas
-counts = []
-for path in _loaded_openblas():
-    lib = ctypes.CDLL(path)
-    for name in ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
-                 "openblas_get_num_threads64_", "openblas_get_num_threads"):
-        if hasattr(lib, name):
-            counts.append(getattr(lib, name)())
-            break
-print(counts)
-"""
-
-
-@pytest.mark.parametrize("user_setting", [None, "2"])
-def test_import_after_numpy_limits_openblas_threads_unless_the_user_chose(user_setting):
-    """NumPy imported before pysrm: the OpenBLAS already loaded is set to one thread (pysrm/_blas.py);
-    an explicit OPENBLAS_NUM_THREADS from the user is left as it is."""
-    import ast
-    import os
-    import subprocess
-    import sys
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "PYSRM_KEEP_BLAS_THREADS")}
-    if user_setting:
-        if (os.cpu_count() or 1) < 2:
-            pytest.skip("OpenBLAS caps its threads at the core count")
-        env["OPENBLAS_NUM_THREADS"] = user_setting
-    out = subprocess.run([sys.executable, "-c", _BLAS_PROBE], env=env, capture_output=True, text=True, check=True)
-    counts = ast.literal_eval(out.stdout.strip().splitlines()[-1])
-    if not counts:
-        pytest.skip("NumPy is not linked against a loadable OpenBLAS here")
-    expected = int(user_setting) if user_setting else 1
-    assert all(c == expected for c in counts), counts
-
-
 def test_tune_malloc_reuses_blocks_above_glibcs_mmap_limit():
     """After tune_malloc a freed 64 MB block (above glibc's largest mmap threshold, 32 MiB) stays in the
     process for reuse instead of being unmapped (glibc's default: the next step maps and faults fresh
