@@ -48,10 +48,16 @@ def alpha_response(tau: float, mult: float, ts: float, t_sample: float, toleranc
 
 
 def srm_kernel(neuron: NeuronParams, sim: SimParams, tolerance: float = 0.01) -> np.ndarray:
-    r"""Spike response :math:`\epsilon[k] = \epsilon(k T_s)` as a float64 array."""
+    r"""Spike response :math:`\epsilon[k] = \epsilon(k T_s)`, :math:`\epsilon(t) = \frac{t}{\tau_{sr}}
+    e^{1 - t/\tau_{sr}}` (SLAYER's SRM spike response; ``tau_sr`` in ms), sampled from lag 0 on the
+    grid of ``sim.ts`` ms: a 1-D float64 array (unitless), cut as the module docstring says.
+    ValueError/TypeError for non-positive ``tau_sr``, ``ts``, ``t_sample`` or ``tolerance``."""
     return alpha_response(neuron.tau_sr, 1.0, sim.ts, sim.t_sample, tolerance)
 
 
 def refractory_kernel(neuron: NeuronParams, sim: SimParams, tolerance: float = 0.01) -> np.ndarray:
-    r"""Refractory response :math:`\nu[k] = \nu(k T_s)` (negative) as a float64 array."""
+    r"""Refractory response :math:`\nu[k] = \nu(k T_s)`, :math:`\nu(t) = -s_{ref}\vartheta \frac{t}{\tau_{ref}}
+    e^{1 - t/\tau_{ref}}` (SLAYER's refractory response; added to the potential after each spike),
+    sampled from lag 0 on the grid of ``sim.ts`` ms: a 1-D float64 array in units of the potential
+    (negative).  Errors as :func:`srm_kernel`."""
     return alpha_response(neuron.tau_ref, -neuron.scale_ref * neuron.theta, sim.ts, sim.t_sample, tolerance)

@@ -79,7 +79,9 @@ def _pair(name, v):
 
 
 def conv_output_size(h: int, w: int, kernel, stride=1, padding=0):
-    """Spatial output size ``(Ho, Wo)`` of :func:`conv`."""
+    """Spatial output size ``(Ho, Wo)`` of :func:`conv` on an ``h x w`` input:
+    ``Ho = (h + 2 p_y - k_y) // s_y + 1`` (the same for ``Wo``); ``kernel``, ``stride``, ``padding`` ints or
+    pairs.  TypeError for non-integer arguments."""
     kh, kw = _pair("kernel", kernel)
     sy, sx = _pair("stride", stride)
     py, px = _pair("padding", padding)

@@ -349,9 +349,10 @@ def _compact_events_cpu(src_start, offsets, src_n, src_t, src_v, out_n, out_t, o
 
 def delay_events(x, d, ts: float):
     r""":func:`delay` of spike events: ``SpikeEvents.from_dense(delay(x.to_dense(), d, ts))`` without the
-    dense arrays, bitwise (tested).  ``x`` is a :class:`~pysrm.events.SpikeEvents` whose events are
-    unique and sorted by (neuron, time) per sample (as spike layers produce them); returns the delayed
-    events, sorted the same way."""
+    dense arrays, bitwise (tested).  ``x`` is a :class:`~pysrm.events.SpikeEvents` (sorted by (neuron,
+    time) per sample, one event per bin: what SpikeEvents guarantees); ``d``, ``ts`` as :func:`delay`.
+    Returns the delayed events (a SpikeEvents of ``x``'s shape and dtype), sorted the same way.
+    TypeError for anything but SpikeEvents; other errors as :func:`delay`."""
     from ..events import SpikeEvents
     if not isinstance(x, SpikeEvents):
         raise TypeError(f"delay_events takes SpikeEvents, got {type(x).__name__}")
@@ -375,7 +376,13 @@ def delay_events(x, d, ts: float):
 
 
 def delay(x, d, ts: float):
-    r"""Shift every neuron of ``x`` (``(N, C, H, W, T)``) later by ``d`` ms (linear interpolation)."""
+    r"""Axonal delay (SLAYER's ``delay``): shift every neuron of ``x`` later by ``d`` ms,
+    ``y[t] = (1 - f) x[t - m] + f x[t - m - 1]`` with ``d / ts = m + f`` bins (module docstring).
+
+    ``x``: ``(N, C, H, W, T)`` float32/float64 (or a CUDA device array); ``d``: delays in ms (>= 0)
+    broadcastable to ``(C, H, W)`` (one per neuron, or per channel ``(C, 1, 1)``); ``ts`` the time
+    step in ms.  Returns an array like ``x``.  ValueError for negative or non-finite delays, delays
+    that do not broadcast, ``ts <= 0`` or non-finite ``x``."""
     if is_device_array(x):
         from . import delay_cuda
         return delay_cuda.delay(x, d, ts)

@@ -18,7 +18,9 @@ from ._util import check_5d
 
 
 def dropout_mask(shape, p: float, rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
-    """A mask of shape ``shape[:-1]`` (one entry per neuron) with values 0 or ``1/(1-p)``."""
+    """The mask :math:`m = [U > p]/(1-p)` for a tensor of ``shape`` ``(N, C, H, W, T)``: an array of shape
+    ``shape[:-1]`` (one entry per neuron, for all time bins) with values 0 or ``1/(1-p)`` in ``dtype``,
+    drawn from ``rng``.  ValueError unless ``0 <= p < 1``."""
     if not (0.0 <= float(p) < 1.0):
         raise ValueError(f"dropout probability p must be in [0, 1), got {p!r}")
     keep = rng.random(tuple(shape[:-1])) >= p
@@ -26,7 +28,11 @@ def dropout_mask(shape, p: float, rng: np.random.Generator, dtype=np.float32) ->
 
 
 def dropout(x, mask):
-    r"""``y = mask[..., None] * x``."""
+    r"""Dropout of whole neurons: ``y[n, c, h, w, t] = mask[n, c, h, w] * x[n, c, h, w, t]``.
+
+    ``x``: ``(N, C, H, W, T)`` float32/float64 (or a CUDA device array); ``mask``: ``(N, C, H, W)``
+    (:func:`dropout_mask`).  Returns an array like ``x``.  ValueError for a mask of another shape or
+    non-finite values."""
     if is_device_array(x):
         from . import dropout_cuda
         return dropout_cuda.dropout(x, mask)
@@ -38,7 +44,8 @@ def dropout(x, mask):
 
 
 def dropout_backward(grad, mask):
-    r"""``grad_x = mask[..., None] * grad``."""
+    r"""Adjoint of :func:`dropout` for the same mask: ``grad_x = mask[..., None] * grad`` (shapes and
+    errors as :func:`dropout`)."""
     if is_device_array(grad):
         from . import dropout_cuda
         return dropout_cuda.dropout(grad, mask)

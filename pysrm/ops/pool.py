@@ -75,7 +75,7 @@ def _pool_backward_cpu(g, k, wp, gx):
 
 
 def pool_output_size(h: int, w: int, k: int):
-    """Spatial output size ``(ceil(h/k), ceil(w/k))``."""
+    """Spatial output size of :func:`pool` on an ``h x w`` input: ``(ceil(h/k), ceil(w/k))`` (ints)."""
     return -(-h // k), -(-w // k)
 
 
@@ -126,7 +126,11 @@ def pool(x, k: int, weight: float, strategy: str = "auto"):
 
 
 def pool_backward(grad, input_shape, k: int, weight: float):
-    r"""Adjoint of :func:`pool`: ``grad_x[.., iy, ix, t] = weight * grad[.., iy//k, ix//k, t]``."""
+    r"""Adjoint of :func:`pool`: ``grad_x[.., iy, ix, t] = weight * grad[.., iy//k, ix//k, t]``.
+
+    ``grad``: the pool output's gradient ``(N, C, ceil(H/k), ceil(W/k), T)``; ``input_shape`` the
+    pool input's ``(N, C, H, W, T)``.  Returns ``grad_x`` of ``input_shape`` in the dtype of ``grad``.
+    ValueError for a ``grad`` of another shape, non-finite values, ``k < 1`` or ``weight <= 0``."""
     if is_device_array(grad):
         from . import pool_cuda
         return pool_cuda.pool_backward(grad, input_shape, k, weight)

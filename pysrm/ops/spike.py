@@ -124,15 +124,20 @@ def spike(u, refractory_kernel, theta: float, ts: float):
 
 
 def surrogate(u, neuron):
-    r"""The surrogate derivative :math:`\rho(u)` itself (same shape as ``u``)."""
+    r"""The surrogate derivative :math:`\rho(u) = \frac{s_\rho}{\tau_\rho\vartheta}
+    \exp(-|u - \vartheta|/(\tau_\rho\vartheta))` itself, an array like ``u`` (``(..., T)``, float32 or
+    float64); ``neuron`` a :class:`~pysrm.params.NeuronParams`.  Errors as :func:`spike_backward`."""
     return spike_backward(np.ones_like(u), u, neuron)
 
 
 def spike_backward(grad_s, u, neuron):
-    r"""``grad_s * rho(u)`` with ``rho(u) = scale_rho/(tau_rho*theta) * exp(-|u-theta|/(tau_rho*theta))``.
+    r"""Backward of :func:`spike` (SLAYER's surrogate): ``grad_u = grad_s * rho(u)`` with
+    ``rho(u) = scale_rho/(tau_rho*theta) * exp(-|u-theta|/(tau_rho*theta))``.
 
-    ``u`` is the potential returned by :func:`spike` (after refractory responses);
-    ``neuron`` is a :class:`~pysrm.params.NeuronParams`.
+    ``grad_s`` and ``u`` are arrays of one shape ``(..., T)`` (float32 or float64); ``u`` is the
+    potential returned by :func:`spike` (after the refractory responses); ``neuron`` is a
+    :class:`~pysrm.params.NeuronParams`.  Returns an array like ``grad_s``.  ValueError for mismatched
+    shapes or non-finite values, TypeError for other dtypes.
     """
     if is_device_array(grad_s):
         from . import spike_cuda

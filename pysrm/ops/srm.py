@@ -99,7 +99,14 @@ def _srm_backward_alpha_cpu(g, u, theta, scale, width, alpha, gain, L, out):
 
 
 def srm_forward(a, srm_kernel, refractory_kernel, theta: float, ts: float):
-    """``(s, u_ref)`` of SRM neurons driven by ``a``: ``spike(psp(a))``."""
+    r"""SRM neurons driven by the synaptic input ``a``: ``(s, u_ref) = spike(psp(a))`` (SLAYER's SRM model:
+    :math:`u = \epsilon * a`, spikes where :math:`u \ge \vartheta`, each followed by the refractory
+    response :math:`\nu`).
+
+    ``a``: ``(..., T)`` float32/float64; responses as :func:`pysrm.responses.srm_kernel` /
+    :func:`~pysrm.responses.refractory_kernel`; ``theta`` the threshold, ``ts`` the time step (ms).
+    Returns the spikes (amplitude ``1/ts``) and the potential after the refractory responses, both
+    like ``a``.  Errors as :func:`pysrm.ops.psp.psp` and :func:`pysrm.ops.spike.spike`."""
     return spike(psp(a, srm_kernel, ts), refractory_kernel, theta, ts)
 
 
