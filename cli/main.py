@@ -345,7 +345,8 @@ def gradcheck(dtype, seed):
 
 @main.command()
 @click.option("--quick", is_flag=True, help="fewer cases and steps (a few minutes)")
-@click.option("--out", "out_prefix", default=None, help="also write the results to PREFIX.md and PREFIX.json")
+@click.option("--out", "out_prefix", default=None, metavar="PREFIX",
+              help="also write the results to PREFIX.md and PREFIX.json")
 @click.option("--nmnist-small", type=click.Path(file_okay=False), default=None,
               help="SLAYER's NMNISTsmall folder (<id>.bs2, train1K.txt) for the nmnist-dense, nmnist-cnn and "
                    "memory cases; default $PYSRM_NMNIST_SMALL")
