@@ -184,7 +184,9 @@ def main():
     Start with `pysrm train` (trains on the embedded synthetic dataset, no download).
     """
     from pysrm._malloc import tune_malloc
+    from pysrm._threads import limit_blas_for_process
     tune_malloc()  # the command owns its process: keep freed temporaries for reuse (pysrm/_malloc.py)
+    limit_blas_for_process(1)  # and its BLAS: one thread next to Numba's (unless OPENBLAS_NUM_THREADS is set)
 
 
 # options that `pysrm train --resume` accepts besides the run directory (the run's own config holds the rest)
