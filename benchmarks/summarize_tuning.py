@@ -20,6 +20,8 @@ def summarize(root):
             continue
         with open(path) as f:
             recs = [json.loads(line) for line in f if line.strip()]
+        if recs and min(r["epoch"] for r in recs) == 0:  # files written before epochs counted from 1
+            recs = [dict(r, epoch=r["epoch"] + 1) for r in recs]
         recs = [r for r in recs if r.get("val_acc") is not None]
         if not recs:
             rows.append((name, 0, float("nan"), -1, float("nan"), float("nan")))
@@ -28,7 +30,7 @@ def summarize(root):
         best = max(range(len(val)), key=val.__getitem__)
         last3 = sum(val[-3:]) / len(val[-3:])
         sec = sum(r.get("seconds", 0.0) for r in recs) / len(recs)
-        rows.append((name, len(recs), 100 * val[best], recs[best]["epoch"] + 1, 100 * last3, sec))
+        rows.append((name, len(recs), 100 * val[best], recs[best]["epoch"], 100 * last3, sec))
     print(f"{'run':<28} {'epochs':>6} {'val best':>9} {'(ep)':>5} {'val last3':>10} {'s/epoch':>8}")
     for name, n, vb, ep, l3, sec in rows:
         print(f"{name:<28} {n:>6} {vb:>9.1f} {ep:>5} {l3:>10.1f} {sec:>8.1f}")

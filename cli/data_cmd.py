@@ -38,10 +38,13 @@ def data():
 def info(path, kind, split, list_file, max_samples):
     """Print sample counts per class, events per sample, duration and sensor size of PATH."""
     from pysrm.data import detect, file_info, load_dataset, summarize
-    from pysrm.data.summary import EVENT_FILE_READERS, format_file_info, format_summary
+    from pysrm.data._paths import SplitMissing
+    from pysrm.data.summary import EVENT_FILE_READERS, format_file_info, format_summary, unsupported_file
 
     if kind is None and path == "synthetic":
         kind = "synthetic"
+    if kind is None and os.path.isfile(path) and unsupported_file(path):
+        raise click.ClickException(unsupported_file(path))
     if kind is None and os.path.isfile(path) and os.path.splitext(path)[1].lower() in EVENT_FILE_READERS:
         try:
             click.echo(format_file_info(file_info(path)))
@@ -56,7 +59,8 @@ def info(path, kind, split, list_file, max_samples):
             raise click.ClickException(
                 f"{path}: cannot tell which dataset this is (expected an N-MNIST folder with Train/Test or "
                 f"<id>.bs2 + train*.txt/test*.txt, a DVS Gesture folder with trials_to_train.txt, "
-                f"n-tidigits.hdf5, or a .bs1/.bs2/.bin/.aedat file); pass --dataset")
+                f"n-tidigits.hdf5, or a .bs1/.bs2/.bin/.aedat file); pass --dataset "
+                f"{'|'.join(['nmnist', 'dvs-gesture', 'ntidigits'])} if it is one of these layouts")
     splits = ("train", "test") if split == "both" else (split,)
     opts = {}
     if list_file is not None:
@@ -68,12 +72,18 @@ def info(path, kind, split, list_file, max_samples):
     if kind == "nmnist":
         opts["jitter"] = 0
     t0 = time.perf_counter()
+    missing = []
     for s in splits:
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 ds = load_dataset(kind, s, data_dir=None if kind == "synthetic" else path, **opts)
                 summary = summarize(ds, max_samples=max_samples)
+        except SplitMissing as e:
+            if split != "both":
+                raise click.ClickException(str(e))
+            missing.append((s, e))  # summarise the split that is there; say which one is not
+            continue
         except (ValueError, TypeError, OSError, ImportError) as e:
             raise click.ClickException(str(e))
         click.echo(format_summary(summary))
@@ -81,6 +91,11 @@ def info(path, kind, split, list_file, max_samples):
             click.echo(f"  warning: {w.message}", err=True)
         if len(caught) > 5:
             click.echo(f"  ... and {len(caught) - 5} more warning(s)", err=True)
+    if len(missing) == len(splits):
+        raise click.ClickException("; ".join(str(e) for _, e in missing))
+    for s, e in missing:
+        click.echo(f"no {s} split (only {', '.join(x for x in splits if x != s)} is there): "
+                   f"{str(e).split('. Get it with')[0]}")
     click.echo(f"({time.perf_counter() - t0:.2f} s)")
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -9,30 +10,47 @@ from pathlib import Path
 import click
 
 import pysrm  # noqa: F401  (first: pysrm sets its thread defaults before NumPy loads)
-from pysrm.config import (DATASET_CHOICES, DEVICE_CHOICES, GRAD_CHOICES, LOSS_CHOICES, OPTIMIZER_CHOICES,
-                          TrainConfig)
+from pysrm.config import (DATASET_CHOICES, DEVICE_CHOICES, EMPTY_SAMPLES_CHOICES, GRAD_CHOICES, LOSS_CHOICES,
+                          OPTIMIZER_CHOICES, TrainConfig, normalize_dataset, normalize_loss)
 
 from .data_cmd import data as data_group
 from .sweep_cmd import sweep as sweep_cmd
 
+
+class NormalizedChoice(click.Choice):
+    """A choice whose value is first brought to its canonical spelling (``spikemax_g`` -> ``spikemax-g``)."""
+
+    def __init__(self, choices, normalize, **kwargs):
+        super().__init__(choices, **kwargs)
+        self.normalize = normalize
+
+    def convert(self, value, param, ctx):
+        return super().convert(self.normalize(value), param, ctx)
+
+
 # (option, config key, click type, help) for every `pysrm train` setting; all default to None so that
 # only the flags a user gives override the config file.
 TRAIN_OPTIONS = [
-    ("--dataset", "dataset", click.Choice(DATASET_CHOICES), "dataset (default synthetic: embedded, no download)"),
+    ("--dataset", "dataset", NormalizedChoice(DATASET_CHOICES, normalize_dataset),
+     "dataset (default synthetic: embedded, no download)"),
     ("--data-dir", "data_dir", str, "folder of the dataset files"),
     ("--train-list", "train_list", str, "N-MNIST list layout: training list file (e.g. train1K.txt)"),
     ("--test-list", "test_list", str, "N-MNIST list layout: test list file (e.g. test100.txt)"),
-    ("--n-train", "n_train", int, "use only the first N training samples"),
-    ("--n-test", "n_test", int, "use only the first N test samples"),
+    ("--n-train", "n_train", int, "use only the first N training samples (N >= 1)"),
+    ("--n-test", "n_test", int, "use only the first N test samples (N >= 1)"),
+    ("--empty-samples", "empty_samples", click.Choice(EMPTY_SAMPLES_CHOICES),
+     "samples with no event (checked at start-up): error (list them and stop) or skip (leave them out, counted)"),
     ("--val-split", "val_split", float, "fraction of the training set held out for validation (selects 'best')"),
     ("--test-every", "test_every", int, "evaluate the test split after every N-th epoch (0: only the final "
                                         "network, for tuning on --val-split without seeing test results)"),
-    ("--jitter", "jitter", int, "random spatial jitter augmentation, pixels"),
+    ("--jitter", "jitter", int, "random spatial jitter augmentation, pixels (an error when it would move most "
+                                "events off the sensor)"),
     ("--net", "net", str, "network shorthand, e.g. 34x34x2-16c5-2a-32c3-2a-64c3-512-10"),
     ("--dropout", "dropout", float, "dropout probability before hidden dense/conv layers"),
     ("--dense-weight-scale", "dense_weight_scale", float, "init scale of dense weights (SLAYER: 10)"),
     ("--conv-weight-scale", "conv_weight_scale", float, "init scale of conv weights (SLAYER: 100)"),
-    ("--loss", "loss", click.Choice(LOSS_CHOICES), "loss function"),
+    ("--loss", "loss", NormalizedChoice(LOSS_CHOICES, normalize_loss),
+     "loss function (spikemax_g / spikemax_s are accepted too)"),
     ("--window", "window", float, "spikemax sliding window W (ms)"),
     ("--true-rate", "true_rate", float, "spike-rate target for the label neuron (spikes/ms)"),
     ("--false-rate", "false_rate", float, "spike-rate target for the other neurons (spikes/ms)"),
@@ -47,15 +65,17 @@ TRAIN_OPTIONS = [
     ("--ts", "ts", float, "time bin (ms)"),
     ("--t-sample", "t_sample", float, "sample length (ms)"),
     ("--test-t-sample", "test_t_sample", float, "length of test samples (ms; default t_sample)"),
-    ("--epochs", "epochs", int, "training epochs"),
+    ("--epochs", "epochs", int, "training epochs (with --resume: extend the run to this many epochs in all)"),
     ("--batch-size", "batch_size", int, "mini-batch size"),
     ("--lr", "lr", float, "learning rate"),
     ("--lr-decay", "lr_decay", float, "learning-rate factor applied after every epoch"),
     ("--optimizer", "optimizer", click.Choice(OPTIMIZER_CHOICES), "optimiser"),
     ("--seed", "seed", int, "random seed (initialisation, shuffling, dropout)"),
     ("--trials", "trials", int, "number of runs with seeds seed..seed+K-1"),
-    ("--device", "device", click.Choice(DEVICE_CHOICES), "cpu, cuda, or auto (cuda when available)"),
-    ("--out", "out", str, "run directory (default runs/<dataset>_<loss>_seed<seed>_<time>)"),
+    ("--device", "device", click.Choice(DEVICE_CHOICES), "cpu, cuda, or auto (cuda when available; says which "
+                                                         "it picked)"),
+    ("--out", "out", str, "run directory (default runs/<dataset>_<loss>_seed<seed>_<time>); an existing run is "
+                          "not overwritten (see --resume, --overwrite)"),
 ]
 
 
@@ -74,41 +94,82 @@ def resolve_config(config_file, flags: dict) -> TrainConfig:
     return TrainConfig().updated(overrides, source="command line")
 
 
-class ProgressBar:
-    """A one-line progress bar per epoch: loss, accuracy, samples/s and ETA (plain lines when not a TTY)."""
+#: environment variable: seconds between plain progress lines when stderr is not a terminal
+PROGRESS_SECONDS_ENV = "PYSRM_PROGRESS_SECONDS"
 
-    def __init__(self, stream=None):
+
+class ProgressBar:
+    """Training progress on stderr.
+
+    On a terminal: one line per epoch, redrawn in place (loss, accuracy, samples/s, ETA).  Elsewhere
+    (a log file, nohup, CI, a notebook): a plain line every ``interval`` seconds (default 30, or
+    ``$PYSRM_PROGRESS_SECONDS``), so that a long epoch is never silent.  Before the first batch of the
+    process it says that the kernels are being compiled (Numba compiles them on the first run and
+    caches them on disk).  With ``--trials`` every line starts with the trial.
+    """
+
+    def __init__(self, stream=None, interval: float | None = None):
         self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
+        try:
+            self.tty = self.stream.isatty()
+        except (AttributeError, ValueError):
+            self.tty = False
+        if interval is None:
+            try:
+                interval = float(os.environ.get(PROGRESS_SECONDS_ENV, 30.0))
+            except ValueError:
+                interval = 30.0
+        self.interval = interval
         self.last = 0.0
+        self.prefix = ""
+        self.compiled = False
+        self.epochs = None
+
+    def _write(self, text):
+        self.stream.write(text)
+        self.stream.flush()
+
+    def start_trial(self, k, n, seed):
+        self.prefix = f"trial {k}/{n} (seed {seed}) "
 
     def start_epoch(self, epoch, epochs, n_batches):
         self.epoch, self.epochs, self.t0 = epoch, epochs, time.perf_counter()
+        self.last = self.t0
+        if not self.compiled:
+            note = (f"{self.prefix}epoch {epoch + 1}/{epochs}: first batch; compiling kernels (first run only, "
+                    f"they are cached on disk for later runs) ...")
+            self._write("\r" + note if self.tty else note + "\n")
 
     def batch(self, done, n, loss, acc, sps):
         now = time.perf_counter()
-        if not self.tty or (now - self.last < 0.1 and done < n):
-            return
-        self.last = now
-        width = 24
-        fill = int(width * done / n)
+        first = not self.compiled
+        self.compiled = True
         eta = (now - self.t0) / done * (n - done)
-        self.stream.write(f"\repoch {self.epoch + 1}/{self.epochs} [{'#' * fill}{'.' * (width - fill)}] "
-                          f"{done}/{n} loss {loss:.4f} acc {100 * acc:5.1f}% {sps:6.0f} samples/s ETA {eta:4.0f}s ")
-        self.stream.flush()
+        if self.tty:
+            if now - self.last < 0.1 and done < n and not first:
+                return
+            self.last = now
+            width = 24
+            fill = int(width * done / n)
+            self._write(f"\r{self.prefix}epoch {self.epoch + 1}/{self.epochs} [{'#' * fill}{'.' * (width - fill)}] "
+                        f"{done}/{n} loss {loss:.4f} acc {100 * acc:5.1f}% {sps:6.0f} samples/s ETA {eta:4.0f}s ")
+            return
+        if done < n and (first or now - self.last >= self.interval):
+            self.last = now
+            self._write(f"{self.prefix}epoch {self.epoch + 1}/{self.epochs}: batch {done}/{n}, loss {loss:.4f}, acc "
+                        f"{100 * acc:.1f}%, {sps:.0f} samples/s, ETA {eta:.0f} s\n")
 
     def end_epoch(self, row):
         extra = f" val acc {100 * row['val_acc']:.1f}%" if "val_acc" in row else ""
         test = (f" | test loss {row['test_loss']:.4f} acc {100 * row['test_acc']:.1f}%" if "test_acc" in row
                 else "")
-        line = (f"epoch {row['epoch'] + 1}/{self.epochs}: train loss {row['train_loss']:.4f} acc "
+        line = (f"{self.prefix}epoch {row['epoch']}/{self.epochs}: train loss {row['train_loss']:.4f} acc "
                 f"{100 * row['train_acc']:.1f}%{test}"
                 f"{extra} | {row['seconds']:.1f} s, {row['samples_per_s']:.0f} samples/s")
-        self.stream.write(("\r" + " " * 110 + "\r" if self.tty else "") + line + "\n")
-        self.stream.flush()
+        self._write(("\r" + " " * 120 + "\r" if self.tty else "") + line + "\n")
 
     def message(self, text):
-        self.stream.write(text + "\n")
+        self._write(text + "\n")
 
 
 def _fail(e: Exception):
@@ -123,52 +184,86 @@ def main():
     Start with `pysrm train` (trains on the embedded synthetic dataset, no download).
     """
     from pysrm._malloc import tune_malloc
+    from pysrm._threads import limit_blas_for_process
     tune_malloc()  # the command owns its process: keep freed temporaries for reuse (pysrm/_malloc.py)
+    limit_blas_for_process(1)  # and its BLAS: one thread next to Numba's (unless OPENBLAS_NUM_THREADS is set)
+
+
+# options that `pysrm train --resume` accepts besides the run directory (the run's own config holds the rest)
+RESUME_OPTIONS = ("epochs", "device")
 
 
 @main.command()
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file (flags override it)")
-@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="continue an interrupted run directory")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
+              help="continue an interrupted run directory (or the seed_* runs of a --trials run) with the config "
+                   "saved in it; with --epochs N, extend it to N epochs")
+@click.option("--overwrite", is_flag=True,
+              help="replace the run already in --out (its files are deleted once the new run has passed its checks)")
 @_train_options
-def train(config_file, resume_dir, **flags):
+def train(config_file, resume_dir, overwrite, **flags):
     """Train a network and write a run directory (config, metrics, checkpoints, report).
 
     Every option can also be set in a TOML file given with --config, using the option name with
-    underscores (tau_sr = 1.0); command-line flags override the file.
+    underscores (tau_sr = 1.0); command-line flags override the file.  An existing run directory is
+    never overwritten unless --overwrite is given.
     """
-    from pysrm.train import TrainingInterrupted, train as train_run, train_trials
+    from pysrm.train import RunFinished, TrainingInterrupted, resumable_runs, train as train_run, train_trials
     bar = ProgressBar()
+    finished = []
     try:
         if resume_dir:
-            reports = [train_run(TrainConfig(), run_dir=resume_dir, resume=True, progress=bar)]
+            given = [k for k, v in flags.items() if v is not None and k not in RESUME_OPTIONS]
+            if config_file or given or overwrite:
+                names = (["--config"] if config_file else []) + (["--overwrite"] if overwrite else []) + [
+                    "--delays/--no-delays" if k == "delays" else "--" + k.replace("_", "-") for k in given]
+                raise click.UsageError(f"--resume continues a run with the config saved in it; only --epochs (to "
+                                       f"extend it) and --device can be given with it, not {', '.join(names)}")
+            runs = resumable_runs(resume_dir)
+            if not runs:
+                raise FileNotFoundError(f"cannot resume: {resume_dir} holds no run (no config.toml, and no "
+                                        f"seed_*/config.toml of a --trials run)")
+            reports = []
+            for k, rd in enumerate(runs):
+                if len(runs) > 1:
+                    bar.start_trial(k + 1, len(runs), rd.name[5:])
+                try:
+                    reports.append(train_run(TrainConfig(), run_dir=rd, resume=True, progress=bar,
+                                             epochs=flags.get("epochs"), device=flags.get("device")))
+                except RunFinished as f:
+                    click.echo(str(f), err=True)
+                    finished.append(str(f.run_dir))
+                    if f.report is not None:
+                        reports.append(f.report)
         else:
             cfg = resolve_config(config_file, flags).validate()
             click.echo(f"pysrm train: dataset {cfg.dataset}, network {cfg.net}, loss {cfg.loss}, "
                        f"{cfg.epochs} epochs, seed {cfg.seed}" + (f" x {cfg.trials} trials" if cfg.trials > 1 else ""),
                        err=True)
-            reports = train_trials(cfg, progress=bar)
+            reports = train_trials(cfg, progress=bar, overwrite=overwrite)
     except TrainingInterrupted as e:
         click.echo(f"\n{e}", err=True)
         sys.exit(130)
-    except (ValueError, TypeError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError, RuntimeError) as e:
         _fail(e)
     for rep in reports:
-        _print_summary(rep)
+        _print_summary(rep, note="already finished" if rep.get("run_dir") in finished else None)
     if len(reports) > 1:
         import numpy as np
         accs = np.array([r["final_accuracy"] for r in reports]) * 100
         click.echo(f"\n{len(reports)} trials: test accuracy {accs.mean():.2f} ± {accs.std(ddof=1):.2f} %")
 
 
-def _print_summary(rep: dict):
+def _print_summary(rep: dict, saved: bool = True, note: str | None = None):
     t = rep["test"]
     lat = t["latency_ms"]
     lat_s = ", ".join(f"{int(float(k) * 100)}%: {'-' if v is None else f'{v:.0f} ms'}" for k, v in lat.items())
-    click.echo(f"\nRun {rep['run_dir']} (seed {rep['seed']})")
+    click.echo(f"\nRun {rep['run_dir']} (seed {rep['seed']})" + (f" -- {note}" if note else ""))
     click.echo(f"  test accuracy      {100 * t['accuracy']:.2f} % ({t['n_samples']} samples)")
     click.echo(f"  latency            {lat_s} (time to reach that fraction of the final accuracy)")
     click.echo("  spikes per sample  " + ", ".join(f"{k} {v:.1f}" for k, v in t["spike_counts_per_layer"].items()))
-    click.echo(f"  saved in           {rep['run_dir']} (config.toml, metrics.jsonl, checkpoints/, report.json)")
+    if saved:
+        click.echo(f"  saved in           {rep['run_dir']} (config.toml, metrics.jsonl, checkpoints/, report.json)")
 
 
 @main.command("eval")
@@ -183,25 +278,35 @@ def _print_summary(rep: dict):
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def eval_cmd(run_dir, data_dir, t_max, checkpoint, device, as_json):
     """Test accuracy, latency curve and spike counts of a saved network."""
-    from pysrm.train import build_loss, evaluate, load_data, load_run, test_sim_params
+    from pysrm.backend import resolve_device
+    from pysrm.train import (_device_message, build_loss, check_empty_samples, evaluate, load_data, load_run,
+                             test_sim_params)
     try:
         from pysrm.config import TrainConfig as _C
+        if not (Path(run_dir) / "config.toml").exists():
+            raise FileNotFoundError(f"{run_dir} is not a run directory (no config.toml)")
         cfg = _C.from_toml(Path(run_dir) / "config.toml")
         if data_dir:
             cfg = cfg.updated({"data_dir": data_dir})
         if t_max is not None:
             cfg = cfg.updated({"test_t_sample": t_max})
         sim = test_sim_params(cfg)
-        _, net = load_run(run_dir, sim=sim, checkpoint=checkpoint, device=device)
+        dev = resolve_device(device)
+        if device == "auto" or dev == "cuda":
+            click.echo(_device_message(device, dev), err=True)
+        _, net = load_run(run_dir, sim=sim, checkpoint=checkpoint, device=dev)
         _, _, test = load_data(cfg, test_sim=sim)
-        res = evaluate(net, test, cfg, build_loss(cfg))
+        test = check_empty_samples(test, "test", cfg.empty_samples, lambda m: click.echo(m, err=True))
+        # a --t-max shorter than the spikemax window leaves the loss undefined (reported as NaN), not the accuracy
+        loss = None if cfg.loss == "spikemax" and cfg.window > sim.t_sample else build_loss(cfg)
+        res = evaluate(net, test, cfg, loss)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
         _fail(e)
     d = res.to_dict()
     if as_json:
         click.echo(json.dumps(d))
         return
-    _print_summary({"run_dir": run_dir, "seed": cfg.seed, "test": d})
+    _print_summary({"run_dir": run_dir, "seed": cfg.seed, "test": d}, saved=False)  # eval writes nothing
     step = max(1, len(res.times) // 10)
     click.echo("  accuracy vs inference time: " + ", ".join(
         f"{t:.0f} ms {100 * a:.0f}%" for t, a in zip(res.times[step - 1::step], res.accuracy_curve[step - 1::step])))
@@ -240,12 +345,33 @@ def gradcheck(dtype, seed):
         sys.exit(1)
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.pass_context
-def bench(ctx):
-    """Speed benchmarks: samples/s, compile time, peak memory (options: --quick, --out PREFIX)."""
+@main.command()
+@click.option("--quick", is_flag=True, help="fewer cases and steps (a few minutes)")
+@click.option("--out", "out_prefix", default=None, metavar="PREFIX",
+              help="also write the results to PREFIX.md and PREFIX.json")
+@click.option("--nmnist-small", type=click.Path(file_okay=False), default=None,
+              help="SLAYER's NMNISTsmall folder (<id>.bs2, train1K.txt) for the nmnist-dense, nmnist-cnn and "
+                   "memory cases; default $PYSRM_NMNIST_SMALL")
+@click.option("--ntidigits-sample", type=click.Path(dir_okay=False), default=None,
+              help="an N-TIDIGITS sample in SLAYER's .bs1 format for the ntidigits case; default "
+                   "$PYSRM_NTIDIGITS_SAMPLE")
+@click.option("--only", default=None, help="comma-separated cases to run, e.g. nmnist-dense,t-scaling")
+def bench(quick, out_prefix, nmnist_small, ntidigits_sample, only):
+    """Speed benchmarks: samples/s, compile time, peak memory.
+
+    Cases: nmnist-dense, nmnist-cnn, memory (need NMNISTsmall), ntidigits (needs an N-TIDIGITS .bs1
+    sample), t-scaling and dvs-gesture (synthetic inputs, no data).  Data locations: the options
+    above, else the environment variables PYSRM_NMNIST_SMALL and PYSRM_NTIDIGITS_SAMPLE, else (in a
+    source checkout) ../shared/data/NMNISTsmall and ../shared/data/slayer_formats/NTIDIGITS_1.bs1
+    next to it, else $PYSRM_DATA_DIR/NMNISTsmall and $PYSRM_DATA_DIR/NTIDIGITS_1.bs1 (PYSRM_DATA_DIR
+    defaults to ~/.pysrm/data).  A case whose data is missing is skipped with a message; the others run.
+    """
     from pysrm.bench import main as bench_main
-    sys.exit(bench_main(ctx.args))
+    argv = (["--quick"] if quick else []) + (["--out", out_prefix] if out_prefix else [])
+    for opt, v in (("--nmnist-small", nmnist_small), ("--ntidigits-sample", ntidigits_sample), ("--only", only)):
+        if v:
+            argv += [opt, v]
+    sys.exit(bench_main(argv))
 
 
 main.add_command(data_group)

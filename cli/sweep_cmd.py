@@ -39,8 +39,8 @@ def _train_params() -> list:
 def _losses(ctx, param, value):
     if value is None:
         return None
-    from pysrm.config import LOSS_CHOICES
-    losses = [v.strip() for v in value.split(",") if v.strip()]
+    from pysrm.config import LOSS_CHOICES, normalize_loss
+    losses = [normalize_loss(v.strip()) for v in value.split(",") if v.strip()]  # spikemax_g = spikemax-g
     bad = [v for v in losses if v not in LOSS_CHOICES]
     if bad or not losses:
         raise click.BadParameter(f"unknown loss {', '.join(bad) or '(none)'}; choose from {', '.join(LOSS_CHOICES)}")
@@ -62,7 +62,8 @@ def _config_names(files) -> list:
 @click.option("--config", "config_files", multiple=True, type=click.Path(dir_okay=False),
               help="TOML config file; repeat it to sweep several configs (runs go to <config name>/<loss>/seed_<s>)")
 @click.option("--losses", callback=_losses,
-              help="comma-separated losses, e.g. spike-rate,spikemax,spikemax-g,spikemax-s (default: the config's)")
+              help="comma-separated losses, e.g. spike-rate,spikemax,spikemax-g,spikemax-s (spikemax_g, spikemax_s "
+                   "are accepted too; default: the config's)")
 @click.option("--trials", type=int, default=None, help="seeds per loss: seed .. seed+K-1 (default: the config's)")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="SWEEP_DIR: run directories, sweep.json and the aggregated report")

@@ -20,6 +20,16 @@ Cases
                   300 ms), T = 100 ... 1500, batch 8: the cost per sample must grow linearly in T
 ``memory``        one training epoch of the dense network over all 1,000 NMNISTsmall training samples
                   (data loader included): peak resident memory
+
+Data.  ``nmnist-dense``, ``nmnist-cnn`` and ``memory`` read SLAYER's NMNISTsmall folder (``<id>.bs2``
+files with ``train1K.txt``/``test100.txt``), ``ntidigits`` one SLAYER ``.bs1`` N-TIDIGITS sample.  Their
+locations are, in this order: the options ``--nmnist-small DIR`` / ``--ntidigits-sample FILE``, the
+environment variables ``PYSRM_NMNIST_SMALL`` / ``PYSRM_NTIDIGITS_SAMPLE``, and -- only when pysrm runs
+from a source checkout (an editable install) -- ``../shared/data/NMNISTsmall`` and
+``../shared/data/slayer_formats/NTIDIGITS_1.bs1`` next to the checkout; otherwise
+``$PYSRM_DATA_DIR/NMNISTsmall`` (default ``~/.pysrm/data/NMNISTsmall``) and
+``$PYSRM_DATA_DIR/NTIDIGITS_1.bs1``.  A case whose data is missing is skipped with a message naming
+the option and the variable; the other cases run.
 """
 from __future__ import annotations
 
@@ -34,16 +44,52 @@ from pathlib import Path
 
 import numpy as np
 
-NMNIST_DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "NMNISTsmall"
-NTIDIGITS_SAMPLE = NMNIST_DEFAULT.parent / "slayer_formats" / "NTIDIGITS_1.bs1"
+#: environment variables naming the benchmark data (see the module docstring)
+NMNIST_ENV = "PYSRM_NMNIST_SMALL"
+NTIDIGITS_ENV = "PYSRM_NTIDIGITS_SAMPLE"
+#: the folder above the pysrm package: the repository when pysrm runs from a source checkout
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+#: the real data each case needs
+CASE_DATA = {"nmnist-dense": "nmnist", "nmnist-cnn": "nmnist", "memory": "nmnist", "ntidigits": "ntidigits"}
 
 
 #: untimed training steps before the timed ones (the first also compiles)
 WARMUP_STEPS = 3
 
 
-def _nmnist_dir():
-    return Path(os.environ.get("PYSRM_NMNIST_SMALL", NMNIST_DEFAULT))
+def _in_checkout() -> bool:
+    return (SOURCE_ROOT / "setup.cfg").is_file() and (SOURCE_ROOT / "pysrm").is_dir()
+
+
+def _default(name: str, *checkout_parts) -> Path:
+    if _in_checkout():
+        return SOURCE_ROOT.parent.joinpath("shared", "data", *checkout_parts)
+    from .data import default_data_dir
+    return Path(default_data_dir(name))
+
+
+def _nmnist_dir() -> Path:
+    """NMNISTsmall: ``$PYSRM_NMNIST_SMALL``, else the default of the module docstring."""
+    env = os.environ.get(NMNIST_ENV)
+    return Path(env) if env else _default("NMNISTsmall", "NMNISTsmall")
+
+
+def _ntidigits_sample() -> Path:
+    """The N-TIDIGITS .bs1 sample: ``$PYSRM_NTIDIGITS_SAMPLE``, else the default of the module docstring."""
+    env = os.environ.get(NTIDIGITS_ENV)
+    return Path(env) if env else _default("NTIDIGITS_1.bs1", "slayer_formats", "NTIDIGITS_1.bs1")
+
+
+def missing_data(case: str) -> str | None:
+    """Why ``case`` cannot run here (its data is missing), or None."""
+    need = CASE_DATA.get(case)
+    if need == "nmnist" and not (_nmnist_dir() / "train1K.txt").is_file():
+        return (f"NMNISTsmall not found at {_nmnist_dir()} (expected <id>.bs2 files with train1K.txt); "
+                f"pass --nmnist-small DIR or set {NMNIST_ENV}")
+    if need == "ntidigits" and not _ntidigits_sample().is_file():
+        return (f"N-TIDIGITS sample not found at {_ntidigits_sample()}; pass --ntidigits-sample FILE.bs1 or set "
+                f"{NTIDIGITS_ENV}")
+    return None
 
 
 def _peak_mb():
@@ -81,7 +127,7 @@ def _nmnist_batches(batch, n_batches, sim):
 def _ntidigits_batches(batch, n_batches, sim, rng):
     from .data.formats import read_bs1
     from .events import SpikeEvents
-    ev = read_bs1(NTIDIGITS_SAMPLE)
+    ev = read_bs1(_ntidigits_sample())
     T = sim.n_bins
     out = []
     for _ in range(n_batches):
@@ -214,7 +260,9 @@ def markdown(results: list) -> str:
     lines = ["| case | network | T | batch | train samples/s | inference samples/s | compile s | peak MB | "
              "input events/sample |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        if "error" in r:
+        if "skipped" in r:
+            lines.append(f"| {r['case']} | | {r.get('T') or ''} | {r['batch']} | skipped: data not found | | | | |")
+        elif "error" in r:
             lines.append(f"| {r['case']} | | {r.get('T') or ''} | {r['batch']} | error: {r['error']} | | | | |")
         elif r["case"] == "memory":
             lines.append(f"| memory (1 epoch, {r['samples']} samples) | {r['net']} | {r['T']} | {r['batch']} | "
@@ -234,21 +282,45 @@ def main(argv=None):
     ap.add_argument("--T", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="fewer cases and steps (about a minute)")
     ap.add_argument("--out", help="also write the results (Markdown + JSON) to this file prefix")
+    ap.add_argument("--nmnist-small", help=f"NMNISTsmall folder (default ${NMNIST_ENV}, see the docstring)")
+    ap.add_argument("--ntidigits-sample", help=f"N-TIDIGITS .bs1 sample (default ${NTIDIGITS_ENV})")
+    ap.add_argument("--only", help="comma-separated cases to run (default: all of the plan)")
     args = ap.parse_args(argv)
+    # the cases run in subprocesses: they find the data through the environment
+    if args.nmnist_small:
+        os.environ[NMNIST_ENV] = os.path.abspath(args.nmnist_small)
+    if args.ntidigits_sample:
+        os.environ[NTIDIGITS_ENV] = os.path.abspath(args.ntidigits_sample)
     if args.case:
         print(json.dumps(run_case(args.case, args.batch, args.steps, args.T)))
         return 0
-    if not _nmnist_dir().exists():
-        print(f"NMNISTsmall not found at {_nmnist_dir()}; set PYSRM_NMNIST_SMALL", file=sys.stderr)
-        return 2
+    cases = plan(args.quick)
+    if args.only:
+        wanted = [c.strip() for c in args.only.split(",") if c.strip()]
+        known = sorted({c[0] for c in plan(False)})
+        bad = [c for c in wanted if c not in known]
+        if bad:
+            print(f"pysrm bench: unknown case(s) {', '.join(bad)}; cases: {', '.join(known)}", file=sys.stderr)
+            return 2
+        cases = [c for c in cases if c[0] in wanted]
     results = []
     print(f"machine: {machine()}", flush=True)
-    for case, batch, steps, T in plan(args.quick):
+    skipped = {}
+    for case, batch, steps, T in cases:
+        why = missing_data(case)
+        if why:
+            if case not in skipped:
+                print(f"skipped {case}: {why}", flush=True)
+            skipped[case] = why
+            results.append({"case": case, "batch": batch, "T": T, "skipped": why})
+            continue
         r = _subprocess(case, batch, steps, T)
         results.append(r)
         print(markdown([r]).splitlines()[-1], flush=True)
     md = markdown(results)
     print("\n" + md)
+    if skipped:
+        print(f"{len(skipped)} case(s) skipped for missing data: {', '.join(skipped)}")
     if args.out:
         Path(args.out + ".md").write_text(f"machine: {machine()}\n\n" + md)
         Path(args.out + ".json").write_text(json.dumps({"machine": machine(), "results": results}, indent=1))

@@ -23,6 +23,34 @@ LOSS_CHOICES = ("spike-rate", "spikemax", "spikemax-g", "spikemax-s", "num-spike
 OPTIMIZER_CHOICES = ("sgd", "adam", "nadam")
 DEVICE_CHOICES = ("cpu", "cuda", "auto")
 GRAD_CHOICES = ("exact", "paper")
+EMPTY_SAMPLES_CHOICES = ("error", "skip")
+
+_DATASET_ALIASES = {"dvsgesture": "dvs-gesture", "dvs128-gesture": "dvs-gesture", "n-mnist": "nmnist",
+                    "n-tidigits": "ntidigits", "ntidigits18": "ntidigits"}
+
+
+def normalize_loss(name):
+    """The canonical spelling of a loss name: ``spikemax_g``, ``SpikeMax-G`` -> ``spikemax-g`` (others unchanged).
+
+    The papers and docs write ``spikemax_g``/``spikemax_s``; the command line and the run
+    directories use ``spikemax-g``/``spikemax-s``; both are accepted everywhere.
+    """
+    if not isinstance(name, str):
+        return name
+    key = name.strip().lower().replace("_", "-")
+    return key if key in LOSS_CHOICES else name
+
+
+def normalize_dataset(name):
+    """The canonical dataset name: ``dvs_gesture``, ``DVS-Gesture``, ``n-mnist`` -> ``dvs-gesture``, ``nmnist``."""
+    if not isinstance(name, str):
+        return name
+    key = name.strip().lower().replace("_", "-")
+    key = _DATASET_ALIASES.get(key, key)
+    return key if key in DATASET_CHOICES else name
+
+
+_NORMALIZERS = {"loss": normalize_loss, "dataset": normalize_dataset}
 
 
 @dataclass
@@ -35,8 +63,9 @@ class TrainConfig:
     train_list: str | None = None      # nmnist list layout: e.g. train1K.txt
     test_list: str | None = None       # nmnist list layout: e.g. test100.txt
     jitter: int = 0                    # random spatial jitter (pixels) as training augmentation
-    n_train: int | None = None         # use only the first n training samples (None: all)
-    n_test: int | None = None          # use only the first n test samples (None: all)
+    n_train: int | None = None         # use only the first n training samples (None: all; >= 1)
+    n_test: int | None = None          # use only the first n test samples (None: all; >= 1)
+    empty_samples: str = "error"       # samples with no event: "error" (listed at start-up) or "skip" (counted)
     val_split: float = 0.0             # fraction of the training samples held out for validation
     test_every: int = 1                # evaluate the test split after every N-th epoch (and the last);
                                        # 0: only the final network (report.json) -- blind tuning on val
@@ -76,6 +105,10 @@ class TrainConfig:
     device: str = "cpu"
     out: str | None = None
 
+    def __post_init__(self):
+        for key, norm in _NORMALIZERS.items():
+            setattr(self, key, norm(getattr(self, key)))
+
     # -- validation -------------------------------------------------------------------------------------
     def validate(self) -> "TrainConfig":
         def choice(name, choices):
@@ -87,6 +120,7 @@ class TrainConfig:
         choice("optimizer", OPTIMIZER_CHOICES)
         choice("device", DEVICE_CHOICES)
         choice("grad", GRAD_CHOICES)
+        choice("empty_samples", EMPTY_SAMPLES_CHOICES)
         for name in ("theta", "tau_sr", "tau_ref", "scale_ref", "tau_rho", "scale_rho", "ts", "t_sample", "lr",
                      "window", "lr_decay", "dense_weight_scale", "conv_weight_scale"):
             v = getattr(self, name)
@@ -110,6 +144,11 @@ class TrainConfig:
             raise ValueError(f"val_split must be in [0, 1); got {self.val_split!r}")
         if self.jitter < 0:
             raise ValueError(f"jitter must be >= 0 pixels; got {self.jitter!r}")
+        for name in ("n_train", "n_test"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be an integer >= 1 (the number of {name[2:]} samples to use; unset: "
+                                 f"all); got {v!r}, which would leave no {name[2:]} data")
         return self
 
     # -- construction -----------------------------------------------------------------------------------
@@ -129,7 +168,8 @@ class TrainConfig:
             k = key.replace("-", "_")
             if k not in valid:
                 raise ValueError(f"unknown key {key!r} in {source}; valid keys: {', '.join(valid)}")
-            setattr(out, k, _coerce(k, value, getattr(TrainConfig, k, None), source))
+            v = _coerce(k, value, getattr(TrainConfig, k, None), source)
+            setattr(out, k, _NORMALIZERS[k](v) if k in _NORMALIZERS else v)
         return out
 
     @classmethod

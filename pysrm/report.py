@@ -1,16 +1,32 @@
 """Aggregating run directories into the paper's tables and figures (``pysrm report``).
 
-Runs are grouped by (dataset, loss).  For every group the table gives the
-network, the neuron time constants, the loss settings, the number of trials,
-and the test accuracy, latency (earliest inference time at which accuracy
-reaches 99 % of its final value) and total spike count per sample as
-mean ± standard deviation over the trials (sample standard deviation, ``ddof=1``;
-0 for a single trial).  Written as Markdown and CSV always, and as figures
-(PNG and SVG) when matplotlib is installed:
+Runs are grouped by **everything that defines an experiment**: every key of
+the run's config (dataset, network, delays, dropout, initialisation scales,
+the neuron and simulation parameters, the loss and the settings that loss
+uses, the gradient mode, epochs, batch size, optimiser, learning rate and its
+schedule, jitter, data subset: lists, ``n_train``/``n_test``, ``val_split``,
+empty-sample policy) except those in :data:`NOT_EXPERIMENT` (the seed, where
+the data and the run lie, the device, how often the test split was
+evaluated), plus the name of the data folder and the number of test samples.
+Loss names are compared in one spelling (``spikemax_g`` = ``spikemax-g``).
+Each group is one row; the runs of a group are its trials and must have
+distinct seeds: two runs of one experiment with the same seed are refused
+(``ValueError`` naming both), since averaging them would count one result
+twice.  When the groups differ in settings that the table's columns do not
+show (e.g. epochs), a column "other settings" gives each row's values, and
+:func:`make_report` returns the differing keys.
+
+For every group the table gives the network, the neuron time constants, the
+loss settings, the number of trials, and the test accuracy, the **latency at
+99 %** (earliest inference time at which the test accuracy reaches 99 % of
+its final value; :data:`LATENCY_FRACTION`) and the total spike count per
+sample as mean ± standard deviation over the trials (sample standard
+deviation, ``ddof=1``; 0 for a single trial).  Written as Markdown and CSV
+always, and as figures (PNG and SVG) when matplotlib is installed:
 
 * ``accuracy_vs_time``: test accuracy versus inference time, one curve per
-  loss (mean over trials, shaded ± std) and one panel per dataset;
-* ``spike_counts``: average spike count per layer per sample, grouped bars per loss.
+  group (mean over trials, shaded ± std) and one panel per dataset;
+* ``spike_counts``: average spike count per layer per sample, grouped bars per group.
 """
 from __future__ import annotations
 
@@ -20,7 +36,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig
+from .config import TrainConfig, normalize_loss
+
+#: the fraction of the final accuracy that the table's latency column uses
+LATENCY_FRACTION = 0.99
+#: config keys that do not define the experiment (seed, bookkeeping, where the data/run lie, device)
+NOT_EXPERIMENT = ("seed", "trials", "out", "device", "data_dir", "test_every")
+#: loss settings and the losses that use them (ignored for the others when grouping)
+LOSS_SETTINGS = {"window": ("spikemax",), "eps": ("spikemax", "spikemax-g"),
+                 "true_rate": ("spike-rate", "num-spikes"), "false_rate": ("spike-rate", "num-spikes"),
+                 "true_count": ("num-spikes",), "false_count": ("num-spikes",)}
+#: experiment keys that the table shows in their own columns
+SHOWN = ("dataset", "loss", "net", "tau_sr", "tau_ref", "window", "eps", "true_rate", "false_rate", "true_count",
+         "false_count")
 
 
 def find_runs(paths) -> list:
@@ -36,18 +64,34 @@ def find_runs(paths) -> list:
             found.extend(sorted(q.parent for q in p.rglob("report.json")))
     if not found:
         raise ValueError(f"no finished runs (report.json) found under {', '.join(map(str, paths))}")
-    return found
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return [next(p for p in found if p.resolve() == u) for u in unique]  # a run given twice counts once
+
+
+def experiment_key(cfg: TrainConfig, n_test_samples=None) -> dict:
+    """The settings that define the experiment of a run (see the module docstring), as a sorted dict."""
+    d = cfg.to_dict()
+    d["loss"] = normalize_loss(d["loss"])
+    for k in NOT_EXPERIMENT:
+        d.pop(k, None)
+    for k, losses in LOSS_SETTINGS.items():
+        if d["loss"] not in losses:
+            d.pop(k, None)
+    d["data"] = Path(cfg.data_dir).name if cfg.data_dir else None
+    d["n_test_samples"] = n_test_samples
+    return dict(sorted(d.items()))
 
 
 def load_record(run_dir: Path) -> dict:
     rep = json.loads((run_dir / "report.json").read_text())
     cfg = TrainConfig.from_toml(run_dir / "config.toml")
     test = rep["test"]
+    exp = experiment_key(cfg, test.get("n_samples"))
     return {
-        "run_dir": str(run_dir), "dataset": cfg.dataset, "loss": cfg.loss, "net": cfg.net, "seed": cfg.seed,
+        "run_dir": str(run_dir), "dataset": cfg.dataset, "loss": exp["loss"], "net": cfg.net, "seed": cfg.seed,
         "tau_sr": cfg.tau_sr, "tau_ref": cfg.tau_ref, "window": cfg.window, "true_rate": cfg.true_rate,
-        "false_rate": cfg.false_rate, "accuracy": test["accuracy"],
-        "latency": test["latency_ms"].get("0.99"),
+        "false_rate": cfg.false_rate, "eps": cfg.eps, "experiment": exp, "accuracy": test["accuracy"],
+        "latency": test["latency_ms"].get(f"{LATENCY_FRACTION:g}"),
         "times": np.asarray(test["accuracy_vs_time"]["time_ms"]),
         "curve": np.asarray(test["accuracy_vs_time"]["accuracy"]),
         "spikes": test["spike_counts_per_layer"],
@@ -63,40 +107,78 @@ def _ms(values):
 
 
 def _loss_settings(r):
+    eps = f", eps {r['eps']:g}" if r.get("eps") is not None and r["loss"] in LOSS_SETTINGS["eps"] else ""
     if r["loss"] == "spikemax":
-        return f"W = {r['window']:g} ms"
+        return f"W = {r['window']:g} ms{eps}"
     if r["loss"] == "spike-rate":
         return f"rates ({r['true_rate']:g}, {r['false_rate']:g})"
-    return ""
+    return eps[2:]
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def group_runs(records: list) -> list:
+    """Records grouped by experiment (insertion order of the first run of each); raises ValueError when
+    two runs of one experiment share a seed."""
+    groups: dict = {}
+    for r in records:
+        groups.setdefault(json.dumps(r["experiment"], sort_keys=True, default=str), []).append(r)
+    for rs in groups.values():
+        seen: dict = {}
+        for r in rs:
+            if r["seed"] in seen:
+                raise ValueError(f"runs {seen[r['seed']]} and {r['run_dir']} are the same experiment with the same "
+                                 f"seed {r['seed']}: averaging them would count one result as two trials. Give "
+                                 f"pysrm report only one of them (trials of an experiment need distinct seeds)")
+            seen[r["seed"]] = r["run_dir"]
+    return list(groups.values())
+
+
+def differing_keys(groups: list) -> list:
+    """Experiment keys whose value is not the same in every group (a key missing in a group counts as a value)."""
+    keys = sorted({k for rs in groups for k in rs[0]["experiment"]})
+    return [k for k in keys if len({json.dumps(rs[0]["experiment"].get(k, "(n/a)"), default=str)
+                                    for rs in groups}) > 1]
 
 
 def aggregate(records: list) -> list:
-    groups: dict = {}
-    for r in records:
-        groups.setdefault((r["dataset"], r["loss"]), []).append(r)
+    """One row per experiment (see the module docstring), sorted by dataset, loss, then the other settings."""
+    groups = group_runs(records)
+    varying = [k for k in differing_keys(groups) if k not in SHOWN]
     rows = []
-    for (dataset, loss), rs in sorted(groups.items()):
+    for rs in groups:
         acc = _ms([r["accuracy"] for r in rs])
         lat = _ms([r["latency"] for r in rs])
         spk = _ms([sum(r["spikes"].values()) for r in rs])
         sec = _ms([r["seconds_per_epoch"] for r in rs])
         r0 = rs[0]
+        exp = r0["experiment"]
         rows.append({
-            "dataset": dataset, "loss": loss, "net": r0["net"], "tau_sr": r0["tau_sr"], "tau_ref": r0["tau_ref"],
-            "settings": _loss_settings(r0), "trials": len(rs), "seeds": " ".join(str(r["seed"]) for r in rs),
-            "acc_mean": acc[0], "acc_std": acc[1], "latency_mean": lat[0], "latency_std": lat[1],
+            "dataset": r0["dataset"], "loss": r0["loss"], "net": r0["net"], "tau_sr": r0["tau_sr"],
+            "tau_ref": r0["tau_ref"], "settings": _loss_settings(r0),
+            "other_settings": ", ".join(f"{k} {_fmt(exp.get(k))}" for k in varying),
+            "trials": len(rs), "seeds": " ".join(str(r["seed"]) for r in rs),
+            "acc_mean": acc[0], "acc_std": acc[1], "latency_fraction": LATENCY_FRACTION,
+            "latency_mean": lat[0], "latency_std": lat[1],
             "spikes_mean": spk[0], "spikes_std": spk[1], "sec_per_epoch": sec[0],
+            "run_dirs": " ".join(r["run_dir"] for r in rs),
         })
+    rows.sort(key=lambda r: (r["dataset"], r["loss"], r["net"], r["other_settings"], r["settings"]))
     return rows
 
 
 def markdown_table(rows: list) -> str:
-    lines = ["| dataset | loss | network | (tau_sr, tau_ref) ms | loss settings | trials | test accuracy (%) | "
-             "latency (ms) | spikes / sample | s / epoch |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    other = any(r["other_settings"] for r in rows)
+    pct = f"{100 * LATENCY_FRACTION:g} %"
+    lines = ["| dataset | loss | network | (tau_sr, tau_ref) ms | loss settings | " + ("other settings | " if other else "")
+             + f"trials | test accuracy (%) | latency to {pct} of final accuracy (ms) | spikes / sample | s / epoch |",
+             "|---|---|---|---|---|" + ("---|" if other else "") + "---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['dataset']} | {r['loss']} | {r['net']} | ({r['tau_sr']:g}, {r['tau_ref']:g}) | {r['settings']} | "
+            + (f"{r['other_settings']} | " if other else "") +
             f"{r['trials']} | {100 * r['acc_mean']:.2f} ± {100 * r['acc_std']:.2f} | "
             f"{r['latency_mean']:.1f} ± {r['latency_std']:.1f} | {r['spikes_mean']:.0f} ± {r['spikes_std']:.0f} | "
             f"{r['sec_per_epoch']:.1f} |")
@@ -110,36 +192,42 @@ def write_csv(rows: list, path: Path):
         w.writerows(rows)
 
 
+def _label(r, varying) -> str:
+    extra = ", ".join(f"{k} {_fmt(r['experiment'].get(k))}" for k in varying if k not in ("dataset", "loss"))
+    return r["loss"] + (f" [{extra}]" if extra else "")
+
+
 def plot(records: list, out_dir: Path) -> list:
-    """Write the two figures as PNG and SVG; returns the written paths ([] without matplotlib)."""
+    """Write the two figures as PNG and SVG, one curve / bar set per experiment; returns the written
+    paths ([] without matplotlib)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return []
+    groups = group_runs(records)
+    varying = differing_keys(groups)
     written = []
     datasets = sorted({r["dataset"] for r in records})
-    losses = sorted({r["loss"] for r in records})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
     for ax, ds in zip(axes[0], datasets):
-        for loss in losses:
-            rs = [r for r in records if r["dataset"] == ds and r["loss"] == loss]
-            if not rs:
+        for rs in groups:
+            if rs[0]["dataset"] != ds:
                 continue
             n = min(len(r["curve"]) for r in rs)
             curves = np.stack([r["curve"][:n] for r in rs]) * 100
             t = rs[0]["times"][:n]
             m = curves.mean(0)
             sd = curves.std(0, ddof=1) if len(rs) > 1 else np.zeros_like(m)
-            ax.plot(t, m, label=f"{loss} (n={len(rs)})")
+            ax.plot(t, m, label=f"{_label(rs[0], varying)} (n={len(rs)})")
             ax.fill_between(t, m - sd, m + sd, alpha=0.25)
         ax.set_xlabel("inference time (ms)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(ds)
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
+        ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     for ext in ("png", "svg"):
         p = out_dir / f"accuracy_vs_time.{ext}"
@@ -149,23 +237,20 @@ def plot(records: list, out_dir: Path) -> list:
 
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
     for ax, ds in zip(axes[0], datasets):
-        rs_ds = [r for r in records if r["dataset"] == ds]
-        layers = list(rs_ds[0]["spikes"].keys())
-        width = 0.8 / max(1, len(losses))
+        gs = [rs for rs in groups if rs[0]["dataset"] == ds]
+        layers = list(dict.fromkeys(l for rs in gs for r in rs for l in r["spikes"]))
+        width = 0.8 / max(1, len(gs))
         x = np.arange(len(layers))
-        for i, loss in enumerate(losses):
-            rs = [r for r in rs_ds if r["loss"] == loss]
-            if not rs:
-                continue
+        for i, rs in enumerate(gs):
             vals = np.array([[r["spikes"].get(l, np.nan) for l in layers] for r in rs])
             ax.bar(x + i * width, vals.mean(0), width, yerr=vals.std(0, ddof=1) if len(rs) > 1 else None,
-                   label=loss, capsize=2)
-        ax.set_xticks(x + width * (len(losses) - 1) / 2)
+                   label=_label(rs[0], varying), capsize=2)
+        ax.set_xticks(x + width * (len(gs) - 1) / 2)
         ax.set_xticklabels(layers, rotation=30, ha="right")
         ax.set_ylabel("spikes per sample")
         ax.set_yscale("log")
         ax.set_title(ds)
-        ax.legend()
+        ax.legend(fontsize="small")
     fig.tight_layout()
     for ext in ("png", "svg"):
         p = out_dir / f"spike_counts.{ext}"
@@ -176,13 +261,24 @@ def plot(records: list, out_dir: Path) -> list:
 
 
 def make_report(paths, out_dir) -> dict:
-    """Aggregate the runs under ``paths`` into ``out_dir`` (table.md, table.csv, figures)."""
+    """Aggregate the runs under ``paths`` into ``out_dir`` (table.md, table.csv, figures).
+
+    Returns ``rows``, ``markdown``, ``figures``, ``n_runs`` and ``differences`` (the experiment
+    keys in which the rows differ).  Raises ValueError for two runs of one experiment with one seed.
+    """
+    records = [load_record(p) for p in find_runs(paths)]
+    groups = group_runs(records)  # refuses duplicate seeds before anything is written
+    rows = aggregate(records)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records = [load_record(p) for p in find_runs(paths)]
-    rows = aggregate(records)
     md = markdown_table(rows)
+    diffs = differing_keys(groups)
+    if len(rows) > 1 and diffs:
+        md += "\nThe rows differ in: " + ", ".join(diffs) + "\n"
+    md += (f"\nLatency: the earliest inference time at which the test accuracy reaches "
+           f"{100 * LATENCY_FRACTION:g} % of its final value (mean ± std over the trials).\n")
     (out_dir / "table.md").write_text(md)
     write_csv(rows, out_dir / "table.csv")
     figures = plot(records, out_dir)
-    return {"rows": rows, "markdown": md, "figures": [str(f) for f in figures], "n_runs": len(records)}
+    return {"rows": rows, "markdown": md, "figures": [str(f) for f in figures], "n_runs": len(records),
+            "differences": diffs}

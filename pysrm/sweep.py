@@ -222,7 +222,7 @@ def run_task(name: str, cfg_dict: dict, sweep_dir: str, sweep_id: str, shared: b
     """
     import socket
 
-    from .train import train
+    from .train import RunFinished, train
     t0 = time.time()
     cfg = TrainConfig.from_dict(cfg_dict, source=f"sweep run {name}")
     from ._malloc import tune_malloc
@@ -237,7 +237,10 @@ def run_task(name: str, cfg_dict: dict, sweep_dir: str, sweep_id: str, shared: b
     run_dir = root / name
     position = _checkpoint_position(run_dir, cfg)
     if position is not None:
-        report = train(TrainConfig(), run_dir=run_dir, resume=True, progress=progress)
+        try:
+            report = train(TrainConfig(), run_dir=run_dir, resume=True, progress=progress)
+        except RunFinished as done:  # trained and reported by an attempt whose result never arrived
+            report = done.report
     else:
         if run_dir.exists():
             shutil.rmtree(run_dir)  # a stale or foreign partial run

@@ -4,7 +4,8 @@ One function, :func:`train`, runs a whole experiment from a
 :class:`~pysrm.config.TrainConfig` and writes a run directory::
 
     RUN_DIR/config.toml        fully resolved config (+ [versions])
-    RUN_DIR/metrics.jsonl      one JSON line per epoch
+    RUN_DIR/metrics.jsonl      one JSON line per epoch; "epoch" counts from 1, as the screen does
+                               (files of older versions counted from 0: resume converts them)
     RUN_DIR/checkpoints/last.npz, best.npz
                                all parameters + optimiser state + RNG states
                                (written atomically: temporary file, then rename)
@@ -14,7 +15,17 @@ One function, :func:`train`, runs a whole experiment from a
 ``last.npz`` is written after every epoch and when the run is interrupted
 (Ctrl-C) -- then with the position inside the epoch, so ``--resume`` continues
 from exactly that batch and gives the same final parameters as an
-uninterrupted run with the same seed.
+uninterrupted run with the same seed.  ``--resume RUN --epochs N`` extends a
+run to N epochs (the learning-rate schedule and the data order continue as if
+the run had been started with N epochs); resuming a finished run without a
+larger ``--epochs`` raises :class:`RunFinished`.
+
+An existing run directory is never overwritten: :func:`train` refuses a
+non-empty ``run_dir`` unless ``overwrite=True`` (then the old run's files are
+removed, after the new run's config and data have been checked).  Everything
+that can be checked before training is checked before the run directory is
+made (config, network against dataset, jitter, empty samples); a run that
+fails before its first checkpoint removes the directory it made.
 """
 from __future__ import annotations
 
@@ -22,6 +33,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import threading
 import time
@@ -49,6 +61,20 @@ class TrainingInterrupted(Exception):
     def __init__(self, run_dir):
         super().__init__(f"training interrupted; checkpoint saved in {run_dir}. Resume with: pysrm train --resume {run_dir}")
         self.run_dir = run_dir
+
+
+class RunFinished(Exception):
+    """``train(..., resume=True)`` on a run that has already trained all its epochs (and written report.json).
+
+    ``epochs``: the epochs it trained; ``report``: its report.json.  Not an error: pass a larger
+    ``epochs`` to train it further.
+    """
+
+    def __init__(self, run_dir, epochs: int, report: dict | None = None):
+        super().__init__(f"{run_dir} is already finished: it trained all {epochs} epochs of its config and wrote "
+                         f"report.json; nothing to resume. To train it further pass a larger epoch count: "
+                         f"pysrm train --resume {run_dir} --epochs N (N > {epochs})")
+        self.run_dir, self.epochs, self.report = run_dir, epochs, report
 
 
 # ---------------------------------------------------------------------------------------------- building
@@ -103,11 +129,14 @@ class Subset:
     def __getattr__(self, name):
         return getattr(self.ds, name)
 
-    def events(self, i):
-        return self.ds.events(int(self.indices[i]))
+    def events(self, i, *args, **kwargs):
+        return self.ds.events(int(self.indices[i]), *args, **kwargs)
 
     def sample(self, i, *args, **kwargs):
         return self.ds.sample(int(self.indices[i]), *args, **kwargs)
+
+    def sample_name(self, i) -> str:
+        return self.ds.sample_name(int(self.indices[i]))
 
 
 def load_data(cfg: TrainConfig, sim: SimParams | None = None, test_sim: SimParams | None = None):
@@ -137,9 +166,85 @@ def load_data(cfg: TrainConfig, sim: SimParams | None = None, test_sim: SimParam
     if cfg.val_split > 0:
         perm = np.random.default_rng(12345).permutation(len(train))  # fixed split, independent of the seed
         n_val = max(1, int(round(cfg.val_split * len(train))))
+        if n_val >= len(train):
+            raise ValueError(f"val_split {cfg.val_split:g} of {len(train)} training sample(s) holds out {n_val} and "
+                             f"leaves no sample to train on; expected a smaller val_split or more training samples")
         val = Subset(train, np.sort(perm[:n_val]))
         train = Subset(train, np.sort(perm[n_val:]))
     return train, val, test
+
+
+def _empty_positions(ds, positions=None) -> list:
+    """Positions (among ``positions``, default all) of the samples of ``ds`` with no event.
+
+    Parses each sample asked about once; the parsed events stay cached for training.
+    """
+    if isinstance(ds, Subset):
+        pos = np.arange(len(ds)) if positions is None else np.asarray(positions, dtype=np.int64)
+        inner = ds.indices[pos]
+        empty = set(_empty_positions(ds.ds, inner))
+        return [int(p) for p, i in zip(pos, inner) if int(i) in empty]
+    if not hasattr(ds, "empty_samples"):
+        return []
+    return [int(i) for i in ds.empty_samples(positions)]
+
+
+def check_empty_samples(ds, split: str, policy: str, message=None):
+    """``ds`` without its empty samples (policy ``'skip'``, counted in a message), or ``ValueError`` (``'error'``).
+
+    Every sample is parsed here, once, before training starts (a sample with no event inside the
+    sensor used to abort training when it was first drawn, mid-epoch).  Returns ``ds`` unchanged
+    when no sample is empty.
+    """
+    if ds is None:
+        return None
+    empty = _empty_positions(ds)
+    if not empty:
+        return ds
+    names = [ds.sample_name(i) for i in empty[:3]]
+    what = (f"{len(empty)} of {len(ds)} {split} sample(s) have no event inside the sensor, e.g. "
+            + "; ".join(names))
+    if policy == "skip":
+        if len(empty) == len(ds):
+            raise ValueError(what + f"; that is every {split} sample, nothing would be left")
+        if message is not None:
+            message(f"skipping {what} (empty_samples = 'skip')")
+        return Subset(ds, np.setdiff1d(np.arange(len(ds)), np.asarray(empty)))
+    raise ValueError(what + "; a network cannot learn from or be tested on them. Remove them from the dataset, "
+                     "or pass --empty-samples skip (empty_samples = \"skip\") to leave them out with a count")
+
+
+def jitter_loss(jitter: int, shape) -> float:
+    """Expected fraction of events that a jitter of up to ``jitter`` px moves off a ``(C, H, W)`` sensor.
+
+    Shifts are uniform in ``[-jitter, jitter]`` per axis (as the data loader draws them); events
+    are taken as uniform over the sensor, so the figure is an estimate (centred objects lose fewer).
+    """
+    if not jitter:
+        return 0.0
+    d = np.arange(-jitter, jitter + 1)
+
+    def keep(n):
+        return float(np.maximum(0, n - np.abs(d)).sum()) / (n * d.size)
+    return 1.0 - keep(int(shape[-1])) * keep(int(shape[-2]))
+
+
+#: a jitter expected to move more than this fraction of the events off the sensor is an error
+MAX_JITTER_LOSS = 0.5
+
+
+def check_jitter(cfg: TrainConfig, ds):
+    """Refuse a jitter that would move most events off the sensor (e.g. 50 px on a 16x16 sensor)."""
+    if not cfg.jitter:
+        return
+    shape = tuple(getattr(ds, "native_shape", ds.sensor_shape))
+    lost = jitter_loss(cfg.jitter, shape)
+    if lost > MAX_JITTER_LOSS:
+        ok = max([j for j in range(0, max(shape[-2:]) + 1) if jitter_loss(j, shape) <= MAX_JITTER_LOSS])
+        raise ValueError(f"jitter {cfg.jitter} px would move about {100 * lost:.0f} % of the events off the "
+                         f"{shape[-2]}x{shape[-1]} sensor of dataset {cfg.dataset!r} (shifts uniform in "
+                         f"[-{cfg.jitter}, {cfg.jitter}] px); expected jitter <= {ok} px (at most half the events "
+                         f"lost), e.g. 2 for N-MNIST")
 
 
 def make_loader(ds, cfg: TrainConfig, shuffle: bool, augment: bool, batch_size: int | None = None):
@@ -258,6 +363,10 @@ def load_checkpoint(path: Path, net: Network, opt=None) -> dict:
     return meta
 
 
+#: what a run directory holds (``overwrite`` removes exactly these; anything else makes it refuse)
+RUN_ENTRIES = ("config.toml", "metrics.jsonl", "report.json", "report.json.tmp", "checkpoints", "error.txt")
+
+
 class RunDir:
     def __init__(self, path):
         self.path = Path(path)
@@ -265,6 +374,9 @@ class RunDir:
 
     def create(self, cfg: TrainConfig):
         self.ckpt.mkdir(parents=True, exist_ok=True)
+        self.write_config(cfg)
+
+    def write_config(self, cfg: TrainConfig):
         (self.path / "config.toml").write_text(dump_toml({**cfg.to_dict(), "versions": versions()}))
 
     @property
@@ -276,20 +388,83 @@ class RunDir:
             f.write(json.dumps(row) + "\n")
 
     def metrics(self) -> list:
+        """The rows of metrics.jsonl with ``epoch`` counted from 1 (rows of older files, counted from 0, converted)."""
         p = self.path / "metrics.jsonl"
         if not p.exists():
             return []
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+        rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+        if rows and min(r["epoch"] for r in rows) == 0:  # written before epochs counted from 1
+            rows = [dict(r, epoch=r["epoch"] + 1) for r in rows]
+        return rows
 
     def truncate_metrics(self, n_epochs: int):
-        """Keep only the first ``n_epochs`` lines (a resumed run rewrites later epochs)."""
-        rows = [r for r in self.metrics() if r["epoch"] < n_epochs]
+        """Keep only the rows of epochs 1..``n_epochs`` (a resumed run rewrites later epochs); rewrites
+        older files with epochs counted from 1."""
+        rows = [r for r in self.metrics() if r["epoch"] <= n_epochs]
         (self.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     def write_report(self, report: dict):
         tmp = self.path / "report.json.tmp"
         tmp.write_text(json.dumps(report, indent=1))
         os.replace(tmp, self.path / "report.json")
+
+    def describe(self) -> str:
+        """'finished, 4 epochs' / 'interrupted in epoch 3' / 'no checkpoint', for messages."""
+        meta = read_checkpoint_meta(self.ckpt / "last.npz")
+        if meta is None:
+            return "no checkpoint"
+        if meta.get("batch", 0) == 0:
+            state = "finished" if (self.path / "report.json").exists() else "stopped"
+            return f"{state} after {meta['epoch']} epoch(s)"
+        return f"interrupted in epoch {meta['epoch'] + 1}, batch {meta['batch'] + 1}"
+
+
+def read_checkpoint_meta(path) -> dict | None:
+    """The metadata of checkpoint ``path`` (``epoch`` done, ``batch`` inside the next one, ``best``...), or None."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(str(z["meta"]))
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} cannot be read ({e}); expected a pysrm .npz checkpoint") from None
+
+
+def check_new_run_dir(path, overwrite: bool = False) -> None:
+    """Raise ``FileExistsError`` when ``path`` may not receive a new run.
+
+    A missing or empty folder is fine.  A run directory (one with config.toml or checkpoints/) is
+    refused unless ``overwrite``; a folder holding anything else is always refused (``overwrite``
+    deletes run files only, never a folder of other files).
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise FileExistsError(f"run directory {path} exists and is not a folder; choose another --out")
+    entries = sorted(p.name for p in path.iterdir())
+    if not entries:
+        return
+    foreign = [e for e in entries if e not in RUN_ENTRIES and not e.startswith(".")]
+    if foreign:
+        raise FileExistsError(f"{path} is not empty and is not a run directory (it holds {', '.join(foreign[:5])}"
+                              f"{' ...' if len(foreign) > 5 else ''}); choose another --out (a new folder)")
+    if not overwrite:
+        raise FileExistsError(f"{path} already holds a run ({RunDir(path).describe()}); it is not overwritten. "
+                              f"Continue it with --resume {path} (and --epochs N to train it longer), replace it "
+                              f"with --overwrite, or choose another --out")
+
+
+def remove_run_files(path) -> None:
+    """Delete the files of the run in ``path`` (only :data:`RUN_ENTRIES`; see :func:`check_new_run_dir`)."""
+    path = Path(path)
+    for name in RUN_ENTRIES:
+        p = path / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
@@ -321,32 +496,79 @@ class _StopFlag:
 
 
 class _Progress:
-    """Default no-op progress sink; the CLI passes a bar."""
+    """Default no-op progress sink; the CLI passes a bar.
 
+    ``start_epoch`` gets the 0-based epoch index, ``end_epoch`` the metrics row (epoch counted from
+    1); ``start_trial(k, n, seed)`` (k from 1) comes before each run of :func:`train_trials`.
+    """
+
+    def start_trial(self, k, n, seed): ...
     def start_epoch(self, epoch, epochs, n_batches): ...
     def batch(self, done, n_batches, loss, acc, samples_per_s): ...
     def end_epoch(self, row): ...
     def message(self, text): ...
 
 
-def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, stop_after_batches=None) -> dict:
+def _device_message(requested: str, device: str) -> str:
+    if device == "cuda":
+        try:
+            from numba import cuda
+            name = cuda.get_current_device().name
+            name = name.decode() if isinstance(name, bytes) else str(name)
+        except Exception:  # pragma: no cover - depends on the machine
+            name = "CUDA GPU"
+        return f"device {requested}: using cuda ({name})"
+    return f"device {requested}: using cpu" + (" (no usable CUDA GPU found)" if requested == "auto" else "")
+
+
+def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, stop_after_batches=None,
+          overwrite: bool = False, epochs: int | None = None, device: str | None = None) -> dict:
     """Train ``cfg`` into ``run_dir``; returns the report dict (also written to report.json).
 
     ``resume=True`` continues from ``run_dir/checkpoints/last.npz`` (the config is read from the run
-    directory).  ``stop_after_batches`` simulates an interruption after that many batches in total
-    (used by tests; behaves like Ctrl-C).
+    directory; ``cfg`` is ignored); ``epochs`` then extends the run to that many epochs in all (the
+    schedule continues; its config.toml is updated) and ``device`` moves it to another device.  A
+    finished run resumed without a larger ``epochs`` raises :class:`RunFinished`; ``epochs`` below
+    the epochs already trained is a ``ValueError``.
+
+    A new run refuses an existing, non-empty ``run_dir`` (``FileExistsError``) unless ``overwrite``;
+    see :func:`check_new_run_dir`.  ``stop_after_batches`` simulates an interruption after that many
+    batches in total (used by tests; behaves like Ctrl-C).
     """
     progress = progress or _Progress()
+    meta = None
     if resume:
         rd = RunDir(run_dir)
         if not rd.config_path.exists():
             raise FileNotFoundError(f"cannot resume: {rd.config_path} does not exist (is {run_dir} a run directory?)")
         cfg = TrainConfig.from_toml(rd.config_path)
+        meta = read_checkpoint_meta(rd.ckpt / "last.npz")
+        if meta is None:
+            raise FileNotFoundError(f"cannot resume {run_dir}: it has no checkpoint (checkpoints/last.npz); the run "
+                                    f"stopped before its first epoch ended, start it again with --out {run_dir} "
+                                    f"--overwrite")
+        done, in_epoch = int(meta["epoch"]), int(meta["batch"])
+        if epochs is not None:
+            if epochs < done + (1 if in_epoch else 0):
+                raise ValueError(f"--epochs {epochs}: {run_dir} has already trained {done} epoch(s)"
+                                 f"{' and part of the next' if in_epoch else ''}; expected --epochs >= "
+                                 f"{done + (1 if in_epoch else 0)} (resume extends a run, it cannot shorten it)")
+            cfg = cfg.updated({"epochs": epochs}, source="--epochs")
+        if device is not None:
+            cfg = cfg.updated({"device": device}, source="--device")
+        if not in_epoch and done >= cfg.epochs and (rd.path / "report.json").exists():
+            raise RunFinished(rd.path, done, json.loads((rd.path / "report.json").read_text()))
+    elif device is not None:
+        cfg = cfg.updated({"device": device}, source="device")
     cfg.validate()
-    device = resolve_device(cfg.device)
-    rd = RunDir(run_dir or cfg.out or default_run_dir(cfg))
+    if not resume:
+        rd = RunDir(run_dir or cfg.out or default_run_dir(cfg))
+        check_new_run_dir(rd.path, overwrite)
+    dev = resolve_device(cfg.device)
+    if cfg.device == "auto" or dev == "cuda":
+        progress.message(_device_message(cfg.device, dev))
     sim = sim_params(cfg)
-    net = build_network(cfg, sim).to(device)  # on 'cuda' every array of a step stays on the GPU
+    net = build_network(cfg, sim).to(dev)  # on 'cuda' every array of a step stays on the GPU
     loss = build_loss(cfg)
     opt = make_optimizer(cfg.optimizer, net.parameters(), lr=cfg.lr)
     train_ds, val_ds, test_ds = load_data(cfg, sim)
@@ -356,27 +578,54 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, s
     if net.output_shape[0] != train_ds.n_classes:
         raise ValueError(f"network {cfg.net!r} has {net.output_shape[0]} outputs but dataset {cfg.dataset!r} has "
                          f"{train_ds.n_classes} classes")
+    check_jitter(cfg, train_ds)
+    if cfg.dataset != "synthetic":
+        progress.message(f"checking {len(train_ds) + len(test_ds) + (len(val_ds) if val_ds else 0)} samples for "
+                         f"empty ones (reads every file once; training reuses what is read)")
+    train_ds = check_empty_samples(train_ds, "training", cfg.empty_samples, progress.message)
+    val_ds = check_empty_samples(val_ds, "validation", cfg.empty_samples, progress.message)
+    test_ds = check_empty_samples(test_ds, "test", cfg.empty_samples, progress.message)
     loader = make_loader(train_ds, cfg, shuffle=True, augment=True)
     start_epoch, skip_batches, best, acc_state = 0, 0, -1.0, None
+    created = False
     if resume:
         meta = load_checkpoint(rd.ckpt / "last.npz", net, opt)
         start_epoch, skip_batches, best = meta["epoch"], meta["batch"], meta["best"]
         acc_state = meta.get("accumulators")
         rd.truncate_metrics(start_epoch)
-        progress.message(f"resuming {rd.path} at epoch {start_epoch + 1}, batch {skip_batches}")
+        if epochs is not None or device is not None:
+            rd.write_config(cfg)  # the run now has these epochs / this device
+        where = f"epoch {start_epoch + 1}/{cfg.epochs}" + (f", batch {skip_batches + 1}" if skip_batches else "")
+        progress.message(f"resuming {rd.path} at {where}" if start_epoch < cfg.epochs else
+                         f"resuming {rd.path}: all {cfg.epochs} epochs trained; writing the final report")
     else:
+        if overwrite and rd.path.exists():
+            remove_run_files(rd.path)  # asked for, and only now that the new run has passed every check
+        created = not rd.path.exists()
         rd.create(cfg)
         (rd.path / "metrics.jsonl").write_text("")
     state = {"best": best, "batches": 0}
-    with _StopFlag() as stop:
-        for epoch in range(start_epoch, cfg.epochs):
-            _train_epoch(cfg, epoch, skip_batches if epoch == start_epoch else 0,
-                         acc_state if epoch == start_epoch else None, net, loss, opt, loader, val_ds, test_ds, rd,
-                         progress, stop, state, stop_after_batches)
-    final = evaluate(net, test_ds, cfg, loss)
+    try:
+        with _StopFlag() as stop:
+            for epoch in range(start_epoch, cfg.epochs):
+                _train_epoch(cfg, epoch, skip_batches if epoch == start_epoch else 0,
+                             acc_state if epoch == start_epoch else None, net, loss, opt, loader, train_ds, val_ds,
+                             test_ds, rd, progress, stop, state, stop_after_batches)
+        final = evaluate(net, test_ds, cfg, loss)
+    except TrainingInterrupted:
+        raise
+    except BaseException:
+        if not resume and not (rd.ckpt / "last.npz").exists():
+            # nothing checkpointed yet: leave no half-made run directory behind
+            if created:
+                shutil.rmtree(rd.path, ignore_errors=True)
+            else:
+                remove_run_files(rd.path)
+        raise
     rows = rd.metrics()
     report = {
         "dataset": cfg.dataset, "loss": cfg.loss, "net": cfg.net, "seed": cfg.seed, "epochs": cfg.epochs,
+        "device": dev, "n_train_samples": len(train_ds), "n_val_samples": len(val_ds) if val_ds is not None else 0,
         "test": final.to_dict(), "final_accuracy": final.accuracy,
         "latency_ms": final.to_dict()["latency_ms"]["0.99"],
         "seconds_per_epoch": float(np.mean([r["seconds"] for r in rows])) if rows else None,
@@ -387,8 +636,12 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, s
     return report
 
 
-def _train_epoch(cfg, epoch, skip_batches, acc, net, loss, opt, loader, val_ds, test_ds, rd, progress, stop, state,
-                 stop_after_batches):
+#: warn after an epoch in which jitter moved more than this fraction of the training events off the sensor
+JITTER_WARN_FRACTION = 0.2
+
+
+def _train_epoch(cfg, epoch, skip_batches, acc, net, loss, opt, loader, train_ds, val_ds, test_ds, rd, progress,
+                 stop, state, stop_after_batches):
     """One epoch: the batches (from ``skip_batches`` on), then evaluation, the metrics line and checkpoints.
 
     A stop request (Ctrl-C, or ``stop_after_batches`` reached) is honoured at a batch boundary: the
@@ -399,6 +652,8 @@ def _train_epoch(cfg, epoch, skip_batches, acc, net, loss, opt, loader, val_ds, 
     n_batches = len(loader)
     progress.start_epoch(epoch, cfg.epochs, n_batches)
     acc = acc or {"loss": 0.0, "correct": 0, "n": 0, "seconds": 0.0}
+    stats = getattr(train_ds, "stats", None) or {}
+    binned0, shifted0 = stats.get("events_binned", 0), stats.get("shifted_out", 0)
     t0 = time.perf_counter()
     for batch, (x, y) in enumerate(loader):
         if batch < skip_batches:
@@ -424,7 +679,12 @@ def _train_epoch(cfg, epoch, skip_batches, acc, net, loss, opt, loader, val_ds, 
         progress.batch(batch + 1, n_batches, acc["loss"] / acc["n"], acc["correct"] / acc["n"],
                        acc["n"] / max(elapsed, 1e-9))
     seconds = acc["seconds"] + time.perf_counter() - t0
-    row = {"epoch": epoch, "train_loss": acc["loss"] / max(acc["n"], 1), "train_acc": acc["correct"] / max(acc["n"], 1),
+    binned, shifted = stats.get("events_binned", 0) - binned0, stats.get("shifted_out", 0) - shifted0
+    if cfg.jitter and binned and shifted > JITTER_WARN_FRACTION * binned:
+        progress.message(f"warning: epoch {epoch + 1}: jitter {cfg.jitter} px moved {shifted} of {binned} training "
+                         f"events ({100 * shifted / binned:.0f} %) off the sensor; a smaller --jitter keeps more")
+    row = {"epoch": epoch + 1, "train_loss": acc["loss"] / max(acc["n"], 1),
+           "train_acc": acc["correct"] / max(acc["n"], 1),
            "seconds": seconds, "samples_per_s": acc["n"] / max(seconds, 1e-9), "lr": opt.lr}
     select = None
     if val_ds is not None:
@@ -445,17 +705,44 @@ def _train_epoch(cfg, epoch, skip_batches, acc, net, loss, opt, loader, val_ds, 
                                                    "complete": epoch + 1 == cfg.epochs})
 
 
-def train_trials(cfg: TrainConfig, progress=None) -> list:
-    """``cfg.trials`` runs with seeds ``seed .. seed+trials-1`` in ``out/seed_<s>`` (one run: ``out``)."""
-    cfg.validate()
+def trial_dirs(base, cfg: TrainConfig) -> list:
+    """The run directories of ``cfg.trials`` trials under ``base``: ``base`` itself for one trial, else
+    ``base/seed_<s>`` for seeds ``seed .. seed+trials-1``."""
+    base = Path(base)
     if cfg.trials == 1:
-        return [train(cfg, progress=progress)]
+        return [base]
+    return [base / f"seed_{cfg.seed + k}" for k in range(cfg.trials)]
+
+
+def train_trials(cfg: TrainConfig, progress=None, overwrite: bool = False) -> list:
+    """``cfg.trials`` runs with seeds ``seed .. seed+trials-1`` in ``out/seed_<s>`` (one run: ``out``).
+
+    Every trial's directory is checked before the first one trains (:func:`check_new_run_dir`).
+    """
+    cfg.validate()
+    progress = progress or _Progress()
     base = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    dirs = trial_dirs(base, cfg)
+    for d in dirs:
+        check_new_run_dir(d, overwrite)
+    if cfg.trials == 1:
+        return [train(cfg, run_dir=base, progress=progress, overwrite=overwrite)]
     reports = []
-    for k in range(cfg.trials):
+    for k, d in enumerate(dirs):
         c = cfg.updated({"seed": cfg.seed + k, "trials": 1})
-        reports.append(train(c, run_dir=base / f"seed_{c.seed}", progress=progress))
+        getattr(progress, "start_trial", lambda *a: None)(k + 1, cfg.trials, c.seed)
+        reports.append(train(c, run_dir=d, progress=progress, overwrite=overwrite))
     return reports
+
+
+def resumable_runs(path) -> list:
+    """The run directories that ``pysrm train --resume PATH`` continues: PATH itself when it is a run
+    directory, else the trials ``PATH/seed_<s>`` of a ``--trials`` run (in seed order)."""
+    path = Path(path)
+    if (path / "config.toml").exists():
+        return [path]
+    trials = [p for p in path.glob("seed_*") if (p / "config.toml").exists() and p.name[5:].isdigit()]
+    return sorted(trials, key=lambda p: int(p.name[5:]))
 
 
 def load_run(run_dir, sim: SimParams | None = None, checkpoint: str = "best", device: str = "cpu"):

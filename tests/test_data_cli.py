@@ -72,7 +72,11 @@ def test_info_gesture_and_ntidigits(tmp_path):
     assert r.exit_code == 0, r.output
     assert "dataset dvs-gesture  split train: 2 samples, 11 classes" in r.output
     assert "right_hand_wave: 1" in r.output and "duration (ms): mean 1250.0, min 1000.0, max 1500.0" in r.output
-    r = run("info", str(tmp_path))  # the test split list is missing
+    r = run("info", str(tmp_path))  # the test split list is missing: the train split is summarised, and so said
+    assert r.exit_code == 0, r.output
+    assert "dataset dvs-gesture  split train: 2 samples" in r.output
+    assert "no test split (only train is there)" in r.output and "trials_to_test.txt" in r.output
+    r = run("info", str(tmp_path), "--split", "test")  # asked for explicitly: an error
     assert r.exit_code == 1 and "trials_to_test.txt" in r.output
     h5py = pytest.importorskip("h5py")
     with h5py.File(tmp_path / "n-tidigits.hdf5", "w") as f:
@@ -98,3 +102,52 @@ def test_info_errors(tmp_path):
     assert r.exit_code == 1 and "not a multiple of the 5-byte" in r.output
     r = run("info", "synthetic", "--list-file", "a.txt")
     assert r.exit_code == 1 and "N-MNIST only" in r.output
+
+
+SLAYER_FORMATS = REPO.parent / "shared" / "data" / "slayer_formats"
+
+
+@pytest.mark.parametrize("name", ["1.bs3", "Copy.bsn", "x.evt"])
+def test_info_unsupported_file_says_so_and_lists_the_supported_formats(tmp_path, name):
+    """Issue 16: `data info FILE.bs3` said "cannot tell which dataset ... pass --dataset", and then
+    suggested `pysrm data fetch nmnist --to FILE.bs3`."""
+    path = SLAYER_FORMATS / name
+    if not path.is_file():
+        path = tmp_path / name
+        path.write_bytes(b"\x00" * 10)
+    r = run("info", str(path))
+    assert r.exit_code == 1
+    assert f"unsupported format '{path.suffix}'" in r.output
+    for ext in (".aedat", ".bin", ".bs1", ".bs2", "n-tidigits.hdf5"):
+        assert ext in r.output
+    assert "cannot tell which dataset" not in r.output and "fetch" not in r.output
+    r = run("info", str(path), "--dataset", "nmnist")
+    assert r.exit_code == 1 and "is a file, but nmnist data_dir must be a folder" in r.output
+    assert "fetch" not in r.output
+
+
+def test_info_folder_with_only_a_test_split(tmp_path):
+    """Issue 16: `data info DIR` on a folder with only Test/ failed with "no train split"."""
+    rng = np.random.default_rng(0)
+    for c in (3, 5):
+        d = tmp_path / "Test" / str(c)
+        d.mkdir(parents=True)
+        x, y = rng.integers(0, 34, 20), rng.integers(0, 34, 20)
+        t = np.sort(rng.integers(0, 300_000, 20))
+        with open(d / "00001.bin", "wb") as f:
+            for xi, yi, ti in zip(x, y, t):
+                f.write(bytes([int(xi), int(yi), int(ti) >> 16, (int(ti) >> 8) & 0xFF, int(ti) & 0xFF]))
+    r = run("info", str(tmp_path))
+    assert r.exit_code == 0, r.output
+    assert "dataset nmnist  split test: 2 samples, 10 classes" in r.output
+    assert "3: 1" in r.output and "5: 1" in r.output and "events per sample: mean 20.0" in r.output
+    assert "no train split (only test is there)" in r.output
+
+
+def test_info_counts_empty_samples(tmp_path):
+    (tmp_path / "1.bs2").write_bytes(bytes([1, 2, 0, 0, 10]))
+    (tmp_path / "2.bs2").write_bytes(b"")
+    (tmp_path / "train1.txt").write_text("#id class\n1 3\n2 4\n")
+    r = run("info", str(tmp_path), "--split", "train")
+    assert r.exit_code == 0, r.output
+    assert "empty samples (no event inside the sensor): 1, e.g. " in r.output and "2.bs2" in r.output

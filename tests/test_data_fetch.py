@@ -250,3 +250,17 @@ def test_fetch_unknown_and_synthetic():
         fetch_mod.fetch("imagenet", "/tmp/never", log=lambda m: None)
     logs = []
     assert fetch_mod.fetch("synthetic", None, log=logs.append) == "" and "nothing to fetch" in logs[0]
+
+
+def test_fetched_marker_is_keyed_by_the_checksum(mirrored_nmnist, tmp_path, monkeypatch):
+    """A folder fetched from an older source (another MD5 in its marker) is fetched again, not taken as done."""
+    where = tmp_path / "nm"
+    fetch_mod.fetch("nmnist", where, log=lambda m: None)
+    marker = where / ".Train.zip.extracted"
+    assert marker.read_text().strip() == md5(mirrored_nmnist["Train.zip"])
+    marker.write_text("0" * 32 + "\n")  # as if written for another version of Train.zip
+    logs = []
+    fetch_mod.fetch("nmnist", where, log=logs.append)
+    assert any("Train.zip: unpacking" in m for m in logs)  # checked against its MD5 and unpacked again
+    assert any("Test.zip: already fetched" in m for m in logs)
+    assert marker.read_text().strip() == md5(mirrored_nmnist["Train.zip"])

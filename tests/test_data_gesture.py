@@ -153,3 +153,26 @@ def test_empty_gesture_and_out_of_range(tmp_path):
     with pytest.warns(UserWarning, match=r"2 of 3 event\(s\) lie outside the sensor \(2, 128, 128\)"):
         assert ds.events(0).size == 1
     assert ds.stats["out_of_range"] == 2
+
+
+def test_empty_middle_gesture_leaves_the_reader_consistent(tmp_path):
+    """Issue 16: a recording with three labelled windows, the middle one without events.  Reading
+    gesture 0 raised the error meant for gesture 1 on the first call and worked on the second,
+    gesture 2 always raised, and the parse statistics grew on every call."""
+    t = np.array([100_000, 200_000, 300_000, 2_100_000, 2_200_000])
+    write_aedat(tmp_path / "user01_a.aedat", [1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [0, 1, 0, 1, 0], t)
+    (tmp_path / "user01_a_labels.csv").write_text(
+        "class,startTime_usec,endTime_usec\n1,0,1000000\n2,1000000,2000000\n3,2000000,3000000\n")
+    (tmp_path / "trials_to_train.txt").write_text("user01_a.aedat\n")
+    ds = load_dataset("dvs-gesture", "train", data_dir=tmp_path)
+    for _ in range(3):
+        assert ds.events(0)["x"].tolist() == [1, 2, 3]
+        with pytest.raises(ValueError, match=r"user01_a\.aedat \(gesture 1 at 1000000\.\.2000000 us\): empty sample"):
+            ds.events(1)
+        assert ds.events(2)["x"].tolist() == [4, 5]
+        assert ds.stats["files_parsed"] == 1 and ds.stats["events_parsed"] == 5
+    assert ds.empty_samples() == [1]
+    fresh = load_dataset("dvs-gesture", "train", data_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"gesture 1 at"):
+        fresh.events(1)  # asking for the empty one first: the others still read
+    assert fresh.events(2).size == 2 and fresh.events(0).size == 3 and fresh.stats["files_parsed"] == 1

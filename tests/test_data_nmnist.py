@@ -264,3 +264,65 @@ def test_index_errors(tmp_path):
         warnings.simplefilter("error")
         ds.preload()
     assert ds.n_parsed == 6
+
+
+# ----------------------------------------------------------------------------- cache keys (issue 16)
+def test_disk_cache_is_keyed_by_path_and_never_serves_another_datasets_events(tmp_path):
+    """Two list-layout folders whose files have the same names, sizes and modification times but
+    other events: each gets its own cache folder (the key once held only base names, sizes and
+    whole-second mtimes, so the second dataset was served the first one's events)."""
+    cache = tmp_path / "cache"
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root, xs in ((a, [1, 2, 3]), (b, [7, 8, 9])):
+        root.mkdir()
+        _list_dir(root, [(1, 3)], {1: (xs, [4, 5, 6], [0, 1, 0], [10, 20, 30])})
+        os.utime(root / "1.bs2", ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    da = load_dataset("nmnist", "train", data_dir=a, cache_dir=cache)
+    db = load_dataset("nmnist", "train", data_dir=b, cache_dir=cache)
+    assert da.cache_key() != db.cache_key()
+    assert da.events(0)["x"].tolist() == [1, 2, 3]
+    assert db.events(0)["x"].tolist() == [7, 8, 9]
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 2
+
+
+def test_disk_cache_sees_a_file_rewritten_within_the_same_second(tmp_path):
+    """Same size, same whole-second mtime, other content: the nanosecond mtime is in the key."""
+    cache = tmp_path / "cache"
+    _list_dir(tmp_path, [(1, 3)], {1: ([1, 2], [4, 5], [0, 1], [10, 20])})
+    t = 1_700_000_000_000_000_000
+    os.utime(tmp_path / "1.bs2", ns=(t, t))
+    assert load_dataset("nmnist", "train", data_dir=tmp_path, cache_dir=cache).events(0)["x"].tolist() == [1, 2]
+    write_bin(tmp_path / "1.bs2", [5, 6], [4, 5], [0, 1], [10, 20])
+    os.utime(tmp_path / "1.bs2", ns=(t + 500_000_000, t + 500_000_000))
+    again = load_dataset("nmnist", "train", data_dir=tmp_path, cache_dir=cache)
+    assert again.events(0)["x"].tolist() == [5, 6]
+    assert "absolute path, size and modification time in nanoseconds" in " ".join(
+        __import__("pysrm.data.base", fromlist=["x"]).__doc__.split())
+
+
+def test_empty_sample_is_found_at_start_up_and_does_not_disturb_the_others(tmp_path):
+    ok = ([1, 2], [3, 4], [0, 1], [10, 20])
+    _list_dir(tmp_path, [(1, 3), (2, 4), (3, 5)], {1: ok, 2: ([], [], [], []), 3: ok})
+    ds = load_dataset("nmnist", "train", data_dir=tmp_path)
+    assert ds.empty_samples() == [1]
+    assert ds.stats["files_parsed"] == 3
+    for _ in range(2):  # the same error every time, the neighbours readable, nothing parsed twice
+        with pytest.raises(ValueError, match=r"2\.bs2: empty sample"):
+            ds.events(1)
+        assert ds.events(0).size == 2 and ds.events(2).size == 2
+    assert ds.stats["files_parsed"] == 3 and ds.stats["events_parsed"] == 4
+    assert ds.events(1, allow_empty=True).size == 0
+    # the disk cache keeps the empty sample empty (and raises for it) instead of serving nothing
+    cached = load_dataset("nmnist", "train", data_dir=tmp_path, cache_dir=tmp_path / "c")
+    assert cached.empty_samples() == [1]
+    with pytest.raises(ValueError, match=r"2\.bs2: empty sample"):
+        cached.events(1)
+
+
+def test_data_dir_that_is_a_file_is_a_clear_error_without_a_fetch_hint(tmp_path):
+    f = tmp_path / "1.bs3"
+    f.write_bytes(b"\x00" * 10)
+    for name in ("nmnist", "dvs-gesture"):
+        with pytest.raises(ValueError, match=r"1\.bs3 is a file, but .* data_dir must be a folder") as e:
+            load_dataset(name, "train", data_dir=f)
+        assert "fetch" not in str(e.value)

@@ -102,3 +102,14 @@ def test_real_bs1_sample_as_address_layout():
     assert d[63, 0] == d[63, 1] == d[63, 2] == d[63, 3] == 1.0
     b = np.round(ev["t"] / 1000.0).astype(int)
     assert x.n_events == len(np.unique(ev["x"].astype(int) * 1100 + b))
+
+
+def test_empty_utterance_found_at_start_up_and_missing_split_is_named(tmp_path):
+    rng = np.random.default_rng(3)
+    write_ntidigits(tmp_path / "c.hdf5", {"train": [("ae-1", *rand_utt(rng)), ("ae-2", [], []),
+                                                    ("ae-3", *rand_utt(rng))]}, split_keys=("train",))
+    ds = load_dataset("ntidigits", "train", data_dir=tmp_path / "c.hdf5")
+    assert ds.empty_samples() == [1] and ds.stats["files_parsed"] == 3
+    from pysrm.data._paths import SplitMissing
+    with pytest.raises(SplitMissing, match=r"no test split in this file"):
+        load_dataset("ntidigits", "test", data_dir=tmp_path / "c.hdf5")

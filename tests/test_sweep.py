@@ -271,3 +271,15 @@ def test_without_dask_says_how_to_install(monkeypatch):
     code = ("import sys; sys.modules['dask'] = sys.modules['distributed'] = None; "
             "import pysrm.sweep, pysrm_cli.sweep_cmd")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_run_task_returns_a_run_that_an_earlier_attempt_finished(tmp_path):
+    """An attempt that trained and reported but whose result never reached the client: the retry finds
+    the finished run in its scratch folder and returns its report (resume says 'already finished')."""
+    from pysrm.sweep import run_task
+    cfg = TrainConfig(**{**TINY, "epochs": 1})
+    done = train(cfg, run_dir=tmp_path / "scratch" / "pysrm-sweep" / "sid" / "spikemax" / "seed_0")
+    res = run_task("spikemax/seed_0", cfg.to_dict(), str(tmp_path / "sweep"), "sid", shared=False,
+                   scratch=str(tmp_path / "scratch"))
+    assert res["report"]["final_accuracy"] == done["final_accuracy"] and res["resumed_from"] == (1, 0)
+    assert set(res["files"]) >= {"config.toml", "metrics.jsonl", "report.json", "checkpoints/last.npz"}

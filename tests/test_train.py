@@ -23,7 +23,7 @@ def test_run_directory_contents(tmp_path):
     cfg_text = (run / "config.toml").read_text()
     assert "[versions]" in cfg_text and "numba" in cfg_text and "seed = 0" in cfg_text
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [0, 1]
+    assert [r["epoch"] for r in rows] == [1, 2]  # counted from 1, as on the screen
     assert {"train_loss", "train_acc", "test_loss", "test_acc", "seconds", "samples_per_s"} <= set(rows[0])
     saved = json.loads((run / "report.json").read_text())
     assert saved["final_accuracy"] == rep["final_accuracy"]

@@ -5,22 +5,47 @@ on first use and cached, so that iterating a second time does no parsing:
 
 * **memory** (default): the parsed events of each sample are kept in RAM
   (13 bytes per event: about 53 MB per 1,000 N-MNIST samples, 3.7 GB for
-  all 70,000, so use a cache directory for the full real datasets);
+  all 70,000, so use a cache directory for the full real datasets).  This
+  cache belongs to one dataset object, whose files, split and options are
+  fixed when it is made: its key is the sample index within that object.
 * **cache directory** (``cache_dir=...``): on first use all samples are
   parsed once and written to ``<cache_dir>/<dataset>-<split>-<hash>/`` as
   ``events.npy`` (all events, concatenated) and ``offsets.npy`` (sample ``i``
   is ``events[offsets[i]:offsets[i+1]]``) plus ``meta.json``.  Later runs
   (and later epochs) memory-map these files: nothing is parsed and the OS
-  page cache decides what stays in RAM.  The hash covers the source files
-  (names, sizes, modification times) and the parsing options, so a changed
-  dataset is re-parsed.  ``.npy`` rather than ``.npz`` so that the files can
-  be memory-mapped.  Building the cache holds the split's events in RAM once.
+  page cache decides what stays in RAM.  ``.npy`` rather than ``.npz`` so
+  that the files can be memory-mapped.  Building the cache holds the split's
+  events in RAM once.
+
+  **The key** (:meth:`EventDataset.cache_key`) is a SHA-1 over everything
+  that determines the cached events: the dataset class and split, the sample
+  count, the sensor shape and layout, the ``out_of_range`` policy (which
+  events are dropped), a format version of the parsing code
+  (:data:`CACHE_FORMAT`, raised whenever a reader changes what it returns), and
+  the sources as :meth:`EventDataset._signature` describes them: for every
+  file its **absolute path, size and modification time in nanoseconds**, in
+  sample order, plus what selects the events inside a file (DVS Gesture: every
+  gesture's recording, start and end; N-TIDIGITS: the sample keys).  A
+  changed, moved or different dataset therefore gets a new folder and is
+  re-parsed; a cache is never shared between two datasets.  Options applied
+  when binning (``sim``, ``jitter``, ``downsample``, windows, ``dtype``) do
+  not enter the key: the cache holds events, and binning happens after it.
+
+Empty samples (no event inside the sensor) are recorded, not raised, while a
+file is parsed, so that one bad sample never disturbs the others that share
+its file; :meth:`EventDataset.events` raises a ``ValueError`` naming the
+sample each time an empty one is asked for, and
+:meth:`EventDataset.empty_samples` lists them all at once (``pysrm train``
+calls it at start-up).
 
 ``ds.stats`` counts what happened: ``files_parsed``, ``events_parsed``,
 ``out_of_range`` (events outside the sensor, dropped with a warning),
 ``cropped`` (events beyond ``t_sample`` or outside the window),
 ``shifted_out`` (moved off the sensor by the jitter augmentation),
-``overflow_markers`` (N-MNIST) and ``invalid_events`` (AEDAT validity bit).
+``events_binned`` (events handed to the binning, the denominator of the two
+before), ``overflow_markers`` (N-MNIST) and ``invalid_events`` (AEDAT
+validity bit).  Each file is parsed (and counted) once, even when one of its
+samples is empty or a parse fails and is retried.
 """
 from __future__ import annotations
 
@@ -62,9 +87,19 @@ def check_int(name, value, lo=0):
     return int(value)
 
 
+#: version of what the readers return; part of the cache-directory key (raise it when a reader changes)
+CACHE_FORMAT = 2
+
+
 def new_stats() -> dict:
     return {"files_parsed": 0, "events_parsed": 0, "out_of_range": 0, "cropped": 0, "shifted_out": 0,
-            "overflow_markers": 0, "invalid_events": 0}
+            "events_binned": 0, "overflow_markers": 0, "invalid_events": 0}
+
+
+def file_signature(path) -> tuple:
+    """``(absolute path, size in bytes, modification time in ns)`` of a file: its part of a cache key."""
+    st = os.stat(path)
+    return (os.path.abspath(os.fspath(path)), int(st.st_size), int(st.st_mtime_ns))
 
 
 class EventDataset:
@@ -145,37 +180,56 @@ class EventDataset:
         return j
 
     # ------------------------------------------------------------------ parsing and caching
-    def _parse_unit(self, unit: int):
-        """Parse one file; return an iterable of ``(sample index, events)``."""
+    def _parse_unit(self, unit: int, stats: dict):
+        """Parse one file; return an iterable of ``(sample index, events)``.
+
+        Counters go to ``stats`` (a fresh dict, merged into ``ds.stats`` only when the whole file
+        parsed), so that a failed parse leaves the dataset's statistics unchanged.
+        """
         raise NotImplementedError
 
     def _source(self, i: int) -> str:
         """Human-readable origin of sample ``i`` (file name ...) for messages."""
         return f"{self.name} sample {i}"
 
+    def sample_name(self, i) -> str:
+        """Where sample ``i`` comes from (file name, recording and gesture, HDF5 key), for messages."""
+        return self._source(self._index(i))
+
     def _samples_of_unit(self, unit: int) -> np.ndarray:
         return np.flatnonzero(self._unit_of == unit)
 
     def _signature(self):
-        """JSON-able description of the sources, for the cache directory key."""
+        """JSON-able description of the sources, for the cache directory key (see the module docstring)."""
         return None
 
-    def _clean(self, i, ev):
-        ev = drop_out_of_sensor(ev, self.native_shape, self.layout, self.out_of_range, self._source(i), self.stats)
-        if ev.size == 0:
-            raise ValueError(f"{self._source(i)}: empty sample (no event inside the sensor); "
-                             f"expected at least one event")
-        return ev
+    def _clean(self, i, ev, stats=None):
+        """``ev`` without the events outside the sensor (per ``out_of_range``); may be empty."""
+        return drop_out_of_sensor(ev, self.native_shape, self.layout, self.out_of_range, self._source(i),
+                                  self.stats if stats is None else stats)
+
+    def _empty_error(self, i) -> ValueError:
+        return ValueError(f"{self._source(i)}: empty sample (no event inside the sensor); expected at least one "
+                          f"event (pysrm train checks every sample at start-up; empty_samples = 'skip' leaves "
+                          f"them out)")
 
     def _load_unit(self, unit: int):
-        for i, ev in self._parse_unit(unit):
-            self.stats["events_parsed"] += int(ev.size)
-            self._cache[i] = self._clean(i, ev)
-        self.stats["files_parsed"] += 1
+        """Parse file ``unit`` and cache all its samples (empty ones too), or change nothing if it fails."""
+        stats = new_stats()
+        parsed = {}
+        for i, ev in self._parse_unit(unit, stats):
+            stats["events_parsed"] += int(ev.size)
+            parsed[int(i)] = self._clean(int(i), ev, stats)
+        for i in self._samples_of_unit(unit):  # a sample the parser did not yield has no events
+            parsed.setdefault(int(i), np.empty(0, EVENT_DTYPE))
+        stats["files_parsed"] += 1
+        for i, ev in parsed.items():
+            self._cache[i] = ev
+        for k, v in stats.items():
+            self.stats[k] = self.stats.get(k, 0) + v
 
-    def events(self, i) -> np.ndarray:
-        """Events of sample ``i`` (:data:`~pysrm.data.formats.EVENT_DTYPE`, ``t`` in us); parsed once, cached."""
-        i = self._index(i)
+    def _raw_events(self, i: int) -> np.ndarray:
+        """Events of sample ``i`` (an already checked index), possibly none."""
         if self._packed is None and self.cache_dir is not None:
             self._open_disk_cache()
         if self._packed is not None:
@@ -184,6 +238,27 @@ class EventDataset:
         if self._cache[i] is None:
             self._load_unit(int(self._unit_of[i]))
         return self._cache[i]
+
+    def events(self, i, allow_empty: bool = False) -> np.ndarray:
+        """Events of sample ``i`` (:data:`~pysrm.data.formats.EVENT_DTYPE`, ``t`` in us); parsed once, cached.
+
+        Raises ``ValueError`` naming the sample when it has no event inside the sensor, unless
+        ``allow_empty`` (then an empty array is returned).
+        """
+        i = self._index(i)
+        ev = self._raw_events(i)
+        if ev.size == 0 and not allow_empty:
+            raise self._empty_error(i)
+        return ev
+
+    def empty_samples(self, indices=None) -> list:
+        """Indices (among ``indices``, default all) of the samples with no event inside the sensor.
+
+        Parses every sample asked about that is not parsed yet (they stay cached, so the first
+        epoch does not parse them again).
+        """
+        idx = range(len(self)) if indices is None else [self._index(int(i)) for i in indices]
+        return [i for i in idx if self._raw_events(i).size == 0]
 
     def preload(self):
         """Parse every sample now (they are cached); returns ``self``."""
@@ -195,15 +270,18 @@ class EventDataset:
                 self._load_unit(int(self._unit_of[i]))
         return self
 
-    def _cache_key(self) -> str:
+    def cache_key(self) -> str:
+        """Name of this dataset's folder in ``cache_dir``: ``<name>-<split>-<hash>`` (see the module docstring)."""
         sig = {"class": type(self).__name__, "split": self.split, "native_shape": self.native_shape,
                "layout": self.layout, "out_of_range": self.out_of_range, "n": len(self),
-               "sources": self._signature(), "version": 1}
+               "sources": self._signature(), "format": CACHE_FORMAT}
         h = hashlib.sha1(json.dumps(sig, sort_keys=True, default=str).encode()).hexdigest()[:16]
         return f"{self.name}-{self.split}-{h}"
 
+    _cache_key = cache_key  # former private name
+
     def _open_disk_cache(self):
-        d = os.path.join(self.cache_dir, self._cache_key())
+        d = os.path.join(self.cache_dir, self.cache_key())
         fe, fo = os.path.join(d, "events.npy"), os.path.join(d, "offsets.npy")
         if os.path.isfile(fe) and os.path.isfile(fo):
             try:
@@ -230,7 +308,8 @@ class EventDataset:
         os.replace(tmp + "o.npy", fo)
         with open(os.path.join(d, "meta.json"), "w") as f:
             json.dump({"dataset": self.name, "split": self.split, "n_samples": len(self),
-                       "n_events": int(off[-1]), "sources": self._signature()}, f, default=str)
+                       "n_events": int(off[-1]), "format": CACHE_FORMAT, "sources": self._signature()}, f,
+                      default=str)
         self._packed = (np.load(fe, mmap_mode="r"), off)
         self._cache = [None] * len(self)  # free the memory copy
 
@@ -240,8 +319,8 @@ class EventDataset:
         return 0
 
     def duration_us(self, i: int) -> int:
-        """Duration of sample ``i`` in us (time of its last event, unless the dataset defines it)."""
-        ev = self.events(i)
+        """Duration of sample ``i`` in us (time of its last event, unless the dataset defines it; 0 if empty)."""
+        ev = self.events(i, allow_empty=True)
         return int(ev["t"].max()) if ev.size else 0
 
     def sample(self, i, rng=None, augment: bool = False, jitter: int | None = None) -> SpikeEvents:
@@ -316,6 +395,10 @@ class EventArrayDataset(EventDataset):
         self._unit_of = np.arange(len(evs))
         for i, ev in enumerate(evs):
             self._cache[i] = self._clean(i, ev)
+        empty = [i for i, ev in enumerate(self._cache) if ev.size == 0]
+        if empty:
+            raise ValueError(f"events[{empty[0]}]: empty sample (no event inside the sensor); expected at least one "
+                             f"event in every sample ({len(empty)} empty: indices {empty[:10]})")
 
     def _source(self, i):
         return f"events[{i}]"

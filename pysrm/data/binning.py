@@ -117,8 +117,8 @@ def bin_events(events, sensor_shape, sim: SimParams, *, t_start: int = 0, shift=
         (for layout ``'address'``: channel ``x//k``), OR-merged
     layout : ``'polarity'`` or ``'address'`` (see module docstring)
     out_of_range : ``'error'`` or ``'warn'`` for events outside the sensor
-    stats : optional dict whose counters ``cropped``, ``shifted_out``,
-        ``out_of_range`` are incremented
+    stats : optional dict whose counters ``events_binned`` (events in, after dropping those
+        outside the sensor), ``cropped``, ``shifted_out``, ``out_of_range`` are incremented
     """
     if not isinstance(sim, SimParams):
         raise TypeError(f"sim must be a pysrm.params.SimParams, got {type(sim).__name__}")
@@ -146,6 +146,7 @@ def bin_events(events, sensor_shape, sim: SimParams, *, t_start: int = 0, shift=
         else:
             inside = None
     if stats is not None:
+        stats["events_binned"] = stats.get("events_binned", 0) + int(b.size)
         stats["cropped"] = stats.get("cropped", 0) + int(b.size - np.count_nonzero(keep))
         if inside is not None and (dx or dy):
             stats["shifted_out"] = stats.get("shifted_out", 0) + int(np.count_nonzero(keep & ~inside))

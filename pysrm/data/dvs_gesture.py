@@ -26,8 +26,8 @@ import os
 import numpy as np
 
 from ..params import SimParams
-from ._paths import default_data_dir, not_found
-from .base import EventDataset, check_sim, check_split
+from ._paths import SplitMissing, default_data_dir, not_found, require_folder
+from .base import EventDataset, check_sim, check_split, file_signature
 from .formats import read_aedat31, read_gesture_labels
 
 CLASS_NAMES = ("hand_clapping", "right_hand_wave", "left_hand_wave", "right_arm_clockwise",
@@ -58,6 +58,8 @@ class DVSGesture(EventDataset):
                  downsample=1, out_of_range="warn", cache_dir=None, dtype=np.float32):
         check_split(split)
         root = os.fspath(data_dir) if data_dir is not None else default_data_dir("dvs-gesture")
+        require_folder("dvs-gesture", root, "a folder (DvsGesture with trials_to_train.txt, trials_to_test.txt, "
+                                            "<trial>.aedat and <trial>_labels.csv)")
         if not os.path.isdir(root):
             raise not_found("dvs-gesture", root, "no such directory")
         lst = f"trials_to_{split}.txt"
@@ -65,7 +67,7 @@ class DVSGesture(EventDataset):
             root = os.path.join(root, "DvsGesture")
         lp = os.path.join(root, lst)
         if not os.path.isfile(lp):
-            raise not_found("dvs-gesture", root, f"missing split file {lp}")
+            raise not_found("dvs-gesture", root, f"missing split file {lp}", cls=SplitMissing)
         self.root = root
         self.trial_files = []
         rows = []  # (trial, start_us, end_us, class0)
@@ -100,8 +102,8 @@ class DVSGesture(EventDataset):
         return f"{self.trial_files[trial]} (gesture {i - int(np.searchsorted(self._unit_of, trial))} " \
                f"at {s}..{e} us)"
 
-    def _parse_unit(self, unit):
-        ev = read_aedat31(self.trial_files[unit], self.stats)
+    def _parse_unit(self, unit, stats):
+        ev = read_aedat31(self.trial_files[unit], stats)
         t = ev["t"]
         ordered = t.size < 2 or bool(np.all(t[1:] >= t[:-1]))
         for i in self._samples_of_unit(unit):
@@ -125,9 +127,7 @@ class DVSGesture(EventDataset):
         return int(rng.integers(0, slack + 1)) if slack > 0 else 0
 
     def _signature(self):
-        out = []
-        for f in self.trial_files:
-            for g in (f, f[: -len(".aedat")] + "_labels.csv"):
-                st = os.stat(g)
-                out.append((os.path.basename(g), st.st_size, int(st.st_mtime)))
-        return out
+        """Every recording's and label file's (absolute path, size, mtime in ns), and every gesture's
+        (recording, start us, end us) in sample order: what selects each sample's events."""
+        files = [file_signature(g) for f in self.trial_files for g in (f, f[: -len(".aedat")] + "_labels.csv")]
+        return {"files": files, "gestures": self.gestures.tolist()}

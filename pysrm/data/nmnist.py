@@ -27,8 +27,8 @@ import warnings
 import numpy as np
 
 from ..params import SimParams
-from ._paths import default_data_dir, not_found
-from .base import EventDataset, check_sim, check_split
+from ._paths import SplitMissing, default_data_dir, not_found, require_folder
+from .base import EventDataset, check_sim, check_split, file_signature
 from .formats import read_nmnist_bin, read_sample_list
 
 CLASS_NAMES = tuple(str(d) for d in range(10))
@@ -69,6 +69,8 @@ class NMNIST(EventDataset):
                  out_of_range="warn", cache_dir=None, dtype=np.float32):
         check_split(split)
         root = os.fspath(data_dir) if data_dir is not None else default_data_dir("nmnist")
+        require_folder("nmnist", root, "a folder (official Train/ and Test/ layout, or SLAYER's <id>.bs2 files "
+                                       "with train*.txt/test*.txt lists)")
         if not os.path.isdir(root):
             raise not_found("nmnist", root, "no such directory")
         self.root = root
@@ -97,7 +99,7 @@ class NMNIST(EventDataset):
                     raise not_found("nmnist", root,
                                     f"no {split} split{hint}: expected the official layout "
                                     f"{split.capitalize()}/<digit>/*.bin or SLAYER's <id>.bs2 files with a "
-                                    f"{split}*.txt list")
+                                    f"{split}*.txt list", cls=SplitMissing)
                 files, labels = self._from_list(root, lf)
         self.files = files
         super().__init__(split=split, sim=check_sim(sim, DEFAULT_SIM), native_shape=SENSOR,
@@ -137,9 +139,9 @@ class NMNIST(EventDataset):
     def _source(self, i):
         return self.files[i]
 
-    def _parse_unit(self, unit):
-        yield unit, read_nmnist_bin(self.files[unit], self.stats)
+    def _parse_unit(self, unit, stats):
+        yield unit, read_nmnist_bin(self.files[unit], stats)
 
     def _signature(self):
-        st = [os.stat(f) for f in self.files]
-        return [(os.path.basename(f), s.st_size, int(s.st_mtime)) for f, s in zip(self.files, st)]
+        """Every sample file's (absolute path, size, mtime in ns), in sample order."""
+        return [file_signature(f) for f in self.files]

@@ -25,8 +25,8 @@ import os
 import numpy as np
 
 from ..params import SimParams
-from ._paths import default_data_dir, not_found
-from .base import EventDataset, check_sim, check_split
+from ._paths import SplitMissing, default_data_dir, not_found
+from .base import EventDataset, check_sim, check_split, file_signature
 from .formats import make_events
 
 CLASS_NAMES = ("o", "1", "2", "3", "4", "5", "6", "7", "8", "9", "z")
@@ -68,7 +68,11 @@ class NTIDIGITS(EventDataset):
             raise ValueError(f"{path}: not a readable HDF5 file ({e}); "
                              f"expected the N-TIDIGITS n-tidigits.hdf5") from None
         with f:
-            for key in (f"{split}_labels", f"{split}_addresses", f"{split}_timestamps"):
+            keys = (f"{split}_labels", f"{split}_addresses", f"{split}_timestamps")
+            if not any(key in f for key in keys):
+                raise SplitMissing(f"{path}: missing dataset/group {keys[0]!r}; found {sorted(f.keys())}, expected "
+                                   f"{', '.join(keys)} (no {split} split in this file)")
+            for key in keys:
                 if key not in f:
                     raise ValueError(f"{path}: missing dataset/group {key!r}; found {sorted(f.keys())}, "
                                      f"expected {split}_labels, {split}_addresses, {split}_timestamps")
@@ -101,7 +105,7 @@ class NTIDIGITS(EventDataset):
     def _source(self, i):
         return f"{self.path} [{self.split} sample {self.keys[i]!r}]"
 
-    def _parse_unit(self, unit):
+    def _parse_unit(self, unit, stats):
         if self._h5 is None:
             self._h5 = import_h5py().File(self.path, "r")
         key = self.keys[unit]
@@ -135,5 +139,5 @@ class NTIDIGITS(EventDataset):
             pass
 
     def _signature(self):
-        st = os.stat(self.path)
-        return [(os.path.basename(self.path), st.st_size, int(st.st_mtime))]
+        """The file's (absolute path, size, mtime in ns) and the split's single-digit sample keys in order."""
+        return {"file": file_signature(self.path), "keys": list(self.keys)}

@@ -198,7 +198,18 @@ def extract(archive, to) -> None:
 
 
 def _marker(to, rf):
+    """``.<file>.extracted``: says that ``<file>`` was fetched and unpacked; it holds the file's MD5."""
     return os.path.join(to, f".{rf.filename}.extracted")
+
+
+def _marker_ok(to, rf) -> bool:
+    """True when ``to`` holds ``rf`` fetched and unpacked with the MD5 pysrm expects now (the marker is
+    keyed by the file name *and* its checksum, so a changed source is fetched again)."""
+    try:
+        with open(_marker(to, rf)) as f:
+            return f.read().strip() == rf.md5
+    except OSError:
+        return False
 
 
 def fetch(name: str, to=None, progress=None, log=print, force: bool = False) -> str:
@@ -220,7 +231,7 @@ def fetch(name: str, to=None, progress=None, log=print, force: bool = False) -> 
     mirror = os.environ.get(MIRROR_ENV)
     for rf in res.files:
         dest = os.path.join(to, rf.filename)
-        if os.path.isfile(_marker(to, rf)) and not force and not os.path.isfile(dest + ".part"):
+        if _marker_ok(to, rf) and not force and not os.path.isfile(dest + ".part"):
             log(f"{rf.filename}: already fetched and unpacked in {to}")
             continue
         if res.manual and not mirror:

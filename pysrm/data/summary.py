@@ -9,6 +9,29 @@ import numpy as np
 from .formats import read_aedat31, read_bs1, read_bs2, read_nmnist_bin
 
 EVENT_FILE_READERS = {".bs1": read_bs1, ".bs2": read_bs2, ".bin": read_nmnist_bin, ".aedat": read_aedat31}
+#: what each single-file format is (``pysrm data info FILE``)
+EVENT_FILE_FORMATS = {".aedat": "AEDAT 3.1 (DVS Gesture recordings)", ".bin": "N-MNIST 40-bit events",
+                      ".bs1": "SLAYER 1-D spikes", ".bs2": "SLAYER 2-D spikes"}
+#: dataset files that are not single event files
+DATASET_FILES = (".hdf5", ".h5")
+
+
+def supported_formats() -> str:
+    """One line listing what ``pysrm data info`` reads (for error messages)."""
+    files = ", ".join(f"{ext} ({what})" for ext, what in sorted(EVENT_FILE_FORMATS.items()))
+    return (f"single event files {files}; N-TIDIGITS n-tidigits.hdf5; dataset folders (N-MNIST Train/ and Test/ "
+            f"or <id>.bs2 with train*.txt/test*.txt lists, DVS Gesture with trials_to_train.txt/trials_to_test.txt)")
+
+
+def unsupported_file(path) -> str | None:
+    """The error message for a file ``pysrm data info`` cannot read, or None when its format is supported."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext in EVENT_FILE_READERS or ext in DATASET_FILES:
+        return None
+    what = f"format {ext!r}" if ext else "format (no file extension)"
+    extra = (" SLAYER's .bs3 (3-D spikes) and .bsn (spike counts) files are not read by pysrm."
+             if ext in (".bs3", ".bsn") else "")
+    return f"{path}: unsupported {what}; supported: {supported_formats()}.{extra}"
 
 
 def detect(path) -> str | None:
@@ -47,7 +70,8 @@ def summarize(ds, max_samples: int | None = None) -> dict:
     n = len(ds)
     m = n if max_samples is None else min(n, int(max_samples))
     counts = np.bincount(ds.labels, minlength=ds.n_classes)
-    n_ev = np.array([ds.events(i).size for i in range(m)], dtype=np.int64)
+    n_ev = np.array([ds.events(i, allow_empty=True).size for i in range(m)], dtype=np.int64)
+    empty = np.flatnonzero(n_ev == 0)
     dur = np.array([ds.duration_us(i) for i in range(m)], dtype=np.float64) / 1000.0
     out = {
         "dataset": ds.name, "split": ds.split, "n_samples": n, "n_classes": ds.n_classes,
@@ -57,6 +81,8 @@ def summarize(ds, max_samples: int | None = None) -> dict:
         "samples_measured": m, "events_per_sample": _stats(n_ev), "total_events": int(n_ev.sum()),
         "duration_ms": _stats(dur),
         "dropped": {k: int(ds.stats.get(k, 0)) for k in ("out_of_range", "invalid_events")},
+        "empty_samples": int(empty.size),
+        "empty_examples": [ds.sample_name(int(i)) for i in empty[:3]],
     }
     if hasattr(ds, "n_multi_digit"):
         out["skipped_multi_digit"] = int(ds.n_multi_digit)
@@ -77,6 +103,9 @@ def format_summary(s: dict) -> str:
     dropped = {k: v for k, v in s["dropped"].items() if v}
     if dropped:
         lines.append("  dropped events: " + ", ".join(f"{k}: {v}" for k, v in dropped.items()))
+    if s.get("empty_samples"):
+        lines.append(f"  empty samples (no event inside the sensor): {s['empty_samples']}, e.g. "
+                     + ", ".join(s["empty_examples"]) + " (pysrm train refuses them unless empty_samples = 'skip')")
     if s.get("skipped_multi_digit"):
         lines.append(f"  skipped {s['skipped_multi_digit']} multi-digit utterances (single digits only)")
     return "\n".join(lines)
@@ -87,7 +116,8 @@ def file_info(path) -> dict:
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
     if ext not in EVENT_FILE_READERS:
-        raise ValueError(f"{path}: unknown event file type {ext!r}; expected one of {sorted(EVENT_FILE_READERS)}")
+        raise ValueError(unsupported_file(path) or f"{path}: not a single event file; expected one of "
+                         f"{sorted(EVENT_FILE_READERS)}")
     ev = EVENT_FILE_READERS[ext](path)
     info = {"file": path, "format": ext, "n_events": int(ev.size)}
     if ev.size:
