@@ -212,7 +212,8 @@ def run_case(case: str, batch: int, steps: int, T: int | None = None) -> dict:
             net.forward(x)
         infer_s = (time.perf_counter() - t0) / steps
     events = float(np.mean([b[0].n_events / b[0].shape[0] for b in batches]))
-    spikes = {name: float(s.sum() / s.shape[0]) for name, s in net.layer_spikes}
+    from .classifier import spike_counts_per_layer
+    spikes = spike_counts_per_layer(net.recorded_spikes, net.sim.ts)  # spikes per sample (no dense copies)
     return {"case": case, "net": spec, "T": T, "batch": batch, "steps": steps,
             "train_samples_per_s": batch / train_s, "infer_samples_per_s": batch / infer_s,
             "compile_s": max(0.0, first - train_s), "peak_mb": _peak_mb(),

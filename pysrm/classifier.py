@@ -138,7 +138,8 @@ def spike_counts_per_layer(layer_spikes, ts: float) -> dict:
     r"""Average total spike count per sample of every layer (paper Figs. 3, 5, 7).
 
     ``layer_spikes`` is a list of ``(layer_name, spikes)`` pairs (as
-    ``net.layer_spikes``) or a dict, each ``spikes`` of shape ``(N, ..., T)``.
+    ``net.layer_spikes`` or ``net.recorded_spikes``) or a dict, each ``spikes`` of shape ``(N, ..., T)``
+    or a :class:`~pysrm.events.SpikeEvents` (counted from its events, no dense copy).
 
     .. math::
 
@@ -156,6 +157,14 @@ def spike_counts_per_layer(layer_spikes, ts: float) -> dict:
         if is_device_array(s):
             from .cuda import total
             out[name] = float(ts * total(s) / s.shape[0])
+            continue
+        from .events import SpikeEvents
+        if isinstance(s, SpikeEvents):
+            if name in out:
+                raise ValueError(f"layer name {name!r} appears twice in layer_spikes; names must be unique")
+            if s.shape[0] == 0:
+                raise ValueError(f"spikes of layer {name!r} has an empty batch (shape {s.shape})")
+            out[name] = float(ts * s.value.sum(dtype=np.float64) / s.shape[0])
             continue
         float_array(f"spikes of layer {name!r}", s, min_ndim=2)
         if name in out:

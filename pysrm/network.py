@@ -311,8 +311,17 @@ class Network:
 
     @property
     def layer_spikes(self) -> list:
-        """``[(name, spikes)]`` of every spiking layer from the last forward pass."""
+        """``[(name, spikes)]`` of every spiking layer from the last forward pass, dense ``(N, C, H, W, T)``
+        arrays (made from the recorded events on first access where a fused block recorded events)."""
         return [(l.name, l.last_spikes) for l in self.layers if isinstance(l, SRM)]
+
+    @property
+    def recorded_spikes(self) -> list:
+        """``[(name, spikes)]`` of every spiking layer from the last forward pass as recorded: a
+        :class:`~pysrm.events.SpikeEvents` where a fused block produced events, else the dense array (no
+        dense copy is made: what :func:`pysrm.classifier.spike_counts_per_layer` needs)."""
+        return [(l.name, l.last_events if l.last_events is not None else l.last_spikes)
+                for l in self.layers if isinstance(l, SRM)]
 
     def summary(self) -> str:
         lines = [f"Network {self.spec!r}: input {self.input_shape}"]

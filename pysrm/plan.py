@@ -313,3 +313,110 @@ class DenseSRMDelayBlock(DenseSRMBlock):
             gs, gd = F.delay_backward(grad, self._x_delay, d.data, delay.sim.ts)
         d.accumulate_grad(gd)
         return self._backward_srm_dense(gs)
+
+
+
+
+class ConvBlock(Step):
+    """Conv -> SRM [-> Delay] [-> Pool -> SRM] on the CPU, per sample in cache
+    (:mod:`pysrm.ops.convblock`); the subclasses set the pattern.  The conv runs as the unfused conv layer
+    would: event driven up to :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD` of its input active,
+    else as BLAS products (stride 1; a strided conv on a dense input runs the layers one by one).  The
+    spikes leave as events; the backward recomputes each sample's forward (nothing of size batch x T x
+    neurons is kept).  Spikes and input gradients bitwise those of the unfused plan; weight gradients
+    bitwise (event driven) or to float rounding (BLAS: summed over fixed parts of the batch); delay
+    gradients to float rounding (summed by parts over the spikes)."""
+
+    @classmethod
+    def applies(cls, layers, options):
+        srms = [l for l in layers if isinstance(l, SRM)]
+        delays = [l for l in layers if isinstance(l, Delay)]
+        ts = srms[0].sim.ts
+        return (options.cpu_fusion and all(s.sim.ts == ts for s in srms) and all(d.sim.ts == ts for d in delays))
+
+    def __init__(self, layers, options, following=()):
+        from .layers import Pool
+        super().__init__(layers, options, following)
+        self.conv, self.srm1 = layers[0], layers[1]
+        self.delay = next((l for l in layers if isinstance(l, Delay)), None)
+        self.pool = next((l for l in layers if isinstance(l, Pool)), None)
+        self.srm2 = layers[-1] if self.pool is not None else None
+        nxt = self.following[0] if self.following else None
+        self.next_kind = "dense" if isinstance(nxt, Dense) else "conv"
+        self._x = None
+        self._stages = {}
+        self._layer_steps = None  # set when the input was too dense: the layers run one by one
+
+    def _stage(self, srm, dtype):
+        from .ops.convblock import NeuronStage
+        key = (id(srm), np.dtype(dtype).str)
+        st = self._stages.get(key)
+        if st is None:
+            st = self._stages[key] = NeuronStage(srm.neuron, srm.srm, srm.ref, srm.sim.ts, dtype)
+        return st
+
+    def _args(self):
+        w = self.conv.weight.data
+        delay = (self.delay.delay.data, self.delay.sim.ts) if self.delay is not None else None
+        pool = (self.pool.kernel, self.pool.weight) if self.pool is not None else None
+        st2 = self._stage(self.srm2, w.dtype) if self.pool is not None else None
+        return w, delay, pool, self._stage(self.srm1, w.dtype), st2
+
+    def forward(self, x, train: bool = False):
+        from .ops.convblock import conv_block_forward
+        self.conv.check_input(x)
+        from .ops.convblock import uses_blas
+        x = x if isinstance(x, SpikeEvents) else SpikeEvents.from_dense(x)
+        if x.density > CONV_EVENT_DENSITY_THRESHOLD and not uses_blas(x, self.conv.stride):
+            # a strided conv on a dense input (its direct loops): the layers one by one, as the unfused plan
+            x = x.to_dense()
+            self._layer_steps = [LayerStep(l, self.options) for l in self.layers]
+            for step in self._layer_steps:
+                x = step.forward(x, train)
+            return x
+        self._layer_steps = None
+        w, delay, pool, st1, st2 = self._args()
+        s1, s2 = conv_block_forward(w, x, self.conv.stride, self.conv.padding, st1, delay, pool, st2)
+        self._x = x if train else None
+        self.srm1.record(s1)
+        if self.pool is not None:
+            self.srm2.record(s2)
+            return s2
+        if self.delay is None:
+            return s1
+        d, ts = delay
+        y = F.delay_events(s1, d, ts)
+        threshold = EVENT_DENSITY_THRESHOLD if self.next_kind == "dense" else CONV_EVENT_DENSITY_THRESHOLD
+        if y.n_events > threshold * int(np.prod(y.shape)):  # too dense for the next layer's event paths
+            return F.delay(s1.to_dense(), d, ts)
+        return y
+
+    def backward(self, grad):
+        from .ops.convblock import conv_block_backward
+        if self._layer_steps is not None:
+            for step in reversed(self._layer_steps):
+                grad = step.backward(grad)
+            return grad
+        if self._x is None:
+            raise RuntimeError(f"{self.conv.name}: backward called without a forward(train=True)")
+        w, delay, pool, st1, st2 = self._args()
+        gx, gw, gd = conv_block_backward(w, self._x, self.conv.stride, self.conv.padding, st1, materialize(grad),
+                                         delay, pool, st2, need_input_grad=not self.first)
+        self.conv.weight.accumulate_grad(gw)
+        if self.delay is not None:
+            self.delay.delay.accumulate_grad(gd)
+        return gx
+
+
+def _conv_block(pattern, name):
+    from .layers import Pool
+    types = {"conv": Conv, "srm": SRM, "delay": Delay, "pool": Pool}
+    cls = type(name, (ConvBlock,), {"pattern": tuple(types[p] for p in pattern),
+                                    "__doc__": " -> ".join(p.capitalize() for p in pattern) + " (see ConvBlock)."})
+    return register_block(cls)
+
+
+ConvSRMDelayPoolSRMBlock = _conv_block(("conv", "srm", "delay", "pool", "srm"), "ConvSRMDelayPoolSRMBlock")
+ConvSRMPoolSRMBlock = _conv_block(("conv", "srm", "pool", "srm"), "ConvSRMPoolSRMBlock")
+ConvSRMDelayBlock = _conv_block(("conv", "srm", "delay"), "ConvSRMDelayBlock")
+ConvSRMBlock = _conv_block(("conv", "srm"), "ConvSRMBlock")

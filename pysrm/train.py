@@ -301,7 +301,7 @@ def evaluate(net: Network, ds, cfg: TrainConfig, loss=None, batch_size: int | No
                 loss_sum += loss.value(out, y) * b
             times, acc = accuracy_vs_time(out, y, net.sim.ts)
             curve = acc * b if curve is None else curve + acc * b
-            for name, c in spike_counts_per_layer(net.layer_spikes, net.sim.ts).items():
+            for name, c in spike_counts_per_layer(net.recorded_spikes, net.sim.ts).items():
                 counts[name] = counts.get(name, 0.0) + c * b
             n += b
     if n == 0:

@@ -138,13 +138,13 @@ def test_a_new_block_needs_no_change_elsewhere():
             return grad
 
     rng = np.random.default_rng(6)
-    x = SpikeEvents.from_dense((rng.random((2, 2, 6, 6, 40)) < 0.1).astype(np.float32))
+    x = SpikeEvents.from_dense((rng.random((2, 2, 8, 8, 40)) < 0.1).astype(np.float32))
     y = np.array([0, 1])
     loss = make_loss("spikemax", ts=1.0, window=10.0)
-    before = _step(Network.from_string("6x6x2-4c3-2a-10", NEURON, SIM, seed=2), x, y, loss)
+    before = _step(Network.from_string("8x8x2-2a-4c3-10", NEURON, SIM, seed=2), x, y, loss)
     P.register_block(PoolSRMBlock)
     try:
-        net = Network.from_string("6x6x2-4c3-2a-10", NEURON, SIM, seed=2)
+        net = Network.from_string("8x8x2-2a-4c3-10", NEURON, SIM, seed=2)
         assert "PoolSRMBlock" in _step_names(net)
         after = _step(net, x, y, loss)
     finally:

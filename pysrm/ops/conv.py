@@ -468,15 +468,26 @@ def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True,
     else:
         grad_w = np.zeros_like(w)
         _conv_weight_grad_dense_cpu(g, np.ascontiguousarray(x), grad_w, sy, sx, py, px)
-    grad_x = None
-    if need_input_grad:
-        KH, KW = w.shape[2:]
-        if strategy != "plain" and sy == sx == 1 and py <= KH - 1 and px <= KW - 1:
-            # the adjoint of a stride-1 conv is the conv of the gradient with the flipped, transposed
-            # kernel and padding K - 1 - p
-            grad_x = _conv_gemm(np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)), g,
-                                KH - 1 - py, KW - 1 - px, H, W)
-        else:
-            grad_x = np.zeros(shape, dtype=w.dtype)
-            _conv_input_grad_cpu(g, np.ascontiguousarray(w), grad_x, sy, sx, py, px)
+    grad_x = conv_input_grad(w, g, stride, padding, (H, W), plain=strategy == "plain") if need_input_grad else None
     return grad_x, grad_w
+
+
+def conv_input_grad(w, g, stride, padding, input_hw, plain: bool = False):
+    r"""The input gradient of :func:`conv` (the transposed conv):
+    ``grad_x[n, ci, iy, ix, t] = sum_{co, ky, kx} w[co, ci, ky, kx] g[n, co, y, x, t]`` over the output
+    positions ``(y, x)`` with ``s y + k_y - p = i_y`` (same for x).
+
+    ``g`` is the output gradient ``(N, Co, Ho, Wo, T)``, ``input_hw`` the input's ``(H, W)``; returns
+    ``(N, Ci, H, W, T)``.  Stride 1 (unless ``plain``): the conv of ``g`` with the flipped, transposed
+    kernel and padding ``K - 1 - p``, as BLAS products; else the direct loops."""
+    sy, sx = _pair("stride", stride)
+    py, px = _pair("padding", padding)
+    H, W = input_hw
+    KH, KW = w.shape[2:]
+    g = np.ascontiguousarray(g)
+    if not plain and sy == sx == 1 and py <= KH - 1 and px <= KW - 1:
+        return _conv_gemm(np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)), g,
+                          KH - 1 - py, KW - 1 - px, H, W)
+    grad_x = np.zeros((g.shape[0], w.shape[1], H, W, g.shape[4]), dtype=w.dtype)
+    _conv_input_grad_cpu(g, np.ascontiguousarray(w), grad_x, sy, sx, py, px)
+    return grad_x

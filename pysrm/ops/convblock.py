@@ -1,0 +1,843 @@
+r"""Fused conv blocks on the CPU: conv -> SRM [-> delay] [-> pool -> SRM], one sample at a time.
+
+The ops of such a chain (:mod:`pysrm.ops.conv`, :mod:`pysrm.ops.psp`, :mod:`pysrm.ops.spike`,
+:mod:`pysrm.ops.delay`, :mod:`pysrm.ops.pool`) run on whole-batch ``(N, C, H, W, T)`` arrays: every
+intermediate of the batch is written to memory and read back, and a training step keeps the
+potentials of every layer (the paper's N-MNIST CNN at batch 32: 8 GB).  Here the chain runs per
+sample, **time-major** (a row is one time bin of every neuron of the sample, channels last:
+``b = (y W + x) C + c``), so that the per-neuron recursions run across neurons in vector registers and
+nothing of size batch x T x neurons is kept:
+
+forward, per sample (input events ``(c_i, y, x, t, v)`` of the conv layer):
+  1. :math:`a[t] \mathrel{+}= v\, w[:, c_i, k_y, k_x]` at every output position the event reaches
+     (the event-driven conv of :mod:`pysrm.ops.conv`, same order of additions);
+  2. :math:`u = \mathrm{psp}(a)` (the alpha recursion, or the direct sum, of :mod:`pysrm.ops.psp`);
+  3. the spike scan with the refractory response (:mod:`pysrm.ops.spike`): a byte per neuron and bin;
+  4. optionally the axonal delay :math:`y[t] = (1-f) s[t-m] + f s[t-m-1]` (:mod:`pysrm.ops.delay`)
+     fused into
+  5. optionally sum pooling :math:`p = w_p \sum_{k\times k} y` (:mod:`pysrm.ops.pool`) and
+  6. the pooling layer's SRM neurons (2 and 3 again).
+
+The block's output spikes leave as :class:`~pysrm.events.SpikeEvents` (the next conv block or dense
+layer reads events).  Per element every operation is the separate op's, in the same order, so the
+spikes are **bitwise** those of the unfused plan with event-driven convs (tested).
+
+backward, per sample, from the gradient of the block's output spikes: the forward of the sample is
+**recomputed** (its input events and the parameters determine it; nothing of the forward but the
+output events is kept), then, time-major: the surrogate and the correlation with the spike response of
+the pooling layer's SRM (:func:`pysrm.ops.srm.srm_backward`), the pooling adjoint, the delay adjoint
+and the delay-gradient terms (summed by parts over the spikes, as
+:func:`pysrm.ops.delay.delay_backward` does for event inputs), the conv layer's SRM backward, and the
+conv weight gradient from the input events (the event-driven weight gradient of
+:mod:`pysrm.ops.conv`: same partial sums over fixed shares of the batch, same order).  The input
+gradient of a hidden conv layer is the transposed conv of the gradient of its output, one BLAS product
+per kernel offset on the batch (:func:`pysrm.ops.conv.conv_input_grad`).  Weight gradients and input
+gradients are bitwise the unfused plan's (event-driven conv weight gradients); the delay gradients
+equal it to float rounding (summed by parts instead of over all bins).
+
+Memory: per task a few ``(T, neurons)`` work arrays of one sample (the N-MNIST CNN's first block:
+about 60 MB), plus the output events; nothing grows with the batch but the events and, for a hidden
+conv layer, the gradient of its output during the backward.
+
+Used by the conv blocks of :mod:`pysrm.plan` (``ConvSRMBlock`` and its variants); tested against the
+unfused plan in ``tests/test_plan.py``.  CPU only; on the GPU the separate ops run.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+from numba.cpython.unsafe.numbers import trailing_zeros
+
+from ._fastexp import rho_row
+from ._blas_call import gemm
+from .conv import GEMM_ROWS, WGRAD_PARTS, _decode, _output_index
+from .srm import alpha_time_major
+
+
+# --------------------------------------------------------------------------- per-tile stages (time-major)
+
+#: about this many columns per tile of the per-neuron passes without pooling (whole output rows, at least
+#: one: a (T, tile) block of a sample stays in L2); with pooling a tile is the input rows of one pooled row
+TILE = 512
+
+
+def tile_rows(has_pool: bool, pk: int, Wo: int, Co: int) -> int:
+    """Output rows of the conv layer per tile."""
+    return pk if has_pool else max(1, TILE // (Wo * Co))
+
+
+def tile_width(has_pool: bool, pk: int, Ho: int, Wo: int, Co: int) -> int:
+    """Columns per tile of the conv layer's neurons (see the module docstring's layout)."""
+    return min(Ho, tile_rows(has_pool, pk, Wo, Co)) * Wo * Co
+
+
+@njit(cache=True)
+def _row_starts(e0, e1, neuron, W, starts):
+    # starts[q] .. starts[q+1]: the events of input row q = ci H + iy (events sorted by neuron
+    # ci H W + iy W + ix: each row's events are consecutive), offsets into the event arrays
+    starts[:] = 0
+    for k in range(e0, e1):
+        starts[neuron[k] // W + 1] += 1
+    starts[0] = e0
+    for q in range(starts.shape[0] - 1):
+        starts[q + 1] += starts[q]
+
+
+@njit(cache=True)
+def _scatter_tile(buf, c0, starts, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo, iy_lo, iy_hi):
+    # buf (T, tw), the tile's columns c0 <= b < c0 + tw (b = (oy Wo + ox) Co + co), zeroed, then
+    # buf[t, b - c0] += v * wT[ci, ky, kx, co] for the sample's events of the input rows iy_lo..iy_hi (those
+    # that can reach the tile; starts: _row_starts), in their stored order, at the output positions in the
+    # tile (pysrm.ops.conv._conv_events_cpu's loops; per output element the same events in the same order)
+    T, tw = buf.shape
+    Ci, KH, KW, Co = wT.shape[0], wT.shape[1], wT.shape[2], wT.shape[3]
+    buf[:, :] = 0.0
+    lo = max(iy_lo, 0)
+    hi = min(iy_hi, H - 1)
+    for k in _band(starts, Ci, H, lo, hi):
+        ci, iy, ix = _decode(neuron[k], H, W)
+        row = buf[time[k]]
+        v = value[k]
+        for ky in range(KH):
+            oy = _output_index(iy, py, ky, sy, Ho)
+            if oy < 0:
+                continue
+            for kx in range(KW):
+                ox = _output_index(ix, px, kx, sx, Wo)
+                if ox < 0:
+                    continue
+                off = (oy * Wo + ox) * Co - c0
+                if off < 0 or off >= tw:
+                    continue
+                wk = wT[ci, ky, kx]
+                for co in range(Co):
+                    row[off + co] += v * wk[co]
+
+
+@njit(cache=True)
+def _band(starts, Ci, H, lo, hi):
+    # the event indices of input rows lo..hi of every input channel, channel by channel (their stored order)
+    n = 0
+    for ci in range(Ci):
+        if hi >= lo:
+            n += starts[ci * H + hi + 1] - starts[ci * H + lo]
+    out = np.empty(n, dtype=np.int64)
+    q = 0
+    for ci in range(Ci):
+        if hi >= lo:
+            for k in range(starts[ci * H + lo], starts[ci * H + hi + 1]):
+                out[q] = k
+                q += 1
+    return out
+
+
+@njit(cache=True)
+def _pad_events(xp, S, starts, e_lo, e_hi, neuron, time, value, H, W, py, px, T):
+    # the sample's input, zero-padded by (py, px) and flattened per channel as (Hp, Wp, T) at ci S (the
+    # layout of pysrm.ops.conv._pad_flat_cpu), from its events e_lo..e_hi (one per bin)
+    Wp = W + 2 * px
+    xp[:] = 0.0
+    for k in range(e_lo, e_hi):
+        ci, iy, ix = _decode(neuron[k], H, W)
+        xp[ci * S + ((iy + py) * Wp + ix + px) * T + time[k]] = value[k]
+
+
+@njit(cache=True)
+def _conv_gemm_row(xp, S, wk, Ci, KW, Wp, T, Co, Wo, oy, cols, wide, tile, c0, dst, to_tile):
+    # output row oy of a stride-1 conv of the padded sample xp as BLAS products, exactly the products of
+    # pysrm.ops.conv._conv_gemm_cpu's tasks (n, oy, ox0) for this sample (so bitwise its result): per chunk
+    # of `cols` output columns, one product per kernel offset accumulated into wide (Co, cols T); written to
+    # the tile (time-major, tile[t, (oy Wo + ox) Co + co - c0]) with to_tile, else to dst (Co, Ho, Wo, T)
+    K = wk.shape[0]
+    for ox0 in range(0, Wo, cols):
+        nc = min(Wo, ox0 + cols) - ox0
+        M = nc * T
+        for k in range(K):
+            off = ((k // KW + oy) * Wp + k % KW + ox0) * T
+            gemm(78, 78, M, Co, Ci, xp[off:], S, wk[k], Ci, wide, M, 0.0 if k == 0 else 1.0)
+        if to_tile:
+            for q in range(nc):
+                base = ((oy * Wo + ox0 + q) * Co) - c0
+                for t in range(T):
+                    trow = tile[t]
+                    for c in range(Co):
+                        trow[base + c] = wide[c * M + q * T + t]
+        else:
+            for c in range(Co):
+                for q in range(nc):
+                    dst[c, oy, ox0 + q] = wide[c * M + q * T:c * M + (q + 1) * T]
+
+
+@njit(cache=True)
+def _psp_tm(buf, row, hist, alpha, gain, L, k, use_alpha):
+    # psp in place along axis 0 of buf (T, M): the alpha recursion (pysrm.ops.srm.alpha_time_major), or the
+    # direct sum out[t] = sum over sources t' <= t (ascending) of a[t'] k[t - t'] (the order of
+    # pysrm.ops.psp._psp_cpu per element), descending in t so that the sources are still unchanged
+    if use_alpha:
+        alpha_time_major(buf, alpha, gain, L, hist, False)
+        return
+    T, M = buf.shape
+    Lk = k.shape[0]
+    for t in range(T - 1, -1, -1):
+        i0 = min(Lk - 1, t)
+        src = buf[t - i0]
+        ki = k[i0]
+        for j in range(M):
+            row[j] = src[j] * ki
+        for i in range(i0 - 1, -1, -1):
+            src = buf[t - i]
+            ki = k[i]
+            for j in range(M):
+                row[j] += src[j] * ki
+        buf[t, :] = row
+
+
+@njit(cache=True)
+def _psp_backward_tm(buf, row, hist, alpha, gain, L, k, use_alpha):
+    # the correlation in place along axis 0 of buf (T, M): the alpha recursion backwards in time, or the
+    # direct sum out[t] = k[0] g[t] + k[1] g[t+1] + ... (the order of pysrm.ops.srm._srm_backward_direct_cpu)
+    if use_alpha:
+        alpha_time_major(buf, alpha, gain, L, hist, True)
+        return
+    T, M = buf.shape
+    Lk = k.shape[0]
+    for t in range(T):
+        g0 = buf[t]
+        k0 = k[0]
+        for j in range(M):
+            row[j] = k0 * g0[j]
+        for i in range(1, min(Lk, T - t)):
+            gi = buf[t + i]
+            ki = k[i]
+            for j in range(M):
+                row[j] += ki * gi[j]
+        buf[t, :] = row
+
+
+@njit(cache=True)
+def _spike_scan_tm(buf, nu, theta, flag, col_times, col_count):
+    # the spike scan of pysrm.ops.spike over buf (T, M) in place: a bin spikes where u >= theta (the firing
+    # threshold), and nu is added to the following bins of that neuron (per neuron the operations of the
+    # row-by-row scan: bitwise its result); the spike times of column j are listed in
+    # col_times[j, :col_count[j]] (ascending).  The threshold test of a bin is vectorised into flag bytes,
+    # then only the spiking neurons are visited (eight flags per 64-bit word).  Returns the number of spikes.
+    T, M = buf.shape
+    Lr = nu.shape[0]
+    nw = (M + 7) // 8
+    for j in range(M, 8 * nw):  # the bytes after the last neuron of the last word stay 0
+        flag[j] = 0
+    words = flag[:8 * nw].view(np.uint64)
+    col_count[:M] = 0
+    count = 0
+    for t in range(T):
+        row = buf[t]
+        m = min(Lr, T - t)
+        for j in range(M):
+            flag[j] = row[j] >= theta
+        for w in range(nw):
+            bits = words[w]
+            while bits != 0:
+                j = 8 * w + (trailing_zeros(bits) >> 3)
+                bits &= bits - np.uint64(1)
+                col_times[j, col_count[j]] = t
+                col_count[j] += 1
+                count += 1
+                for q in range(m):
+                    buf[t + q, j] += nu[q]
+    return count
+
+
+@njit(cache=True)
+def _delay_pool_tile(col_times, col_count, amp, zero, dm, df, dg, has_delay, rows, Wo, C, pk, wp, out):
+    # one pooled row, event driven: out (T, W2 C), zeroed by the caller, += wp * y over the tile's input
+    # columns b = (ly Wo + ix) C + c in ascending order (per output element the inputs in row-major order:
+    # pysrm.ops.pool's order), y the delayed spikes of column b at the bins they reach:
+    # y[t] = g x[t-m] + f x[t-m-1] (x = amp at the column's spike times, else 0; pysrm.ops.delay._delay_cpu's
+    # expression, evaluated where it is not 0)
+    T = out.shape[0]
+    for ly in range(rows):
+        for ix in range(Wo):
+            ib = (ly * Wo + ix) * C
+            ob = (ix // pk) * C
+            for c in range(C):
+                b = ib + c
+                n_sp = col_count[b]
+                times = col_times[b]
+                if not has_delay:
+                    for q in range(n_sp):
+                        out[times[q], ob + c] += wp * amp
+                    continue
+                m = dm[b]
+                g = dg[b]
+                f = df[b]
+                for q in range(n_sp):
+                    tau = times[q]
+                    t0 = tau + m
+                    if t0 >= T:
+                        break
+                    prev = amp if (q > 0 and times[q - 1] == tau - 1) else zero
+                    out[t0, ob + c] += wp * (g * amp + f * prev)
+                    if t0 + 1 < T and not (q + 1 < n_sp and times[q + 1] == tau + 1):
+                        out[t0 + 1, ob + c] += wp * (g * zero + f * amp)
+
+
+@njit(cache=True)
+def _gather_tile(g, canon, c0, out):
+    # out[t, j] = g[canon[c0 + j], t] for the tile's real columns (g (M, T) neuron-major), in blocks of 16
+    # columns (16 read streams)
+    T, tw = out.shape
+    w = min(tw, canon.shape[0] - c0)
+    for j0 in range(0, w, 16):
+        j1 = min(w, j0 + 16)
+        for t in range(T):
+            orow = out[t]
+            for j in range(j0, j1):
+                orow[j] = g[canon[c0 + j], t]
+
+
+@njit(cache=True)
+def _rho_tm(g, u, theta, scale, width, out, scratch):
+    # out[t] = g[t] * rho(u[t]) row by row (pysrm.ops._fastexp.rho_row, the surrogate of pysrm.ops.spike);
+    # out a separate array (aliased with u the loops do not vectorise: 5x slower)
+    a = scale / width
+    inv_width = g.dtype.type(1.0) / width
+    for t in range(g.shape[0]):
+        rho_row(g[t], u[t], theta, a, inv_width, out[t], scratch)
+
+
+@njit(cache=True)
+def _tile_geometry(r, has_pool, pk, Ho, Wo, Co, tw1, KH, sy, py):
+    # tile r: its first column c0, its number of input rows of the pooled row (rows), and the input rows
+    # iy_lo..iy_hi that reach its output rows
+    c0 = r * tw1
+    rpt = tw1 // (Wo * Co)
+    oy0 = r * rpt
+    oy1 = min(Ho, oy0 + rpt) - 1
+    rows = oy1 - oy0 + 1
+    return c0, rows, oy0 * sy - py, oy1 * sy - py + KH - 1
+
+
+@njit(cache=True)
+def _tile_forward(r, starts, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo,
+                  alpha1, gain1, L1, k1, use_alpha1, nu1, theta1,
+                  has_delay, dm, df, dg, has_pool, pk, wp,
+                  alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp,
+                  buf1, buf2, row1, row2, hist1, hist2, flag, times1, count1, times2, count2,
+                  dense_conv, xp, S, wk, cols, wide):
+    # steps 1-6 of the module docstring for tile r of a sample (its events by input row: starts): buf1 (T, tw1) ends as the
+    # conv layer's potential after the refractory responses, buf2 (T, W2 Co) the pooled layer's; the spike
+    # times per column in times1/count1 and times2/count2; returns the two spike counts
+    Co = wT.shape[3]
+    tw1 = buf1.shape[1]
+    c0, rows, iy_lo, iy_hi = _tile_geometry(r, has_pool, pk, Ho, Wo, Co, tw1, wT.shape[1], sy, py)
+    if dense_conv:  # the BLAS products of pysrm.ops.conv's stride-1 path, row by row, on the padded sample xp
+        T = buf1.shape[0]
+        rpt = tw1 // (Wo * Co)
+        for oy in range(r * rpt, min(Ho, (r + 1) * rpt)):
+            _conv_gemm_row(xp, S, wk, wT.shape[0], wT.shape[2], W + 2 * px, T, Co, Wo, oy, cols, wide, buf1, c0,
+                           buf1.reshape((1, 1, 1, buf1.size)), True)
+        if rows * Wo * Co < tw1:
+            buf1[:, rows * Wo * Co:] = 0.0
+    else:
+        _scatter_tile(buf1, c0, starts, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo, iy_lo, iy_hi)
+    _psp_tm(buf1, row1, hist1, alpha1, gain1, L1, k1, use_alpha1)
+    c1 = _spike_scan_tm(buf1, nu1, theta1, flag, times1, count1)
+    c2 = 0
+    if has_pool:
+        buf2[:, :] = 0.0
+        _delay_pool_tile(times1, count1, amp, amp - amp, dm[c0:c0 + tw1], df[c0:c0 + tw1], dg[c0:c0 + tw1],
+                         has_delay, rows, Wo, Co, pk, wp, buf2)
+        _psp_tm(buf2, row2, hist2, alpha2, gain2, L2, k2, use_alpha2)
+        c2 = _spike_scan_tm(buf2, nu2, theta2, flag, times2, count2)
+    return c1, c2
+
+
+@njit(cache=True)
+def _append_spikes(times, count, width, canon, c0, nb, tb, n):
+    # append (canon[c0 + j], t) for the listed spikes of the tile's columns j < width; grows nb/tb
+    for j in range(width):
+        cj = count[j]
+        if cj == 0:
+            continue
+        if n + cj > nb.shape[0]:
+            cap = max(2 * nb.shape[0], n + cj)
+            nb2 = np.empty(cap, dtype=np.int32)
+            tb2 = np.empty(cap, dtype=np.int32)
+            nb2[:n] = nb[:n]
+            tb2[:n] = tb[:n]
+            nb, tb = nb2, tb2
+        c = canon[c0 + j]
+        for q in range(cj):
+            nb[n] = c
+            tb[n] = times[j, q]
+            n += 1
+    return nb, tb, n
+
+
+@njit(cache=True)
+def _sorted_by_neuron(nb, tb, n, n_neurons):
+    # the n listed (neuron, time) pairs sorted by neuron (stable counting sort: per neuron the listed order)
+    start = np.zeros(n_neurons + 1, dtype=np.int64)
+    for q in range(n):
+        start[nb[q] + 1] += 1
+    for j in range(n_neurons):
+        start[j + 1] += start[j]
+    on = np.empty(n, dtype=np.int32)
+    ot = np.empty(n, dtype=np.int32)
+    for q in range(n):
+        j = nb[q]
+        p = start[j]
+        start[j] += 1
+        on[p] = j
+        ot[p] = tb[q]
+    return on, ot
+
+
+@njit(nogil=True, cache=True)
+def _sample_forward(n, offsets, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo, T,
+                    alpha1, gain1, L1, k1, use_alpha1, nu1, theta1,
+                    has_delay, dm, df, dg, has_pool, pk, wp, H2, W2,
+                    alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp, n1, tw1, canon1, canon2,
+                    dense_conv, wk, cols):
+    # the forward of sample n, tile by tile (every tile's work stays in cache): its spikes of SRM1 and SRM2
+    # as (neuron, time) pairs sorted by (canonical neuron, time); with dense_conv the conv as BLAS products
+    # on the zero-padded sample (pysrm.ops.conv's stride-1 path), else event driven
+    Co = wT.shape[3]
+    tw2 = W2 * Co
+    buf1 = np.empty((T, tw1), dtype=wT.dtype)
+    buf2 = np.empty((T, tw2) if has_pool else (1, 1), dtype=wT.dtype)
+    row1 = np.empty(tw1, dtype=wT.dtype)
+    row2 = np.empty(tw2, dtype=wT.dtype)
+    hist1 = np.empty((2, L1, tw1))
+    hist2 = np.empty((2, L2, tw2))
+    flag = np.zeros(8 * ((max(tw1, tw2) + 7) // 8), dtype=np.uint8)
+    times1 = np.empty((tw1, T), dtype=np.int32)
+    count1 = np.empty(tw1, dtype=np.int64)
+    times2 = np.empty((tw2, T), dtype=np.int32)
+    count2 = np.empty(tw2, dtype=np.int64)
+    nb1 = np.empty(4096, dtype=np.int32)
+    tb1 = np.empty(4096, dtype=np.int32)
+    nb2 = np.empty(4096, dtype=np.int32)
+    tb2 = np.empty(4096, dtype=np.int32)
+    s1 = 0
+    s2 = 0
+    M1 = Ho * Wo * Co
+    starts = np.empty(wT.shape[0] * H + 1, dtype=np.int64)
+    _row_starts(offsets[n], offsets[n + 1], neuron, W, starts)
+    Ci, KW = wT.shape[0], wT.shape[2]
+    S = (H + 2 * py) * (W + 2 * px) * T
+    xp = np.empty(Ci * S + (KW - 1) * T if dense_conv else 1, dtype=wT.dtype)
+    wide = np.empty(Co * cols * T if dense_conv else 1, dtype=wT.dtype)
+    if dense_conv:
+        _pad_events(xp, S, starts, offsets[n], offsets[n + 1], neuron, time, value, H, W, py, px, T)
+    for r in range(n1):
+        _tile_forward(r, starts, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo,
+                      alpha1, gain1, L1, k1, use_alpha1, nu1, theta1, has_delay, dm, df, dg, has_pool, pk, wp,
+                      alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp,
+                      buf1, buf2, row1, row2, hist1, hist2, flag, times1, count1, times2, count2,
+                      dense_conv, xp, S, wk, cols, wide)
+        c0 = r * tw1
+        nb1, tb1, s1 = _append_spikes(times1, count1, min(tw1, M1 - c0), canon1, c0, nb1, tb1, s1)
+        if has_pool:
+            nb2, tb2, s2 = _append_spikes(times2, count2, tw2, canon2, r * tw2, nb2, tb2, s2)
+    on1, ot1 = _sorted_by_neuron(nb1, tb1, s1, M1)
+    on2, ot2 = _sorted_by_neuron(nb2, tb2, s2, H2 * W2 * Co if has_pool else 1)
+    return on1, ot1, on2, ot2
+
+
+@njit(cache=True)
+def _pool_back_tile(src, gy, rows, Wo, Co, pk, wp):
+    # the pooling adjoint for one pooled row: gy[t, (ly, x), c] = wp * src[t, x // pk, c] over the tile's
+    # input rows (pysrm.ops.pool._pool_backward_cpu's product)
+    T = gy.shape[0]
+    for t in range(T):
+        srow = src[t]
+        drow = gy[t]
+        for ly in range(rows):
+            for ix in range(Wo):
+                ib = (ly * Wo + ix) * Co
+                ob = (ix // pk) * Co
+                for c in range(Co):
+                    drow[ib + c] = wp * srow[ob + c]
+
+
+@njit(cache=True)
+def _delay_back_tile(gy, times, count, dm, df, dg, amp, zero, gd):
+    # the delay-gradient terms sum_(spikes tau) amp (gy[tau+m+1] - gy[tau+m]) (float64 sums, times
+    # ascending: pysrm.ops.delay._delay_grad_by_events) into gd (the tile's columns, stored in its dtype),
+    # then the adjoint shift gy[t] <- (1-f) gy[t+m] + f gy[t+m+1] in place (pysrm.ops.delay._delay_shift_back;
+    # t ascending reads only rows not yet overwritten); gy (T, tw), the coefficients of the tile's columns
+    T, tw = gy.shape
+    for b in range(gd.shape[0]):
+        acc = 0.0
+        m = dm[b]
+        for q in range(count[b]):
+            i0 = m + times[b, q]
+            g1 = gy[i0 + 1, b] if i0 + 1 < T else zero
+            g0 = gy[i0, b] if i0 < T else zero
+            acc += amp * (g1 - g0)
+        gd[b] = acc
+    b0 = 0
+    while b0 < tw:  # runs of columns with the same integer shift m: vectorised across the run
+        m = dm[b0]
+        b1 = b0 + 1
+        while b1 < tw and dm[b1] == m:
+            b1 += 1
+        g_ = dg[b0:b1]
+        f_ = df[b0:b1]
+        for t in range(T):
+            drow = gy[t, b0:b1]
+            if t + m + 1 < T:
+                a0 = gy[t + m, b0:b1]
+                a1 = gy[t + m + 1, b0:b1]
+                for q in range(b1 - b0):
+                    drow[q] = g_[q] * a0[q] + f_[q] * a1[q]
+            elif t + m < T:
+                a0 = gy[t + m, b0:b1]
+                for q in range(b1 - b0):
+                    drow[q] = g_[q] * a0[q]
+            else:
+                for q in range(b1 - b0):
+                    drow[q] = g_[q] * zero
+        b0 = b1
+
+
+@njit(parallel=True, cache=True)
+def _block_backward_cpu(offsets, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo, T,
+                        alpha1, gain1, L1, k1, use_alpha1, nu1, theta1,
+                        has_delay, dm, df, dg, has_pool, pk, wp, H2, W2,
+                        alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp, n1, tw1, canon1, canon2,
+                        rtheta1, rscale1, rwidth1, bk1, balpha1, bgain1, bL1, buse_alpha1,
+                        rtheta2, rscale2, rwidth2, bk2, balpha2, bgain2, bL2, buse_alpha2,
+                        dense_conv, wk, cols, g_out, parts, gwk_parts, gd_rows, need_ga, ga_out,
+                        gx_blas, wkf, pgy, pgx, gx_out):
+    # per part (fixed shares of the batch, as pysrm.ops.conv's event weight gradient), per sample and per
+    # tile: recompute the tile's forward, then its backward (module docstring).  The weight gradient:
+    # event driven into parts[p] (Ci, KH, KW, Co) -- per weight element the samples ascending and the
+    # events in their stored order, as the event weight gradient of pysrm.ops.conv (an output row belongs
+    # to one tile and the tiles ascend with the input row) --, or with dense_conv as BLAS products per
+    # kernel offset into gwk_parts[p] (KH KW, Co Ci; pysrm.ops.conv's stride-1 products, the samples of
+    # the part accumulated).  The delay-gradient terms into gd_rows[n, b] (channels last).  The input
+    # gradient: with gx_blas per sample as pysrm.ops.conv.conv_input_grad's BLAS products (the flipped
+    # kernel wkf on the gradient padded by (pgy, pgx)) into gx_out[n]; else (need_ga) the conv output's
+    # gradient into ga_out[n] (Co, Ho, Wo, T) for a batch-wide input gradient
+    N = offsets.shape[0] - 1
+    Co = wT.shape[3]
+    KH, KW = wT.shape[1], wT.shape[2]
+    M1 = Ho * Wo * Co
+    tw2 = W2 * Co
+    n_parts = parts.shape[0]
+    step = (N + n_parts - 1) // n_parts
+    zero = amp - amp
+    for p in prange(n_parts):
+        gwp = parts[p]
+        buf1 = np.empty((T, tw1), dtype=wT.dtype)
+        gy = np.zeros((T, tw1), dtype=wT.dtype)         # padding columns stay 0
+        buf2 = np.empty((T, tw2) if has_pool else (1, 1), dtype=wT.dtype)
+        g2 = np.empty((T, tw2) if has_pool else (1, 1), dtype=wT.dtype)
+        row1 = np.empty(tw1, dtype=wT.dtype)
+        row2 = np.empty(tw2, dtype=wT.dtype)
+        hist1 = np.empty((2, max(L1, bL1), tw1))
+        hist2 = np.empty((2, max(L2, bL2), tw2))
+        flag = np.zeros(8 * ((max(tw1, tw2) + 7) // 8), dtype=np.uint8)
+        scratch = np.empty(max(tw1, tw2), dtype=np.int32)
+        times1 = np.empty((tw1, T), dtype=np.int32)
+        count1 = np.empty(tw1, dtype=np.int64)
+        times2 = np.empty((tw2, T), dtype=np.int32)
+        count2 = np.empty(tw2, dtype=np.int64)
+        gd = np.empty(tw1, dtype=wT.dtype)
+        gu1 = np.empty((T, tw1), dtype=wT.dtype)
+        gu2 = np.empty((T, tw2) if has_pool else (1, 1), dtype=wT.dtype)
+        starts = np.empty(wT.shape[0] * H + 1, dtype=np.int64)
+        Ci = wT.shape[0]
+        Wp = W + 2 * px
+        S = (H + 2 * py) * Wp * T
+        L = Ho * Wp * T
+        xp = np.empty(Ci * S + (KW - 1) * T if dense_conv else 1, dtype=wT.dtype)
+        wide = np.empty(max(Co, Ci) * cols * T if (dense_conv or gx_blas) else 1, dtype=wT.dtype)
+        gwide = np.zeros(Co * L if dense_conv else 1, dtype=wT.dtype)   # the columns ox >= Wo stay 0
+        Hq = Ho + 2 * pgy
+        Wq = Wo + 2 * pgx
+        Sq = Hq * Wq * T
+        gpad = np.zeros(Co * Sq + (KW - 1) * T if gx_blas else 1, dtype=wT.dtype)  # the padding stays 0
+        first_n = True
+        for n in range(p * step, min(N, (p + 1) * step)):
+            _row_starts(offsets[n], offsets[n + 1], neuron, W, starts)
+            if dense_conv:
+                _pad_events(xp, S, starts, offsets[n], offsets[n + 1], neuron, time, value, H, W, py, px, T)
+            gn = g_out[n]
+            for r in range(n1):
+                _tile_forward(r, starts, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo,
+                              alpha1, gain1, L1, k1, use_alpha1, nu1, theta1, has_delay, dm, df, dg, has_pool, pk,
+                              wp, alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp,
+                              buf1, buf2, row1, row2, hist1, hist2, flag, times1, count1, times2, count2,
+                              dense_conv, xp, S, wk, cols, wide)
+                c0, rows, iy_lo, iy_hi = _tile_geometry(r, has_pool, pk, Ho, Wo, Co, tw1, KH, sy, py)
+                width = min(tw1, M1 - c0)
+                if has_pool:
+                    _gather_tile(gn, canon2, r * tw2, g2)
+                    _rho_tm(g2, buf2, rtheta2, rscale2, rwidth2, gu2, scratch)         # gu2 = g2 * rho(u2)
+                    _psp_backward_tm(gu2, row2, hist2, balpha2, bgain2, bL2, bk2, buse_alpha2)
+                    _pool_back_tile(gu2, gy, rows, Wo, Co, pk, wp)
+                else:
+                    _gather_tile(gn, canon1, c0, gy)
+                if has_delay:
+                    _delay_back_tile(gy, times1, count1, dm[c0:c0 + tw1], df[c0:c0 + tw1], dg[c0:c0 + tw1], amp,
+                                     zero, gd[:width])
+                    gd_rows[n, c0:c0 + width] = gd[:width]
+                _rho_tm(gy, buf1, rtheta1, rscale1, rwidth1, gu1, scratch)              # gu1 = gs * rho(u1)
+                _psp_backward_tm(gu1, row1, hist1, balpha1, bgain1, bL1, bk1, buse_alpha1)
+                if dense_conv or gx_blas:
+                    # the conv output's gradient in the layouts of the BLAS products: wide (Co, Ho, Wp, T)
+                    # for the weight gradient, padded (Co, Hq, Wq, T) for the input gradient
+                    for j0 in range(0, width, Co):
+                        pos = (c0 + j0) // Co
+                        oy = pos // Wo
+                        ox = pos % Wo
+                        for t in range(T):
+                            src = gu1[t, j0:j0 + Co]
+                            for co in range(Co):
+                                if dense_conv:
+                                    gwide[co * L + (oy * Wp + ox) * T + t] = src[co]
+                                if gx_blas:
+                                    gpad[co * Sq + ((oy + pgy) * Wq + ox + pgx) * T + t] = src[co]
+                # conv weight gradient from the events that reach the tile, in their stored order
+                # (pysrm.ops.conv._conv_weight_grad_events_cpu's loops)
+                hi_band = -1  # dense_conv: no event-driven weight gradient (an empty band)
+                if not dense_conv:
+                    hi_band = min(iy_hi, H - 1)
+                for k in _band(starts, wT.shape[0], H, max(iy_lo, 0), hi_band):
+                    ci, iy, ix = _decode(neuron[k], H, W)
+                    row = gu1[time[k]]
+                    v = value[k]
+                    for ky in range(KH):
+                        oy = _output_index(iy, py, ky, sy, Ho)
+                        if oy < 0:
+                            continue
+                        for kx in range(KW):
+                            ox = _output_index(ix, px, kx, sx, Wo)
+                            if ox < 0:
+                                continue
+                            off = (oy * Wo + ox) * Co - c0
+                            if off < 0 or off >= tw1:
+                                continue
+                            gk = gwp[ci, ky, kx]
+                            for co in range(Co):
+                                gk[co] += v * row[off + co]
+                if need_ga:
+                    gan = ga_out[n]
+                    for j0 in range(0, width, Co):
+                        pos = (c0 + j0) // Co
+                        oy = pos // Wo
+                        ox = pos % Wo
+                        for t in range(T):
+                            src = gu1[t, j0:j0 + Co]
+                            for co in range(Co):
+                                gan[co, oy, ox, t] = src[co]
+            if dense_conv:
+                # per kernel offset: gwk[k]^T (Ci x Co) (+)= X_k^T (Ci x L) G (L x Co), the samples of the part
+                # accumulated in order (pysrm.ops.conv._conv_wgrad_gemm_cpu's products)
+                gwk = gwk_parts[p]
+                for k in range(KH * KW):
+                    off = ((k // KW) * Wp + k % KW) * T
+                    gemm(84, 78, Ci, Co, L, xp[off:], S, gwide, L, gwk[k], Ci, 0.0 if first_n else 1.0)
+            if gx_blas:
+                for iy in range(H):
+                    _conv_gemm_row(gpad, Sq, wkf, Co, KW, Wq, T, Ci, W, iy, cols, wide, gu1, 0, gx_out[n], False)
+            first_n = False
+
+
+@njit(cache=True)
+def _delay_coefficients(shift, dm, df, dg):
+    # per neuron: m = floor(d), f = d - m, g = 1 - f in the dtype of shift (as pysrm.ops.delay._delay_cpu)
+    for j in range(shift.shape[0]):
+        d = shift[j]
+        m = int(np.floor(d))
+        dm[j] = m
+        df[j] = shift.dtype.type(d - m)
+        dg[j] = shift.dtype.type(1.0) - df[j]
+
+
+# --------------------------------------------------------------------------- wrappers
+
+def channels_last_index(C: int, H: int, W: int) -> np.ndarray:
+    """``canon[b]``: the canonical neuron index ``c H W + y W + x`` of the channels-last buffer column
+    ``b = (y W + x) C + c`` (int32, length ``C H W``)."""
+    c = np.arange(C)
+    yx = np.arange(H * W)
+    return (c[None, :] * (H * W) + yx[:, None]).reshape(-1).astype(np.int32)
+
+
+def wgrad_parts(N: int) -> int:
+    """Partial sums of the fused weight gradient for a batch of ``N``: the event-driven conv weight
+    gradient's partition (by shape; at most :data:`pysrm.ops.conv.WGRAD_PARTS`)."""
+    return max(1, min(N // 2, WGRAD_PARTS))
+
+
+class NeuronStage:
+    """The SRM neurons of a block stage, as the kernels take them: from the neuron parameters, the spike
+    and refractory responses and the time step ``ts`` (ms), in ``dtype``."""
+
+    def __init__(self, neuron, srm_kernel, refractory_kernel, ts, dtype):
+        from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters
+        from .spike import firing_threshold
+        from ._util import response_as
+        dt = np.dtype(dtype).type
+        alpha = alpha_parameters(srm_kernel)
+        L = len(srm_kernel)
+        k = response_as("srm_kernel", srm_kernel, dtype) * dt(ts)
+        fwd_alpha = alpha is not None and L >= RECURSIVE_MIN_LENGTH
+        bwd_alpha = alpha is not None and L >= RECURSIVE_MIN_LENGTH_BACKWARD
+        a, K = alpha if alpha is not None else (0.0, 0.0)
+        self.forward_args = (float(a), float(K * ts), L, k, fwd_alpha,
+                             response_as("refractory_kernel", refractory_kernel, dtype),
+                             firing_threshold(neuron.theta, dtype))
+        self.backward_args = (dt(neuron.theta), dt(neuron.scale_rho), dt(neuron.tau_rho * neuron.theta), k,
+                              float(a), float(K * ts), L, bwd_alpha)
+        self.amp = dt(1.0 / ts)
+
+
+def _geometry(w, x, stride, padding, pool_k):
+    from .conv import _check
+    shape, (sy, sx, py, px), (ho, wo) = _check(w, x, stride, padding)
+    H2, W2 = ((ho + pool_k - 1) // pool_k, (wo + pool_k - 1) // pool_k) if pool_k else (1, 1)
+    return shape, (sy, sx, py, px), (ho, wo), (H2, W2)
+
+
+def _delay_args(d, ts, Co, Ho, Wo, dtype, n_cols):
+    """Per channels-last column (``n_cols``, padding included): the integer shift, its fraction and
+    1 - fraction (pysrm.ops.delay)."""
+    from .delay import _shift_bins
+    M = Co * Ho * Wo
+    dm = np.zeros(n_cols, dtype=np.int64)
+    df = np.zeros(n_cols, dtype=dtype)
+    dg = np.ones(n_cols, dtype=dtype)
+    if d is not None:
+        shift, _, _ = _shift_bins(d, (Co, Ho, Wo), ts, dtype)
+        _delay_coefficients(np.ascontiguousarray(shift[channels_last_index(Co, Ho, Wo)]), dm[:M], df[:M], dg[:M])
+    return dm, df, dg
+
+
+def uses_blas(x, stride) -> bool:
+    """Whether the block's conv runs as BLAS products (stride 1 and an input above
+    :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD`, where pysrm.ops.conv's ``"auto"`` takes its BLAS
+    path) rather than event driven."""
+    from .conv import _pair
+    from .dense import CONV_EVENT_DENSITY_THRESHOLD
+    return x.density > CONV_EVENT_DENSITY_THRESHOLD and _pair("stride", stride) == (1, 1)
+
+
+def _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2):
+    shape, (sy, sx, py, px), (Ho, Wo), (H2, W2) = _geometry(w, x, stride, padding, pool[0] if pool else 0)
+    Co = w.shape[0]
+    dtype = w.dtype
+    pk, wp = (int(pool[0]), dtype.type(pool[1])) if pool else (1, dtype.type(1.0))
+    tw1 = tile_width(pool is not None, pk, Ho, Wo, Co)
+    n1 = H2 if pool else -(-(Co * Ho * Wo) // tw1)
+    d, ts_d = delay if delay is not None else (None, 1.0)
+    dm, df, dg = _delay_args(d, ts_d, Co, Ho, Wo, dtype, n1 * tw1)
+    s2 = stage2 if stage2 is not None else stage1
+    args = ((x.offsets, x.neuron, x.time, x.value, shape[2], shape[3], np.ascontiguousarray(w.transpose(1, 2, 3, 0)),
+             sy, sx, py, px, Ho, Wo, shape[4]) + stage1.forward_args
+            + (delay is not None, dm, df, dg, pool is not None, pk, wp, H2, W2) + s2.forward_args + (stage1.amp,)
+            + (n1, tw1, channels_last_index(Co, Ho, Wo),
+               channels_last_index(Co, H2, W2) if pool else np.zeros(1, np.int32)))
+    from .conv import GEMM_ROWS
+    KH, KW = w.shape[2], w.shape[3]
+    wk = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(KH * KW, Co * w.shape[1])
+    args += (uses_blas(x, stride), wk, max(1, GEMM_ROWS // shape[4]))
+    return args, (shape, Co, Ho, Wo, H2, W2, n1, tw1)
+
+
+def conv_block_forward(w, x, stride, padding, stage1, delay=None, pool=None, stage2=None):
+    r"""Forward of ``conv -> SRM [-> delay] [-> pool -> SRM]`` per sample (module docstring).
+
+    Parameters
+    ----------
+    w : ndarray (Co, Ci, KH, KW), float32 or float64; x : :class:`~pysrm.events.SpikeEvents`
+        ``(N, Ci, H, W, T)`` of the same dtype
+    stride, padding : the conv's (ints or pairs)
+    stage1, stage2 : :class:`NeuronStage` of the conv layer's SRM and of the pooling layer's SRM
+    delay : ``(d, ts)``, delays in ms broadcastable to ``(Co, Ho, Wo)`` and the time step, or None
+    pool : ``(k, weight)`` of the sum pooling (requires ``stage2``), or None
+
+    Returns ``(spikes1, spikes2)`` as :class:`~pysrm.events.SpikeEvents` (``spikes2`` None without pooling):
+    the spikes of the conv layer's SRM (before the delay) and of the pooling layer's SRM.
+    """
+    args, (shape, Co, Ho, Wo, H2, W2, n1, tw1) = _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2)
+    N, T = shape[0], shape[4]
+    results = map_samples(lambda n: _sample_forward(n, *args), N)
+    s1 = _events((N, Co, Ho, Wo, T), [r[0] for r in results], [r[1] for r in results], stage1.amp)
+    s2 = _events((N, Co, H2, W2, T), [r[2] for r in results], [r[3] for r in results], stage1.amp) if pool else None
+    return s1, s2
+
+
+def map_samples(fn, N):
+    """``[fn(0), ..., fn(N-1)]``, run by as many Python threads as Numba has (``fn`` is a ``nogil`` kernel
+    call; each sample's result depends on the sample only, so on no thread count)."""
+    import numba
+    workers = max(1, min(N, numba.get_num_threads()))
+    if workers == 1:
+        return [fn(n) for n in range(N)]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        return list(ex.map(fn, range(N)))
+
+
+def _events(shape, neurons, times, amp):
+    """SpikeEvents of per-sample (neuron, time) arrays already sorted by (neuron, time)."""
+    from ..events import SpikeEvents
+    offsets = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.cumsum([a.shape[0] for a in neurons], out=offsets[1:])
+    neuron = np.concatenate(neurons) if neurons else np.zeros(0, np.int32)
+    time = np.concatenate(times) if times else np.zeros(0, np.int32)
+    return SpikeEvents._trusted(shape, offsets, neuron, time, np.full(neuron.shape[0], amp, dtype=np.asarray(amp).dtype))
+
+
+def conv_block_backward(w, x, stride, padding, stage1, grad, delay=None, pool=None, stage2=None,
+                        need_input_grad=True):
+    r"""Backward of :func:`conv_block_forward` from ``grad``, the gradient of the block's output spikes:
+    of the pooling layer's SRM ``(N, Co, H2, W2, T)`` with pooling, else of the (delayed) conv spikes
+    ``(N, Co, Ho, Wo, T)``.  The forward of every sample is recomputed.
+
+    Returns ``(grad_x, grad_w, grad_d)``: the input gradient ``(N, Ci, H, W, T)`` (None unless
+    ``need_input_grad``), the weight gradient like ``w`` and the delay gradient of the shape of ``d``
+    (None without a delay)."""
+    from .conv import conv_input_grad
+    from .delay import _delay_grad, _shift_bins
+    args, (shape, Co, Ho, Wo, H2, W2, n1, tw1) = _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2)
+    N, Ci, H, W, T = shape
+    KH, KW = w.shape[2], w.shape[3]
+    dtype = w.dtype
+    M_out = Co * H2 * W2 if pool else Co * Ho * Wo
+    if grad.shape[0] != N or grad.size != N * M_out * T:
+        raise ValueError(f"grad has shape {grad.shape}; expected {(N, Co) + ((H2, W2) if pool else (Ho, Wo)) + (T,)}")
+    g = np.ascontiguousarray(grad, dtype=dtype).reshape(N, M_out, T)
+    dense_conv = args[-3]
+    parts = np.zeros((wgrad_parts(N), Ci, KH, KW, Co) if not dense_conv else (1, 1, 1, 1, 1), dtype=dtype)
+    gwk_parts = np.zeros((wgrad_parts(N), KH * KW, Co * Ci) if dense_conv else (1, 1, 1), dtype=dtype)
+    gd_rows = np.zeros((N, Co * Ho * Wo) if delay is not None else (1, 1), dtype=dtype)
+    from .conv import _pair
+    sy, sx = _pair("stride", stride)
+    py, px = _pair("padding", padding)
+    gx_blas = bool(need_input_grad) and sy == sx == 1 and py <= KH - 1 and px <= KW - 1
+    need_ga = bool(need_input_grad) and not gx_blas
+    ga = np.empty((N, Co, Ho, Wo, T) if need_ga else (1, 1, 1, 1, 1), dtype=dtype)
+    gx = np.empty((N, Ci, H, W, T) if gx_blas else (1, 1, 1, 1, 1), dtype=dtype)
+    wkf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(2, 3, 1, 0)).reshape(KH * KW, Ci * Co)
+    s2 = stage2 if stage2 is not None else stage1
+    _block_backward_cpu(*args[:-3], *stage1.backward_args, *s2.backward_args, *args[-3:], g, parts, gwk_parts,
+                        gd_rows, need_ga, ga, gx_blas, wkf, KH - 1 - py, KW - 1 - px, gx)
+    if dense_conv:
+        grad_w = np.ascontiguousarray(gwk_parts.sum(axis=0).reshape(KH, KW, Co, Ci).transpose(2, 3, 0, 1))
+    else:
+        grad_w = np.ascontiguousarray(parts.sum(axis=0).transpose(3, 0, 1, 2))
+    grad_d = None
+    if delay is not None:
+        d, ts = delay
+        _, d_shape, ts = _shift_bins(d, (Co, Ho, Wo), ts, dtype)
+        canon_rows = np.empty_like(gd_rows)
+        canon_rows[:, channels_last_index(Co, Ho, Wo)] = gd_rows
+        grad_d = _delay_grad(canon_rows, (N, Co, Ho, Wo, T), d_shape, ts)
+    grad_x = gx if gx_blas else (conv_input_grad(w, ga, stride, padding, (H, W)) if need_input_grad else None)
+    return grad_x, grad_w, grad_d
