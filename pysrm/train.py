@@ -478,7 +478,7 @@ def remove_run_files(path) -> None:
 
 def default_run_dir(cfg: TrainConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.dataset}_{cfg.loss}_seed{cfg.seed}_{stamp}"
+    return Path("runs") / f"{cfg.dataset.replace(':', '-')}_{cfg.loss}_seed{cfg.seed}_{stamp}"
 
 
 # ------------------------------------------------------------------------------------------------ train
