@@ -209,6 +209,18 @@ def test_sample_hands_out_copies_not_the_cache():
     same(ds.sample(1), _bin_events_numpy(ds.events(1), ds.native_shape, ds.sim))
 
 
+def test_a_subclass_that_overrides_sample_gets_it_called_by_the_loader():
+    from pysrm.data import SyntheticDataset
+
+    class Flipped(SyntheticDataset):
+        def sample(self, i, rng=None, augment=False, jitter=None):
+            s = super().sample(i, rng, augment, jitter)
+            return SpikeEvents(s.shape, s.offsets, s.neuron, s.shape[-1] - 1 - s.time, s.value)
+    ds = Flipped(n_samples=6, size=16)
+    x, _ = next(iter(DataLoader(ds, 6, shuffle=False)))
+    same(x, SpikeEvents.concatenate([ds.sample(i) for i in range(6)]))
+
+
 def test_cache_off_gives_the_same_batches():
     on = load_dataset("synthetic", "train", n_samples=20, jitter=2, size=16)
     off = load_dataset("synthetic", "train", n_samples=20, jitter=2, size=16)

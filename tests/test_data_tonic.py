@@ -166,7 +166,7 @@ def test_nmnist_disk_cache_keyed_by_tonic_files(tmp_path, monkeypatch):
     a = from_tonic(tds, ts=1.0, t_sample=300.0, cache_dir=tmp_path / "cache")
     first = [a.sample(i) for i in range(len(a))]
     key = a.cache_key()
-    assert key.startswith("tonic:NMNIST-train-") and (tmp_path / "cache" / key / "events.npy").is_file()
+    assert key.startswith("tonic-NMNIST-train-") and (tmp_path / "cache" / key / "events.npy").is_file()
     b = from_tonic(tonic.datasets.NMNIST(save_to=str(tmp_path / "d"), train=True), ts=1.0, t_sample=300.0,
                    cache_dir=tmp_path / "cache")
     assert b.cache_key() == key

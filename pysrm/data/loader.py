@@ -91,8 +91,13 @@ class DataLoader:
         rng = np.random.default_rng([self.seed, epoch, 1])
         labels = np.asarray(self.dataset.labels, dtype=np.int64)
         kw = {} if self.jitter is None else {"jitter": self.jitter}
-        # a dataset class with sample_batch (pysrm's) makes the batch in one go; bitwise the concatenation
-        batch_of = getattr(type(self.dataset), "sample_batch", None)
+        # a dataset class with sample_batch (pysrm's) makes the batch in one go, bitwise the concatenation;
+        # only where the class that defines sample also defines sample_batch (a subclass that overrides
+        # sample alone gets its own sample called)
+        cls = type(self.dataset)
+        batch_of = getattr(cls, "sample_batch", None)
+        if batch_of is not None and _owner(cls, "sample_batch") is not _owner(cls, "sample"):
+            batch_of = None
         for k in range(len(self)):
             idx = order[k * self.batch_size:(k + 1) * self.batch_size]
             if batch_of is not None:
@@ -101,6 +106,11 @@ class DataLoader:
                 x = SpikeEvents.concatenate([self.dataset.sample(int(i), rng=rng, augment=self.augment, **kw)
                                              for i in idx])
             yield x, labels[idx]
+
+
+def _owner(cls, name):
+    """The class in ``cls``'s MRO whose own namespace defines ``name``."""
+    return next((k for k in cls.__mro__ if name in k.__dict__), None)
 
 
 _DONE = object()

@@ -275,6 +275,10 @@ class TonicDataset(EventDataset):
             ev, _ = self._item(unit, check_label=int(self.labels[unit]))
         yield unit, ev
 
+    def cache_key(self) -> str:
+        """``tonic-<ClassName>-<split>-<hash>`` (see :meth:`EventDataset.cache_key`; no ':' in a folder name)."""
+        return super().cache_key().replace(":", "-", 1)
+
     def _sources(self):
         """The files the wrapped object reads (a file per sample in ``.data``, or one HDF5 file), or None."""
         d = self.tonic
