@@ -40,8 +40,10 @@ the cached spikes (:func:`~pysrm.data.binning.shift_binned`), which gives bitwis
 counters, that binning the shifted events gives.  Only windows that start at the sample's start are
 cached (random windows, DVS Gesture's training set, are binned per draw).
 
-* **memory** (no ``cache_dir``): ``ds._bins[key][i]``, 12 bytes per spike (about 43 MB per 1,000
-  N-MNIST samples at ``Ts = 1 ms``); ``ds.bin_cache = False`` turns this cache off.  **Its key** is
+* **memory** (no ``cache_dir``): ``ds._bins[key][i]``, 12 bytes per spike (49 MB for NMNISTsmall's
+  1,000 training samples at ``Ts = 1 ms``, ``T = 300``: N-MNIST's events rarely share a bin, so about
+  as much as the events themselves; use a cache directory for the full datasets);
+  ``ds.bin_cache = False`` turns this cache off.  **Its key** is
   :meth:`EventDataset.bin_signature`: ``(sim.ts, sim.n_bins, native_shape, layout)`` (``sim.n_bins =
   t_sample / ts``), within the dataset object whose files, split, sample order and ``out_of_range``
   policy are fixed when it is made (as for the event cache); the sample index completes it.
