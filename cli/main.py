@@ -11,7 +11,7 @@ import click
 
 import pysrm  # noqa: F401  (first: pysrm sets its thread defaults before NumPy loads)
 from pysrm.config import (DATASET_CHOICES, DEVICE_CHOICES, EMPTY_SAMPLES_CHOICES, GRAD_CHOICES, LOSS_CHOICES,
-                          OPTIMIZER_CHOICES, TrainConfig, normalize_dataset, normalize_loss)
+                          OPTIMIZER_CHOICES, TrainConfig, is_tonic_dataset, normalize_dataset, normalize_loss)
 
 from .data_cmd import data as data_group
 from .sweep_cmd import sweep as sweep_cmd
@@ -28,12 +28,29 @@ class NormalizedChoice(click.Choice):
         return super().convert(self.normalize(value), param, ctx)
 
 
+class DatasetChoice(NormalizedChoice):
+    """The dataset names, or ``tonic:<ClassName>`` for a class of tonic.datasets."""
+
+    def convert(self, value, param, ctx):
+        v = self.normalize(value)
+        if is_tonic_dataset(v):
+            return v
+        if isinstance(v, str) and v.startswith("tonic:"):
+            self.fail(f"{value!r}: expected tonic:<ClassName>, a class of tonic.datasets such as tonic:NMNIST", param,
+                      ctx)
+        return super().convert(v, param, ctx)
+
+    def get_metavar(self, param, *args, **kwargs):
+        return "[" + "|".join(self.choices) + "|tonic:<ClassName>]"
+
+
 # (option, config key, click type, help) for every `pysrm train` setting; all default to None so that
 # only the flags a user gives override the config file.
 TRAIN_OPTIONS = [
-    ("--dataset", "dataset", NormalizedChoice(DATASET_CHOICES, normalize_dataset),
-     "dataset (default synthetic: embedded, no download)"),
-    ("--data-dir", "data_dir", str, "folder of the dataset files"),
+    ("--dataset", "dataset", DatasetChoice(DATASET_CHOICES, normalize_dataset),
+     "dataset (default synthetic: embedded, no download); tonic:<ClassName> reads tonic.datasets.<ClassName> "
+     "from --data-dir (its save_to; never downloads; needs pip install 'pysrm[tonic]')"),
+    ("--data-dir", "data_dir", str, "folder of the dataset files (for tonic:<ClassName>: tonic's save_to)"),
     ("--train-list", "train_list", str, "N-MNIST list layout: training list file (e.g. train1K.txt)"),
     ("--test-list", "test_list", str, "N-MNIST list layout: test list file (e.g. test100.txt)"),
     ("--n-train", "n_train", int, "use only the first N training samples (N >= 1)"),

@@ -41,10 +41,22 @@ def normalize_loss(name):
     return key if key in LOSS_CHOICES else name
 
 
+#: a dataset name ``tonic:<ClassName>`` selects ``tonic.datasets.<ClassName>`` (pysrm.data.tonic_adapter)
+TONIC_PREFIX = "tonic:"
+
+
+def is_tonic_dataset(name) -> bool:
+    """True for ``tonic:<ClassName>`` (a class name after the prefix; its case is kept)."""
+    return isinstance(name, str) and name.startswith(TONIC_PREFIX) and name[len(TONIC_PREFIX):].isidentifier()
+
+
 def normalize_dataset(name):
-    """The canonical dataset name: ``dvs_gesture``, ``DVS-Gesture``, ``n-mnist`` -> ``dvs-gesture``, ``nmnist``."""
+    """The canonical dataset name: ``dvs_gesture``, ``DVS-Gesture``, ``n-mnist`` -> ``dvs-gesture``, ``nmnist``;
+    ``Tonic: NMNIST`` -> ``tonic:NMNIST`` (the tonic class name keeps its case)."""
     if not isinstance(name, str):
         return name
+    if name.strip().lower().startswith(TONIC_PREFIX):
+        return TONIC_PREFIX + name.strip()[len(TONIC_PREFIX):].strip()
     key = name.strip().lower().replace("_", "-")
     key = _DATASET_ALIASES.get(key, key)
     return key if key in DATASET_CHOICES else name
@@ -115,7 +127,11 @@ class TrainConfig:
             v = getattr(self, name)
             if v not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {v!r}")
-        choice("dataset", DATASET_CHOICES)
+        if not is_tonic_dataset(self.dataset):
+            if isinstance(self.dataset, str) and self.dataset.startswith(TONIC_PREFIX):
+                raise ValueError(f"dataset must be one of {', '.join(DATASET_CHOICES)} or tonic:<ClassName> (a class "
+                                 f"of tonic.datasets, e.g. tonic:NMNIST); got {self.dataset!r}")
+            choice("dataset", DATASET_CHOICES)
         choice("loss", LOSS_CHOICES)
         choice("optimizer", OPTIMIZER_CHOICES)
         choice("device", DEVICE_CHOICES)

@@ -135,6 +135,9 @@ class Subset:
     def sample(self, i, *args, **kwargs):
         return self.ds.sample(int(self.indices[i]), *args, **kwargs)
 
+    def sample_batch(self, indices, *args, **kwargs):
+        return self.ds.sample_batch([int(self.indices[i]) for i in indices], *args, **kwargs)
+
     def sample_name(self, i) -> str:
         return self.ds.sample_name(int(self.indices[i]))
 
@@ -247,13 +250,19 @@ def check_jitter(cfg: TrainConfig, ds):
                          f"lost), e.g. 2 for N-MNIST")
 
 
-def make_loader(ds, cfg: TrainConfig, shuffle: bool, augment: bool, batch_size: int | None = None):
+#: batches the training loop's DataLoader makes ahead in a thread (see DataLoader's ``prefetch``); the
+#: batches are the same with any value, 0 makes each one when the loop asks for it
+TRAIN_PREFETCH = 2
+
+
+def make_loader(ds, cfg: TrainConfig, shuffle: bool, augment: bool, batch_size: int | None = None,
+                prefetch: int = 0):
     from .data import DataLoader
     kwargs = {}
     if augment and cfg.jitter:
         kwargs["jitter"] = cfg.jitter
     return DataLoader(ds, batch_size=batch_size or cfg.batch_size, shuffle=shuffle, seed=cfg.seed,
-                      augment=augment and cfg.jitter > 0, **kwargs)
+                      augment=augment and cfg.jitter > 0, prefetch=prefetch, **kwargs)
 
 
 # -------------------------------------------------------------------------------------------- evaluation
@@ -469,7 +478,7 @@ def remove_run_files(path) -> None:
 
 def default_run_dir(cfg: TrainConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.dataset}_{cfg.loss}_seed{cfg.seed}_{stamp}"
+    return Path("runs") / f"{cfg.dataset.replace(':', '-')}_{cfg.loss}_seed{cfg.seed}_{stamp}"
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -585,7 +594,7 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, s
     train_ds = check_empty_samples(train_ds, "training", cfg.empty_samples, progress.message)
     val_ds = check_empty_samples(val_ds, "validation", cfg.empty_samples, progress.message)
     test_ds = check_empty_samples(test_ds, "test", cfg.empty_samples, progress.message)
-    loader = make_loader(train_ds, cfg, shuffle=True, augment=True)
+    loader = make_loader(train_ds, cfg, shuffle=True, augment=True, prefetch=TRAIN_PREFETCH)
     start_epoch, skip_batches, best, acc_state = 0, 0, -1.0, None
     created = False
     if resume:
@@ -655,29 +664,36 @@ def _train_epoch(cfg, epoch, skip_batches, acc, net, loss, opt, loader, train_ds
     stats = getattr(train_ds, "stats", None) or {}
     binned0, shifted0 = stats.get("events_binned", 0), stats.get("shifted_out", 0)
     t0 = time.perf_counter()
-    for batch, (x, y) in enumerate(loader):
-        if batch < skip_batches:
-            continue  # resuming: the loader still draws these batches so every RNG stays in step
-        if stop.requested or (stop_after_batches is not None and state["batches"] >= stop_after_batches):
-            acc["seconds"] += time.perf_counter() - t0
-            save_checkpoint(rd.ckpt / "last.npz", net, opt, {"epoch": epoch, "batch": batch, "best": state["best"],
-                                                           "accumulators": acc, "complete": False})
-            raise TrainingInterrupted(rd.path)
-        out = net.forward(x, train=True)
-        value, grad = loss.value_and_grad(out, y)
-        if not math.isfinite(value):
-            raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, batch {batch + 1}; try a smaller --lr")
-        net.zero_grad()
-        net.backward(grad)
-        opt.step()
-        b = len(y)
-        acc["loss"] += value * b
-        acc["correct"] += int((predict(out) == y).sum())
-        acc["n"] += b
-        state["batches"] += 1
-        elapsed = acc["seconds"] + time.perf_counter() - t0
-        progress.batch(batch + 1, n_batches, acc["loss"] / acc["n"], acc["correct"] / acc["n"],
-                       acc["n"] / max(elapsed, 1e-9))
+    batches = iter(loader)
+    try:
+        for batch, (x, y) in enumerate(batches):
+            if batch < skip_batches:
+                continue  # resuming: the loader still draws these batches so every RNG stays in step
+            if stop.requested or (stop_after_batches is not None and state["batches"] >= stop_after_batches):
+                acc["seconds"] += time.perf_counter() - t0
+                save_checkpoint(rd.ckpt / "last.npz", net, opt,
+                                {"epoch": epoch, "batch": batch, "best": state["best"], "accumulators": acc,
+                                 "complete": False})
+                raise TrainingInterrupted(rd.path)
+            out = net.forward(x, train=True)
+            value, grad = loss.value_and_grad(out, y)
+            if not math.isfinite(value):
+                raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, batch {batch + 1}; "
+                                         f"try a smaller --lr")
+            net.zero_grad()
+            net.backward(grad)
+            opt.step()
+            b = len(y)
+            acc["loss"] += value * b
+            acc["correct"] += int((predict(out) == y).sum())
+            acc["n"] += b
+            state["batches"] += 1
+            elapsed = acc["seconds"] + time.perf_counter() - t0
+            progress.batch(batch + 1, n_batches, acc["loss"] / acc["n"], acc["correct"] / acc["n"],
+                           acc["n"] / max(elapsed, 1e-9))
+    finally:
+        if hasattr(batches, "close"):
+            batches.close()  # stops and joins the loader's prefetch thread, also on Ctrl-C and on errors
     seconds = acc["seconds"] + time.perf_counter() - t0
     binned, shifted = stats.get("events_binned", 0) - binned0, stats.get("shifted_out", 0) - shifted0
     if cfg.jitter and binned and shifted > JITTER_WARN_FRACTION * binned:

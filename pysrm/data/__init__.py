@@ -19,8 +19,9 @@ A 2-D event ``(x, y, p, t)`` goes to ``[p, y, x, round(t / 1000 / Ts)]``
 :mod:`pysrm.data.binning` (binning), :mod:`pysrm.data.base` (caching).
 
 Datasets (``DATASETS``): ``'synthetic'`` (glyph events generated in pysrm),
-``'nmnist'``, ``'dvs-gesture'``, ``'ntidigits'``; events already in memory
-(structured arrays with fields ``x, y, t, p``, e.g. from tonic) go through
+``'nmnist'``, ``'dvs-gesture'``, ``'ntidigits'``, and ``'tonic:<ClassName>'`` (a tonic dataset class,
+read by tonic from ``data_dir``; :mod:`pysrm.data.tonic_adapter`); a tonic dataset object goes through
+:func:`from_tonic`, events already in memory (structured arrays with fields ``x, y, t, p``) through
 :func:`from_arrays`.
 """
 from .base import EventArrayDataset, EventDataset, from_arrays
@@ -36,10 +37,12 @@ from ._paths import default_data_dir
 from .registry import DATASETS, dataset_options, load_dataset
 from .summary import detect, file_info, summarize
 from .synthetic import SyntheticDataset
+from .tonic_adapter import TonicDataset, from_tonic, load_tonic
 
 __all__ = [
     "DATASETS", "load_dataset", "DataLoader", "dataset_options", "default_data_dir",
-    "EventDataset", "EventArrayDataset", "from_arrays", "SyntheticDataset", "NMNIST", "DVSGesture", "NTIDIGITS",
+    "EventDataset", "EventArrayDataset", "from_arrays", "TonicDataset", "from_tonic", "load_tonic",
+    "SyntheticDataset", "NMNIST", "DVSGesture", "NTIDIGITS",
     "bin_events", "binned_shape", "EVENT_DTYPE", "as_events", "make_events",
     "read_nmnist_bin", "read_bs1", "read_bs2", "write_bs1", "write_bs2", "read_aedat31", "write_aedat31",
     "read_gesture_labels", "read_sample_list",

@@ -29,7 +29,31 @@ on first use and cached, so that iterating a second time does no parsing:
   changed, moved or different dataset therefore gets a new folder and is
   re-parsed; a cache is never shared between two datasets.  Options applied
   when binning (``sim``, ``jitter``, ``downsample``, windows, ``dtype``) do
-  not enter the key: the cache holds events, and binning happens after it.
+  not enter this key: this folder holds events; binned spikes have their own
+  sub-folder and key (below).
+
+**Binned once.**  What the training loop asks for every epoch is a sample *binned*: its spikes
+``(neuron, time bin)``.  The binned spikes of every sample are cached as well, at the sensor's own
+resolution and without augmentation, with the number of events merged into each spike; the jitter
+augmentation (a shift of every event by ``(dx, dy)`` pixels) and ``downsample`` are applied per draw on
+the cached spikes (:func:`~pysrm.data.binning.shift_binned`), which gives bitwise the spikes, and the
+counters, that binning the shifted events gives.  Only windows that start at the sample's start are
+cached (random windows, DVS Gesture's training set, are binned per draw).
+
+* **memory** (no ``cache_dir``): ``ds._bins[key][i]``, 12 bytes per spike (49 MB for NMNISTsmall's
+  1,000 training samples at ``Ts = 1 ms``, ``T = 300``: N-MNIST's events rarely share a bin, so about
+  as much as the events themselves; use a cache directory for the full datasets);
+  ``ds.bin_cache = False`` turns this cache off.  **Its key** is
+  :meth:`EventDataset.bin_signature`: ``(sim.ts, sim.n_bins, native_shape, layout)`` (``sim.n_bins =
+  t_sample / ts``), within the dataset object whose files, split, sample order and ``out_of_range``
+  policy are fixed when it is made (as for the event cache); the sample index completes it.
+* **cache directory**: ``<cache_dir>/<cache_key()>/binned-<hash>/`` (``neuron.npy``, ``time.npy``,
+  ``count.npy``, ``offsets.npy``, ``stats.npy``, ``meta.json``), built for all samples at the first
+  draw and memory-mapped after.  **Its key** is the events folder's (:meth:`EventDataset.cache_key`:
+  file identities, split, sample count, sensor, layout, ``out_of_range``, reader version) plus a SHA-1 of
+  :meth:`EventDataset.bin_signature` and the binning code's version (:data:`BIN_FORMAT`).
+
+Options applied per draw (``jitter``/``shift``, ``downsample``, ``dtype``) are not part of either key.
 
 Empty samples (no event inside the sensor) are recorded, not raised, while a
 file is parsed, so that one bad sample never disturbs the others that share
@@ -52,13 +76,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import warnings
 
 import numpy as np
 
 from ..params import SimParams
 from ..events import SpikeEvents
-from .binning import LAYOUTS, bin_events, binned_shape, drop_out_of_sensor
+from .binning import LAYOUTS, _spikes, bin_events, bin_kernel, binned_shape, drop_out_of_sensor, shift_binned
 from .formats import EVENT_DTYPE, as_events
 
 SPLITS = ("train", "test")
@@ -89,6 +114,8 @@ def check_int(name, value, lo=0):
 
 #: version of what the readers return; part of the cache-directory key (raise it when a reader changes)
 CACHE_FORMAT = 2
+#: version of the binned-spikes cache (raise it when binning or that cache's layout changes)
+BIN_FORMAT = 1
 
 
 def new_stats() -> dict:
@@ -152,6 +179,19 @@ class EventDataset:
         self._cache: list = [None] * len(self.labels)
         self._packed = None  # (events, offsets) from a cache directory
         self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
+        self.bin_cache = True  # cache the binned spikes (see the module docstring)
+        self._bins = {}        # bin_signature() -> [entry or None per sample] (memory)
+        self._bins_disk = {}   # bin_signature() -> (neuron, time, count, offsets, stats) memory-mapped
+        self._lock = threading.RLock()  # parsing and cache filling (a DataLoader may draw in a thread)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ basic protocol
     def __len__(self) -> int:
@@ -231,13 +271,19 @@ class EventDataset:
     def _raw_events(self, i: int) -> np.ndarray:
         """Events of sample ``i`` (an already checked index), possibly none."""
         if self._packed is None and self.cache_dir is not None:
-            self._open_disk_cache()
+            with self._lock:
+                if self._packed is None:
+                    self._open_disk_cache()
         if self._packed is not None:
             ev, off = self._packed
             return ev[off[i]:off[i + 1]]
-        if self._cache[i] is None:
-            self._load_unit(int(self._unit_of[i]))
-        return self._cache[i]
+        ev = self._cache[i]
+        if ev is None:
+            with self._lock:
+                if self._cache[i] is None:
+                    self._load_unit(int(self._unit_of[i]))
+                ev = self._cache[i]
+        return ev
 
     def events(self, i, allow_empty: bool = False) -> np.ndarray:
         """Events of sample ``i`` (:data:`~pysrm.data.formats.EVENT_DTYPE`, ``t`` in us); parsed once, cached.
@@ -262,12 +308,14 @@ class EventDataset:
 
     def preload(self):
         """Parse every sample now (they are cached); returns ``self``."""
-        if self.cache_dir is not None:
-            self._open_disk_cache()
-            return self
-        for i in range(len(self)):
-            if self._cache[i] is None:
-                self._load_unit(int(self._unit_of[i]))
+        with self._lock:
+            if self.cache_dir is not None:
+                if self._packed is None:
+                    self._open_disk_cache()
+                return self
+            for i in range(len(self)):
+                if self._cache[i] is None:
+                    self._load_unit(int(self._unit_of[i]))
         return self
 
     def cache_key(self) -> str:
@@ -323,6 +371,101 @@ class EventDataset:
         ev = self.events(i, allow_empty=True)
         return int(ev["t"].max()) if ev.size else 0
 
+    def _random_windows(self) -> bool:
+        """True when samples are drawn as random windows (then binned per draw, not cached)."""
+        return False
+
+    def bin_signature(self) -> tuple:
+        """What determines the cached binned spikes of a sample besides the dataset's own sources (see the
+        module docstring): ``(sim.ts, sim.n_bins, native_shape, layout)``."""
+        return (float(self.sim.ts), int(self.sim.n_bins), tuple(self.native_shape), str(self.layout))
+
+    def bin_cache_dir(self) -> str | None:
+        """The binned-spikes folder in ``cache_dir`` (None without one): ``<cache_key()>/binned-<hash>``."""
+        if self.cache_dir is None:
+            return None
+        sig = {"bins": list(self.bin_signature()), "format": BIN_FORMAT}
+        h = hashlib.sha1(json.dumps(sig, sort_keys=True).encode()).hexdigest()[:16]
+        return os.path.join(self.cache_dir, self.cache_key(), f"binned-{h}")
+
+    def _bin_native(self, i, ev):
+        """Entry of sample ``i``: its events binned at the sensor's resolution, no shift, window at 0:
+        ``(neuron, time, count, n_events, cropped)``."""
+        ev = drop_out_of_sensor(ev, self.native_shape, self.layout, "error", self._source(i))  # never out of range
+        neuron, time, count, cropped, _ = bin_kernel(ev, self.native_shape, self.sim.ts, self.sim.n_bins,
+                                                     layout=self.layout)
+        return (neuron.copy(), time.copy(), count.copy(), int(ev.size), int(cropped))
+
+    def _cached_bins(self, i):
+        """The cached entry of sample ``i`` (see :meth:`_bin_native`), made now if missing; None when the
+        binned cache is off.  Raises the empty-sample error for a sample with no event."""
+        if not self.bin_cache:
+            return None
+        sig = self.bin_signature()
+        if self.cache_dir is not None:
+            disk = self._bins_disk.get(sig)
+            if disk is None:
+                with self._lock:
+                    disk = self._bins_disk.get(sig) or self._open_bin_cache(sig)
+            neuron, time, count, off, st = disk
+            a, b = off[i], off[i + 1]
+            entry = (neuron[a:b], time[a:b], count[a:b], int(st[i, 0]), int(st[i, 1]))
+        else:
+            table = self._bins.get(sig)
+            if table is None:
+                table = self._bins.setdefault(sig, [None] * len(self))
+            entry = table[i]
+            if entry is None:
+                ev = self._raw_events(i)
+                entry = self._bin_native(i, ev) if ev.size else (None, None, None, 0, 0)
+                table[i] = entry
+        if entry[3] == 0:
+            raise self._empty_error(i)
+        return entry
+
+    def _open_bin_cache(self, sig):
+        d = self.bin_cache_dir()
+        names = ("neuron", "time", "count", "offsets", "stats")
+        files = {k: os.path.join(d, f"{k}.npy") for k in names}
+        n = len(self)
+        if all(os.path.isfile(f) for f in files.values()):
+            try:
+                arr = {k: np.load(f, mmap_mode=None if k in ("offsets", "stats") else "r") for k, f in files.items()}
+                off = arr["offsets"]
+                m = int(off[-1]) if off.shape == (n + 1,) else -1
+                if (all(arr[k].dtype == np.int32 and arr[k].shape == (m,) for k in ("neuron", "time", "count"))
+                        and arr["stats"].shape == (n, 2) and off[0] == 0 and (np.diff(off) >= 0).all()):
+                    out = (arr["neuron"], arr["time"], arr["count"], off, arr["stats"])
+                    self._bins_disk[sig] = out
+                    return out
+            except (OSError, ValueError):
+                pass
+            warnings.warn(f"binned cache {d} is unreadable or inconsistent; binning the dataset again", stacklevel=4)
+        parts = []
+        for i in range(n):
+            ev = self._raw_events(i)
+            parts.append(self._bin_native(i, ev) if ev.size else
+                         (np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.int32), 0, 0))
+        off = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum([p[0].size for p in parts], out=off[1:])
+        data = {"neuron": np.concatenate([p[0] for p in parts]) if n else np.empty(0, np.int32),
+                "time": np.concatenate([p[1] for p in parts]) if n else np.empty(0, np.int32),
+                "count": np.concatenate([p[2] for p in parts]) if n else np.empty(0, np.int32),
+                "stats": np.array([(p[3], p[4]) for p in parts], dtype=np.int64).reshape(n, 2), "offsets": off}
+        os.makedirs(d, exist_ok=True)
+        tmp = os.path.join(d, f".tmp{os.getpid()}-{threading.get_ident()}")
+        for k in ("neuron", "time", "count", "stats", "offsets"):  # offsets last: it marks a complete cache
+            np.save(f"{tmp}{k}.npy", data[k])
+            os.replace(f"{tmp}{k}.npy", files[k])
+        with open(os.path.join(d, "meta.json"), "w") as f:
+            json.dump({"dataset": self.name, "split": self.split, "n_samples": n, "n_spikes": int(off[-1]),
+                       "ts": sig[0], "n_bins": sig[1], "native_shape": list(sig[2]), "layout": sig[3],
+                       "format": BIN_FORMAT}, f)
+        out = (np.load(files["neuron"], mmap_mode="r"), np.load(files["time"], mmap_mode="r"),
+               np.load(files["count"], mmap_mode="r"), off, data["stats"])
+        self._bins_disk[sig] = out
+        return out
+
     def sample(self, i, rng=None, augment: bool = False, jitter: int | None = None) -> SpikeEvents:
         """Sample ``i`` binned into a ``SpikeEvents`` of shape ``(1, C, H, W, T)``.
 
@@ -332,10 +475,37 @@ class EventDataset:
         in x and y, each uniform in ``[-jitter, jitter]``; events shifted off
         the sensor are dropped (counted in ``stats['shifted_out']``).
         Without ``rng`` windows start at the sample start, and augmentation
-        uses a fresh unseeded generator.
+        uses a fresh unseeded generator.  Binned once: windows at the sample's start come from the
+        binned cache (module docstring), the shift and downsampling applied on it; the result is
+        bitwise that of :func:`~pysrm.data.binning.bin_events` on the events.
         """
+        neuron, time, shared = self._sample_parts(i, rng, augment, jitter)
+        if shared:  # the cache's own arrays: never handed out
+            neuron, time = np.array(neuron), np.array(time)
+        return _spikes((1,) + tuple(self.sensor_shape) + (self.sim.n_bins,), neuron, time, self.sim.ts, self.dtype)
+
+    def sample_batch(self, indices, rng=None, augment: bool = False, jitter: int | None = None) -> SpikeEvents:
+        """Samples ``indices`` binned into one ``SpikeEvents`` ``(len(indices), C, H, W, T)``: bitwise
+        ``SpikeEvents.concatenate([ds.sample(i, rng, augment, jitter) for i in indices])``, with the same
+        draws from ``rng`` in the same order, made without the per-sample objects (the DataLoader's path)."""
+        parts = [self._sample_parts(i, rng, augment, jitter) for i in indices]
+        if not parts:
+            raise ValueError("sample_batch needs at least one index")
+        off = np.zeros(len(parts) + 1, dtype=np.int64)
+        np.cumsum([p[0].shape[0] for p in parts], out=off[1:])  # (concatenate copies)
+        neuron = np.concatenate([p[0] for p in parts])
+        time = np.concatenate([p[1] for p in parts])
+        return SpikeEvents._trusted((len(parts),) + tuple(self.sensor_shape) + (self.sim.n_bins,), off, neuron, time,
+                                    np.full(neuron.shape[0], 1.0 / self.sim.ts, dtype=self.dtype))
+
+    def _sample_parts(self, i, rng, augment, jitter):
+        """``(neuron, time, shared)``: the spikes (int32, canonical order) of sample ``i`` as :meth:`sample`
+        bins them; ``shared`` when they are the binned cache's own arrays, which the caller must not
+        hand out or write to."""
         i = self._index(i)
-        ev = self.events(i)
+        cached = self.bin_cache and not self._random_windows()
+        entry = self._cached_bins(i) if cached else None  # raises for an empty sample, as events() does
+        ev = None if entry is not None else self.events(i)
         jitter = self.jitter if jitter is None else check_int("jitter", jitter, 0)
         if jitter and self.layout == "address":
             raise ValueError(f"jitter (spatial shift augmentation) is meaningless for the 1-D sensor of "
@@ -345,9 +515,25 @@ class EventDataset:
             if rng is None:
                 rng = np.random.default_rng()
             shift = tuple(int(v) for v in rng.integers(-jitter, jitter + 1, size=2))
-        return bin_events(ev, self.native_shape, self.sim, t_start=self.window_start(i, rng), shift=shift,
-                          downsample=self.downsample, layout=self.layout, dtype=self.dtype,
-                          out_of_range="error", stats=self.stats, name=self._source(i))
+        t_start = self.window_start(i, rng)
+        if entry is None or t_start != 0:
+            if ev is None:
+                ev = self.events(i)
+            sp = bin_events(ev, self.native_shape, self.sim, t_start=t_start, shift=shift,
+                            downsample=self.downsample, layout=self.layout, dtype=self.dtype,
+                            out_of_range="error", stats=self.stats, name=self._source(i))
+            return sp.neuron, sp.time, False
+        neuron, time, count, n_events, cropped = entry
+        st = self.stats
+        st["events_binned"] = st.get("events_binned", 0) + n_events
+        st["cropped"] = st.get("cropped", 0) + cropped
+        if shift == (0, 0) and self.downsample == 1:
+            return neuron, time, True
+        neuron, time, gone = shift_binned(neuron, time, count, self.native_shape, shift=shift,
+                                          downsample=self.downsample, layout=self.layout)
+        if shift != (0, 0):
+            st["shifted_out"] = st.get("shifted_out", 0) + int(gone)
+        return neuron, time, False
 
     def dense(self, i, rng=None, augment: bool = False) -> np.ndarray:
         """Dense ``(C, H, W, T)`` tensor of sample ``i`` (convenience for inspection)."""

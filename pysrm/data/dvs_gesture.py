@@ -120,6 +120,9 @@ class DVSGesture(EventDataset):
         _, s, e = self.gestures[self._index(i)]
         return int(e - s)
 
+    def _random_windows(self):
+        return self.random_window
+
     def window_start(self, i, rng=None):
         if not self.random_window or rng is None:
             return 0

@@ -7,6 +7,7 @@ from .dvs_gesture import DVSGesture
 from .nmnist import NMNIST
 from .ntidigits import NTIDIGITS
 from .synthetic import SyntheticDataset
+from .tonic_adapter import TONIC_PREFIX, from_tonic, load_tonic
 
 DATASETS = ("synthetic", "nmnist", "dvs-gesture", "ntidigits")
 
@@ -15,6 +16,9 @@ _CLASSES = {"synthetic": SyntheticDataset, "nmnist": NMNIST, "dvs-gesture": DVSG
 
 def dataset_options(name: str) -> tuple:
     """Keyword options accepted by ``load_dataset(name, ...)`` besides split/data_dir/sim."""
+    if isinstance(name, str) and name.startswith(TONIC_PREFIX):
+        params = inspect.signature(from_tonic).parameters
+        return tuple(p for p in params if p not in ("dataset", "ts", "t_sample", "sim", "split"))
     cls = _dataset_class(name)
     params = inspect.signature(cls.__init__).parameters
     return tuple(p for p in params if p not in ("self", "split", "data_dir", "sim"))
@@ -27,7 +31,7 @@ def _dataset_class(name):
     key = {"dvsgesture": "dvs-gesture", "dvs128-gesture": "dvs-gesture", "n-mnist": "nmnist",
            "n-tidigits": "ntidigits", "ntidigits18": "ntidigits"}.get(key, key)
     if key not in _CLASSES:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS} or 'tonic:<ClassName>'")
     return _CLASSES[key]
 
 
@@ -46,7 +50,10 @@ def load_dataset(name: str, split: str = "train", data_dir=None, sim=None, **opt
         * ``'dvs-gesture'``: DVS Gesture (options ``window``, ``random_window``,
           ``jitter``, ``downsample``, ``cache_dir``, ``out_of_range``);
         * ``'ntidigits'``: N-TIDIGITS18 single digits (options ``downsample``,
-          ``cache_dir``, ``out_of_range``; needs h5py).
+          ``cache_dir``, ``out_of_range``; needs h5py);
+        * ``'tonic:<ClassName>'``: ``tonic.datasets.<ClassName>`` read by tonic from
+          ``data_dir`` (its ``save_to``), never downloaded (options of :func:`~pysrm.data.from_tonic`;
+          needs tonic).
     split : ``'train'`` or ``'test'``
     data_dir : where the files are; default ``$PYSRM_DATA_DIR/<name>`` or
         ``~/.pysrm/data/<name>`` (where ``pysrm data fetch <name>`` puts them)
@@ -58,9 +65,14 @@ def load_dataset(name: str, split: str = "train", data_dir=None, sim=None, **opt
     for an unknown option, ``FileNotFoundError`` naming the path and how to get
     the data when it is missing.
     """
-    cls = _dataset_class(name)
+    tonic = isinstance(name, str) and name.startswith(TONIC_PREFIX)
+    cls = None if tonic else _dataset_class(name)
     allowed = dataset_options(name)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise TypeError(f"unknown option(s) {unknown} for dataset {name!r}; accepted: {list(allowed)}")
+    if tonic:
+        if sim is None:
+            raise TypeError(f"dataset {name!r} needs sim=SimParams(ts, t_sample) (tonic datasets have no default)")
+        return load_tonic(name[len(TONIC_PREFIX):], split=split, data_dir=data_dir, sim=sim, **options)
     return cls(split=split, data_dir=data_dir, sim=sim, **options)
