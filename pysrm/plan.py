@@ -57,6 +57,11 @@ from .ops.srm import fused_forward_applies
 #: outputs 0.68 vs 0.35 ms, 32 about even, 64 1.4 vs 1.7 ms at N-MNIST batch-32 shapes), unless its
 #: spikes are wanted as events
 FUSED_MIN_OUTPUTS = 48
+#: a conv block whose conv takes BLAS products (a dense-ish input) runs fused only when the batch's conv
+#: output would take more than this many bytes: below it the separate layers are faster (N-MNIST CNN conv3
+#: at batch 8: 480 vs 950 ms per step, benchmarks/RESULTS.md), above it the fused block keeps the memory
+#: small (the same spikes; weight gradients to rounding)
+BLAS_BLOCK_MIN_BYTES = 128 * 2 ** 20
 
 
 @dataclass(frozen=True)
@@ -321,7 +326,9 @@ class ConvBlock(Step):
     """Conv -> SRM [-> Delay] [-> Pool -> SRM] on the CPU, per sample in cache
     (:mod:`pysrm.ops.convblock`); the subclasses set the pattern.  The conv runs as the unfused conv layer
     would: event driven up to :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD` of its input active,
-    else as BLAS products (stride 1; a strided conv on a dense input runs the layers one by one).  The
+    else as BLAS products (stride 1, and only when the batch's conv output exceeds
+    :data:`BLAS_BLOCK_MIN_BYTES`: otherwise, and for a strided conv on a dense input, the layers run one
+    by one).  The
     spikes leave as events; the backward recomputes each sample's forward (nothing of size batch x T x
     neurons is kept).  Spikes and input gradients bitwise those of the unfused plan; weight gradients
     bitwise (event driven) or to float rounding (BLAS: summed over fixed parts of the batch); delay
@@ -344,6 +351,7 @@ class ConvBlock(Step):
         nxt = self.following[0] if self.following else None
         self.next_kind = "dense" if isinstance(nxt, Dense) else "conv"
         self._x = None
+        self._saved = None
         self._stages = {}
         self._layer_steps = None  # set when the input was too dense: the layers run one by one
 
@@ -367,16 +375,24 @@ class ConvBlock(Step):
         self.conv.check_input(x)
         from .ops.convblock import uses_blas
         x = x if isinstance(x, SpikeEvents) else SpikeEvents.from_dense(x)
-        if x.density > CONV_EVENT_DENSITY_THRESHOLD and not uses_blas(x, self.conv.stride):
-            # a strided conv on a dense input (its direct loops): the layers one by one, as the unfused plan
+        out_bytes = int(np.prod(self.conv.output_shape(self.conv.in_shape))) * x.shape[0] * x.shape[4] * \
+            self.conv.weight.data.itemsize
+        if x.density > CONV_EVENT_DENSITY_THRESHOLD and (not uses_blas(x, self.conv.stride)
+                                                         or out_bytes <= BLAS_BLOCK_MIN_BYTES):
+            # a dense-ish input: the layers one by one, as the unfused plan, where the conv is strided (its
+            # direct loops) or the batch small enough (BLAS_BLOCK_MIN_BYTES)
             x = x.to_dense()
             self._layer_steps = [LayerStep(l, self.options) for l in self.layers]
             for step in self._layer_steps:
                 x = step.forward(x, train)
             return x
         self._layer_steps = None
+        from .ops.convblock import STORE_POTENTIALS_BYTES, potential_bytes
         w, delay, pool, st1, st2 = self._args()
-        s1, s2 = conv_block_forward(w, x, self.conv.stride, self.conv.padding, st1, delay, pool, st2)
+        keep = train and potential_bytes(w, x, self.conv.stride, self.conv.padding, pool) <= STORE_POTENTIALS_BYTES
+        out = conv_block_forward(w, x, self.conv.stride, self.conv.padding, st1, delay, pool, st2, keep_potentials=keep)
+        s1, s2 = out[0], out[1]
+        self._saved = out[2] if keep else None
         self._x = x if train else None
         self.srm1.record(s1)
         if self.pool is not None:
@@ -401,7 +417,8 @@ class ConvBlock(Step):
             raise RuntimeError(f"{self.conv.name}: backward called without a forward(train=True)")
         w, delay, pool, st1, st2 = self._args()
         gx, gw, gd = conv_block_backward(w, self._x, self.conv.stride, self.conv.padding, st1, materialize(grad),
-                                         delay, pool, st2, need_input_grad=not self.first)
+                                         delay, pool, st2, need_input_grad=not self.first, saved=self._saved)
+        self._saved = None
         self.conv.weight.accumulate_grad(gw)
         if self.delay is not None:
             self.delay.delay.accumulate_grad(gd)

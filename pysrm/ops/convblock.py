@@ -398,10 +398,11 @@ def _sample_forward(n, offsets, neuron, time, value, H, W, wT, sy, sx, py, px, H
                     alpha1, gain1, L1, k1, use_alpha1, nu1, theta1,
                     has_delay, dm, df, dg, has_pool, pk, wp, H2, W2,
                     alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp, n1, tw1, canon1, canon2,
-                    dense_conv, wk, cols):
+                    dense_conv, wk, cols, store, store1, store2):
     # the forward of sample n, tile by tile (every tile's work stays in cache): its spikes of SRM1 and SRM2
     # as (neuron, time) pairs sorted by (canonical neuron, time); with dense_conv the conv as BLAS products
-    # on the zero-padded sample (pysrm.ops.conv's stride-1 path), else event driven
+    # on the zero-padded sample (pysrm.ops.conv's stride-1 path), else event driven; with store the
+    # potentials after the refractory responses into store1[n, r] and store2[n, r] (tile-major)
     Co = wT.shape[3]
     tw2 = W2 * Co
     buf1 = np.empty((T, tw1), dtype=wT.dtype)
@@ -436,6 +437,10 @@ def _sample_forward(n, offsets, neuron, time, value, H, W, wT, sy, sx, py, px, H
                       alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp,
                       buf1, buf2, row1, row2, hist1, hist2, flag, times1, count1, times2, count2,
                       dense_conv, xp, S, wk, cols, wide)
+        if store:
+            store1[n, r] = buf1
+            if has_pool:
+                store2[n, r] = buf2
         c0 = r * tw1
         nb1, tb1, s1 = _append_spikes(times1, count1, min(tw1, M1 - c0), canon1, c0, nb1, tb1, s1)
         if has_pool:
@@ -443,6 +448,21 @@ def _sample_forward(n, offsets, neuron, time, value, H, W, wT, sy, sx, py, px, H
     on1, ot1 = _sorted_by_neuron(nb1, tb1, s1, M1)
     on2, ot2 = _sorted_by_neuron(nb2, tb2, s2, H2 * W2 * Co if has_pool else 1)
     return on1, ot1, on2, ot2
+
+
+@njit(cache=True)
+def _spikes_of(u, theta, times, count):
+    # the spike times per column of a potential after the refractory responses: a bin spiked exactly where
+    # u >= theta (the refractory response is 0 at lag 0, so a spike leaves its own bin unchanged, and
+    # later responses reach later bins only)
+    T, M = u.shape
+    count[:M] = 0
+    for t in range(T):
+        row = u[t]
+        for j in range(M):
+            if row[j] >= theta:
+                times[j, count[j]] = t
+                count[j] += 1
 
 
 @njit(cache=True)
@@ -509,8 +529,8 @@ def _block_backward_cpu(offsets, neuron, time, value, H, W, wT, sy, sx, py, px, 
                         alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp, n1, tw1, canon1, canon2,
                         rtheta1, rscale1, rwidth1, bk1, balpha1, bgain1, bL1, buse_alpha1,
                         rtheta2, rscale2, rwidth2, bk2, balpha2, bgain2, bL2, buse_alpha2,
-                        dense_conv, wk, cols, g_out, parts, gwk_parts, gd_rows, need_ga, ga_out,
-                        gx_blas, wkf, pgy, pgx, gx_out):
+                        dense_conv, wk, cols, stored, store1, store2, g_out, parts, gwk_parts, gd_rows, need_ga,
+                        ga_out, gx_blas, wkf, pgy, pgx, gx_out):
     # per part (fixed shares of the batch, as pysrm.ops.conv's event weight gradient), per sample and per
     # tile: recompute the tile's forward, then its backward (module docstring).  The weight gradient:
     # event driven into parts[p] (Ci, KH, KW, Co) -- per weight element the samples ascending and the
@@ -567,11 +587,17 @@ def _block_backward_cpu(offsets, neuron, time, value, H, W, wT, sy, sx, py, px, 
                 _pad_events(xp, S, starts, offsets[n], offsets[n + 1], neuron, time, value, H, W, py, px, T)
             gn = g_out[n]
             for r in range(n1):
-                _tile_forward(r, starts, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo,
-                              alpha1, gain1, L1, k1, use_alpha1, nu1, theta1, has_delay, dm, df, dg, has_pool, pk,
-                              wp, alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp,
-                              buf1, buf2, row1, row2, hist1, hist2, flag, times1, count1, times2, count2,
-                              dense_conv, xp, S, wk, cols, wide)
+                if stored:  # the forward's potentials; the spikes are where they reach the threshold
+                    buf1[:, :] = store1[n, r]
+                    if has_pool:
+                        buf2[:, :] = store2[n, r]
+                    _spikes_of(buf1, theta1, times1, count1)
+                else:
+                    _tile_forward(r, starts, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo,
+                                  alpha1, gain1, L1, k1, use_alpha1, nu1, theta1, has_delay, dm, df, dg, has_pool,
+                                  pk, wp, alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp,
+                                  buf1, buf2, row1, row2, hist1, hist2, flag, times1, count1, times2, count2,
+                                  dense_conv, xp, S, wk, cols, wide)
                 c0, rows, iy_lo, iy_hi = _tile_geometry(r, has_pool, pk, Ho, Wo, Co, tw1, KH, sy, py)
                 width = min(tw1, M1 - c0)
                 if has_pool:
@@ -749,7 +775,23 @@ def _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2):
     return args, (shape, Co, Ho, Wo, H2, W2, n1, tw1)
 
 
-def conv_block_forward(w, x, stride, padding, stage1, delay=None, pool=None, stage2=None):
+#: a training forward keeps the block's potentials for the backward (instead of recomputing each sample's
+#: forward there) when they take at most this many bytes for the batch: faster at small batches, the same
+#: results (the recomputed potentials are bitwise the kept ones)
+STORE_POTENTIALS_BYTES = 256 * 2 ** 20
+
+
+def potential_bytes(w, x, stride, padding, pool) -> int:
+    """Bytes of the potentials a training forward of this block keeps for the batch (padding included)."""
+    shape, _, (Ho, Wo), (H2, W2) = _geometry(w, x, stride, padding, pool[0] if pool else 0)
+    Co = w.shape[0]
+    tw1 = tile_width(pool is not None, pool[0] if pool else 1, Ho, Wo, Co)
+    n1 = H2 if pool else -(-(Co * Ho * Wo) // tw1)
+    per_sample = n1 * shape[4] * (tw1 + (W2 * Co if pool else 0))
+    return shape[0] * per_sample * w.dtype.itemsize
+
+
+def conv_block_forward(w, x, stride, padding, stage1, delay=None, pool=None, stage2=None, keep_potentials=False):
     r"""Forward of ``conv -> SRM [-> delay] [-> pool -> SRM]`` per sample (module docstring).
 
     Parameters
@@ -761,14 +803,24 @@ def conv_block_forward(w, x, stride, padding, stage1, delay=None, pool=None, sta
     delay : ``(d, ts)``, delays in ms broadcastable to ``(Co, Ho, Wo)`` and the time step, or None
     pool : ``(k, weight)`` of the sum pooling (requires ``stage2``), or None
 
+    keep_potentials : also return the potentials (after the refractory responses) for
+        :func:`conv_block_backward` (``saved=``), which then does not recompute the forward
+
     Returns ``(spikes1, spikes2)`` as :class:`~pysrm.events.SpikeEvents` (``spikes2`` None without pooling):
-    the spikes of the conv layer's SRM (before the delay) and of the pooling layer's SRM.
+    the spikes of the conv layer's SRM (before the delay) and of the pooling layer's SRM; with
+    ``keep_potentials`` a third item, the kept potentials.
     """
     args, (shape, Co, Ho, Wo, H2, W2, n1, tw1) = _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2)
     N, T = shape[0], shape[4]
-    results = map_samples(lambda n: _sample_forward(n, *args), N)
+    keep = bool(keep_potentials) and stage1.forward_args[5][0] == 0 and (stage2 is None or
+                                                                          stage2.forward_args[5][0] == 0)
+    store1 = np.empty((N, n1, T, tw1) if keep else (1, 1, 1, 1), dtype=w.dtype)
+    store2 = np.empty((N, n1, T, Co * W2) if (keep and pool) else (1, 1, 1, 1), dtype=w.dtype)
+    results = map_samples(lambda n: _sample_forward(n, *args, keep, store1, store2), N)
     s1 = _events((N, Co, Ho, Wo, T), [r[0] for r in results], [r[1] for r in results], stage1.amp)
     s2 = _events((N, Co, H2, W2, T), [r[2] for r in results], [r[3] for r in results], stage1.amp) if pool else None
+    if keep_potentials:
+        return s1, s2, ((store1, store2) if keep else None)
     return s1, s2
 
 
@@ -795,10 +847,11 @@ def _events(shape, neurons, times, amp):
 
 
 def conv_block_backward(w, x, stride, padding, stage1, grad, delay=None, pool=None, stage2=None,
-                        need_input_grad=True):
+                        need_input_grad=True, saved=None):
     r"""Backward of :func:`conv_block_forward` from ``grad``, the gradient of the block's output spikes:
     of the pooling layer's SRM ``(N, Co, H2, W2, T)`` with pooling, else of the (delayed) conv spikes
-    ``(N, Co, Ho, Wo, T)``.  The forward of every sample is recomputed.
+    ``(N, Co, Ho, Wo, T)``.  The forward of every sample is recomputed, unless ``saved`` holds the
+    potentials a ``keep_potentials`` forward kept (bitwise the same either way).
 
     Returns ``(grad_x, grad_w, grad_d)``: the input gradient ``(N, Ci, H, W, T)`` (None unless
     ``need_input_grad``), the weight gradient like ``w`` and the delay gradient of the shape of ``d``
@@ -826,8 +879,10 @@ def conv_block_backward(w, x, stride, padding, stage1, grad, delay=None, pool=No
     gx = np.empty((N, Ci, H, W, T) if gx_blas else (1, 1, 1, 1, 1), dtype=dtype)
     wkf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(2, 3, 1, 0)).reshape(KH * KW, Ci * Co)
     s2 = stage2 if stage2 is not None else stage1
-    _block_backward_cpu(*args[:-3], *stage1.backward_args, *s2.backward_args, *args[-3:], g, parts, gwk_parts,
-                        gd_rows, need_ga, ga, gx_blas, wkf, KH - 1 - py, KW - 1 - px, gx)
+    store1, store2 = saved if saved is not None else (np.empty((1, 1, 1, 1), dtype), np.empty((1, 1, 1, 1), dtype))
+    _block_backward_cpu(*args[:-3], *stage1.backward_args, *s2.backward_args, *args[-3:], saved is not None,
+                        store1, store2, g, parts, gwk_parts, gd_rows, need_ga, ga, gx_blas, wkf, KH - 1 - py,
+                        KW - 1 - px, gx)
     if dense_conv:
         grad_w = np.ascontiguousarray(gwk_parts.sum(axis=0).reshape(KH, KW, Co, Ci).transpose(2, 3, 0, 1))
     else:
