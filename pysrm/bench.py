@@ -14,8 +14,10 @@ Cases
 ``nmnist-cnn``    the paper's 34x34x2-16c5-2a-32c3-2a-64c3-512-10, T = 300, real NMNISTsmall batches
 ``ntidigits``     64-256-256-11, T = 1500, the real N-TIDIGITS sample in ../shared (898 events),
                   shifted randomly in time per batch entry
-``dvs-gesture``   128x128x2-4a-16c5-2a-32c3-2a-512-11, T = 300, synthetic Poisson events at an
-                  assumed 150 events/ms (45,000 per 300 ms window; no real recording is available here)
+``dvs-gesture``   128x128x2-4a-16c5-2a-32c3-2a-512-11, T = 300 (``--T 1450``: the full recordings),
+                  the ten real DVS128 Gesture samples (1,450 ms each, SLAYER ``.bs2``), a random 300 ms
+                  window of a random sample per batch entry; without them, Poisson events at an assumed
+                  150 events/ms (said in the result's ``data`` field)
 ``t-scaling``     34x34x2-512-10 with Poisson inputs at N-MNIST's event rate (4,100 events per
                   300 ms), T = 100 ... 1500, batch 8: the cost per sample must grow linearly in T
 ``memory``        one training epoch of the dense network over all 1,000 NMNISTsmall training samples
@@ -47,6 +49,7 @@ import numpy as np
 #: environment variables naming the benchmark data (see the module docstring)
 NMNIST_ENV = "PYSRM_NMNIST_SMALL"
 NTIDIGITS_ENV = "PYSRM_NTIDIGITS_SAMPLE"
+DVS_ENV = "PYSRM_DVS_GESTURE_BS2"
 #: the folder above the pysrm package: the repository when pysrm runs from a source checkout
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 #: the real data each case needs
@@ -78,6 +81,36 @@ def _ntidigits_sample() -> Path:
     """The N-TIDIGITS .bs1 sample: ``$PYSRM_NTIDIGITS_SAMPLE``, else the default of the module docstring."""
     env = os.environ.get(NTIDIGITS_ENV)
     return Path(env) if env else _default("NTIDIGITS_1.bs1", "slayer_formats", "NTIDIGITS_1.bs1")
+
+
+def _dvs_dir() -> Path:
+    """The folder of real DVS Gesture ``.bs2`` samples: ``$PYSRM_DVS_GESTURE_BS2``, else
+    ``../shared/data/realdata/dvs_gesture/slayer_bs2`` next to a source checkout."""
+    env = os.environ.get(DVS_ENV)
+    return Path(env) if env else _default("dvs_gesture_bs2", "realdata", "dvs_gesture", "slayer_bs2")
+
+
+def _dvs_batches(batch, n_batches, sim, rng):
+    """Batches of the real DVS Gesture samples: per entry a random sample and a random window of
+    ``sim.t_sample`` ms inside it (the whole sample when it is not longer); None when the files are
+    missing.  Labels are random (the samples come without labels; speed does not depend on them)."""
+    from .data.binning import bin_events
+    from .data.formats import read_bs2
+    from .events import SpikeEvents
+    files = sorted(_dvs_dir().glob("*.bs2")) if _dvs_dir().is_dir() else []
+    if not files:
+        return None
+    recordings = [read_bs2(f) for f in files]
+    out = []
+    for _ in range(n_batches):
+        samples = []
+        for _ in range(batch):
+            ev = recordings[int(rng.integers(len(recordings)))]
+            span = int(ev["t"].max()) - int(sim.t_sample * 1000)
+            t0 = int(rng.integers(0, span)) if span > 0 else 0
+            samples.append(bin_events(ev, (2, 128, 128), sim, t_start=t0))
+        out.append((SpikeEvents.concatenate(samples), rng.integers(0, 11, batch)))
+    return out
 
 
 def missing_data(case: str) -> str | None:
@@ -189,10 +222,13 @@ def run_case(case: str, batch: int, steps: int, T: int | None = None) -> dict:
     elif case == "ntidigits":
         batches = _ntidigits_batches(batch, n_batches, sim, rng)
     else:
-        shape = net.input_shape
-        rate = {"dvs-gesture": 150.0 * T, "t-scaling": 4100.0 / 300.0 * T}[case]
-        batches = [(_poisson_events(rng, batch, shape, T, rate), rng.integers(0, n_classes, batch))
-                   for _ in range(n_batches)]
+        batches = _dvs_batches(batch, n_batches, sim, rng) if case == "dvs-gesture" else None
+        data = "real DVS128 Gesture samples" if batches is not None else "Poisson events"
+        if batches is None:
+            shape = net.input_shape
+            rate = {"dvs-gesture": 150.0 * T, "t-scaling": 4100.0 / 300.0 * T}[case]
+            batches = [(_poisson_events(rng, batch, shape, T, rate), rng.integers(0, n_classes, batch))
+                       for _ in range(n_batches)]
 
     t0 = time.perf_counter()
     train_step(net, loss, opt, *batches[0])
@@ -214,10 +250,14 @@ def run_case(case: str, batch: int, steps: int, T: int | None = None) -> dict:
     events = float(np.mean([b[0].n_events / b[0].shape[0] for b in batches]))
     from .classifier import spike_counts_per_layer
     spikes = spike_counts_per_layer(net.recorded_spikes, net.sim.ts)  # spikes per sample (no dense copies)
+    sizes = {l.name: int(np.prod(net._shape_after(k + 1))) for k, l in enumerate(net.layers)}
+    density = {name: c / (sizes[name] * T) for name, c in spikes.items()}
     return {"case": case, "net": spec, "T": T, "batch": batch, "steps": steps,
             "train_samples_per_s": batch / train_s, "infer_samples_per_s": batch / infer_s,
             "compile_s": max(0.0, first - train_s), "peak_mb": _peak_mb(),
-            "input_events_per_sample": events, "layer_spikes_per_sample": spikes}
+            "input_events_per_sample": events, "input_density": events / (int(np.prod(net.input_shape)) * T),
+            "layer_spikes_per_sample": spikes, "layer_spike_density": density,
+            "data": locals().get("data", "real NMNISTsmall" if case.startswith("nmnist") else "real N-TIDIGITS")}
 
 
 def _subprocess(case, batch, steps, T=None) -> dict:
