@@ -18,8 +18,8 @@ Fusion is an option of the network (``Network(..., fuse=True)``, the default; ``
 every layer on its own), and so is ``strategy="plain"`` (every op's plain definition, no fusion).
 Blocks only match on the CPU; on the GPU every layer runs its CUDA ops.
 
-Blocks of this module (CPU, event-driven first layers; their ops are in :mod:`pysrm.ops.srm` and
-:mod:`pysrm.ops.delay`):
+Blocks of this module (CPU; their ops are in :mod:`pysrm.ops.srm`, :mod:`pysrm.ops.delay` and
+:mod:`pysrm.ops.convblock`):
 
 ``DenseSRMBlock``       Dense -> SRM.  Forward: one pass per sample in cache on an event input
                         (:func:`pysrm.ops.srm.dense_srm_forward`) from
@@ -35,6 +35,11 @@ Blocks of this module (CPU, event-driven first layers; their ops are in :mod:`py
                         (:func:`pysrm.ops.srm.srm_dense_backward_through_delay`); equal to the
                         unfused plan to float rounding (the dense input gradient's sum runs in another
                         order than BLAS).
+``ConvBlock`` family    Conv -> SRM [-> Delay] [-> Pool -> SRM] per sample in cache-sized tiles, spikes
+                        as events, the backward recomputing each sample's forward (or reading the
+                        potentials the forward kept); nothing of size batch x T x neurons is kept.
+                        Spikes and input gradients bitwise, weight and delay gradients bitwise or to
+                        float rounding (:class:`ConvBlock`).
 
 A dense layer's input gradient crosses a step boundary uncomputed when the step before can use it so
 (:class:`pysrm.ops.dense.DenseInputGrad`; the plan sets ``defer_input_grad`` on the dense step exactly
