@@ -67,6 +67,11 @@ FUSED_MIN_OUTPUTS = 48
 #: at batch 8: 480 vs 950 ms per step, benchmarks/RESULTS.md), above it the fused block keeps the memory
 #: small (the same spikes; weight gradients to rounding)
 BLAS_BLOCK_MIN_BYTES = 128 * 2 ** 20
+#: conv blocks run fused from this batch size up: they parallelise over the samples (and the backward's
+#: fixed parts of the batch), so a batch of one or two runs on one thread, where the separate layers'
+#: kernels use every core (measured DVS Gesture batch 1: 2.9 fused vs 4.0 separate samples/s training).
+#: A batch-size rule, never a thread-count rule: results stay independent of NUMBA_NUM_THREADS.
+FUSED_CONV_MIN_BATCH = 4
 
 
 @dataclass(frozen=True)
@@ -333,7 +338,7 @@ class ConvBlock(Step):
     would: event driven up to :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD` of its input active,
     else as BLAS products (stride 1, and only when the batch's conv output exceeds
     :data:`BLAS_BLOCK_MIN_BYTES`: otherwise, and for a strided conv on a dense input, the layers run one
-    by one).  The
+    by one), from :data:`FUSED_CONV_MIN_BATCH` samples up.  The
     spikes leave as events; the backward recomputes each sample's forward (nothing of size batch x T x
     neurons is kept).  Spikes and input gradients bitwise those of the unfused plan; weight gradients
     bitwise (event driven) or to float rounding (BLAS: summed over fixed parts of the batch); delay
@@ -382,10 +387,10 @@ class ConvBlock(Step):
         x = x if isinstance(x, SpikeEvents) else SpikeEvents.from_dense(x)
         out_bytes = int(np.prod(self.conv.output_shape(self.conv.in_shape))) * x.shape[0] * x.shape[4] * \
             self.conv.weight.data.itemsize
-        if x.density > CONV_EVENT_DENSITY_THRESHOLD and (not uses_blas(x, self.conv.stride)
-                                                         or out_bytes <= BLAS_BLOCK_MIN_BYTES):
-            # a dense-ish input: the layers one by one, as the unfused plan, where the conv is strided (its
-            # direct loops) or the batch small enough (BLAS_BLOCK_MIN_BYTES)
+        if x.shape[0] < FUSED_CONV_MIN_BATCH or (x.density > CONV_EVENT_DENSITY_THRESHOLD and (
+                not uses_blas(x, self.conv.stride) or out_bytes <= BLAS_BLOCK_MIN_BYTES)):
+            # the layers one by one, as the unfused plan: a small batch (FUSED_CONV_MIN_BATCH), or a dense-ish
+            # input where the conv is strided (its direct loops) or the batch small enough (BLAS_BLOCK_MIN_BYTES)
             x = x.to_dense()
             self._layer_steps = [LayerStep(l, self.options) for l in self.layers]
             for step in self._layer_steps:
