@@ -106,6 +106,14 @@ class Layer:
     def output_shape(self, in_shape):
         return tuple(in_shape)
 
+    def release(self):
+        """Drop the caches and records of the last forward pass (a network calls this before each forward)."""
+        for name in ("_x", "_u", "_mask", "_shape"):
+            if name in self.__dict__:
+                setattr(self, name, None)
+        if "_spikes" in self.__dict__:
+            self.record(None)
+
     def check_input(self, x):
         """ValueError unless ``x`` is ``(N, *in_shape, T)`` (layers without ``in_shape`` accept any)."""
         in_shape = getattr(self, "in_shape", None)
@@ -297,7 +305,8 @@ class SRM(Layer):
         return s
 
     def record(self, spikes):
-        """Keep ``spikes`` (an array, or SpikeEvents made dense on first access) as ``last_spikes``."""
+        """Keep ``spikes`` (an array, or SpikeEvents made dense on first access; None: nothing) as
+        ``last_spikes``."""
         if isinstance(spikes, SpikeEvents):
             self._spikes, self.last_events = None, spikes
         else:

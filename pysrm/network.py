@@ -243,6 +243,8 @@ class Network:
         elif x.dtype != dtype:
             x = x.astype(dtype)
         _check_finite_input("network input", x)
+        for step in self.plan:  # the last forward's caches and records go now, not after this forward's peak
+            step.release()
         with compute_scope(), trusted_inputs():
             for step in self.plan:
                 x = step.forward(x, train)

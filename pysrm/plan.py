@@ -127,6 +127,15 @@ class Step:
     def applies(cls, layers, options: PlanOptions) -> bool:
         return True
 
+    def release(self):
+        """Drop the caches of the last forward pass: the step's own fields named ``_x``, ``_u``, ``_x_delay``,
+        ``_saved``, and its layers' (:meth:`pysrm.layers.Layer.release`)."""
+        for name in ("_x", "_u", "_x_delay", "_saved"):
+            if name in self.__dict__:
+                setattr(self, name, None)
+        for layer in self.layers:
+            layer.release()
+
     @property
     def first(self) -> bool:
         """True for a step whose input needs no gradient (the network's first)."""
@@ -414,7 +423,7 @@ class ConvBlock(Step):
         y = F.delay_events(s1, d, ts)
         threshold = EVENT_DENSITY_THRESHOLD if self.next_kind == "dense" else CONV_EVENT_DENSITY_THRESHOLD
         if y.n_events > threshold * int(np.prod(y.shape)):  # too dense for the next layer's event paths
-            return F.delay(s1.to_dense(), d, ts)
+            return y.to_dense()  # bitwise F.delay of the dense spikes (delay_events' contract)
         return y
 
     def backward(self, grad):

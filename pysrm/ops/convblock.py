@@ -778,7 +778,7 @@ def _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2):
 #: a training forward keeps the block's potentials for the backward (instead of recomputing each sample's
 #: forward there) when they take at most this many bytes for the batch: faster at small batches, the same
 #: results (the recomputed potentials are bitwise the kept ones)
-STORE_POTENTIALS_BYTES = 256 * 2 ** 20
+STORE_POTENTIALS_BYTES = 128 * 2 ** 20
 
 
 def potential_bytes(w, x, stride, padding, pool) -> int:

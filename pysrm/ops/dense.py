@@ -54,11 +54,12 @@ from ..events import SpikeEvents
 from ._util import check_5d, check_strategy
 
 #: inputs with at most this fraction of non-zero bins take the event-driven paths under ``"auto"``.  Set
-#: from the crossovers measured in the second session (dense layers about 0.18 forward / 0.25 weight
-#: gradient on one thread, conv layers about 0.09 / 0.15), a little below them; remeasured in the
-#: fourth session (benchmarks/RESULTS.md, "event-driven versus dense paths": dense above 0.3, conv
-#: about 0.13 / 0.2); higher thresholds made no measurable difference on the benchmark networks.
-EVENT_DENSITY_THRESHOLD = 0.15
+#: from the crossovers measured in the fourth session (benchmarks/RESULTS.md, "event-driven versus dense
+#: paths": dense above 0.3 for the forward and the weight gradient, conv about 0.13 / 0.2); the dense
+#: threshold was 0.15 until the fifth session, when the N-MNIST CNN's dense1 input (conv3's delayed
+#: spikes, 15.5 % active) showed that the dense path's copies (the input and its transpose, 200 MB each
+#: at batch 32) cost memory for no speed; the conv threshold stays below its crossover.
+EVENT_DENSITY_THRESHOLD = 0.3
 CONV_EVENT_DENSITY_THRESHOLD = 0.08
 #: the event-driven dense weight gradient is split into at most this many partial sums over the batch
 #: (the parallelism of that kernel; a constant so that results do not depend on the number of threads)
