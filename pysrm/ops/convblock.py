@@ -247,6 +247,49 @@ def _spike_scan_tm(buf, nu, theta, flag, col_times, col_count):
     return count
 
 
+#: refractory responses longer than this take the row-by-row scan (_spike_scan_rows): their additions after
+#: a spike are contiguous there, where the time-major scan touches one cache line per bin
+ROW_SCAN_MIN_LENGTH = 16
+
+
+@njit(cache=True)
+def _spike_scan_rows(buf, nu, theta, trans, times, count):
+    # _spike_scan_tm on a transposed copy (trans (M, T): one row per neuron, pysrm.ops.spike._spike_cpu's
+    # loop), for long refractory responses; the same operations per neuron: bitwise its result
+    T, M = buf.shape
+    L = nu.shape[0]
+    for j0 in range(0, M, 16):
+        j1 = min(M, j0 + 16)
+        for t in range(T):
+            for j in range(j0, j1):
+                trans[j, t] = buf[t, j]
+    count[:M] = 0
+    total = 0
+    for j in range(M):
+        r = trans[j]
+        for t in range(T):
+            if r[t] >= theta:
+                times[j, count[j]] = t
+                count[j] += 1
+                for q in range(min(L, T - t)):
+                    r[t + q] += nu[q]
+        total += count[j]
+    for j0 in range(0, M, 16):
+        j1 = min(M, j0 + 16)
+        for t in range(T):
+            for j in range(j0, j1):
+                buf[t, j] = trans[j, t]
+    return total
+
+
+@njit(cache=True)
+def _scan(buf, nu, theta, flag, trans, times, count):
+    # the spike scan of a tile: time-major for short refractory responses, row by row for long ones
+    if nu.shape[0] > ROW_SCAN_MIN_LENGTH:
+        return _spike_scan_rows(buf, nu, theta, trans, times, count)
+    return _spike_scan_tm(buf, nu, theta, flag, times, count)
+
+
 @njit(cache=True)
 def _delay_pool_tile(col_times, col_count, amp, zero, dm, df, dg, has_delay, rows, Wo, C, pk, wp, out):
     # one pooled row, event driven: out (T, W2 C), zeroed by the caller, += wp * y over the tile's input
@@ -323,7 +366,7 @@ def _tile_forward(r, starts, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, 
                   has_delay, dm, df, dg, has_pool, pk, wp,
                   alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp,
                   buf1, buf2, row1, row2, hist1, hist2, flag, times1, count1, times2, count2,
-                  dense_conv, xp, S, wk, cols, wide):
+                  dense_conv, xp, S, wk, cols, wide, trans):
     # steps 1-6 of the module docstring for tile r of a sample (its events by input row: starts): buf1 (T, tw1) ends as the
     # conv layer's potential after the refractory responses, buf2 (T, W2 Co) the pooled layer's; the spike
     # times per column in times1/count1 and times2/count2; returns the two spike counts
@@ -341,14 +384,14 @@ def _tile_forward(r, starts, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, 
     else:
         _scatter_tile(buf1, c0, starts, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo, iy_lo, iy_hi)
     _psp_tm(buf1, row1, hist1, alpha1, gain1, L1, k1, use_alpha1)
-    c1 = _spike_scan_tm(buf1, nu1, theta1, flag, times1, count1)
+    c1 = _scan(buf1, nu1, theta1, flag, trans, times1, count1)
     c2 = 0
     if has_pool:
         buf2[:, :] = 0.0
         _delay_pool_tile(times1, count1, amp, amp - amp, dm[c0:c0 + tw1], df[c0:c0 + tw1], dg[c0:c0 + tw1],
                          has_delay, rows, Wo, Co, pk, wp, buf2)
         _psp_tm(buf2, row2, hist2, alpha2, gain2, L2, k2, use_alpha2)
-        c2 = _spike_scan_tm(buf2, nu2, theta2, flag, times2, count2)
+        c2 = _scan(buf2, nu2, theta2, flag, trans, times2, count2)
     return c1, c2
 
 
@@ -431,12 +474,14 @@ def _sample_forward(n, offsets, neuron, time, value, H, W, wT, sy, sx, py, px, H
     wide = np.empty(Co * cols * T if dense_conv else 1, dtype=wT.dtype)
     if dense_conv:
         _pad_events(xp, S, starts, offsets[n], offsets[n + 1], neuron, time, value, H, W, py, px, T)
+    trans = np.empty((max(tw1, tw2), T) if max(nu1.shape[0], nu2.shape[0]) > ROW_SCAN_MIN_LENGTH else (1, 1),
+                     dtype=wT.dtype)
     for r in range(n1):
         _tile_forward(r, starts, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo,
                       alpha1, gain1, L1, k1, use_alpha1, nu1, theta1, has_delay, dm, df, dg, has_pool, pk, wp,
                       alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp,
                       buf1, buf2, row1, row2, hist1, hist2, flag, times1, count1, times2, count2,
-                      dense_conv, xp, S, wk, cols, wide)
+                      dense_conv, xp, S, wk, cols, wide, trans)
         if store:
             store1[n, r] = buf1
             if has_pool:
@@ -580,6 +625,8 @@ def _block_backward_cpu(offsets, neuron, time, value, H, W, wT, sy, sx, py, px, 
         Wq = Wo + 2 * pgx
         Sq = Hq * Wq * T
         gpad = np.zeros(Co * Sq + (KW - 1) * T if gx_blas else 1, dtype=wT.dtype)  # the padding stays 0
+        trans = np.empty((max(tw1, tw2), T) if max(nu1.shape[0], nu2.shape[0]) > ROW_SCAN_MIN_LENGTH else (1, 1),
+                         dtype=wT.dtype)
         first_n = True
         for n in range(p * step, min(N, (p + 1) * step)):
             _row_starts(offsets[n], offsets[n + 1], neuron, W, starts)
@@ -597,7 +644,7 @@ def _block_backward_cpu(offsets, neuron, time, value, H, W, wT, sy, sx, py, px, 
                                   alpha1, gain1, L1, k1, use_alpha1, nu1, theta1, has_delay, dm, df, dg, has_pool,
                                   pk, wp, alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp,
                                   buf1, buf2, row1, row2, hist1, hist2, flag, times1, count1, times2, count2,
-                                  dense_conv, xp, S, wk, cols, wide)
+                                  dense_conv, xp, S, wk, cols, wide, trans)
                 c0, rows, iy_lo, iy_hi = _tile_geometry(r, has_pool, pk, Ho, Wo, Co, tw1, KH, sy, py)
                 width = min(tw1, M1 - c0)
                 if has_pool:
