@@ -203,7 +203,7 @@ def delay_input_grad(grad, d, ts: float):
 
 
 def delay_grad(grad, x, d, ts: float, accumulate_into=None, pool=None):
-    """The delay gradient :math:`\frac{1}{T_s}\sum_{n,t} g[t](x[t-m-1] - x[t-m])` summed over the neurons
+    r"""The delay gradient :math:`\frac{1}{T_s}\sum_{n,t} g[t](x[t-m-1] - x[t-m])` summed over the neurons
     sharing each delay (one launch, deterministic; module docstring).
 
     ``grad``: the delay output's gradient like ``x``, or with ``pool = (k, weight)`` the gradient of a
