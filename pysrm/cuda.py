@@ -760,8 +760,8 @@ class DeviceSpikeEvents(EventBatch):
 
     @classmethod
     def from_host(cls, ev: SpikeEvents) -> "DeviceSpikeEvents":
-        out = cls(ev.shape, cuda.to_device(ev.offsets), cuda.to_device(ev.neuron), cuda.to_device(ev.time),
-                  cuda.to_device(ev.value))
+        out = cls(ev.shape, _host_to_device(ev.offsets), _host_to_device(ev.neuron), _host_to_device(ev.time),
+                  _host_to_device(ev.value))
         return out
 
     @property
@@ -824,7 +824,17 @@ def to_device(x, dtype=None):
     a = np.asarray(x)
     if dtype is not None:
         a = a.astype(dtype, copy=False)
-    return cuda.to_device(np.require(a, requirements="C"))  # (ascontiguousarray would make 0-d arrays 1-d)
+    return _host_to_device(np.require(a, requirements="C"))  # (ascontiguousarray would make 0-d arrays 1-d)
+
+
+def _host_to_device(a):
+    """A device copy of the C-contiguous host array ``a``: memory from :func:`empty` (CuPy's pool where
+    CuPy is used), then one host-to-device copy."""
+    if cupy_module() is None or a.size == 0:
+        return cuda.to_device(a)
+    d = empty(a.shape, a.dtype)
+    d.copy_to_device(a)
+    return d
 
 
 def to_host(x):
