@@ -31,6 +31,7 @@ export PYTHONUNBUFFERED=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 T0=$(date +%s)
 el() { echo $(( $(date +%s) - T0 )); }
 left() { local l=$(( LIMIT - $(el) - ${2:-10} )); [ "$l" -gt "$1" ] && l=$1; [ "$l" -lt 1 ] && l=1; echo $l; }
+until_() { local l=$(( $1 - $(el) )); [ "$l" -lt 1 ] && l=1; echo $l; }
 exec > >(tee -a "$OUT/session.log") 2>&1
 log() { echo "[$(el) s] $*"; }
 
@@ -42,10 +43,12 @@ timeout 60 python3 -c "
 import json, pysrm.cuda as d; print('pysrm CUDA backend:', json.dumps(d.backend_info()))" 2>&1 || log "backend info FAILED"
 
 log "1. tests, gpu_check, lava-dl JIT warm-up (in parallel)"
-S1=$(left 200 20)
-( timeout "$S1" python3 -m pytest -q -p no:cacheprovider -rs tests/test_cuda_ops.py tests/test_cuda_losses.py \
-    tests/test_cuda_fused.py tests/test_cuda_plan.py tests/test_cuda_cublas.py >"$OUT/cuda_tests_gpu.txt" 2>&1;
-  echo "pytest rc=$?" >>"$OUT/cuda_tests_gpu.txt" ) &
+S1=$(left 200 20); E1=$(( $(el) + S1 ))
+( for f in tests/test_cuda_cublas.py tests/test_cuda_plan.py tests/test_cuda_fused.py tests/test_cuda_ops.py \
+           tests/test_cuda_losses.py; do   # one process per file: a timeout loses one file's summary only
+    t=$(until_ $E1); echo "== $f (timeout $t s)"
+    timeout "$t" python3 -m pytest -q -p no:cacheprovider -rfEs --tb=short "$f" 2>&1; echo "== $f: pytest rc=$?"
+  done >"$OUT/cuda_tests_gpu.txt" 2>&1 ) &
 TESTS=$!
 ( PYTHONPATH=$PWD/.whl/lava_dl_slim timeout "$S1" python3 benchmarks/lavadl_gpu.py --warmup-only \
     >"$OUT/logs/lavadl_warmup.log" 2>&1; echo "lava-dl warm-up rc=$?" >>"$OUT/logs/lavadl_warmup.log" ) &

@@ -89,7 +89,8 @@ def main(argv=None):
     out += ["## CPU/GPU agreement (benchmarks/gpu_check.py)", ""]
     out += _lines(args.check, keep=lambda ln: ln.startswith(("summary", "total time", "###", "| spikes", "| loss",
                                                              "pysrm CUDA")))
-    out += ["", "## CUDA tests on the GPU", ""] + _lines(args.tests, last=4)
+    out += ["", "## CUDA tests on the GPU", ""] + _lines(
+        args.tests, keep=lambda ln: ln.startswith(("==", "FAILED", "ERROR")) or " passed" in ln or " failed" in ln)
     out += ["", "## Launches per step (benchmarks/cuda_launch_count.py, real shapes, batch 32)", ""]
     out += _lines(args.launches)
     with open(args.out, "w") as fh:
