@@ -7,7 +7,8 @@ libdevice), e.g. ``pip install --target /tmp/nvcc nvidia-cuda-nvcc-cu12`` and
 
 Two steps, run automatically:
 
-1. (subprocess, ``NUMBA_ENABLE_CUDASIM=1``) run the CUDA test suite and record
+1. (subprocess, ``NUMBA_ENABLE_CUDASIM=1``) run the CUDA test files (``tests/test_cuda_*.py``, or
+   the files given as arguments) and record
    the argument types of every kernel launch;
 2. (this process, no simulator) ``cuda.compile_ptx`` each recorded kernel
    signature for compute capability 9.0 (H100/H200) and report the time.
@@ -18,6 +19,7 @@ Usage::
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import subprocess
@@ -88,7 +90,7 @@ def to_type(d):
 
 def main():
     sys.path.insert(0, ROOT)
-    tests = sys.argv[1:] or [os.path.join("tests", "test_cuda_ops.py"), os.path.join("tests", "test_cuda_losses.py")]
+    tests = sys.argv[1:] or sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "tests", "test_cuda_*.py")))
     tests = [t for t in tests if os.path.exists(os.path.join(ROOT, t))]
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "sigs.json")

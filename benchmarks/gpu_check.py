@@ -16,9 +16,15 @@ the N-MNIST dense network), with the neuron/loss settings of
    first GPU step, which includes Numba's compilation unless the on-disk cache
    is warm).
 
+The check runs with cuBLAS in float32 FMA (TF32 off, pysrm's default) and, with ``--tf32 both``, once
+more with TF32 tensor cores allowed (``pysrm.cuda.math_settings(tf32=True)``), so that the effect of
+TF32 on the agreement is measured; ``--no-speed`` skips the speed part (``benchmarks/gpu_bench.py``
+measures throughput on real data).
+
 Usage::
 
     python benchmarks/gpu_check.py                     # everything, < 5 minutes on an H200
+    python benchmarks/gpu_check.py --tf32 both --no-speed --out $OUT/gpu_check.md
     python benchmarks/gpu_check.py --quick             # batch 8 only, fewer steps
     python benchmarks/gpu_check.py --out benchmarks/results/gpu_check_h200.md
 
@@ -84,7 +90,13 @@ def build(name, dtype, seed=0):
     return net, loss, density
 
 
-def check(name, dtype, batch, lines):
+def check(name, dtype, batch, lines, tf32=False):
+    from pysrm import cuda as dev
+    with dev.math_settings(tf32=tf32):
+        return _check(name, dtype, batch, lines, tf32)
+
+
+def _check(name, dtype, batch, lines, tf32):
     from pysrm import cuda as dev
     rng = np.random.default_rng(1)
     cpu, loss, density = build(name, dtype)
@@ -109,7 +121,8 @@ def check(name, dtype, batch, lines):
     dev.synchronize()
     t_first = time.perf_counter() - t0
     spec = {**NETWORKS, **EXTRA}[name][0]
-    lines.append(f"### {name} ({spec}, T = {cpu.sim.n_bins}, {np.dtype(dtype).name}, batch {batch})")
+    lines.append(f"### {name} ({spec}, T = {cpu.sim.n_bins}, {np.dtype(dtype).name}, batch {batch}, "
+                 f"TF32 {'on' if tf32 else 'off'}, GEMM {dev.gemm_backend()})")
     lines.append("")
     lines.append(f"first GPU step (includes Numba compilation unless cached): {t_first:.1f} s; "
                  f"CPU step: {t_cpu:.1f} s ({batch / t_cpu:.2f} samples/s)")
@@ -123,6 +136,8 @@ def check(name, dtype, batch, lines):
                      f"{diff:.2e} of bins differ |")
     lines.append(f"| loss | {v_c:.8g} | {v_g:.8g} | {abs(v_g - v_c) / max(abs(v_c), 1e-30):.2e} rel. |")
     worst = 0.0
+    total_diff = sum(int(np.count_nonzero(s_c != dev.to_host(s_g)))
+                     for (_, s_c), (_, s_g) in zip(cpu.layer_spikes, gpu.layer_spikes))
     for p, q in zip(cpu.parameters(), gpu.parameters()):
         gq = dev.to_host(q.grad)
         scale = max(float(np.abs(p.grad).max()), 1e-30)
@@ -134,6 +149,9 @@ def check(name, dtype, batch, lines):
     perr = max(float(np.abs(dev.to_host(q.data) - p.data).max()) / max(float(np.abs(p.data).max()), 1e-30)
                for p, q in zip(cpu.parameters(), gpu.parameters()))
     lines.append(f"| parameters after one NAdam step | | | {perr:.2e} rel. |")
+    lines.append("")
+    lines.append(f"summary {name} TF32 {'on' if tf32 else 'off'}: {total_diff} spike bins differ in all layers; "
+                 f"worst relative gradient error {worst:.2e}")
     lines.append("")
     return worst
 
@@ -173,6 +191,8 @@ def main(argv=None):
     ap.add_argument("--check-batch", type=int, default=2, help="batch of the CPU/GPU comparison")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--quick", action="store_true", help="batch 8 only, 5 steps")
+    ap.add_argument("--tf32", default="off", choices=["off", "on", "both"], help="TF32 in the check's GPU step")
+    ap.add_argument("--no-speed", action="store_true", help="only the CPU/GPU check")
     ap.add_argument("--out", help="also write the report (markdown) to this file")
     args = ap.parse_args(argv)
     try:
@@ -195,21 +215,36 @@ def main(argv=None):
              f"GPU: {gpu_name}; host: {platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} CPUs; numba {__import__('numba').__version__}, numpy {np.__version__}", "",
              "## CPU vs GPU, one training step", ""]
-    worst = 0.0
-    for name in args.nets:
-        print(f"checking {name} ...", flush=True)
-        worst = max(worst, check(name, dtype, args.check_batch, lines))
+    from pysrm import cuda as dev
+    lines.insert(3, f"pysrm CUDA backend: {dev.backend_info()}")
+    lines.insert(4, "")
+    worst = {}
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.tf32]
+    for tf32 in modes:
+        for name in args.nets:
+            print(f"checking {name} (TF32 {'on' if tf32 else 'off'}) ...", flush=True)
+            try:
+                worst[tf32] = max(worst.get(tf32, 0.0), check(name, dtype, args.check_batch, lines, tf32))
+            except Exception:
+                import traceback
+                tb = traceback.format_exc()
+                print(tb, flush=True)
+                lines += [f"### {name}: FAILED (TF32 {'on' if tf32 else 'off'})", "", "```", tb, "```", ""]
     rows = []
-    print("timing ...", flush=True)
-    for name in args.nets:
-        speed(name, dtype, args.batches, args.steps, args.budget, rows)
-    lines += ["## Training speed on the GPU", "",
-              "steps of forward + loss + backward + NAdam update, the event batch copied to the GPU every step", "",
-              "| network | batch | steps/s | samples/s | timed steps | reference |", "| --- | --- | --- | --- | --- | --- |"]
-    for name, b, sps, smp, n in rows:
-        lines.append(f"| {name} | {b} | {sps:.2f} | {smp:.1f} | {n} | {TARGETS.get(name, '')} |")
+    if not args.no_speed:
+        print("timing ...", flush=True)
+        for name in args.nets:
+            speed(name, dtype, args.batches, args.steps, args.budget, rows)
+    if rows:
+        lines += ["## Training speed on the GPU", "",
+                  "steps of forward + loss + backward + NAdam update, the event batch copied to the GPU every step", "",
+                  "| network | batch | steps/s | samples/s | timed steps | reference |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for name, b, sps, smp, n in rows:
+            lines.append(f"| {name} | {b} | {sps:.2f} | {smp:.1f} | {n} | {TARGETS.get(name, '')} |")
     lines += ["", f"total time {time.perf_counter() - t_start:.0f} s (including compilation); "
-                  f"worst relative gradient error {worst:.2e}"]
+                  + "; ".join(f"worst relative gradient error, TF32 {'on' if k else 'off'}: {v:.2e}"
+                              for k, v in worst.items())]
     report = "\n".join(lines)
     print(report)
     if args.out:

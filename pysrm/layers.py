@@ -72,7 +72,7 @@ class Parameter:
     def zero_grad(self):
         if is_device_array(self.grad):
             from . import cuda as dev
-            dev.fill(self.grad, 0)
+            dev.memset_zero(self.grad)
         else:
             self.grad[...] = 0
 

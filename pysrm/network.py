@@ -205,13 +205,18 @@ class Network:
         """Move the parameters (and their gradients) to ``'cuda'``, ``'cpu'`` or ``'auto'``.
 
         On ``'cuda'`` every op runs as a CUDA kernel and the arrays stay on the GPU; inputs
-        given on the host are copied there by :meth:`forward`.  ``'cuda'`` without a usable
+        given on the host are copied there by :meth:`forward`; the parameters and their gradients are
+        packed into one device buffer each (:class:`pysrm.cuda.ParameterPack`: the gradients are zeroed
+        and the optimisers update all parameters in one launch).  ``'cuda'`` without a usable
         GPU raises :class:`~pysrm.backend.CudaUnavailableError`; ``'auto'`` falls back to
         the CPU.  Returns the network.
         """
         device = resolve_device(device)
         for p in self.parameters():
             p.to(device)
+        if device == "cuda":  # all parameters (and gradients) in one buffer: one launch to zero / update
+            from . import cuda as dev
+            dev.ParameterPack.pack(self.parameters())
         self.device = device
         self.workspace.clear()
         return self.configure()
@@ -272,7 +277,12 @@ class Network:
         return [p for layer in self.layers for p in layer.parameters()]
 
     def zero_grad(self):
-        for p in self.parameters():
+        params = self.parameters()
+        if self.device == "cuda":
+            from . import cuda as dev
+            dev.zero_grads(params)  # one launch when the parameters are packed (Network.to)
+            return
+        for p in params:
             p.zero_grad()
 
     @contextmanager

@@ -17,7 +17,10 @@ Each parameter is updated by one fused kernel, clamp included: the parallel Numb
 CPU kernels of :mod:`pysrm.ops.optim`, or on the GPU (after ``Network.to('cuda')``)
 their CUDA twins in :mod:`pysrm.ops.optim_cuda` (same formulas, same rounding);
 the optimiser's state then lives on the GPU too (moved there on the first step)
-and ``state_dict`` copies it back.
+and ``state_dict`` copies it back.  On the GPU, when the parameters are the intact
+:class:`pysrm.cuda.ParameterPack` of a network (``Network.to('cuda')`` makes one), the state is
+kept in flat buffers alike and the NaN check and the update are one launch each for all
+parameters.
 """
 from __future__ import annotations
 
@@ -43,10 +46,15 @@ class Optimizer:
         self.step_count = 0
 
     def zero_grad(self):
-        for p in self.params:
-            if is_device_array(p.grad):
+        on_dev = [is_device_array(p.grad) for p in self.params]
+        if on_dev and all(on_dev):
+            from . import cuda as dev
+            dev.zero_grads(self.params)  # one launch for a packed network
+            return
+        for p, d in zip(self.params, on_dev):
+            if d:
                 from . import cuda as dev
-                dev.fill(p.grad, 0)
+                dev.memset_zero(p.grad)
             else:
                 p.grad[...] = 0
 
@@ -69,16 +77,48 @@ class Optimizer:
     def _step_device(self):
         from . import cuda as dev
         from .ops import optim_cuda
-        bad = optim_cuda.nonfinite_flags([p.grad for p in self.params])
-        if bad.any():
-            p = self.params[int(np.flatnonzero(bad)[0])]
-            raise FloatingPointError(f"gradient of {p.name} contains NaN or inf; refusing to update the parameters")
+        pack = dev.ParameterPack.of(self.params)
+        if pack is None or optim_cuda.nonfinite_flags([pack.grad]).any():
+            bad = optim_cuda.nonfinite_flags([p.grad for p in self.params])
+            if bad.any():
+                p = self.params[int(np.flatnonzero(bad)[0])]
+                raise FloatingPointError(f"gradient of {p.name} contains NaN or inf; refusing to update the "
+                                         f"parameters")
+        if pack is not None:
+            self._update_many(optim_cuda, pack, self._flat_state(pack))
+            return
         for arrays in self._slots().values():  # state moves to the device on the first step
             for i, a in enumerate(arrays):
                 if not is_device_array(a):
                     arrays[i] = dev.to_device(a)
         for i, p in enumerate(self.params):
             self._update(optim_cuda, i, p)
+
+    def _flat_state(self, pack) -> dict:
+        """The optimiser state of a packed network as flat device buffers ``{slot: flat}``, the per-parameter
+        slot arrays being views of them (made on first use, from the current state)."""
+        from . import cuda as dev
+        cached = getattr(self, "_flat_cache", None)
+        slots = self._slots()
+        if cached is not None and cached[0] is pack and all(
+                all(a is v for a, v in zip(slots[key], cached[2][key])) for key in slots):
+            return cached[1]
+        flats, views = {}, {}
+        for key, arrays in slots.items():
+            flat = dev.empty((pack.size,), pack.dtype)
+            vs = pack.views_of(flat)
+            for i, a in enumerate(arrays):
+                if is_device_array(a):
+                    dev.copy(vs[i], a)
+                else:
+                    vs[i].copy_to_device(np.ascontiguousarray(a, dtype=pack.dtype))
+                arrays[i] = vs[i]
+            flats[key], views[key] = flat, vs
+        self._flat_cache = (pack, flats, views)
+        return flats
+
+    def _update_many(self, kernels, pack, flats):  # pragma: no cover - interface
+        raise NotImplementedError
 
     def _update(self, kernels, i, p):  # pragma: no cover - interface
         # ``kernels`` is pysrm.ops.optim (CPU) or pysrm.ops.optim_cuda (GPU): the same functions
@@ -115,6 +155,10 @@ class SGD(Optimizer):
         kernels.sgd_update(p.data, p.grad, self.v[i] if self.momentum else None, self.lr, self.momentum,
                            self.weight_decay, p.lower)
 
+    def _update_many(self, kernels, pack, flats):
+        kernels.sgd_update_many(pack, flats["v"] if self.momentum else None, self.lr, self.momentum,
+                                self.weight_decay)
+
     def _slots(self):
         return {"v": self.v}
 
@@ -130,6 +174,10 @@ class Adam(Optimizer):
     def _update(self, kernels, i, p):
         kernels.adam_update(p.data, p.grad, self.m[i], self.v[i], self.lr, self.b1, self.b2, self.eps,
                             self.step_count, self.weight_decay, p.lower)
+
+    def _update_many(self, kernels, pack, flats):
+        kernels.adam_update_many(pack, flats["m"], flats["v"], self.lr, self.b1, self.b2, self.eps, self.step_count,
+                                 self.weight_decay)
 
     def _slots(self):
         return {"m": self.m, "v": self.v}
@@ -153,6 +201,10 @@ class NAdam(Adam):
         kernels.nadam_update(p.data, p.grad, self.m[i], self.v[i], self.lr, self.b1, self.b2, self.eps,
                              self.step_count, self._mu, self._mu_next, float(self.mu_product), self.weight_decay,
                              p.lower)
+
+    def _update_many(self, kernels, pack, flats):
+        kernels.nadam_update_many(pack, flats["m"], flats["v"], self.lr, self.b1, self.b2, self.eps, self.step_count,
+                                  self._mu, self._mu_next, float(self.mu_product), self.weight_decay)
 
     def state_dict(self):
         out = super().state_dict()

@@ -16,7 +16,8 @@ a block is a new class decorated with :func:`register_block`; it touches no othe
 
 Fusion is an option of the network (``Network(..., fuse=True)``, the default; ``fuse=False`` runs
 every layer on its own), and so is ``strategy="plain"`` (every op's plain definition, no fusion).
-Blocks only match on the CPU; on the GPU every layer runs its CUDA ops.
+The blocks below match only on the CPU; the CUDA blocks (:mod:`pysrm.plan_cuda`, imported by
+:func:`build_plan` for ``device="cuda"``) only on the GPU.
 
 Blocks of this module (CPU; their ops are in :mod:`pysrm.ops.srm`, :mod:`pysrm.ops.delay` and
 :mod:`pysrm.ops.convblock`):
@@ -199,6 +200,8 @@ def registered_blocks() -> tuple:
 
 def build_plan(layers, options: PlanOptions) -> list:
     """The steps that run ``layers`` (see the module docstring)."""
+    if options.device == "cuda":
+        from . import plan_cuda  # noqa: F401  (registers the CUDA blocks, pysrm/plan_cuda.py)
     layers = list(layers)
     steps = []
     i = 0

@@ -35,6 +35,11 @@ from shared memory into registers.  ``blockIdx.z`` strides over the batch
 so a small weight gradient still fills the GPU); the reduced modes write one
 partial tile per ``z`` which :func:`pysrm.cuda.sum_rows` adds up in a fixed
 order (deterministic, no atomics).
+
+Backends.  :func:`gemm` runs a product through cuBLAS (:mod:`pysrm.ops._cublas_cuda`) where
+:func:`pysrm.cuda.gemm_backend` says so (a real GPU with CuPy, the default there), else through the
+Numba kernel of this module, which is the fallback and what the CUDA simulator tests; ``backend=``
+forces one (``tests/test_cuda_cublas.py`` compares them on a real GPU).
 """
 from __future__ import annotations
 
@@ -238,13 +243,28 @@ def geometry(Ci, H=1, W=1, Co=1, Ho=1, Wo=1, KH=1, KW=1, sy=1, sx=1, py=0, px=0,
     return tuple(int(v) for v in (Ci, H, W, Co, Ho, Wo, KH, KW, sy, sx, py, px, T))
 
 
-def gemm(mode: int, A, B, M: int, Ncol: int, K: int, nbatch: int, geom: tuple, dtype, out=None):
+def gemm(mode: int, A, B, M: int, Ncol: int, K: int, nbatch: int, geom: tuple, dtype, out=None,
+         accumulate_into=None, backend: str | None = None, col=None):
     """Run the product of ``mode`` (see the module table) and return ``C``.
 
     Batched modes return ``(nbatch, M, Ncol)`` (``out`` may be given to write into); reduced
-    modes return ``(M, Ncol)`` (the sum over the batch).
+    modes return ``(M, Ncol)`` (the sum over the batch), or add it to ``accumulate_into`` (a device
+    array of ``M * Ncol`` elements, e.g. a parameter's gradient) and return that.  ``backend``:
+    ``"cublas"``, ``"numba"`` or None (:func:`pysrm.cuda.gemm_backend`).  ``col``: for modes 3 and 5
+    on cuBLAS, the im2col matrix of ``B`` if already made.
     """
     dtype = np.dtype(dtype)
+    backend = backend or dev.gemm_backend()
+    if backend == "cublas":
+        from . import _cublas_cuda
+        return _cublas_cuda.product(mode, A, B, M, Ncol, K, nbatch, geom, dtype, out=out,
+                                    accumulate_into=accumulate_into, col=col)
+    if backend != "numba":
+        raise ValueError(f"unknown GEMM backend {backend!r}; expected 'cublas' or 'numba'")
+    if accumulate_into is not None and mode in _REDUCED:
+        res = gemm(mode, A, B, M, Ncol, K, nbatch, geom, dtype, backend="numba")
+        dev.accumulate(accumulate_into.reshape(M, Ncol), res)
+        return accumulate_into
     kern = _gemm_f32 if dtype == np.float32 else _gemm_f64
     A1 = A.reshape(A.size)
     B1 = B.reshape(B.size)
@@ -260,7 +280,8 @@ def gemm(mode: int, A, B, M: int, Ncol: int, K: int, nbatch: int, geom: tuple, d
         if work == 0:
             return dev.zeros((M, Ncol), dtype)
         part = dev.empty((nsplit, M, Ncol), dtype)
-        kern[(tiles_x, tiles_y, nsplit), block](mode, A1, B1, part, M, Ncol, K, nbatch, False, geom, zero)
+        dev.launch_grid(kern, (tiles_x, tiles_y, nsplit), block, mode, A1, B1, part, M, Ncol, K, nbatch, False, geom,
+                        zero)
         if nsplit == 1:
             return part.reshape(M, Ncol)
         return dev.sum_rows(part.reshape(nsplit, M * Ncol)).reshape(M, Ncol)
@@ -270,5 +291,6 @@ def gemm(mode: int, A, B, M: int, Ncol: int, K: int, nbatch: int, geom: tuple, d
     if K == 0:
         dev.fill(C, 0)
         return C
-    kern[(tiles_x, tiles_y, min(nbatch, GRID_Z_MAX)), block](mode, A1, B1, C, M, Ncol, K, nbatch, False, geom, zero)
+    dev.launch_grid(kern, (tiles_x, tiles_y, min(nbatch, GRID_Z_MAX)), block, mode, A1, B1, C, M, Ncol, K, nbatch,
+                    False, geom, zero)
     return C

@@ -28,6 +28,13 @@ Sparse input (:class:`~pysrm.cuda.DeviceSpikeEvents`), event driven:
   in a register and flushes it into ``grad_w^T[ci, ky, kx, co]`` (atomic add)
   when the event's channel changes (events are sorted by neuron, so by channel);
 * input gradient (only when asked): the dense product of mode 4.
+
+Through cuBLAS where available (:mod:`pysrm.ops._cublas_cuda`: im2col / col2im kernels around
+strided-batched GEMMs), else the Numba implicit GEMM.  For the fused blocks of :mod:`pysrm.plan_cuda`:
+``conv(..., channels_last=True)`` returns the event path's ``(N, Ho, Wo, T, Co)`` sum untransposed,
+``keep_col=True`` also returns the im2col matrix (cuBLAS; reused by the weight gradient),
+``conv_backward`` takes the output gradient channels-last (``grad_channels_last``) and adds the weight
+gradient to ``accumulate_into``.
 """
 from __future__ import annotations
 
@@ -137,49 +144,86 @@ def _check(w, x, stride, padding):
     return shape, (sy, sx, py, px), (ho, wo)
 
 
-def conv(w, x, stride=1, padding=0):
-    """Device version of :func:`pysrm.ops.conv.conv`; returns ``(N, Co, Ho, Wo, T)``."""
+def conv(w, x, stride=1, padding=0, channels_last: bool = False, keep_col: bool = False):
+    """Device version of :func:`pysrm.ops.conv.conv`; returns ``(N, Co, Ho, Wo, T)``, or with
+    ``channels_last`` for an event input the ``(N, Ho, Wo, T, Co)`` sum.  With ``keep_col`` returns
+    ``(out, col)``: ``col`` the im2col matrix of a dense input on cuBLAS (else None), for
+    :func:`conv_backward`."""
     shape, (sy, sx, py, px), (ho, wo) = _check(w, x, stride, padding)
     N, Ci, H, W, T = shape
     Co, _, KH, KW = w.shape
     dt = np.dtype(w.dtype)
+    col = None
     if isinstance(x, DeviceSpikeEvents):
         outT = dev.zeros((N, ho, wo, T, Co), dt)
         if x.n_events:
-            wT = dev.transpose(w.reshape(1, Co, Ci * KH * KW)).reshape(Ci, KH, KW, Co)
+            wT = dev.transpose2d(w, Co, Ci * KH * KW).reshape(Ci, KH, KW, Co)
             dev.launch(_conv_events_kernel, x.n_events * KH * KW * Co, x.sample, x.neuron, x.time, x.value, wT,
                        outT, H, W, sy, sx, py, px)
-        out = dev.transpose(outT.reshape(N, ho * wo * T, Co))
-        return out.reshape(N, Co, ho, wo, T)
-    geom = G.geometry(Ci, H, W, Co, ho, wo, KH, KW, sy, sx, py, px, T)
-    out = G.gemm(G.CONV_FWD, w, x, Co, ho * wo * T, Ci * KH * KW, N, geom, dt)
-    return out.reshape(N, Co, ho, wo, T)
+        if channels_last:
+            out = outT
+        else:
+            out = dev.transpose(outT.reshape(N, ho * wo * T, Co)).reshape(N, Co, ho, wo, T)
+    else:
+        geom = G.geometry(Ci, H, W, Co, ho, wo, KH, KW, sy, sx, py, px, T)
+        backend = dev.gemm_backend()
+        if backend == "cublas" and keep_col:
+            from . import _cublas_cuda
+            col = _cublas_cuda.im2col(x, geom, N, dt)
+        out = G.gemm(G.CONV_FWD, w, x, Co, ho * wo * T, Ci * KH * KW, N, geom, dt, backend=backend, col=col)
+        out = out.reshape(N, Co, ho, wo, T)
+    return (out, col) if keep_col else out
 
 
-def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True):
-    """Device version of :func:`pysrm.ops.conv.conv_backward`: ``(grad_x or None, grad_w)``."""
+def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True, accumulate_into=None,
+                  grad_channels_last=None, col=None):
+    """Device version of :func:`pysrm.ops.conv.conv_backward`: ``(grad_x or None, grad_w)``.
+
+    ``accumulate_into``: a device array like ``w`` to which ``grad_w`` is added (and returned).
+    ``grad_channels_last``: the output gradient as ``(N, Ho, Wo, T, Co)`` (event inputs read it directly;
+    ``grad`` may then be None unless the input gradient is asked for).  ``col``: the im2col matrix from
+    :func:`conv` with ``keep_col``."""
     shape, (sy, sx, py, px), (ho, wo) = _check(w, x, stride, padding)
     N, Ci, H, W, T = shape
     Co, _, KH, KW = w.shape
-    if tuple(grad.shape) != (N, Co, ho, wo, T):
-        raise ValueError(f"grad has shape {tuple(grad.shape)}; expected the conv output shape {(N, Co, ho, wo, T)}")
-    if grad.dtype != w.dtype:
-        raise TypeError(f"grad has dtype {grad.dtype} but w has dtype {w.dtype}; they must match")
+    if grad is not None:
+        if tuple(grad.shape) != (N, Co, ho, wo, T):
+            raise ValueError(f"grad has shape {tuple(grad.shape)}; expected the conv output shape {(N, Co, ho, wo, T)}")
+        if grad.dtype != w.dtype:
+            raise TypeError(f"grad has dtype {grad.dtype} but w has dtype {w.dtype}; they must match")
+    elif grad_channels_last is None or need_input_grad:
+        raise ValueError("conv_backward: grad is needed (no channels-last gradient, or the input gradient asked)")
+    if grad_channels_last is not None and (tuple(grad_channels_last.shape) != (N, ho, wo, T, Co)
+                                           or grad_channels_last.dtype != w.dtype):
+        raise ValueError(f"grad_channels_last must be {(N, ho, wo, T, Co)} {w.dtype}")
+    if accumulate_into is not None and (tuple(accumulate_into.shape) != tuple(w.shape)
+                                        or accumulate_into.dtype != w.dtype):
+        raise ValueError(f"accumulate_into must be {tuple(w.shape)} {w.dtype}")
     dt = np.dtype(w.dtype)
     geom = G.geometry(Ci, H, W, Co, ho, wo, KH, KW, sy, sx, py, px, T)
+    Kc = Ci * KH * KW
     if isinstance(x, DeviceSpikeEvents):
         gwT = dev.zeros((Ci, KH, KW, Co), dt)
         if x.n_events:
-            gT = dev.transpose(grad.reshape(N, Co, ho * wo * T)).reshape(N, ho, wo, T, Co)
+            if grad_channels_last is not None:
+                gT = grad_channels_last
+            else:
+                gT = dev.transpose(grad.reshape(N, Co, ho * wo * T)).reshape(N, ho, wo, T, Co)
             per = KH * KW * Co
             blocks = min(dev.ceil_div(x.n_events, EVENT_CHUNK), dev.current_launch().max_blocks)
             tpb = min(dev.current_launch().threads_per_block, max(32 if not dev.SIMULATOR else 1, per))
-            _conv_events_wgrad_kernel[blocks, tpb](x.sample, x.neuron, x.time, x.value, gT, gwT, H, W, sy, sx, py,
-                                                   px, EVENT_CHUNK, dt.type(0))
-        grad_w = dev.transpose(gwT.reshape(1, Ci * KH * KW, Co)).reshape(Co, Ci, KH, KW)
+            dev.launch_grid(_conv_events_wgrad_kernel, blocks, tpb, x.sample, x.neuron, x.time, x.value, gT, gwT,
+                            H, W, sy, sx, py, px, EVENT_CHUNK, dt.type(0))
+        if accumulate_into is not None:
+            grad_w = dev.transpose2d(gwT, Kc, Co, out=accumulate_into, accumulate=True)
+        else:
+            grad_w = dev.transpose2d(gwT, Kc, Co)
     else:
-        grad_w = G.gemm(G.CONV_GW, grad, x, Co, Ci * KH * KW, ho * wo * T, N, geom, dt).reshape(Co, Ci, KH, KW)
+        if grad is None:
+            grad = dev.transpose(grad_channels_last.reshape(N, ho * wo * T, Co)).reshape(N, Co, ho, wo, T)
+        grad_w = G.gemm(G.CONV_GW, grad, x, Co, Kc, ho * wo * T, N, geom, dt, accumulate_into=accumulate_into,
+                        col=col)
     grad_x = None
     if need_input_grad:
         grad_x = G.gemm(G.CONV_GX, w, grad, Ci, H * W * T, Co * KH * KW, N, geom, dt).reshape(shape)
-    return grad_x, grad_w
+    return grad_x, grad_w.reshape(Co, Ci, KH, KW)

@@ -15,12 +15,17 @@ summed over the neurons that share a delay (``d`` broadcasts to ``(C, H, W)``).
 
 Thread mapping (grid-stride loops):
 
-* ``shift``: one thread per neuron reads its (broadcast) delay and stores
-  ``d / T_s`` in the data dtype (as the CPU op: float64 division, then rounding);
-* forward and input gradient: one thread per element ``(n, j, t)`` (``t`` fastest);
-* delay gradient: one thread per ``(n, j)`` sums over ``t`` (float64, as the CPU
-  kernel), then one thread per delay entry sums its rows over the batch and
-  the neurons that share it (same order of reduction as the CPU wrapper).
+* the shift ``d / T_s`` of a neuron (its broadcast delay) is computed where it is used
+  (:func:`delay_shift`), in float64 and rounded to the data dtype (as the CPU op: float64 division,
+  then rounding), so no shift array is stored;
+* forward and input gradient: one thread per element ``(n, j, t)`` (``t`` fastest), one launch;
+* delay gradient (:func:`delay_grad`, one launch): one block per delay entry; its threads stride over
+  the ``(n, neuron, t)`` terms of the entry (``t`` fastest: coalesced) and sum in float64, then the
+  block adds its partial sums in a fixed tree (deterministic, no atomics) and adds the result divided
+  by ``T_s`` to the gradient array (``accumulate_into``: a parameter's gradient) or writes it.  The
+  CPU sums per ``(n, neuron)`` row first and rounds in between: the two agree to float rounding.
+  The gradient may be read through a following sum pool (``pool=``; the fused blocks of
+  :mod:`pysrm.plan_cuda`).
 
 Everything stays on the device, including the delays (a trained parameter);
 negative delays (which the CPU op rejects and the optimiser clamps away) read
@@ -37,25 +42,29 @@ from .. import cuda as dev
 from .._checks import positive
 
 
-@cuda.jit(cache=True)
-def _shift_kernel(d3, C, H, W, ts, shift):
-    Cd, Hd, Wd = d3.shape
-    M = C * H * W
-    for j in range(cuda.grid(1), M, cuda.gridsize(1)):
-        c = j // (H * W)
-        rem = j - c * (H * W)
-        h = rem // W
-        w = rem - h * W
-        cd = c if Cd > 1 else 0
-        hd = h if Hd > 1 else 0
-        wd = w if Wd > 1 else 0
-        shift[j] = d3[cd, hd, wd] / ts
+@cuda.jit(device=True, cache=True)
+def delay_shift(d3, Cd, Hd, Wd, j, P, Wn, ts, is32):
+    """``(m, f)`` with ``m + f = d / ts`` of neuron ``j = (c, h, w)`` (``P = H W``, ``Wn = W``), the delay
+    broadcast from the flat ``(Cd, Hd, Wd)`` array ``d3``; ``d / ts`` in float64, rounded to float32
+    when ``is32`` (as the shift array of the CPU op holds it), ``f`` in float64."""
+    c = j // P
+    p = j - c * P
+    h = p // Wn
+    w = p - h * Wn
+    cd = c if Cd > 1 else 0
+    hd = h if Hd > 1 else 0
+    wd = w if Wd > 1 else 0
+    q = d3[(cd * Hd + hd) * Wd + wd] / ts
+    if is32:
+        q = np.float64(np.float32(q))
+    m = int(math.floor(q))
+    return m, q - m
 
 
 @cuda.jit(cache=True)
-def _interp_shift_kernel(x, shift, out, sign):
-    # out[t] = (1-f) x[t + sign*m] + f x[t + sign*(m+1)]  (x outside [0, T) is 0), m + f = shift[j]:
-    # sign = -1 is the delay itself, sign = +1 its adjoint (the input gradient)
+def _shift_interp_kernel(x, d3, Cd, Hd, Wd, P, Wn, ts, is32, out, sign):
+    # out[n, j, t] = (1-f) x[n, j, t + sign*m] + f x[n, j, t + sign*(m+1)] with m + f = d_j / ts
+    # (sign -1: the delay; +1: its adjoint), float64 sums as _interp_shift_kernel
     N, M, T = x.shape
     total = N * M * T
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
@@ -63,9 +72,7 @@ def _interp_shift_kernel(x, shift, out, sign):
         q = idx // T
         j = q % M
         n = q // M
-        d = shift[j]
-        m = int(math.floor(d))
-        f = np.float64(d) - m  # float64, as the CPU kernel's float32 - int
+        m, f = delay_shift(d3, Cd, Hd, Wd, j, P, Wn, ts, is32)
         a = t + sign * m
         v = 0.0
         if a >= 0 and a < T:
@@ -76,58 +83,88 @@ def _interp_shift_kernel(x, shift, out, sign):
         out[n, j, t] = v
 
 
-@cuda.jit(cache=True)
-def _delay_rows_kernel(g, x, shift, gd_rows):
-    N, M, T = g.shape
-    for idx in range(cuda.grid(1), N * M, cuda.gridsize(1)):
-        j = idx % M
-        n = idx // M
-        d = shift[j]
-        m = int(math.floor(d))
-        acc = 0.0
-        for t in range(T):
-            b = t - m
-            dx = 0.0
-            if b - 1 >= 0 and b - 1 < T:
-                dx += x[n, j, b - 1]
-            if b >= 0 and b < T:
-                dx -= x[n, j, b]
-            acc += g[n, j, t] * dx
-        gd_rows[n, j] = acc
+@cuda.jit(device=True, cache=True)
+def _g_at(g, gmode, r, t, T, C, P, Wn, pk, Ho, Wo, wp):
+    # the delay output's gradient at row r, bin t: g[r, t], or through a following sum pool
+    if gmode == 2:
+        n = r // (C * P)
+        rem = r - n * (C * P)
+        c = rem // P
+        p = rem - c * P
+        iy = p // Wn
+        ix = p - iy * Wn
+        return wp * g[(((n * C + c) * Ho + iy // pk) * Wo + ix // pk) * T + t]
+    return g[r * T + t]
 
 
-@cuda.jit(cache=True)
-def _delay_reduce_kernel(gd_rows, C, H, W, ts, zero, gd3):
-    # gd3[cd, hd, wd] = sum over the neurons (c, h, w) sharing the delay of (sum_n gd_rows[n, j]) / ts
-    N = gd_rows.shape[0]
-    Cd, Hd, Wd = gd3.shape
-    for e in range(cuda.grid(1), Cd * Hd * Wd, cuda.gridsize(1)):
+@cuda.jit(device=True, cache=True)
+def _delay_grad_body(g, gmode, x, N, C, Hn, Wn, T, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32, gd, accumulate, part):
+    # gd[e] (+)= (1/ts) sum over the entry's neurons j, samples n, bins t of g[n, j, t] (x[t-m-1] - x[t-m])
+    P = Hn * Wn
+    tid = cuda.threadIdx.x
+    nth = cuda.blockDim.x
+    n_entries = Cd * Hd * Wd
+    for e in range(cuda.blockIdx.x, n_entries, cuda.gridDim.x):
         cd = e // (Hd * Wd)
         rem = e - cd * (Hd * Wd)
         hd = rem // Wd
         wd = rem - hd * Wd
-        c0, c1 = (cd, cd + 1) if Cd > 1 else (0, C)
-        h0, h1 = (hd, hd + 1) if Hd > 1 else (0, H)
-        w0, w1 = (wd, wd + 1) if Wd > 1 else (0, W)
-        acc = zero
-        for c in range(c0, c1):
-            for h in range(h0, h1):
-                for w in range(w0, w1):
-                    j = (c * H + h) * W + w
-                    s = zero
-                    for n in range(N):
-                        s += gd_rows[n, j]
-                    acc += s / ts
-        gd3[cd, hd, wd] = acc
+        c0, nc = (cd, 1) if Cd > 1 else (0, C)
+        h0, nh = (hd, 1) if Hd > 1 else (0, Hn)
+        w0, nw = (wd, 1) if Wd > 1 else (0, Wn)
+        total = N * nc * nh * nw * T
+        acc = 0.0
+        for k in range(tid, total, nth):
+            t = k % T
+            q = k // T
+            w = w0 + q % nw
+            q = q // nw
+            h = h0 + q % nh
+            q = q // nh
+            c = c0 + q % nc
+            n = q // nc
+            j = (c * Hn + h) * Wn + w
+            r = n * (C * P) + j
+            m, f = delay_shift(d3, Cd, Hd, Wd, j, P, Wn, ts, is32)
+            b = t - m
+            dx = 0.0
+            if b - 1 >= 0 and b - 1 < T:
+                dx += x[r * T + b - 1]
+            if b >= 0 and b < T:
+                dx -= x[r * T + b]
+            if dx != 0.0:
+                acc += _g_at(g, gmode, r, t, T, C, P, Wn, pk, Ho, Wo, wp) * dx
+        part[tid] = acc
+        cuda.syncthreads()
+        s = nth // 2
+        while s > 0:
+            if tid < s:
+                part[tid] += part[tid + s]
+            cuda.syncthreads()
+            s //= 2
+        if tid == 0:
+            if accumulate:
+                gd[e] += part[0] / ts
+            else:
+                gd[e] = part[0] / ts
+        cuda.syncthreads()
 
 
-def _prepare(x, d, ts):
-    shape = tuple(x.shape)
-    if len(shape) != 5:
-        raise ValueError(f"x must have 5 dimensions, got shape {shape}")
-    ts = positive("ts", ts)
-    neurons = shape[1:4]
-    d_shape = tuple(d.shape)
+#: threads per block of the delay-gradient kernel (a power of two; the reduction tree is fixed)
+GRAD_THREADS = 16 if dev.SIMULATOR else 256
+_GRAD_THREADS = GRAD_THREADS
+
+
+@cuda.jit(cache=True)
+def _delay_grad_kernel(g, gmode, x, N, C, Hn, Wn, T, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32, gd, accumulate):
+    part = cuda.shared.array(_GRAD_THREADS, dtype=np.float64)
+    _delay_grad_body(g, gmode, x, N, C, Hn, Wn, T, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32, gd, accumulate, part)
+
+
+def _broadcast(x_shape, d):
+    """``(d3 flat device array, (Cd, Hd, Wd), d_shape)`` of delays ``d`` for inputs of ``x_shape``."""
+    neurons = tuple(x_shape[1:4])
+    d_shape = tuple(int(v) for v in d.shape)
     if len(d_shape) > 3:
         raise ValueError(f"delay of shape {d_shape} does not broadcast to the neuron shape {neurons}; "
                          "expected one delay per neuron or per channel (C, 1, 1)")
@@ -136,38 +173,75 @@ def _prepare(x, d, ts):
         if a not in (1, b):
             raise ValueError(f"delay of shape {d_shape} does not broadcast to the neuron shape {neurons}; "
                              "expected one delay per neuron or per channel (C, 1, 1)")
-    dt = np.dtype(x.dtype)
     if isinstance(d, np.ndarray):
         d = dev.to_device(d)
-    d3 = d.reshape(*d3_shape)
-    C, H, W = neurons
-    shift = dev.empty((C * H * W,), dt)
-    dev.launch(_shift_kernel, C * H * W, d3, C, H, W, float(ts), shift)
-    N, T = shape[0], shape[4]
-    return x.reshape(N, C * H * W, T), shift, d_shape, d3_shape, ts
+    return d.reshape(max(1, d.size)), d3_shape, d_shape
+
+
+def _shifted(x, d, ts, sign):
+    shape = tuple(x.shape)
+    if len(shape) != 5:
+        raise ValueError(f"x must have 5 dimensions, got shape {shape}")
+    ts = positive("ts", ts)
+    d3, (Cd, Hd, Wd), _ = _broadcast(shape, d)
+    N, C, H, W, T = shape
+    x3 = x.reshape(N, C * H * W, T)
+    out = dev.empty(x3.shape, x3.dtype)
+    dev.launch(_shift_interp_kernel, x3.size, x3, d3, Cd, Hd, Wd, H * W, W, float(ts), np.dtype(x.dtype) == np.float32,
+               out, sign)
+    return out.reshape(shape)
 
 
 def delay(x, d, ts: float):
-    """Device version of :func:`pysrm.ops.delay.delay`."""
-    x3, shift, _, _, _ = _prepare(x, d, ts)
-    out = dev.empty(x3.shape, x3.dtype)
-    dev.launch(_interp_shift_kernel, x3.size, x3, shift, out, -1)
-    return out.reshape(x.shape)
+    """Device version of :func:`pysrm.ops.delay.delay` (one launch)."""
+    return _shifted(x, d, ts, -1)
+
+
+def delay_input_grad(grad, d, ts: float):
+    """The input gradient of the delay, ``(1-f) g[t+m] + f g[t+m+1]`` (one launch)."""
+    return _shifted(grad, d, ts, 1)
+
+
+def delay_grad(grad, x, d, ts: float, accumulate_into=None, pool=None):
+    r"""The delay gradient :math:`\frac{1}{T_s}\sum_{n,t} g[t](x[t-m-1] - x[t-m])` summed over the neurons
+    sharing each delay (one launch, deterministic; module docstring).
+
+    ``grad``: the delay output's gradient like ``x``, or with ``pool = (k, weight)`` the gradient of a
+    following sum pool's output (read through it).  Returns an array shaped like ``d``, or adds to
+    ``accumulate_into`` (a device array like ``d``) and returns it."""
+    shape = tuple(x.shape)
+    ts = positive("ts", ts)
+    N, C, H, W, T = shape
+    d3, (Cd, Hd, Wd), d_shape = _broadcast(shape, d)
+    dt = np.dtype(x.dtype)
+    gmode, pk, wp, Ho, Wo = 0, 1, dt.type(0), 1, 1
+    if pool is not None:
+        gmode = 2
+        pk, weight = pool
+        pk, wp = int(pk), dt.type(positive("weight", weight))
+        Ho, Wo = -(-H // pk), -(-W // pk)
+        expected = (N, C, Ho, Wo, T)
+    else:
+        expected = shape
+    if tuple(grad.shape) != expected:
+        raise ValueError(f"grad has shape {tuple(grad.shape)}; expected {expected}")
+    if accumulate_into is not None:
+        if tuple(accumulate_into.shape) != d_shape or accumulate_into.dtype != dt:
+            raise ValueError(f"accumulate_into must be {d_shape} {dt}")
+        gd = accumulate_into
+    else:
+        gd = dev.empty(d_shape, dt)
+    n_entries = Cd * Hd * Wd
+    blocks = max(1, min(n_entries, dev.current_launch().max_blocks))
+    dev.launch_grid(_delay_grad_kernel, blocks, GRAD_THREADS, grad.reshape(grad.size), gmode, x.reshape(x.size),
+                    N, C, H, W, T, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, float(ts), dt == np.float32,
+                    gd.reshape(max(1, gd.size)), accumulate_into is not None)
+    return gd
 
 
 def delay_backward(grad, x, d, ts: float):
-    """Device version of :func:`pysrm.ops.delay.delay_backward`: ``(grad_x, grad_d)``."""
-    x3, shift, d_shape, d3_shape, ts = _prepare(x, d, ts)
+    """Device version of :func:`pysrm.ops.delay.delay_backward`: ``(grad_x, grad_d)`` (two launches)."""
     if tuple(grad.shape) != tuple(x.shape):
         raise ValueError(f"grad has shape {tuple(grad.shape)}; expected the delay output shape {tuple(x.shape)}")
-    dt = np.dtype(grad.dtype)
-    g3 = grad.reshape(x3.shape)
-    gx = dev.empty(x3.shape, dt)
-    dev.launch(_interp_shift_kernel, g3.size, g3, shift, gx, 1)
-    N, M, _ = x3.shape
-    gd_rows = dev.empty((N, M), dt)
-    dev.launch(_delay_rows_kernel, N * M, g3, x3, shift, gd_rows)
-    gd3 = dev.empty(d3_shape, dt)
-    C, H, W = x.shape[1:4]
-    dev.launch(_delay_reduce_kernel, gd3.size, gd_rows, C, H, W, dt.type(ts), dt.type(0), gd3)
-    return gx.reshape(x.shape), gd3.reshape(*d_shape) if d_shape else gd3.reshape(())
+    gx = delay_input_grad(grad, d, ts)
+    return gx, delay_grad(grad, x, d, ts)

@@ -22,6 +22,14 @@ Sparse input (a :class:`~pysrm.cuda.DeviceSpikeEvents`), event driven:
   ``grad_w^T[i, o]`` (atomic add) whenever the event's neuron ``i`` changes --
   events of a sample are sorted by neuron, so runs are long and atomics few;
 * input gradient (only when asked): the dense product of mode 1.
+
+The dense products run through cuBLAS where available (:mod:`pysrm.ops._cublas_cuda`), else the
+Numba GEMM; the transposes of the event paths through cuBLAS ``geam`` or the transpose kernel
+(:func:`pysrm.cuda.transpose2d`).  For the fused blocks of :mod:`pysrm.plan_cuda`: ``dense(...,
+time_major=True)`` returns the event path's ``(N, T, O)`` sum untransposed, ``dense_backward`` takes
+the output gradient time-major (``grad_time_major``, read by the event weight gradient directly) and
+adds the weight gradient to ``accumulate_into`` (the parameter's gradient) instead of returning a new
+array.
 """
 from __future__ import annotations
 
@@ -89,8 +97,9 @@ def _check(w, x):
     return shape
 
 
-def dense(w, x):
-    """Device version of :func:`pysrm.ops.dense.dense`; returns ``(N, O, 1, 1, T)``."""
+def dense(w, x, time_major: bool = False):
+    """Device version of :func:`pysrm.ops.dense.dense`; returns ``(N, O, 1, 1, T)``, or with
+    ``time_major`` for an event input the ``(N, T, O)`` sum (dense inputs: ``(N, O, 1, 1, T)`` always)."""
     shape = _check(w, x)
     N, T = shape[0], shape[4]
     O, I = w.shape
@@ -98,37 +107,56 @@ def dense(w, x):
     if isinstance(x, DeviceSpikeEvents):
         outT = dev.zeros((N, T, O), dt)
         if x.n_events:
-            wT = dev.transpose(w.reshape(1, O, I)).reshape(I, O)
+            wT = dev.transpose2d(w, O, I)
             dev.launch(_dense_events_kernel, x.n_events * O, x.sample, x.neuron, x.time, x.value, wT, outT)
+        if time_major:
+            return outT
         out = dev.transpose(outT)
     else:
         out = G.gemm(G.DENSE_FWD, w, x, O, T, I, N, G.geometry(I, Co=O, T=T), dt)
     return out.reshape(N, O, 1, 1, T)
 
 
-def dense_backward(w, x, grad, need_input_grad: bool = True):
-    """Device version of :func:`pysrm.ops.dense.dense_backward`: ``(grad_x or None, grad_w)``."""
+def dense_backward(w, x, grad, need_input_grad: bool = True, accumulate_into=None, grad_time_major=None):
+    """Device version of :func:`pysrm.ops.dense.dense_backward`: ``(grad_x or None, grad_w)``.
+
+    ``accumulate_into``: a device array like ``w`` (the parameter's gradient) to which ``grad_w`` is
+    added (and which is returned as ``grad_w``).  ``grad_time_major``: the output gradient as ``(N, T, O)``
+    (then ``grad`` may be None unless the input gradient is asked for)."""
     shape = _check(w, x)
     N, T = shape[0], shape[4]
     O, I = w.shape
-    if tuple(grad.shape) != (N, O, 1, 1, T):
-        raise ValueError(f"grad has shape {tuple(grad.shape)}; expected the dense output shape {(N, O, 1, 1, T)}")
-    if grad.dtype != w.dtype:
-        raise TypeError(f"grad has dtype {grad.dtype} but w has dtype {w.dtype}; they must match")
+    if grad is not None:
+        if tuple(grad.shape) != (N, O, 1, 1, T):
+            raise ValueError(f"grad has shape {tuple(grad.shape)}; expected the dense output shape {(N, O, 1, 1, T)}")
+        if grad.dtype != w.dtype:
+            raise TypeError(f"grad has dtype {grad.dtype} but w has dtype {w.dtype}; they must match")
+    elif grad_time_major is None or need_input_grad:
+        raise ValueError("dense_backward: grad is needed (no time-major gradient, or the input gradient asked)")
+    if grad_time_major is not None and (tuple(grad_time_major.shape) != (N, T, O) or grad_time_major.dtype != w.dtype):
+        raise ValueError(f"grad_time_major must be {(N, T, O)} {w.dtype}, got {tuple(grad_time_major.shape)} "
+                         f"{grad_time_major.dtype}")
+    if accumulate_into is not None and (tuple(accumulate_into.shape) != (O, I) or accumulate_into.dtype != w.dtype):
+        raise ValueError(f"accumulate_into must be {(O, I)} {w.dtype}")
     dt = np.dtype(w.dtype)
     geom = G.geometry(I, Co=O, T=T)
     if isinstance(x, DeviceSpikeEvents):
         gwT = dev.zeros((I, O), dt)
         if x.n_events:
-            gT = dev.transpose(grad.reshape(N, O, T))
+            gT = grad_time_major if grad_time_major is not None else dev.transpose(grad.reshape(N, O, T))
             blocks = min(dev.ceil_div(x.n_events, EVENT_CHUNK), dev.current_launch().max_blocks)
             tpb = min(dev.current_launch().threads_per_block, max(32 if not dev.SIMULATOR else 1, O))
-            _dense_events_wgrad_kernel[blocks, tpb](x.sample, x.neuron, x.time, x.value, gT, gwT,
-                                                    EVENT_CHUNK, dt.type(0))
-        grad_w = dev.transpose(gwT.reshape(1, I, O)).reshape(O, I)
+            dev.launch_grid(_dense_events_wgrad_kernel, blocks, tpb, x.sample, x.neuron, x.time, x.value, gT, gwT,
+                            EVENT_CHUNK, dt.type(0))
+        if accumulate_into is not None:
+            grad_w = dev.transpose2d(gwT, I, O, out=accumulate_into, accumulate=True)
+        else:
+            grad_w = dev.transpose2d(gwT, I, O)
     else:
-        grad_w = G.gemm(G.DENSE_GW, grad, x, O, I, T, N, geom, dt)
+        if grad is None:
+            grad = dev.transpose(grad_time_major).reshape(N, O, 1, 1, T)
+        grad_w = G.gemm(G.DENSE_GW, grad, x, O, I, T, N, geom, dt, accumulate_into=accumulate_into)
     grad_x = None
     if need_input_grad:
         grad_x = G.gemm(G.DENSE_GX, w, grad, I, T, O, N, geom, dt).reshape(shape)
-    return grad_x, grad_w
+    return grad_x, grad_w.reshape(O, I)

@@ -12,7 +12,10 @@ rounding of fused multiply-adds on a real GPU).
 
 Thread mapping: one thread per parameter element in a grid-stride loop (flat
 arrays); every update, weight decay and clamp is one fused kernel per
-parameter.  :func:`nonfinite_flags` reduces one "has NaN/inf" flag per gradient (atomic
+parameter -- or, for the parameters of a :class:`pysrm.cuda.ParameterPack` (one flat buffer each for
+data, gradients and every optimiser state), one kernel for all of them (``*_update_many``; each
+element finds its parameter's clamp in the pack's segment table, a short loop over the few
+parameters).  :func:`nonfinite_flags` reduces one "has NaN/inf" flag per gradient (atomic
 max, one thread per element) so the optimiser can refuse a bad step, naming
 the parameter, with one small read back per step.
 """
@@ -50,8 +53,61 @@ def _adam_kernel(p, g, m, v, lr, b1, c1, b2, c2, bc1, bc2, eps, wd, use_wd, lowe
                                          lower, use_lower, nesterov, mu_next, den_m, one_minus_mu, den_g)
 
 
+@cuda.jit(device=True, cache=True)
+def _segment(seg_end, i):
+    s = 0
+    while s < seg_end.shape[0] - 1 and i >= seg_end[s]:
+        s += 1
+    return s
+
+
+@cuda.jit(cache=True)
+def _sgd_many_kernel(p, g, v, seg_end, seg_lower, seg_use, lr, mu, use_mom, wd, use_wd):
+    for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        s = _segment(seg_end, i)
+        q, vi = _sgd_element(p[i], g[i], v[i], lr, mu, use_mom, wd, use_wd, seg_lower[s], seg_use[s] != 0)
+        if use_mom:
+            v[i] = vi
+        p[i] = q
+
+
+@cuda.jit(cache=True)
+def _adam_many_kernel(p, g, m, v, seg_end, seg_lower, seg_use, lr, b1, c1, b2, c2, bc1, bc2, eps, wd, use_wd,
+                      nesterov, mu_next, den_m, one_minus_mu, den_g):
+    for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        s = _segment(seg_end, i)
+        p[i], m[i], v[i] = _adam_element(p[i], g[i], m[i], v[i], lr, b1, c1, b2, c2, bc1, bc2, eps, wd, use_wd,
+                                         seg_lower[s], seg_use[s] != 0, nesterov, mu_next, den_m, one_minus_mu,
+                                         den_g)
+
+
 def _flat(a):
     return a.reshape(a.size)
+
+
+def sgd_update_many(pack, v, lr, momentum, weight_decay=0.0):
+    """SGD step on every parameter of ``pack`` (:class:`pysrm.cuda.ParameterPack`) in one launch; ``v``
+    the flat velocity (None without momentum)."""
+    dt, _, _, wd, use_wd = _common(pack.data, None, weight_decay)
+    vv = v if v is not None else pack.data
+    dev.launch(_sgd_many_kernel, pack.size, pack.data, pack.grad, vv, pack.seg_end, pack.seg_lower,
+               pack.seg_use_lower, dt(lr), dt(momentum), bool(momentum), wd, use_wd)
+
+
+def adam_update_many(pack, m, v, lr, b1, b2, eps, k, weight_decay=0.0):
+    """Adam step ``k`` on every parameter of ``pack`` in one launch (``m``, ``v`` flat)."""
+    dt, _, _, wd, use_wd = _common(pack.data, None, weight_decay)
+    dev.launch(_adam_many_kernel, pack.size, pack.data, pack.grad, m, v, pack.seg_end, pack.seg_lower,
+               pack.seg_use_lower, *_moment_scalars(dt, lr, b1, b2, eps, k), wd, use_wd, False, dt(0.0), dt(1.0),
+               dt(0.0), dt(1.0))
+
+
+def nadam_update_many(pack, m, v, lr, b1, b2, eps, k, mu, mu_next, mu_product, weight_decay=0.0):
+    """NAdam step ``k`` on every parameter of ``pack`` in one launch."""
+    dt, _, _, wd, use_wd = _common(pack.data, None, weight_decay)
+    dev.launch(_adam_many_kernel, pack.size, pack.data, pack.grad, m, v, pack.seg_end, pack.seg_lower,
+               pack.seg_use_lower, *_moment_scalars(dt, lr, b1, b2, eps, k), wd, use_wd, True,
+               *_nesterov_scalars(dt, mu, mu_next, mu_product))
 
 
 def sgd_update(p, g, v, lr, momentum, weight_decay=0.0, lower=None):

@@ -1,0 +1,465 @@
+r"""Fused CUDA kernels of an SRM layer: ``spike(psp(a))`` in one kernel, its backward in one kernel.
+
+Forward (:func:`srm_forward`), per row ``r`` (a neuron of a sample) and time bin ``t``:
+
+.. math::
+
+    u[t] = \sum_{i<\min(L,t+1)} k[i]\, a[t-i], \qquad
+    u_{ref}[t] = u[t] + \sum_{t' < t,\ s[t'] \ne 0,\ t - t' < L_\nu} \nu[t - t'], \qquad
+    s[t] = \tfrac{1}{T_s}[u_{ref}[t] \ge \vartheta]
+
+(and ``u_ref[t] += nu[0]`` at a spike), exactly the separate ops :func:`pysrm.ops.psp_cuda.psp` and
+:func:`pysrm.ops.spike_cuda.spike`: the psp sum in their order (oldest input first, zeros skipped) and
+precision (float64 where the CPU uses its float64 alpha recursion, else the dtype), the refractory
+responses added in the dtype in the order of the spikes (oldest first) as the CPU scan adds them, the
+CPU's firing threshold (:func:`pysrm.ops.spike.firing_threshold`).  So the spikes are those of the
+separate ops and of the CPU (to the rounding of the psp sum; tested under the simulator, bitwise there).
+
+Backward (:func:`srm_backward`):
+
+.. math::
+
+    g_a[t] = \sum_{i<\min(L, T-t)} k[i]\, \rho(u_{ref}[t+i])\, g_s[t+i]
+
+(the surrogate of :func:`pysrm.ops._elementwise.surrogate_element` in the dtype, the correlation summed
+in float64 as :func:`pysrm.ops.psp_cuda.psp_backward`).
+
+Where the layer's input comes from and where its gradient goes, without intermediate arrays:
+
+* input ``a`` (``src_mode``): ``"rows"`` ``(rows, T)``; ``"channels_last"`` ``(N, P, T, C)`` (the event
+  paths' sums of :mod:`pysrm.ops.dense_cuda` / :mod:`pysrm.ops.conv_cuda`, not transposed); ``"pool"``
+  the sum pooling of ``(N, C, H, W, T)`` computed while loading (``a = w_p \sum`` over the window, in
+  the order of :mod:`pysrm.ops.pool`; no pooled array is stored);
+* gradient of the spikes: read directly, **through a delay** (``g_s[t] = (1-f) g[t+m] + f g[t+m+1]``,
+  ``d / T_s = m + f`` computed per neuron as :mod:`pysrm.ops.delay_cuda` does) and/or **through a sum
+  pool** (``g[.., i_y, i_x, t] = w_p\, g_p[.., i_y/k, i_x/k, t]``), so neither the delay's nor the
+  pool's input gradient is stored;
+* output gradient ``g_a``: ``(rows, T)``, or channels-last ``(N, P, T, C)`` for the event weight
+  gradients (no transpose).
+
+Thread mapping.  A block of :data:`THREADS` threads owns :data:`ROWS` rows and walks their time axis
+in tiles of :data:`TILE` bins; every global read and write goes through shared-memory tiles with the
+time axis (or, channels-last, the channel axis) fastest across the threads, so all are coalesced.
+Forward: the tile's inputs and the ``L - 1`` bins before it are loaded, all threads compute the psp of
+the tile's bins, then one warp scans the tile in time (one lane per row; the spikes of the last
+``L_nu - 1`` bins are a 64-bit mask per lane, so the scan carries no array across tiles), then all
+threads store ``s`` and ``u_ref``.  Backward: the tile's surrogate products and those of the ``L - 1``
+bins after it, then all threads the correlation.  Rows are grouped channel-fastest where a
+channels-last array is read or written.
+
+Limits: the fused kernels take spike responses of at most :data:`MAX_KERNEL` samples and refractory
+responses of at most 64 (``applies``); the blocks of :mod:`pysrm.plan_cuda` fall back to the
+separate ops otherwise.  Under the CUDA simulator the tiles are tiny (4 rows x 4 bins, 16 threads,
+responses up to 16 samples), so small tests cross tiles and halos.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from .. import cuda as dev
+from .._checks import positive
+from ._elementwise import surrogate_element
+from ._util import response_as
+from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters
+from .delay_cuda import delay_shift as _delay_shift
+from .spike import firing_threshold
+
+SIM = dev.SIMULATOR
+#: time bins per tile, rows per block, threads per block
+TILE = 4 if SIM else 32
+ROWS = 4 if SIM else 32
+THREADS = 16 if SIM else 256
+#: longest spike response the fused kernels take (the tiles carry its L - 1 bins of halo)
+MAX_KERNEL = 16 if SIM else 64
+#: longest refractory response (the scan keeps the last 63 bins' spikes in a 64-bit mask)
+MAX_REFRACTORY = 64
+_TW = TILE + MAX_KERNEL - 1  # tile width with halo
+_TP = TILE + 1               # padded tile row (bank conflicts)
+
+SRC_ROWS, SRC_CHANNELS_LAST, SRC_POOL = 0, 1, 2
+G_DELAY, G_POOL = 1, 2
+OUT_ROWS, OUT_CHANNELS_LAST = 0, 1
+
+_surrogate = cuda.jit(device=True, cache=True)(surrogate_element)
+
+
+@cuda.jit(device=True, cache=True)
+def _row_of(q, grp_cl, C, P):
+    # the row (n, c, p) -> (n*C + c)*P + p of the group's q-th slot; grouped channel-fastest if grp_cl
+    if grp_cl:
+        c = q % C
+        m = q // C
+        p = m % P
+        n = m // P
+        return (n * C + c) * P + p
+    return q
+
+
+@cuda.jit(device=True, cache=True)
+def _src_val(src, mode, r, t, T, C, P, H, W, Wo, pk, wp, zdt):
+    if mode == 0:
+        return src[r * T + t]
+    n = r // (C * P)
+    rem = r - n * (C * P)
+    c = rem // P
+    p = rem - c * P
+    if mode == 1:
+        return src[((n * P + p) * T + t) * C + c]
+    # sum pooling of (N, C, H, W, T): the window of output (oy, ox), ky outer, kx inner (pysrm.ops.pool)
+    oy = p // Wo
+    ox = p - oy * Wo
+    acc = zdt
+    for ky in range(pk):
+        iy = oy * pk + ky
+        if iy < H:
+            for kx in range(pk):
+                ix = ox * pk + kx
+                if ix < W:
+                    acc += wp * src[(((n * C + c) * H + iy) * W + ix) * T + t]
+    return acc
+
+
+@cuda.jit(device=True, cache=True)
+def _hibit(m):
+    # index of the highest set bit of m > 0 (int64)
+    b = 0
+    if (m >> 32) != 0:
+        b += 32
+        m >>= 32
+    if (m >> 16) != 0:
+        b += 16
+        m >>= 16
+    if (m >> 8) != 0:
+        b += 8
+        m >>= 8
+    if (m >> 4) != 0:
+        b += 4
+        m >>= 4
+    if (m >> 2) != 0:
+        b += 2
+        m >>= 2
+    if (m >> 1) != 0:
+        b += 1
+    return b
+
+
+@cuda.jit(device=True, cache=True)
+def _fwd_body(src, mode, grp_cl, N, C, P, T, H, W, Wo, pk, wp, zdt, k, zacc, nu, lim, theta, amp, s_out, u_out,
+              write_u, tin, tu, tsp):
+    rows = N * C * P
+    L = k.shape[0]
+    tid = cuda.threadIdx.x
+    nth = cuda.blockDim.x
+    ngroups = (rows + ROWS - 1) // ROWS
+    width = TILE + L - 1
+    for grp in range(cuda.blockIdx.x, ngroups, cuda.gridDim.x):
+        q0 = grp * ROWS
+        mask = 0  # the scanning lane's row: spikes of the last Lr - 1 bins, bit b = bin t - 1 - b
+        for t0 in range(0, T, TILE):
+            h0 = t0 - (L - 1)
+            # 1. inputs of bins h0 .. t0+TILE-1 (time fastest, or slots fastest for channels-last)
+            for e in range(tid, ROWS * width, nth):
+                if mode == 1:
+                    i = e % ROWS
+                    j = e // ROWS
+                else:
+                    j = e % width
+                    i = e // width
+                t = h0 + j
+                v = zdt
+                if q0 + i < rows and t >= 0 and t < T:
+                    v = _src_val(src, mode, _row_of(q0 + i, grp_cl, C, P), t, T, C, P, H, W, Wo, pk, wp, zdt)
+                tin[i, j] = v
+            cuda.syncthreads()
+            # 2. psp of the tile's bins (pysrm.ops.psp_cuda: oldest input first, zeros skipped)
+            for e in range(tid, ROWS * TILE, nth):
+                i = e // TILE
+                tt = e - i * TILE
+                t = t0 + tt
+                if q0 + i < rows and t < T:
+                    acc = zacc
+                    s0 = t - L + 1
+                    if s0 < 0:
+                        s0 = 0
+                    for s in range(s0, t + 1):
+                        v = tin[i, s - h0]
+                        if v != 0.0:
+                            acc += v * k[t - s]
+                    tu[i, tt] = acc
+            cuda.syncthreads()
+            # 3. the spike scan, one lane per row (pysrm.ops.spike_cuda's additions, oldest spike first)
+            if tid < ROWS and q0 + tid < rows:
+                for tt in range(TILE):
+                    t = t0 + tt
+                    if t < T:
+                        v = tu[tid, tt]
+                        mm = mask
+                        while mm != 0:
+                            b = _hibit(mm)
+                            v += nu[b + 1]
+                            mm ^= 1 << b
+                        spk = v >= theta
+                        if spk:
+                            v += nu[0]
+                            tsp[tid, tt] = 1
+                        else:
+                            tsp[tid, tt] = 0
+                        tu[tid, tt] = v
+                        mask = ((mask << 1) | (1 if spk else 0)) & lim
+            cuda.syncthreads()
+            # 4. store s and u_ref (time fastest: each row's tile is one contiguous segment)
+            for e in range(tid, ROWS * TILE, nth):
+                i = e // TILE
+                tt = e - i * TILE
+                t = t0 + tt
+                if q0 + i < rows and t < T:
+                    r = _row_of(q0 + i, grp_cl, C, P)
+                    s_out[r * T + t] = amp if tsp[i, tt] != 0 else zdt
+                    if write_u:
+                        u_out[r * T + t] = tu[i, tt]
+            cuda.syncthreads()
+
+
+@cuda.jit(cache=True)
+def _srm_fwd_f32(src, mode, grp_cl, N, C, P, T, H, W, Wo, pk, wp, zdt, k, zacc, nu, lim, theta, amp, s_out, u_out,
+                 write_u):
+    tin = cuda.shared.array((ROWS, _TW), dtype=np.float32)
+    tu = cuda.shared.array((ROWS, _TP), dtype=np.float32)
+    tsp = cuda.shared.array((ROWS, _TP), dtype=np.int8)
+    _fwd_body(src, mode, grp_cl, N, C, P, T, H, W, Wo, pk, wp, zdt, k, zacc, nu, lim, theta, amp, s_out, u_out,
+              write_u, tin, tu, tsp)
+
+
+@cuda.jit(cache=True)
+def _srm_fwd_f64(src, mode, grp_cl, N, C, P, T, H, W, Wo, pk, wp, zdt, k, zacc, nu, lim, theta, amp, s_out, u_out,
+                 write_u):
+    tin = cuda.shared.array((ROWS, _TW), dtype=np.float64)
+    tu = cuda.shared.array((ROWS, _TP), dtype=np.float64)
+    tsp = cuda.shared.array((ROWS, _TP), dtype=np.int8)
+    _fwd_body(src, mode, grp_cl, N, C, P, T, H, W, Wo, pk, wp, zdt, k, zacc, nu, lim, theta, amp, s_out, u_out,
+              write_u, tin, tu, tsp)
+
+
+@cuda.jit(device=True, cache=True)
+def _g_base(gsrc, gmode, r, t, T, C, P, Wn, pk, Ho, Wo, wp):
+    # the gradient of the layer's spikes before the delay: g[r, t], or through a following sum pool
+    if gmode & 2:
+        n = r // (C * P)
+        rem = r - n * (C * P)
+        c = rem // P
+        p = rem - c * P
+        iy = p // Wn
+        ix = p - iy * Wn
+        return wp * gsrc[(((n * C + c) * Ho + iy // pk) * Wo + ix // pk) * T + t]
+    return gsrc[r * T + t]
+
+
+@cuda.jit(device=True, cache=True)
+def _g_val(gsrc, gmode, r, t, T, C, P, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32):
+    if gmode & 1:
+        m, f = _delay_shift(d3, Cd, Hd, Wd, r % (C * P), P, Wn, ts, is32)
+        v = 0.0
+        a = t + m
+        if a >= 0 and a < T:
+            v += (1.0 - f) * _g_base(gsrc, gmode, r, a, T, C, P, Wn, pk, Ho, Wo, wp)
+        a += 1
+        if a >= 0 and a < T:
+            v += f * _g_base(gsrc, gmode, r, a, T, C, P, Wn, pk, Ho, Wo, wp)
+        return v
+    return _g_base(gsrc, gmode, r, t, T, C, P, Wn, pk, Ho, Wo, wp)
+
+
+@cuda.jit(device=True, cache=True)
+def _bwd_body(gsrc, gmode, grp_cl, N, C, P, T, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32, u, k, theta, a,
+              inv_width, zdt, out, omode, tg):
+    rows = N * C * P
+    L = k.shape[0]
+    tid = cuda.threadIdx.x
+    nth = cuda.blockDim.x
+    ngroups = (rows + ROWS - 1) // ROWS
+    width = TILE + L - 1
+    for grp in range(cuda.blockIdx.x, ngroups, cuda.gridDim.x):
+        q0 = grp * ROWS
+        for t0 in range(0, T, TILE):
+            # 1. grad_s * rho(u) of bins t0 .. t0+TILE+L-2 (time fastest)
+            for e in range(tid, ROWS * width, nth):
+                j = e % width
+                i = e // width
+                t = t0 + j
+                if q0 + i < rows and t < T:
+                    r = _row_of(q0 + i, grp_cl, C, P)
+                    tg[i, j] = _g_val(gsrc, gmode, r, t, T, C, P, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32)
+                    tg[i, j] = _surrogate(tg[i, j], u[r * T + t], theta, a, inv_width)  # in the dtype
+                else:
+                    tg[i, j] = zdt
+            cuda.syncthreads()
+            # 2. the correlation with the spike response (float64 sum, as psp_cuda.psp_backward)
+            for e in range(tid, ROWS * TILE, nth):
+                if omode == 1:
+                    i = e % ROWS
+                    tt = e // ROWS
+                else:
+                    tt = e % TILE
+                    i = e // TILE
+                t = t0 + tt
+                if q0 + i < rows and t < T:
+                    m = L
+                    if T - t < m:
+                        m = T - t
+                    acc = 0.0
+                    for i2 in range(m):
+                        acc += np.float64(tg[i, tt + i2] * k[i2])
+                    r = _row_of(q0 + i, grp_cl, C, P)
+                    if omode == 1:
+                        n = r // (C * P)
+                        rem = r - n * (C * P)
+                        c = rem // P
+                        p = rem - c * P
+                        out[((n * P + p) * T + t) * C + c] = acc
+                    else:
+                        out[r * T + t] = acc
+            cuda.syncthreads()
+
+
+@cuda.jit(cache=True)
+def _srm_bwd_f32(gsrc, gmode, grp_cl, N, C, P, T, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32, u, k, theta, a,
+                 inv_width, zdt, out, omode):
+    tg = cuda.shared.array((ROWS, _TW), dtype=np.float32)
+    _bwd_body(gsrc, gmode, grp_cl, N, C, P, T, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32, u, k, theta, a,
+              inv_width, zdt, out, omode, tg)
+
+
+@cuda.jit(cache=True)
+def _srm_bwd_f64(gsrc, gmode, grp_cl, N, C, P, T, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32, u, k, theta, a,
+                 inv_width, zdt, out, omode):
+    tg = cuda.shared.array((ROWS, _TW), dtype=np.float64)
+    _bwd_body(gsrc, gmode, grp_cl, N, C, P, T, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32, u, k, theta, a,
+              inv_width, zdt, out, omode, tg)
+
+
+# --------------------------------------------------------------------------- host side
+
+def _scaled(kernel, dtype, ts, min_recursive):
+    """The device response ``ts * kernel`` and the accumulator zero, in the precision of the CPU path
+    (as :func:`pysrm.ops.psp_cuda._scaled`)."""
+    dtype = np.dtype(dtype)
+    if len(kernel) >= min_recursive and alpha_parameters(kernel) is not None:
+        return dev.constant(response_as("kernel", kernel, np.float64) * float(ts)), np.float64(0)
+    return dev.constant(response_as("kernel", kernel, dtype) * dtype.type(ts)), dtype.type(0)
+
+
+def applies(srm_kernel, refractory_kernel) -> bool:
+    """True when the fused kernels take these responses (lengths 1 .. :data:`MAX_KERNEL` and
+    1 .. :data:`MAX_REFRACTORY`)."""
+    return 1 <= len(srm_kernel) <= MAX_KERNEL and 1 <= len(refractory_kernel) <= MAX_REFRACTORY
+
+
+def _grid(rows):
+    groups = dev.ceil_div(rows, ROWS)
+    return max(1, min(groups, dev.current_launch().max_blocks))
+
+
+def _zero_array(dtype):
+    return dev.constant(np.zeros(1, dtype=dtype))
+
+
+def srm_forward(src, rows_shape, srm_kernel, refractory_kernel, theta: float, ts: float, src_mode: str = "rows",
+                pool=None, need_potential: bool = True, dtype=None):
+    r"""Fused SRM forward on the device: returns ``(s, u_ref)`` shaped ``rows_shape`` (``(N, C, H, W, T)``;
+    ``u_ref`` None without ``need_potential``).
+
+    ``src``: a device array with the layer's input ``a`` laid out as ``src_mode`` says: ``"rows"``
+    (``rows_shape``), ``"channels_last"`` (``(N, H, W, T, C)`` / ``(N, T, C)``: ``(N, P, T, C)`` with
+    ``P = H W``) or ``"pool"`` (``pool = (k, weight)``; ``src`` the pool's input ``(N, C, k H', k W', T)``
+    -ish: any ``(N, C, Hi, Wi, T)`` with ``ceil(Hi / k) = H``, ``ceil(Wi / k) = W``).
+    Responses, ``theta`` and ``ts`` (ms) as :func:`pysrm.ops.srm.srm_forward`; ``applies`` must hold.
+    One kernel launch.
+    """
+    N, C, H, W, T = (int(v) for v in rows_shape)
+    dt = np.dtype(dtype or src.dtype)
+    theta = positive("theta", theta)
+    ts = positive("ts", ts)
+    if not applies(srm_kernel, refractory_kernel):
+        raise ValueError(f"srm_cuda.srm_forward: responses of {len(srm_kernel)} / {len(refractory_kernel)} samples; "
+                         f"the fused kernel takes at most {MAX_KERNEL} / {MAX_REFRACTORY}")
+    mode = {"rows": SRC_ROWS, "channels_last": SRC_CHANNELS_LAST, "pool": SRC_POOL}[src_mode]
+    P = H * W
+    rows = N * C * P
+    k, zacc = _scaled(srm_kernel, dt, ts, RECURSIVE_MIN_LENGTH)
+    nu = dev.constant(response_as("refractory_kernel", refractory_kernel, dt))
+    lim = np.int64((1 << (len(refractory_kernel) - 1)) - 1)
+    s = dev.empty((N, C, H, W, T), dt)
+    u = dev.empty((N, C, H, W, T), dt) if need_potential else _zero_array(dt)
+    Hi = Wi = 1
+    pk, wp = 1, dt.type(0)
+    if mode == SRC_POOL:
+        pk, weight = pool
+        pk, wp = int(pk), dt.type(positive("weight", weight))
+        Hi, Wi = int(src.shape[2]), int(src.shape[3])
+        if -(-Hi // pk) != H or -(-Wi // pk) != W:
+            raise ValueError(f"pool input {tuple(src.shape)} does not pool ({pk}) to {rows_shape}")
+    if rows == 0 or T == 0:
+        return s, (u if need_potential else None)
+    kern = _srm_fwd_f32 if dt == np.float32 else _srm_fwd_f64
+    dev.launch_grid(kern, _grid(rows), THREADS, src.reshape(src.size), mode, mode == SRC_CHANNELS_LAST, N, C, P, T,
+                    Hi, Wi, W, pk, wp, dt.type(0), k, zacc, nu, lim, firing_threshold(theta, dt), dt.type(1.0 / ts),
+                    s.reshape(s.size), u.reshape(u.size), bool(need_potential))
+    return s, (u if need_potential else None)
+
+
+def srm_backward(grad, u, neuron, srm_kernel, ts: float, delay=None, pool=None, out_channels_last: bool = False):
+    r"""Fused SRM backward on the device: the gradient of the layer's input ``a``.
+
+    ``u``: the ``u_ref`` of :func:`srm_forward`, ``(N, C, H, W, T)``.  ``grad``: the gradient of the
+    spikes, shaped like ``u``; or, with ``pool = (k, weight)``, the gradient of a following sum pool's
+    output ``(N, C, ceil(H/k), ceil(W/k), T)``; and/or with ``delay = (d, ts_delay)`` (``d`` the device
+    delays in ms, broadcastable to ``(C, H, W)``) the gradient of the following delay's output.
+    Returns ``(N, C, H, W, T)``, or with ``out_channels_last`` ``(N, H, W, T, C)``.  One kernel launch.
+    """
+    N, C, H, W, T = (int(v) for v in u.shape)
+    dt = np.dtype(u.dtype)
+    if grad.dtype != dt:
+        raise TypeError(f"grad has dtype {grad.dtype} but u has dtype {dt}; they must match")
+    P = H * W
+    rows = N * C * P
+    k, _ = _scaled(srm_kernel, dt, ts, RECURSIVE_MIN_LENGTH_BACKWARD)
+    if len(srm_kernel) > MAX_KERNEL:
+        raise ValueError(f"srm_cuda.srm_backward: a response of {len(srm_kernel)} samples; at most {MAX_KERNEL}")
+    gmode = 0
+    pk, wp, Ho, Wo = 1, dt.type(0), 1, 1
+    if pool is not None:
+        gmode |= G_POOL
+        pk, weight = pool
+        pk, wp = int(pk), dt.type(positive("weight", weight))
+        Ho, Wo = -(-H // pk), -(-W // pk)
+        if tuple(grad.shape) != (N, C, Ho, Wo, T):
+            raise ValueError(f"grad has shape {tuple(grad.shape)}; expected the pool output {(N, C, Ho, Wo, T)}")
+    elif tuple(grad.shape) != (N, C, H, W, T):
+        raise ValueError(f"grad has shape {tuple(grad.shape)} but u has shape {(N, C, H, W, T)}")
+    d3, Cd, Hd, Wd, tsd = _zero_array(dt), 1, 1, 1, 1.0
+    if delay is not None:
+        gmode |= G_DELAY
+        d, tsd = delay
+        tsd = positive("ts", tsd)
+        dshape = tuple(int(v) for v in d.shape)
+        if len(dshape) > 3:
+            raise ValueError(f"delay of shape {dshape} does not broadcast to the neuron shape {(C, H, W)}")
+        Cd, Hd, Wd = (1,) * (3 - len(dshape)) + dshape
+        for a_, b_ in zip((Cd, Hd, Wd), (C, H, W)):
+            if a_ not in (1, b_):
+                raise ValueError(f"delay of shape {dshape} does not broadcast to the neuron shape {(C, H, W)}")
+        d3 = d.reshape(d.size) if d.size else _zero_array(dt)
+    out = dev.empty((N, H, W, T, C) if out_channels_last else (N, C, H, W, T), dt)
+    if rows == 0 or T == 0:
+        return out
+    width = neuron.tau_rho * neuron.theta
+    scale, wd = dt.type(neuron.scale_rho), dt.type(width)
+    kern = _srm_bwd_f32 if dt == np.float32 else _srm_bwd_f64
+    dev.launch_grid(kern, _grid(rows), THREADS, grad.reshape(grad.size), gmode, bool(out_channels_last), N, C, P, T,
+                    W, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, float(tsd), dt == np.float32, u.reshape(u.size), k,
+                    dt.type(neuron.theta), scale / wd, dt.type(1.0) / wd, dt.type(0), out.reshape(out.size),
+                    1 if out_channels_last else 0)
+    return out
