@@ -150,6 +150,8 @@ def test_cuda_extra_installs_the_gpu_backend():
     import configparser
     cp = configparser.ConfigParser()
     cp.read(README.parent / "setup.cfg")
-    cuda = [ln.strip() for ln in cp["options.extras_require"]["cuda"].splitlines() if ln.strip()]
-    assert cuda == ["numba-cuda[cu12]"]
+    extras = cp["options.extras_require"]
+    cuda = [ln.strip() for ln in extras["cuda"].splitlines() if ln.strip()]
+    assert cuda == ["numba-cuda[cu12]", "cupy-cuda12x"]
+    assert [ln.strip() for ln in extras["cuda13"].splitlines() if ln.strip()] == ["numba-cuda[cu13]", "cupy-cuda13x"]
     assert 'pip install "pysrm[cuda]"' in README.read_text()
