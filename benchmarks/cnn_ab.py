@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 CASES = [("nmnist-cnn", 1, 300, 3), ("nmnist-cnn", 8, 300, 3), ("nmnist-cnn", 32, 300, 2),
-         ("dvs-gesture", 1, 300, 3), ("dvs-gesture", 8, 300, 2), ("dvs-gesture", 32, 300, 1),
+         ("dvs-gesture", 1, 300, 3), ("dvs-gesture", 8, 300, 2), ("dvs-gesture", 16, 300, 1),
+         ("dvs-gesture", 32, 300, 1),
          ("dvs-gesture", 1, 1450, 1)]
 SCRIPT = Path(__file__).resolve().parent / "cnn_case.py"
 
