@@ -3,6 +3,7 @@ bottom on the CPU (nbclient, in a temporary folder), with its checks (finite dif
 against the functional ops, a trained network above chance) holding and its figures made.
 
 Skipped only where the notebook tooling is missing (it is in the ``test`` extra)."""
+import os
 import time
 from pathlib import Path
 
@@ -36,7 +37,12 @@ def _text(cell) -> str:
     return "".join(parts)
 
 
-def test_tutorial_executes(tmp_path):
+def test_tutorial_executes(tmp_path, monkeypatch):
+    # the kernel (started in tmp_path) imports the pysrm these tests import, so it runs the same code and
+    # shares its Numba cache (a source checkout's or an installed package's)
+    import pysrm
+    here = str(Path(pysrm.__file__).resolve().parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT_S, startup_timeout=CELL_TIMEOUT_S,
                                      kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
