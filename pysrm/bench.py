@@ -8,20 +8,26 @@ the memory allocator grew: the N-MNIST CNN at batch 8 faults in new pages for th
 each against 0.8 s after).  A *training* step is forward + loss (spikemax) + backward + Adam update;
 *inference* is the forward pass alone.
 
-Cases
------
-``nmnist-dense``  34x34x2-512-10, T = 300, real NMNISTsmall batches (the lava-dl comparison case)
-``nmnist-cnn``    the paper's 34x34x2-16c5-2a-32c3-2a-64c3-512-10, T = 300, real NMNISTsmall batches
-``ntidigits``     64-256-256-11, T = 1500, the real N-TIDIGITS sample in ../shared (898 events),
-                  shifted randomly in time per batch entry
-``dvs-gesture``   128x128x2-4a-16c5-2a-32c3-2a-512-11, T = 300 (``--T 1450``: the full recordings),
-                  the ten real DVS128 Gesture samples (1,450 ms each, SLAYER ``.bs2``), a random 300 ms
-                  window of a random sample per batch entry; without them, Poisson events at an assumed
-                  150 events/ms (said in the result's ``data`` field)
-``t-scaling``     34x34x2-512-10 with Poisson inputs at N-MNIST's event rate (4,100 events per
-                  300 ms), T = 100 ... 1500, batch 8: the cost per sample must grow linearly in T
-``memory``        one training epoch of the dense network over all 1,000 NMNISTsmall training samples
-                  (data loader included): peak resident memory
+Cases:
+
+``nmnist-dense``
+    34x34x2-512-10, T = 300, real NMNISTsmall batches (the lava-dl comparison case)
+``nmnist-cnn``
+    the paper's 34x34x2-16c5-2a-32c3-2a-64c3-512-10, T = 300, real NMNISTsmall batches
+``ntidigits``
+    64-256-256-11, T = 1500, the real N-TIDIGITS sample in ../shared (898 events),
+    shifted randomly in time per batch entry
+``dvs-gesture``
+    128x128x2-4a-16c5-2a-32c3-2a-512-11, T = 300 (``--T 1450``: the full recordings), the ten
+    real DVS128 Gesture samples (1,450 ms each, SLAYER ``.bs2``), a random 300 ms window of a
+    random sample per batch entry; without them, Poisson events at an assumed 150 events/ms (said
+    in the result's ``data`` field)
+``t-scaling``
+    34x34x2-512-10 with Poisson inputs at N-MNIST's event rate (4,100 events per
+    300 ms), T = 100 ... 1500, batch 8: the cost per sample must grow linearly in T
+``memory``
+    one training epoch of the dense network over all 1,000 NMNISTsmall training samples
+    (data loader included): peak resident memory
 
 Data.  ``nmnist-dense``, ``nmnist-cnn`` and ``memory`` read SLAYER's NMNISTsmall folder (``<id>.bs2``
 files with ``train1K.txt``/``test100.txt``), ``ntidigits`` one SLAYER ``.bs1`` N-TIDIGITS sample.  Their

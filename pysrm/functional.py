@@ -13,24 +13,24 @@ several threads at once.  The fused functions (last rows) work on any input: whe
 their fused pass does not apply (GPU arrays, dense inputs) they run the separate
 ops.
 
-=====================  ==========================================  ===============================
-forward                backward (adjoint)                          gradient promise
-=====================  ==========================================  ===============================
-``psp``                ``psp_backward`` (correlation)              exact (finite differences)
-``spike``              ``spike_backward`` (surrogate ``rho``)      surrogate (tested vs formula)
-``dense``              ``dense_backward`` (transpose)              exact
-``conv``               ``conv_backward`` (transposed conv)         exact
-``pool``               ``pool_backward`` (upsampling)              exact
-``delay``              ``delay_backward`` (shift by ``-d``)        exact (non-integer delays)
+=====================  ================================================  ===============================
+forward                backward (adjoint)                                gradient promise
+=====================  ================================================  ===============================
+``psp``                ``psp_backward`` (correlation)                    exact (finite differences)
+``spike``              ``spike_backward`` (surrogate ``rho``)            surrogate (tested vs formula)
+``dense``              ``dense_backward`` (transpose)                    exact
+``conv``               ``conv_backward`` (transposed conv)               exact
+``pool``               ``pool_backward`` (upsampling)                    exact
+``delay``              ``delay_backward`` (shift by ``-d``)              exact (non-integer delays)
 ``delay_events``       ``delay_backward_from_dense`` (the same,
                        after a dense layer's input gradient)
-``dropout``            ``dropout_backward`` (same mask)            exact for a fixed mask
-``srm_forward``        ``srm_backward`` (both of the above fused)  surrogate
-``dense_srm_forward``  ``srm_dense_backward_weights`` (first      as those (``srm_forward(dense(w,
-                       layer) or ``srm_backward`` then             x))`` and its backward fused
-                       ``dense_backward``;                         for event inputs)
-                       ``srm_dense_backward_through_delay``
-=====================  ==========================================  ===============================
+``dropout``            ``dropout_backward`` (same mask)                  exact for a fixed mask
+``srm_forward``        ``srm_backward`` (both of the above fused)        surrogate
+``dense_srm_forward``  ``srm_dense_backward_weights`` (first layer) or   as those
+                       ``srm_backward`` then ``dense_backward``;         (``srm_forward(dense(w, x))``
+                       ``srm_dense_backward_through_delay``              and its backward fused for
+                                                                         event inputs)
+=====================  ================================================  ===============================
 """
 from .ops.conv import conv, conv_backward, conv_output_size
 from .ops.delay import delay, delay_backward, delay_backward_from_dense, delay_events

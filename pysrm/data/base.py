@@ -22,7 +22,7 @@ on first use and cached, so that iterating a second time does no parsing:
   count, the sensor shape and layout, the ``out_of_range`` policy (which
   events are dropped), a format version of the parsing code
   (:data:`CACHE_FORMAT`, raised whenever a reader changes what it returns), and
-  the sources as :meth:`EventDataset._signature` describes them: for every
+  the sources as ``EventDataset._signature`` describes them: for every
   file its **absolute path, size and modification time in nanoseconds**, in
   sample order, plus what selects the events inside a file (DVS Gesture: every
   gesture's recording, start and end; N-TIDIGITS: the sample keys).  A
@@ -140,7 +140,7 @@ class EventDataset:
     Subclasses set ``name``, ``split``, ``native_shape`` (sensor before
     downsampling), ``layout``, ``class_names``, ``labels`` and
     ``_unit_of`` (the parse unit -- usually the file -- of each sample), and
-    implement :meth:`_parse_unit` and :meth:`_source`.
+    implement ``_parse_unit`` and ``_source``.
     """
 
     name = "events"

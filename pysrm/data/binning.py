@@ -308,7 +308,7 @@ def bin_kernel(events, sensor_shape, ts: float, n_bins: int, *, t_start: int = 0
 def shift_binned(neuron, time, count, sensor_shape, *, shift=(0, 0), downsample: int = 1, layout: str = "polarity"):
     """Shift and downsample spikes binned at the sensor's resolution by :func:`bin_kernel` (no shift, no
     downsampling): ``(neuron, time, shifted_out)``, equal to binning the events with that shift and
-    downsampling (see :func:`_shift_binned`)."""
+    downsampling (see ``_shift_binned``)."""
     c, h, w = _check_layout(layout, sensor_shape)
     oc, oh, ow = binned_shape((c, h, w), downsample, layout)
     dx, dy = (int(s) for s in shift)

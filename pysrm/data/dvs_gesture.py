@@ -30,6 +30,7 @@ from ._paths import SplitMissing, default_data_dir, not_found, require_folder
 from .base import EventDataset, check_sim, check_split, file_signature
 from .formats import read_aedat31, read_gesture_labels
 
+#: the class names of DVS Gesture, in label order
 CLASS_NAMES = ("hand_clapping", "right_hand_wave", "left_hand_wave", "right_arm_clockwise",
                "right_arm_counter_clockwise", "left_arm_clockwise", "left_arm_counter_clockwise",
                "arm_roll", "air_drums", "air_guitar", "other_gestures")

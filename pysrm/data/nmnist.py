@@ -31,6 +31,7 @@ from ._paths import SplitMissing, default_data_dir, not_found, require_folder
 from .base import EventDataset, check_sim, check_split, file_signature
 from .formats import read_nmnist_bin, read_sample_list
 
+#: the class names of N-MNIST, in label order
 CLASS_NAMES = tuple(str(d) for d in range(10))
 SENSOR = (2, 34, 34)
 DEFAULT_SIM = SimParams(1.0, 350.0)

@@ -29,6 +29,7 @@ from ._paths import SplitMissing, default_data_dir, not_found
 from .base import EventDataset, check_sim, check_split, file_signature
 from .formats import make_events
 
+#: the class names of N-TIDIGITS18, in label order
 CLASS_NAMES = ("o", "1", "2", "3", "4", "5", "6", "7", "8", "9", "z")
 FILE_NAME = "n-tidigits.hdf5"
 SENSOR = (64, 1, 1)

@@ -9,6 +9,7 @@ from .ntidigits import NTIDIGITS
 from .synthetic import SyntheticDataset
 from .tonic_adapter import TONIC_PREFIX, from_tonic, load_tonic
 
+#: the dataset names of :func:`load_dataset` (besides ``"tonic:<ClassName>"``)
 DATASETS = ("synthetic", "nmnist", "dvs-gesture", "ntidigits")
 
 _CLASSES = {"synthetic": SyntheticDataset, "nmnist": NMNIST, "dvs-gesture": DVSGesture, "ntidigits": NTIDIGITS}

@@ -37,6 +37,7 @@ from ..params import SimParams
 from .base import EventDataset, check_int, check_sim, check_split
 from .formats import EVENT_DTYPE
 
+#: the class names of the synthetic dataset, in label order
 CLASS_NAMES = tuple(str(d) for d in range(10))
 DEFAULT_SIM = SimParams(1.0, 100.0)
 DEFAULT_N = {"train": 2000, "test": 500}

@@ -13,7 +13,7 @@ selects a sub-matrix) with leading dimensions ``lda``, ``ldb``, ``ldc``.  ``sgem
 ``dgemm`` for float64.  It goes through Numba's own BLAS entry point (``numba_xxgemm``, which calls
 SciPy's ``scipy.linalg.cython_blas``: the library ``np.dot`` uses inside Numba code), so compiled
 functions stay cacheable.  A row-major product ``R = P Q`` is the column-major ``R^T = Q^T P^T``.
-The BLAS runs single-threaded next to Numba's threads (:mod:`pysrm._blas`); callers parallelise over
+The BLAS runs single-threaded next to Numba's threads (:mod:`pysrm._threads`); callers parallelise over
 independent products.
 """
 from __future__ import annotations

@@ -9,16 +9,16 @@ batch-reduced) matrix product whose operands are *read through an index map*
     C[b, r, c] = \sum_k A_b[r, k]\, B_b[k, c] \quad\text{(batched)}, \qquad
     C[z, r, c] = \sum_{(b, k) \in \text{split } z} A_b[r, k]\, B_b[k, c] \quad\text{(reduced, split-K)}
 
-=====  ================  ==============================  ===============================  =========
-mode   product           ``A_b[r, k]``                    ``B_b[k, c]``                    reduced
-=====  ================  ==============================  ===============================  =========
-0      dense forward     ``w[o=r, i=k]``                  ``x[b, i=k, t=c]``               no
-1      dense grad x      ``w[o=k, i=r]``                  ``g[b, o=k, t=c]``               no
-2      dense grad w      ``g[b, o=r, t=k]``               ``x[b, i=c, t=k]``               yes
-3      conv forward      ``w[co=r, (ci,ky,kx)=k]``        ``x[b, ci, s*oy+ky-p, s*ox+kx-p, t]``, ``c=(oy,ox,t)``  no
-4      conv grad x       ``w[co, ci=r, ky, kx]``, ``k=(co,ky,kx)``  ``g[b, co, oy, ox, t]`` with ``s*oy+ky-p = iy``, ``c=(iy,ix,t)``  no
-5      conv grad w       ``g[b, co=r, (oy,ox,t)=k]``      ``x[b, ci, s*oy+ky-p, s*ox+kx-p, t]``, ``c=(ci,ky,kx)``  yes
-=====  ================  ==============================  ===============================  =========
+====  =============  =========================================  ================================================================  =======
+mode  product        ``A_b[r, k]``                              ``B_b[k, c]``                                                     reduced
+====  =============  =========================================  ================================================================  =======
+0     dense forward  ``w[o=r, i=k]``                            ``x[b, i=k, t=c]``                                                no
+1     dense grad x   ``w[o=k, i=r]``                            ``g[b, o=k, t=c]``                                                no
+2     dense grad w   ``g[b, o=r, t=k]``                         ``x[b, i=c, t=k]``                                                yes
+3     conv forward   ``w[co=r, (ci,ky,kx)=k]``                  ``x[b, ci, s*oy+ky-p, s*ox+kx-p, t]``, ``c=(oy,ox,t)``            no
+4     conv grad x    ``w[co, ci=r, ky, kx]``, ``k=(co,ky,kx)``  ``g[b, co, oy, ox, t]`` with ``s*oy+ky-p = iy``, ``c=(iy,ix,t)``  no
+5     conv grad w    ``g[b, co=r, (oy,ox,t)=k]``                ``x[b, ci, s*oy+ky-p, s*ox+kx-p, t]``, ``c=(ci,ky,kx)``           yes
+====  =============  =========================================  ================================================================  =======
 
 Out-of-range (padding) positions read as zero.
 

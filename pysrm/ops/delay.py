@@ -405,7 +405,7 @@ def delay_backward(grad, x, d, ts: float, strategy: str = "auto"):
     x : the delay's input, ndarray like ``grad`` or :class:`~pysrm.events.SpikeEvents`
     d : delays in ms (>= 0), broadcastable to ``(C, H, W)``; ts : time step in ms
     strategy : ``"plain"`` (the dense sums of the definition), ``"event"`` (the delay-gradient sum taken
-        by parts over the input events, :func:`_delay_grad_by_events`; equal to the dense sum to float
+        by parts over the input events, ``_delay_grad_by_events``; equal to the dense sum to float
         rounding, ``grad_x`` bitwise the same) or ``"auto"`` (``"event"`` when ``x`` is a SpikeEvents)
 
     Returns ``grad_x`` like ``grad`` and ``grad_d`` of the shape of ``d``.  Raises TypeError/ValueError

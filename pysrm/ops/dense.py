@@ -37,7 +37,7 @@ float rounding where the order of a sum differs, tested against ``"plain"``):
     ``(N*T, I)``), in parallel Numba loops over those fixed blocks.
 ``"auto"`` (default)
     ``"event"`` when ``x`` is a SpikeEvents or at most :data:`EVENT_DENSITY_THRESHOLD` of its bins are
-    non-zero (:func:`choose`), else ``"blas"``.
+    non-zero (:func:`resolve`), else ``"blas"``.
 
 Work arrays (the transposed weight, the partial sums) come from the ``workspace`` argument
 (:class:`pysrm.workspace.Workspace`, e.g. a network's) or are allocated for the call.  Results are
@@ -60,6 +60,7 @@ from ._util import check_5d, check_strategy
 #: spikes, 15.5 % active) showed that the dense path's copies (the input and its transpose, 200 MB each
 #: at batch 32) cost memory for no speed; the conv threshold stays below its crossover.
 EVENT_DENSITY_THRESHOLD = 0.3
+#: the same for conv and pooling layers (fraction of non-zero bins; see :data:`EVENT_DENSITY_THRESHOLD`)
 CONV_EVENT_DENSITY_THRESHOLD = 0.08
 #: the event-driven dense weight gradient is split into at most this many partial sums over the batch
 #: (the parallelism of that kernel; a constant so that results do not depend on the number of threads)
@@ -381,8 +382,10 @@ def dense(w, x, strategy: str = "auto", workspace=None):
 
     Raises
     ------
-    TypeError for other dtypes or mismatched dtypes; ValueError for mismatched shapes, non-finite
-    values or an unknown strategy.
+    TypeError
+        For other dtypes or mismatched dtypes.
+    ValueError
+        For mismatched shapes, non-finite values or an unknown strategy.
     """
     if is_device_array(w):
         from . import dense_cuda

@@ -28,7 +28,8 @@ tests in ``tests/test_op_psp.py``):
 
   .. math::
 
-      A[t] = a A[t-1] + x[t],\quad F[t] = a\,(F[t-1] + A[t-1]),\quad
+      A[t] = a A[t-1] + x[t],\quad F[t] = a\,(F[t-1] + A[t-1])
+
       \mathrm{psp}(x)[t] = T_s K \bigl(F[t] - a^L (F[t-L] + L\, A[t-L])\bigr)
 
   because :math:`\sum_{i\ge L} i a^i x[t-i] = a^L \sum_{k\ge 0}(k+L) a^k x[t-L-k]`.
@@ -54,6 +55,7 @@ from ._util import as_rows, check_strategy, response_as
 #: alpha responses at least this long use the recursive form (forward / backward); shorter ones are
 #: cheaper directly (measured on 2 cores, see benchmarks/RESULTS.md)
 RECURSIVE_MIN_LENGTH = 6
+#: the same for the backward (the correlation)
 RECURSIVE_MIN_LENGTH_BACKWARD = 12
 #: strategies of :func:`psp` / :func:`psp_backward`
 STRATEGIES = ("auto", "plain", "recursive")
