@@ -68,9 +68,11 @@ from .delay_cuda import delay_shift as _delay_shift
 from .spike import firing_threshold
 
 SIM = dev.SIMULATOR
-#: time bins per tile, rows per block, threads per block
+#: time bins per tile (4 under the simulator, to keep its runs short)
 TILE = 4 if SIM else 32
+#: rows (neurons of one sample) per block
 ROWS = 4 if SIM else 32
+#: threads per block
 THREADS = 16 if SIM else 256
 #: longest spike response the fused kernels take (the tiles carry its L - 1 bins of halo)
 MAX_KERNEL = 16 if SIM else 64
