@@ -115,6 +115,8 @@ class TrainConfig:
     seed: int = 0
     trials: int = 1
     device: str = "cpu"
+    memory_gb: float = 2.0             # memory budget of the conv layers (GiB): BLAS-mode conv blocks run unfused
+                                       # (faster) when the network's unfused conv layers fit in it, else fused
     out: str | None = None
 
     def __post_init__(self):
@@ -138,7 +140,7 @@ class TrainConfig:
         choice("grad", GRAD_CHOICES)
         choice("empty_samples", EMPTY_SAMPLES_CHOICES)
         for name in ("theta", "tau_sr", "tau_ref", "scale_ref", "tau_rho", "scale_rho", "ts", "t_sample", "lr",
-                     "window", "lr_decay", "dense_weight_scale", "conv_weight_scale"):
+                     "window", "lr_decay", "dense_weight_scale", "conv_weight_scale", "memory_gb"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a finite number > 0; got {v!r}")

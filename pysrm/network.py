@@ -47,7 +47,7 @@ from .backend import is_device_array, resolve_device
 from .events import SpikeEvents
 from .layers import SRM, Conv, Delay, Dense, Dropout, Layer, Pool
 from .params import NeuronParams, SimParams
-from .plan import PlanOptions, build_plan, materialize
+from .plan import MEMORY_BUDGET, PlanOptions, build_plan, materialize
 from .workspace import Workspace
 
 #: values of the ``strategy`` option
@@ -126,10 +126,19 @@ class Network:
     fuse : run layer sequences as the fused blocks of :mod:`pysrm.plan` where they apply (CPU)
     strategy : ``"auto"`` (the ops' fast strategies) or ``"plain"`` (every op's plain definition;
         implies no fusion)
+    memory_budget : bytes (default 2 GiB, :data:`pysrm.plan.MEMORY_BUDGET`): the conv layers whose
+        convs run as BLAS products run unfused (faster) when the whole network's unfused conv layers fit
+        in it, else as fused blocks (:class:`pysrm.plan.ConvBlock`); spikes are the same either way,
+        weight gradients equal to float rounding
+
+    Raises
+    ------
+    ValueError
+        an unknown ``strategy``, a negative ``memory_budget``
     """
 
     def __init__(self, layers: list, input_shape, neuron: NeuronParams, sim: SimParams, spec: str | None = None,
-                 fuse: bool = True, strategy: str = "auto"):
+                 fuse: bool = True, strategy: str = "auto", memory_budget: int = MEMORY_BUDGET):
         self.layers = list(layers)
         self.input_shape = tuple(input_shape)
         self.neuron, self.sim, self.spec = neuron, sim, spec
@@ -138,16 +147,21 @@ class Network:
         for i, layer in enumerate(self.layers):
             layer.need_input_grad = i > 0
         self.output_shape = self._shape_after(len(self.layers))
-        self.configure(fuse=fuse, strategy=strategy)
+        self.configure(fuse=fuse, strategy=strategy, memory_budget=memory_budget)
 
-    def configure(self, fuse: bool | None = None, strategy: str | None = None) -> "Network":
-        """Change the execution options (``fuse``, ``strategy``; None keeps the current one) and rebuild
-        the plan.  Returns the network."""
+    def configure(self, fuse: bool | None = None, strategy: str | None = None,
+                  memory_budget: int | None = None) -> "Network":
+        """Change the execution options (``fuse``, ``strategy``, ``memory_budget``; None keeps the current
+        one) and rebuild the plan.  Returns the network."""
         fuse = self.options.fuse if fuse is None else bool(fuse)
         strategy = self.options.strategy if strategy is None else strategy
+        memory_budget = self.options.memory_budget if memory_budget is None else memory_budget
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(map(repr, STRATEGIES))}")
-        self.options = PlanOptions(fuse=fuse and strategy == "auto", strategy=strategy, device=self.device)
+        if isinstance(memory_budget, float) and memory_budget.is_integer():
+            memory_budget = int(memory_budget)
+        self.options = PlanOptions(fuse=fuse and strategy == "auto", strategy=strategy, device=self.device,
+                                   memory_budget=memory_budget)
         for layer in self.layers:
             layer.strategy = strategy
             layer.workspace = self.workspace
@@ -162,9 +176,9 @@ class Network:
                     delays: bool = False, delay_per: str = "neuron", dropout: float = 0.0, seed: int = 0,
                     dtype=np.float32, srm_tolerance: float = 0.01, ref_tolerance: float = 0.01,
                     dense_weight_scale: float = 10.0, conv_weight_scale: float = 100.0, fuse: bool = True,
-                    strategy: str = "auto") -> "Network":
-        """Build a network from a shorthand string (see the module docstring); ``fuse`` and ``strategy`` as
-        for :class:`Network`."""
+                    strategy: str = "auto", memory_budget: int = MEMORY_BUDGET) -> "Network":
+        """Build a network from a shorthand string (see the module docstring); ``fuse``, ``strategy`` and
+        ``memory_budget`` as for :class:`Network`."""
         neuron = neuron or NeuronParams()
         sim = sim or SimParams()
         dtype = np.dtype(dtype)
@@ -193,7 +207,7 @@ class Network:
             layers.append(SRM(neuron, sim, srm_tolerance, ref_tolerance, name=f"{name}.srm" if not last else "output"))
             if delays and kind != "pool" and not last:
                 layers.append(Delay(shape, sim, per=delay_per, dtype=dtype, name=f"{name}.delay"))
-        return cls(layers, in_shape, neuron, sim, spec, fuse=fuse, strategy=strategy)
+        return cls(layers, in_shape, neuron, sim, spec, fuse=fuse, strategy=strategy, memory_budget=memory_budget)
 
     def _shape_after(self, n):
         shape = self.input_shape

@@ -73,16 +73,32 @@ BLAS_BLOCK_MIN_BYTES = 128 * 2 ** 20
 #: kernels use every core (measured DVS Gesture batch 1: 2.9 fused vs 4.0 separate samples/s training).
 #: A batch-size rule, never a thread-count rule: results stay independent of NUMBA_NUM_THREADS.
 FUSED_CONV_MIN_BATCH = 4
+#: the default :attr:`PlanOptions.memory_budget`: 2 GiB
+MEMORY_BUDGET = 2 * 2 ** 30
+#: bytes an unfused training step of a conv network holds per conv output value (neuron x bin of the
+#: batch) at its peak, in units of the dtype's size: the conv output, the spikes, the surrogate's input
+#: and the next layer's copy (measured: the DVS Gesture CNN at batch 16 with its two BLAS-mode conv blocks
+#: unfused peaks at 1.82 GB for 16 x 29.5 MB of conv outputs, 3.9x; benchmarks/RESULTS.md, issue 17)
+UNFUSED_VALUES_PER_OUTPUT = 4
 
 
 @dataclass(frozen=True)
 class PlanOptions:
-    """What a plan is built for: ``fuse`` (use blocks), ``strategy`` (``"auto"`` or ``"plain"``) and
-    ``device`` (``"cpu"`` or ``"cuda"``)."""
+    """What a plan is built for: ``fuse`` (use blocks), ``strategy`` (``"auto"`` or ``"plain"``),
+    ``device`` (``"cpu"`` or ``"cuda"``) and ``memory_budget`` (bytes; default :data:`MEMORY_BUDGET`):
+    a conv block whose conv runs as BLAS products runs its layers one by one (faster: no recompute, the
+    unfused backward's larger products) when the whole network's unfused conv layers would fit in it,
+    else fused (see :class:`ConvBlock`)."""
 
     fuse: bool = True
     strategy: str = "auto"
     device: str = "cpu"
+    memory_budget: int = MEMORY_BUDGET
+
+    def __post_init__(self):
+        b = self.memory_budget
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 0:
+            raise ValueError(f"memory_budget must be a number of bytes >= 0; got {b!r}")
 
     @property
     def cpu_fusion(self) -> bool:
@@ -219,6 +235,10 @@ def build_plan(layers, options: PlanOptions) -> list:
         i += len(step.layers)
     for prev, step in zip(steps, steps[1:]):
         step.defer_input_grad = options.cpu_fusion and prev.accepts_dense_input_grad
+    conv_outputs = sum(int(np.prod(l.output_shape(l.in_shape))) for l in layers if isinstance(l, Conv))
+    for step in steps:
+        if isinstance(step, ConvBlock):
+            step.network_conv_outputs = conv_outputs
     return steps
 
 
@@ -348,9 +368,14 @@ class ConvBlock(Step):
     """Conv -> SRM [-> Delay] [-> Pool -> SRM] on the CPU, per sample in cache
     (:mod:`pysrm.ops.convblock`); the subclasses set the pattern.  The conv runs as the unfused conv layer
     would: event driven up to :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD` of its input active,
-    else as BLAS products (stride 1, and only when the batch's conv output exceeds
-    :data:`BLAS_BLOCK_MIN_BYTES`: otherwise, and for a strided conv on a dense input, the layers run one
-    by one), from :data:`FUSED_CONV_MIN_BATCH` samples up.  The
+    else as BLAS products (stride 1), from :data:`FUSED_CONV_MIN_BATCH` samples up.  A BLAS-mode block
+    runs its layers one by one instead (faster, more memory) when its batch's conv output is at most
+    :data:`BLAS_BLOCK_MIN_BYTES`, or when the unfused conv layers of the whole network fit in the plan's
+    memory budget: ``UNFUSED_VALUES_PER_OUTPUT x N x T x (conv outputs of all conv layers per bin) x
+    itemsize <= PlanOptions.memory_budget`` (:data:`UNFUSED_VALUES_PER_OUTPUT`; e.g. the DVS Gesture CNN
+    at its batch 16 runs unfused in 1.8 GB, at batch 32 fused in 1.2 GB).  A strided conv on a dense
+    input always runs unfused.  The choice depends only on shapes, dtype, batch size and budget (never
+    on threads or timing).  The
     spikes leave as events; the backward recomputes each sample's forward (nothing of size batch x T x
     neurons is kept).  Spikes and input gradients bitwise those of the unfused plan; weight gradients
     bitwise (event driven) or to float rounding (BLAS: summed over fixed parts of the batch); delay
@@ -376,6 +401,7 @@ class ConvBlock(Step):
         self._saved = None
         self._stages = {}
         self._layer_steps = None  # set when the input was too dense: the layers run one by one
+        self.network_conv_outputs = 0  # conv output values per bin and sample of the whole network (build_plan)
 
     def _stage(self, srm, dtype):
         from .ops.convblock import NeuronStage
@@ -400,9 +426,11 @@ class ConvBlock(Step):
         out_bytes = int(np.prod(self.conv.output_shape(self.conv.in_shape))) * x.shape[0] * x.shape[4] * \
             self.conv.weight.data.itemsize
         if x.shape[0] < FUSED_CONV_MIN_BATCH or (x.density > CONV_EVENT_DENSITY_THRESHOLD and (
-                not uses_blas(x, self.conv.stride) or out_bytes <= BLAS_BLOCK_MIN_BYTES)):
+                not uses_blas(x, self.conv.stride) or out_bytes <= BLAS_BLOCK_MIN_BYTES
+                or self.unfused_bytes(x.shape[0], x.shape[4]) <= self.options.memory_budget)):
             # the layers one by one, as the unfused plan: a small batch (FUSED_CONV_MIN_BATCH), or a dense-ish
-            # input where the conv is strided (its direct loops) or the batch small enough (BLAS_BLOCK_MIN_BYTES)
+            # input where the conv is strided (its direct loops) or the batch small enough (BLAS_BLOCK_MIN_BYTES,
+            # the memory budget)
             x = x.to_dense()
             self._layer_steps = [LayerStep(l, self.options) for l in self.layers]
             for step in self._layer_steps:
@@ -428,6 +456,12 @@ class ConvBlock(Step):
         if y.n_events > threshold * int(np.prod(y.shape)):  # too dense for the next layer's event paths
             return y.to_dense()  # bitwise F.delay of the dense spikes (delay_events' contract)
         return y
+
+    def unfused_bytes(self, n: int, t: int) -> int:
+        """The estimated peak bytes of the network's conv layers run unfused for a batch of ``n`` samples
+        of ``t`` bins: ``UNFUSED_VALUES_PER_OUTPUT x n x t x network_conv_outputs x itemsize``."""
+        outputs = self.network_conv_outputs or int(np.prod(self.conv.output_shape(self.conv.in_shape)))
+        return UNFUSED_VALUES_PER_OUTPUT * n * t * outputs * self.conv.weight.data.itemsize
 
     def backward(self, grad):
         from .ops.convblock import conv_block_backward

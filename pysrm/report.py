@@ -40,8 +40,9 @@ from .config import TrainConfig, normalize_loss
 
 #: the fraction of the final accuracy that the table's latency column uses
 LATENCY_FRACTION = 0.99
-#: config keys that do not define the experiment (seed, bookkeeping, where the data/run lie, device)
-NOT_EXPERIMENT = ("seed", "trials", "out", "device", "data_dir", "test_every")
+#: config keys that do not define the experiment (seed, bookkeeping, where the data/run lie, device, the
+#: conv layers' memory budget: it changes which equal-to-rounding execution runs, not the experiment)
+NOT_EXPERIMENT = ("seed", "trials", "out", "device", "data_dir", "test_every", "memory_gb")
 #: loss settings and the losses that use them (ignored for the others when grouping)
 LOSS_SETTINGS = {"window": ("spikemax",), "eps": ("spikemax", "spikemax-g"),
                  "true_rate": ("spike-rate", "num-spikes"), "false_rate": ("spike-rate", "num-spikes"),

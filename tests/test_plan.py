@@ -173,7 +173,7 @@ def test_conv_blocks_equal_the_unfused_plan(spec, delays, density, dtype):
     _compare_fused_with_unfused(spec, delays, density, dtype)
 
 
-def _compare_fused_with_unfused(spec, delays, density, dtype):
+def _compare_fused_with_unfused(spec, delays, density, dtype, memory_budget=P.MEMORY_BUDGET):
     rng = np.random.default_rng(11)
     shape = Network.from_string(spec, NEURON, SIM).input_shape
     x = (rng.random((5,) + shape + (40,)) < density).astype(dtype)
@@ -182,7 +182,7 @@ def _compare_fused_with_unfused(spec, delays, density, dtype):
     results = {}
     for fuse in (True, False):
         net = Network.from_string(spec, NEURON, SIM, seed=4, dtype=dtype, delays=delays, dense_weight_scale=40.0,
-                                  conv_weight_scale=300.0, fuse=fuse)
+                                  conv_weight_scale=300.0, fuse=fuse, memory_budget=memory_budget)
         drng = np.random.default_rng(5)  # the same fractional delays for both networks
         for p in net.parameters():
             if p.name.endswith(".delay"):
@@ -252,6 +252,31 @@ def test_conv_blocks_with_blas_convs_equal_the_unfused_plan(spec, monkeypatch):
     here so that a small test batch takes it): spikes bitwise, gradients to float rounding."""
     monkeypatch.setattr(P, "BLAS_BLOCK_MIN_BYTES", 0)
     for dtype in (np.float32, np.float64):
-        net = _compare_fused_with_unfused(spec, True, 0.3, dtype)
+        net = _compare_fused_with_unfused(spec, True, 0.3, dtype, memory_budget=0)
         first = net.plan[0]
         assert isinstance(first, P.ConvBlock) and first._layer_steps is None  # ran fused, with BLAS convs
+
+
+def test_memory_budget_decides_whether_blas_conv_blocks_run_fused(monkeypatch):
+    """A conv block whose conv takes BLAS products runs its layers one by one when the whole network's
+    unfused conv layers fit in the memory budget (UNFUSED_VALUES_PER_OUTPUT x N x T x conv outputs x
+    itemsize), else fused; the rule is the same on every call (shapes, batch and budget only), and both
+    executions give the same spikes and gradients to float rounding."""
+    monkeypatch.setattr(P, "BLAS_BLOCK_MIN_BYTES", 0)
+    spec = "12x12x2-4c3-2a-8c3-2a-16-3"
+    net = Network.from_string(spec, NEURON, SIM)
+    conv_outputs = 4 * 12 * 12 + 8 * 6 * 6
+    blocks = [s for s in net.plan if isinstance(s, P.ConvBlock)]
+    assert len(blocks) == 2 and all(b.network_conv_outputs == conv_outputs for b in blocks)
+    need = P.UNFUSED_VALUES_PER_OUTPUT * 5 * 40 * conv_outputs * 4   # batch 5, T 40, float32
+    assert blocks[0].unfused_bytes(5, 40) == need
+    rng = np.random.default_rng(2)
+    x = (rng.random((5,) + net.input_shape + (40,)) < 0.3).astype(np.float32)
+    for budget, fused in ((need, False), (need - 1, True), (0, True), (10 * need, False)):
+        net.configure(memory_budget=budget)
+        for _ in range(2):
+            net.forward(x, train=True)
+            assert (net.plan[0]._layer_steps is None) == fused, budget
+    _compare_fused_with_unfused(spec, True, 0.3, np.float32, memory_budget=need - 1)
+    with pytest.raises(ValueError, match="memory_budget"):
+        net.configure(memory_budget=-1)
