@@ -3,7 +3,7 @@
 process's peak resident memory, on real data.
 
     python benchmarks/cnn_case.py nmnist-cnn BATCH [--steps 3]
-    python benchmarks/cnn_case.py dvs-gesture BATCH [--T 300]
+    python benchmarks/cnn_case.py dvs-gesture BATCH [--T 300] [--conv-unfused] [--memory-gb G]
 
 ``nmnist-cnn``: 34x34x2-16c5-2a-32c3-2a-64c3-512-10, T = 300, (1, 1) ms neurons, real NMNISTsmall training
 batches.  ``dvs-gesture``: 128x128x2-4a-16c5-2a-32c3-2a-512-11, (5, 5) ms neurons, the ten real DVS128
@@ -63,7 +63,13 @@ def main():
     ap.add_argument("batch", type=int)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--T", type=int, default=300)
+    ap.add_argument("--conv-unfused", action="store_true",
+                    help="run every conv layer on its own (no fused conv blocks; the dense blocks stay)")
+    ap.add_argument("--memory-gb", type=float, help="the network's memory budget (GiB; versions that have it)")
     args = ap.parse_args()
+    if args.conv_unfused:
+        import pysrm.plan
+        pysrm.plan.FUSED_CONV_MIN_BATCH = 10 ** 9
     from pysrm._malloc import tune_malloc
     tune_malloc()  # as the pysrm command does
     try:
@@ -79,7 +85,9 @@ def main():
     spec, tau = {"nmnist-cnn": ("34x34x2-16c5-2a-32c3-2a-64c3-512-10", 1.0),
                  "dvs-gesture": ("128x128x2-4a-16c5-2a-32c3-2a-512-11", 5.0)}[args.case]
     sim = SimParams(1.0, float(args.T))
-    net = Network.from_string(spec, NeuronParams(theta=10.0, tau_sr=tau, tau_ref=tau), sim, delays=True, seed=0)
+    extra = {} if args.memory_gb is None else {"memory_budget": int(args.memory_gb * 2 ** 30)}
+    net = Network.from_string(spec, NeuronParams(theta=10.0, tau_sr=tau, tau_ref=tau), sim, delays=True, seed=0,
+                              **extra)
     loss = make_loss("spikemax", ts=1.0, window=30.0)
     opt = Adam(net.parameters(), lr=0.001)
     data = batches(args.case, args.batch, args.steps + 3, sim, rng)

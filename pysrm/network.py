@@ -2,11 +2,11 @@ r"""Networks built from the Spikemax paper's shorthand strings.
 
 Grammar (tokens joined by ``-``)::
 
-    first token   input shape: ``HxWxC`` (e.g. ``34x34x2``) or ``N`` (N channels, shape (N, 1, 1))
-    ``KcN``       conv with K output channels and an N x N kernel; optional ``sS`` stride and
-                  ``pP`` padding suffixes (``16c5p1``); default stride 1, padding N // 2
-    ``Na``        sum pooling N x N (stride N), fixed weight 1.1 * theta
-    ``N``         dense layer with N neurons
+    first token   input shape: HxWxC (e.g. 34x34x2) or N (N channels, shape (N, 1, 1))
+    KcN           conv with K output channels and an N x N kernel; optional sS stride and
+                  pP padding suffixes (16c5p1); default stride 1, padding N // 2
+    Na            sum pooling N x N (stride N), fixed weight 1.1 * theta
+    N             dense layer with N neurons
 
 Every conv and dense layer is followed by SRM neurons and, with
 ``delays=True``, a trainable axonal delay on its output spikes (not on the
@@ -119,17 +119,24 @@ class Network:
 
     Parameters
     ----------
-    layers : list of :class:`~pysrm.layers.Layer`
-    input_shape : ``(C, H, W)`` of one sample
-    neuron, sim : :class:`~pysrm.params.NeuronParams`, :class:`~pysrm.params.SimParams`
-    spec : the shorthand string it was built from (for messages), or None
-    fuse : run layer sequences as the fused blocks of :mod:`pysrm.plan` where they apply (CPU)
-    strategy : ``"auto"`` (the ops' fast strategies) or ``"plain"`` (every op's plain definition;
-        implies no fusion)
-    memory_budget : bytes (default 2 GiB, :data:`pysrm.plan.MEMORY_BUDGET`): the conv layers whose
-        convs run as BLAS products run unfused (faster) when the whole network's unfused conv layers fit
-        in it, else as fused blocks (:class:`pysrm.plan.ConvBlock`); spikes are the same either way,
-        weight gradients equal to float rounding
+    layers : list of Layer
+        the layers (:class:`~pysrm.layers.Layer`), in order
+    input_shape : tuple
+        ``(C, H, W)`` of one sample
+    neuron, sim : NeuronParams, SimParams
+        :class:`~pysrm.params.NeuronParams`, :class:`~pysrm.params.SimParams`
+    spec : str or None
+        the shorthand string it was built from (for messages)
+    fuse : bool
+        run layer sequences as the fused blocks of :mod:`pysrm.plan` where they apply
+    strategy : str
+        ``"auto"`` (the ops' fast strategies) or ``"plain"`` (every op's plain definition; implies no
+        fusion)
+    memory_budget : int
+        bytes (default 2 GiB, :data:`pysrm.plan.MEMORY_BUDGET`): the conv layers whose convs run as BLAS
+        products run unfused (faster) when the whole network's unfused conv layers fit in it, else as
+        fused blocks (:class:`pysrm.plan.ConvBlock`); spikes are the same either way, weight gradients
+        equal to float rounding
 
     Raises
     ------
