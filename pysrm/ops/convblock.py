@@ -591,7 +591,7 @@ def _block_backward_cpu(offsets, neuron, time, value, H, W, wT, sy, sx, py, px, 
     KH, KW = wT.shape[1], wT.shape[2]
     M1 = Ho * Wo * Co
     tw2 = W2 * Co
-    n_parts = parts.shape[0]
+    n_parts = gwk_parts.shape[0] if dense_conv else parts.shape[0]  # the weight gradient's partial sums
     step = (N + n_parts - 1) // n_parts
     zero = amp - amp
     for p in prange(n_parts):
