@@ -542,29 +542,28 @@ def _delay_back_tile(gy, times, count, dm, df, dg, amp, zero, gd):
             g0 = gy[i0, b] if i0 < T else zero
             acc += amp * (g1 - g0)
         gd[b] = acc
-    b0 = 0
-    while b0 < tw:  # runs of columns with the same integer shift m: vectorised across the run
-        m = dm[b0]
-        b1 = b0 + 1
-        while b1 < tw and dm[b1] == m:
-            b1 += 1
-        g_ = dg[b0:b1]
-        f_ = df[b0:b1]
-        for t in range(T):
-            drow = gy[t, b0:b1]
+    # the shift, row by row over the tile's columns (each column reads rows t + m, t + m + 1 >= t of its
+    # own, m >= 0, not yet overwritten); rows that no column's shift reaches past T need no bounds checks
+    nb = min(tw, dm.shape[0])
+    mmax = 0
+    for b in range(nb):
+        mmax = max(mmax, dm[b])
+    t_safe = max(0, T - mmax - 1)
+    for t in range(t_safe):
+        drow = gy[t]
+        for q in range(nb):
+            m = dm[q]
+            drow[q] = dg[q] * gy[t + m, q] + df[q] * gy[t + m + 1, q]
+    for t in range(t_safe, T):
+        drow = gy[t]
+        for q in range(nb):
+            m = dm[q]
             if t + m + 1 < T:
-                a0 = gy[t + m, b0:b1]
-                a1 = gy[t + m + 1, b0:b1]
-                for q in range(b1 - b0):
-                    drow[q] = g_[q] * a0[q] + f_[q] * a1[q]
+                drow[q] = dg[q] * gy[t + m, q] + df[q] * gy[t + m + 1, q]
             elif t + m < T:
-                a0 = gy[t + m, b0:b1]
-                for q in range(b1 - b0):
-                    drow[q] = g_[q] * a0[q]
+                drow[q] = dg[q] * gy[t + m, q]
             else:
-                for q in range(b1 - b0):
-                    drow[q] = g_[q] * zero
-        b0 = b1
+                drow[q] = dg[q] * zero
 
 
 @njit(parallel=True, cache=True)
