@@ -1,0 +1,79 @@
+"""Milliseconds per plan step (forward and backward of each fused block or single layer) of one steady
+training step of the paper's CNNs, in this process:
+
+    python benchmarks/plan_profile.py nmnist-cnn 32 [--memory-gb G] [--steps 2]
+    python benchmarks/plan_profile.py dvs-gesture 16
+
+Same networks, neurons, data and step as ``benchmarks/cnn_case.py`` (three untimed warm-up steps, then
+the mean over ``--steps`` steps); prints one line per plan step and whether each conv block ran fused.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("case", choices=("nmnist-cnn", "dvs-gesture"))
+    ap.add_argument("batch", type=int)
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--memory-gb", type=float, default=2.0)
+    args = ap.parse_args()
+    from pysrm._malloc import tune_malloc
+    from pysrm._threads import limit_blas_for_process
+    tune_malloc()
+    limit_blas_for_process(1)
+    import cnn_case
+    from pysrm import NeuronParams, SimParams
+    from pysrm import plan as P
+    from pysrm.losses import make_loss
+    from pysrm.network import Network
+    from pysrm.optim import Adam
+    spec, tau = {"nmnist-cnn": ("34x34x2-16c5-2a-32c3-2a-64c3-512-10", 1.0),
+                 "dvs-gesture": ("128x128x2-4a-16c5-2a-32c3-2a-512-11", 5.0)}[args.case]
+    sim = SimParams(1.0, 300.0)
+    net = Network.from_string(spec, NeuronParams(theta=10.0, tau_sr=tau, tau_ref=tau), sim, delays=True, seed=0,
+                              memory_budget=int(args.memory_gb * 2 ** 30))
+    loss = make_loss("spikemax", ts=1.0, window=30.0)
+    opt = Adam(net.parameters(), lr=0.001)
+    data = cnn_case.batches(args.case, args.batch, args.steps + 3, sim, np.random.default_rng(0))
+    times = {}
+
+    def timed(name, fn):
+        def call(*a, **k):
+            t = time.perf_counter()
+            out = fn(*a, **k)
+            times.setdefault(name, []).append(time.perf_counter() - t)
+            return out
+        return call
+
+    def step(x, y):
+        out = net.forward(x, train=True)
+        _, g = loss.value_and_grad(out, y)
+        opt.zero_grad()
+        net.backward(g)
+        opt.step()
+    for x, y in data[:3]:
+        step(x, y)
+    for st in net.plan:
+        name = f"{type(st).__name__}:{st.layers[0].name}"
+        st.forward, st.backward = timed(name + " forward", st.forward), timed(name + " backward", st.backward)
+    t0 = time.perf_counter()
+    for x, y in data[3:]:
+        step(x, y)
+    total = (time.perf_counter() - t0) / args.steps
+    for name, v in times.items():
+        print(f"{name:45s} {1000 * sum(v) / len(v):8.1f} ms")
+    print(f"{'whole step (loss and update included)':45s} {1000 * total:8.1f} ms")
+    for st in net.plan:
+        if isinstance(st, P.ConvBlock):
+            print(f"{st.conv.name}: {'fused' if st._layer_steps is None else 'layers on their own'}")
+
+
+if __name__ == "__main__":
+    main()
