@@ -39,6 +39,8 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "myst_nb",  # Markdown pages (myst-parser) and the tutorial notebook
+    # MathJax copied into the built site (no CDN): the equations render offline too
+    "sphinx-mathjax-offline",
 ]
 
 root_doc = "index"
