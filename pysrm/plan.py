@@ -77,8 +77,9 @@ FUSED_CONV_MIN_BATCH = 4
 MEMORY_BUDGET = 2 * 2 ** 30
 #: bytes an unfused training step of a conv network holds per conv output value (neuron x bin of the
 #: batch) at its peak, in units of the dtype's size: the conv output, the spikes, the surrogate's input
-#: and the next layer's copy (measured: the DVS Gesture CNN at batch 16 with its two BLAS-mode conv blocks
-#: unfused peaks at 1.82 GB for 16 x 29.5 MB of conv outputs, 3.9x; benchmarks/RESULTS.md, issue 17)
+#: and the next layer's copy (measured: the DVS Gesture network at batch 16 with its BLAS-mode conv2 on its
+#: own and conv1 fused peaks at 1.82 GB for 16 x 29.5 MB of conv outputs, 3.9x; benchmarks/RESULTS.md,
+#: issue 17)
 UNFUSED_VALUES_PER_OUTPUT = 4
 
 
