@@ -57,6 +57,38 @@ def batches(case, batch, n, sim, rng):
     return out
 
 
+def setup(case, T=300, memory_gb=None):
+    """The process set up as the ``pysrm`` command does it, the case's network, and its training step:
+    returns ``(net, sim, step)`` with ``step(x, y)`` = forward + spikemax loss + backward + Adam update."""
+    from pysrm._malloc import tune_malloc
+    tune_malloc()  # as the pysrm command does
+    try:
+        from pysrm._threads import limit_blas_for_process
+        limit_blas_for_process(1)  # as the pysrm command does (older versions did it at import)
+    except ImportError:
+        pass
+    from pysrm import NeuronParams, SimParams
+    from pysrm.losses import make_loss
+    from pysrm.network import Network
+    from pysrm.optim import Adam
+    spec, tau = {"nmnist-cnn": ("34x34x2-16c5-2a-32c3-2a-64c3-512-10", 1.0),
+                 "dvs-gesture": ("128x128x2-4a-16c5-2a-32c3-2a-512-11", 5.0)}[case]
+    sim = SimParams(1.0, float(T))
+    extra = {} if memory_gb is None else {"memory_budget": int(memory_gb * 2 ** 30)}
+    net = Network.from_string(spec, NeuronParams(theta=10.0, tau_sr=tau, tau_ref=tau), sim, delays=True, seed=0,
+                              **extra)
+    loss = make_loss("spikemax", ts=1.0, window=30.0)
+    opt = Adam(net.parameters(), lr=0.001)
+
+    def step(x, y):
+        out = net.forward(x, train=True)
+        _, g = loss.value_and_grad(out, y)
+        opt.zero_grad()
+        net.backward(g)
+        opt.step()
+    return net, sim, step
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("case", choices=("nmnist-cnn", "dvs-gesture"))
@@ -70,34 +102,8 @@ def main():
     if args.conv_unfused:
         import pysrm.plan
         pysrm.plan.FUSED_CONV_MIN_BATCH = 10 ** 9
-    from pysrm._malloc import tune_malloc
-    tune_malloc()  # as the pysrm command does
-    try:
-        from pysrm._threads import limit_blas_for_process
-        limit_blas_for_process(1)  # as the pysrm command does (older versions did it at import)
-    except ImportError:
-        pass
-    from pysrm import NeuronParams, SimParams
-    from pysrm.losses import make_loss
-    from pysrm.network import Network
-    from pysrm.optim import Adam
-    rng = np.random.default_rng(0)
-    spec, tau = {"nmnist-cnn": ("34x34x2-16c5-2a-32c3-2a-64c3-512-10", 1.0),
-                 "dvs-gesture": ("128x128x2-4a-16c5-2a-32c3-2a-512-11", 5.0)}[args.case]
-    sim = SimParams(1.0, float(args.T))
-    extra = {} if args.memory_gb is None else {"memory_budget": int(args.memory_gb * 2 ** 30)}
-    net = Network.from_string(spec, NeuronParams(theta=10.0, tau_sr=tau, tau_ref=tau), sim, delays=True, seed=0,
-                              **extra)
-    loss = make_loss("spikemax", ts=1.0, window=30.0)
-    opt = Adam(net.parameters(), lr=0.001)
-    data = batches(args.case, args.batch, args.steps + 3, sim, rng)
-
-    def step(x, y):
-        out = net.forward(x, train=True)
-        _, g = loss.value_and_grad(out, y)
-        opt.zero_grad()
-        net.backward(g)
-        opt.step()
+    net, sim, step = setup(args.case, args.T, args.memory_gb)
+    data = batches(args.case, args.batch, args.steps + 3, sim, np.random.default_rng(0))
     for x, y in data[:3]:
         step(x, y)
     t0 = time.perf_counter()

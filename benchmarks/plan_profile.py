@@ -24,23 +24,9 @@ def main():
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--memory-gb", type=float, default=2.0)
     args = ap.parse_args()
-    from pysrm._malloc import tune_malloc
-    from pysrm._threads import limit_blas_for_process
-    tune_malloc()
-    limit_blas_for_process(1)
     import cnn_case
-    from pysrm import NeuronParams, SimParams
     from pysrm import plan as P
-    from pysrm.losses import make_loss
-    from pysrm.network import Network
-    from pysrm.optim import Adam
-    spec, tau = {"nmnist-cnn": ("34x34x2-16c5-2a-32c3-2a-64c3-512-10", 1.0),
-                 "dvs-gesture": ("128x128x2-4a-16c5-2a-32c3-2a-512-11", 5.0)}[args.case]
-    sim = SimParams(1.0, 300.0)
-    net = Network.from_string(spec, NeuronParams(theta=10.0, tau_sr=tau, tau_ref=tau), sim, delays=True, seed=0,
-                              memory_budget=int(args.memory_gb * 2 ** 30))
-    loss = make_loss("spikemax", ts=1.0, window=30.0)
-    opt = Adam(net.parameters(), lr=0.001)
+    net, sim, step = cnn_case.setup(args.case, 300, args.memory_gb)
     data = cnn_case.batches(args.case, args.batch, args.steps + 3, sim, np.random.default_rng(0))
     times = {}
 
@@ -52,12 +38,6 @@ def main():
             return out
         return call
 
-    def step(x, y):
-        out = net.forward(x, train=True)
-        _, g = loss.value_and_grad(out, y)
-        opt.zero_grad()
-        net.backward(g)
-        opt.step()
     for x, y in data[:3]:
         step(x, y)
     for st in net.plan:
