@@ -64,6 +64,7 @@ from .._checks import positive
 from ._elementwise import surrogate_element
 from ._util import response_as
 from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters
+from .delay_cuda import _g_at
 from .delay_cuda import delay_shift as _delay_shift
 from .spike import firing_threshold
 
@@ -247,16 +248,9 @@ def _srm_fwd_f64(src, mode, grp_cl, N, C, P, T, H, W, Wo, pk, wp, zdt, k, zacc, 
 
 @cuda.jit(device=True, cache=True)
 def _g_base(gsrc, gmode, r, t, T, C, P, Wn, pk, Ho, Wo, wp):
-    # the gradient of the layer's spikes before the delay: g[r, t], or through a following sum pool
-    if gmode & 2:
-        n = r // (C * P)
-        rem = r - n * (C * P)
-        c = rem // P
-        p = rem - c * P
-        iy = p // Wn
-        ix = p - iy * Wn
-        return wp * gsrc[(((n * C + c) * Ho + iy // pk) * Wo + ix // pk) * T + t]
-    return gsrc[r * T + t]
+    # the gradient of the layer's spikes before the delay: g[r, t], or through a following sum pool (bit 2
+    # of gmode), read as the delay's backward reads it (pysrm.ops.delay_cuda._g_at, its mode 2: the pool)
+    return _g_at(gsrc, gmode & 2, r, t, T, C, P, Wn, pk, Ho, Wo, wp)
 
 
 @cuda.jit(device=True, cache=True)
