@@ -7,8 +7,14 @@ A spike has amplitude ``1/Ts``; the spike count of neuron i is
 
 Importing pysrm changes no process-wide state: BLAS threads are limited only
 while pysrm computes (:mod:`pysrm._threads`), and the CUDA backend is imported
-only when a GPU array or device is used.
+only when a GPU array or device is used.  The one exception is where Numba
+keeps pysrm's compiled kernels: outside the installed package, in the user's
+cache folder (:mod:`pysrm._kernel_cache`; other Numba code is not affected).
 """
+from . import _kernel_cache
+
+_kernel_cache.install()   # before any pysrm kernel is defined
+
 from .params import NeuronParams, SimParams
 from .events import SpikeEvents
 

@@ -79,6 +79,10 @@ if not hasattr(np, "row_stack"):
 from numba import config as _numba_config  # noqa: E402
 from numba import cuda  # noqa: E402
 
+from . import _kernel_cache  # noqa: E402
+
+_kernel_cache.install_cuda()  # numba-cuda's own cache locators, where it has them (see _kernel_cache)
+
 from .backend import is_device_array
 from .events import EventBatch, SpikeEvents
 
