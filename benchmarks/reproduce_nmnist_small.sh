@@ -9,7 +9,7 @@
 #           default ../shared/data/NMNISTsmall (relative to the repository root)
 # OUT_DIR   sweep directory; default sweeps/nmnist_small_study
 #
-# Needs pysrm with Dask (pip install 'pysrm[dist]') and matplotlib for the figures.
+# Needs pysrm with Dask (pip install "pysrm-snn[dist]", from a clone pip install ".[dist]") and matplotlib for the figures.
 # Runs on a local Dask cluster of 2 worker processes x 1 Numba thread (a 2-core machine);
 # set WORKERS to use more cores.  The first study (30 epochs) took 31 min on 2 cores (see docs/results.md).
 # pysrm and python must be on PATH (e.g. an activated virtual environment).

@@ -49,7 +49,7 @@ class DatasetChoice(NormalizedChoice):
 TRAIN_OPTIONS = [
     ("--dataset", "dataset", DatasetChoice(DATASET_CHOICES, normalize_dataset),
      "dataset (default synthetic: embedded, no download); tonic:<ClassName> reads tonic.datasets.<ClassName> "
-     "from --data-dir (its save_to; never downloads; needs pip install 'pysrm[tonic]')"),
+     "from --data-dir (its save_to; never downloads; needs pip install \"pysrm-snn[tonic]\", from a clone pip install \".[tonic]\")"),
     ("--data-dir", "data_dir", str, "folder of the dataset files (for tonic:<ClassName>: tonic's save_to)"),
     ("--train-list", "train_list", str, "N-MNIST list layout: training list file (e.g. train1K.txt)"),
     ("--test-list", "test_list", str, "N-MNIST list layout: test list file (e.g. test100.txt)"),
@@ -196,7 +196,8 @@ def _fail(e: Exception):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="pysrm")
+@click.version_option(version=pysrm.__version__, package_name="pysrm-snn",
+                      message="%(prog)s %(version)s (distribution pysrm-snn)")
 def main():
     """pysrm: SRM spiking neural networks with SLAYER-style backpropagation and the Spikemax losses.
 
@@ -346,7 +347,7 @@ def report(run_dirs, out_dir):
     if res["figures"]:
         click.echo("figures: " + ", ".join(res["figures"]))
     else:
-        click.echo("figures skipped: matplotlib is not installed (pip install 'pysrm[plot]')")
+        click.echo("figures skipped: matplotlib is not installed (pip install \"pysrm-snn[plot]\"; from a clone pip install \".[plot]\")")
 
 
 @main.command()
