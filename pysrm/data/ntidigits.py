@@ -41,7 +41,7 @@ def import_h5py():
         import h5py
     except ImportError as e:
         raise ImportError("reading N-TIDIGITS (n-tidigits.hdf5) needs the optional dependency h5py, which is "
-                          "not installed; install it with `pip install h5py` (or `pip install "pysrm-snn[hdf5]"`; from a clone `pip install ".[hdf5]"`)") from e
+                          "not installed; install it with `pip install h5py` (or `pip install 'pysrm-snn[hdf5]'`; from a clone `pip install '.[hdf5]'`)") from e
     return h5py
 
 

@@ -64,7 +64,7 @@ def import_tonic():
         import tonic
     except ImportError as e:
         raise ImportError("tonic datasets need the optional dependency tonic, which is not installed; install it "
-                          "with `pip install tonic` (or `pip install "pysrm-snn[tonic]"`; from a clone `pip install ".[tonic]"`)") from e
+                          "with `pip install tonic` (or `pip install 'pysrm-snn[tonic]'`; from a clone `pip install '.[tonic]'`)") from e
     return tonic
 
 
