@@ -14,6 +14,7 @@ from pysrm.config import (DATASET_CHOICES, DEVICE_CHOICES, EMPTY_SAMPLES_CHOICES
                           OPTIMIZER_CHOICES, TrainConfig, is_tonic_dataset, normalize_dataset, normalize_loss)
 
 from .data_cmd import data as data_group
+from .export_cmd import eval_nir, export as export_cmd, nir_eval_options
 from .sweep_cmd import sweep as sweep_cmd
 
 
@@ -287,7 +288,7 @@ def _print_summary(rep: dict, saved: bool = True, note: str | None = None):
 
 
 @main.command("eval")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dir", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option("--data-dir", default=None, help="dataset folder (default: the one the run used)")
 @click.option("--t-max", type=float, default=None,
               help="length of the simulated test samples in ms (default: the run's test_t_sample or t_sample)")
@@ -296,8 +297,11 @@ def _print_summary(rep: dict, saved: bool = True, note: str | None = None):
                    "validation split, or on the test set when the run had none")
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
-def eval_cmd(run_dir, data_dir, t_max, checkpoint, device, as_json):
-    """Test accuracy, latency curve and spike counts of a saved network."""
+@nir_eval_options
+def eval_cmd(run_dir, data_dir, t_max, checkpoint, device, as_json, **nir_opts):
+    """Test accuracy, latency curve and spike counts of a saved network (or, with --nir, of a NIR graph)."""
+    if nir_opts["nir_file"] is not None or run_dir is None:
+        return eval_nir(run_dir, data_dir, t_max, device, as_json, **nir_opts)
     from pysrm.backend import resolve_device
     from pysrm.train import (_device_message, build_loss, check_empty_samples, evaluate, load_data, load_run,
                              test_sim_params)
@@ -396,6 +400,7 @@ def bench(quick, out_prefix, nmnist_small, ntidigits_sample, only):
 
 main.add_command(data_group)
 main.add_command(sweep_cmd)
+main.add_command(export_cmd)
 
 
 if __name__ == "__main__":  # pragma: no cover
