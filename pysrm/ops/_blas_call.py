@@ -27,6 +27,12 @@ _xxgemm32 = _BLAS().numba_xxgemm(types.float32)  # also loads SciPy's BLAS into 
 _xxgemm64 = _BLAS().numba_xxgemm(types.float64)
 
 
+#: ``trans_a`` / ``trans_b`` of :func:`gemm`: the matrix as it is
+NO_TRANS = ord("N")
+#: ``trans_a`` / ``trans_b`` of :func:`gemm`: the matrix transposed
+TRANS = ord("T")
+
+
 def gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, beta):
     """See the module docstring (callable from Numba-compiled code only).  Raises if no BLAS."""
     raise NotImplementedError("gemm is only callable from Numba-compiled code")

@@ -61,7 +61,7 @@ from .._checks import float_array, same_dtype
 from ..backend import is_device_array
 from ..events import SpikeEvents
 from ._util import check_5d, check_strategy
-from ._blas_call import gemm
+from ._blas_call import NO_TRANS, TRANS, gemm
 from .dense import as_dense, as_events, events_if_sparse
 
 
@@ -288,7 +288,7 @@ def _conv_gemm_cpu(xp, S, wk, Ci, KW, out, Wp, cols):
         for k in range(K):
             off = ((k // KW + oy) * Wp + k % KW + ox0) * T
             # column-major: wide^T (M x Co) (+)= X_k (M x Ci, ld S) W_k^T (Ci x Co, ld Ci)
-            gemm(78, 78, M, Co, Ci, xp[n, off:], S, wk[k], Ci, wide, M, 0.0 if k == 0 else 1.0)
+            gemm(NO_TRANS, NO_TRANS, M, Co, Ci, xp[n, off:], S, wk[k], Ci, wide, M, 0.0 if k == 0 else 1.0)
         for c in range(Co):
             for q in range(nc):
                 out[n, c, oy, ox0 + q] = wide[c * M + q * T:c * M + (q + 1) * T]
@@ -328,7 +328,7 @@ def _conv_wgrad_gemm_cpu(xp, S, gwide, Co, Ci, Wp, T, KW, gwk):
         off = ((k // KW) * Wp + k % KW) * T
         for n in range(N):
             # column-major: gwk[k]^T (Ci x Co, ld Ci) (+)= X^T (Ci x L; X is L x Ci, ld S) G (L x Co, ld L)
-            gemm(84, 78, Ci, Co, L, xp[n, off:], S, gwide[n], L, gwk[k], Ci, 0.0 if n == 0 else 1.0)
+            gemm(TRANS, NO_TRANS, Ci, Co, L, xp[n, off:], S, gwide[n], L, gwk[k], Ci, 0.0 if n == 0 else 1.0)
 
 
 def _padded(x, py, px, KW):

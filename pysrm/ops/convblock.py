@@ -44,14 +44,50 @@ unfused plan in ``tests/test_plan.py``.  CPU only; on the GPU the separate ops r
 """
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit, prange
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from ._fastexp import rho_row
-from ._blas_call import gemm
+from ._blas_call import NO_TRANS, TRANS, gemm
 from .conv import GEMM_ROWS, WGRAD_PARTS, _decode, _output_index
 from .srm import alpha_time_major
+
+
+# --------------------------------------------------------------------------- the kernels' records
+# The kernels take these named tuples instead of long positional lists (Numba compiles a named tuple of
+# scalars and arrays as a struct; a field is read as ``geo.Ho``).  They are built by _kernel_args below.
+
+#: the input events of the batch (:class:`~pysrm.events.SpikeEvents`' arrays)
+EventArrays = namedtuple("EventArrays", "offsets neuron time value")
+#: the conv's geometry: input (H, W), stride, padding, output (Ho, Wo) and the bins T
+ConvGeometry = namedtuple("ConvGeometry", "H W sy sx py px Ho Wo T")
+#: a stage's SRM neurons in the forward: the psp (alpha recursion (alpha, gain, L) when use_alpha, else the
+#: direct sum with the sampled response k), the refractory response nu and the firing threshold
+NeuronForward = namedtuple("NeuronForward", "alpha gain L k use_alpha nu theta")
+#: a stage's SRM neurons in the backward: the surrogate (theta, scale, width) and the correlation with the
+#: spike response (as NeuronForward's psp)
+NeuronBackward = namedtuple("NeuronBackward", "theta scale width k alpha gain L use_alpha")
+#: the delay (per channels-last column: integer shift dm, fraction df, 1 - fraction dg) and the pooling
+#: (kernel pk, weight wp, pooled size H2 x W2) after the conv layer's neurons, and the spike amplitude 1/Ts
+DelayPool = namedtuple("DelayPool", "has_delay dm df dg has_pool pk wp H2 W2 amp")
+#: the tiling (n1 tiles of tw1 columns; canon1/canon2: canonical neuron of each channels-last column of the
+#: conv and the pooled layer) and the conv's products (dense_conv: BLAS products with the kernel wk, `cols`
+#: output columns per product; else event driven)
+Tiling = namedtuple("Tiling", "n1 tw1 canon1 canon2 dense_conv wk cols")
+#: the work arrays of one tile's forward (see _tile_forward)
+TileWork = namedtuple("TileWork", "buf1 buf2 row1 row2 hist1 hist2 flag times1 count1 times2 count2 xp S wide trans")
+#: the shape of the stride-1 conv's BLAS products on a padded sample (_conv_gemm_row): the padded sample's
+#: channel stride S and width Wp, the input channels K_in, the kernel width KW, the output channels K_out
+#: and width Wo, the bins T and the output columns per product
+GemmShape = namedtuple("GemmShape", "S Wp K_in KW K_out Wo T cols")
+#: the potentials a training forward kept (stored: whether there are any)
+SavedPotentials = namedtuple("SavedPotentials", "stored store1 store2")
+#: the backward's input (g_out, the gradient of the block's output) and outputs (see _block_backward_cpu)
+BackwardArrays = namedtuple("BackwardArrays",
+                            "g_out parts gwk_parts gd_rows need_ga ga_out gx_blas wkf pgy pgx gx_out")
 
 
 # --------------------------------------------------------------------------- per-tile stages (time-major)
@@ -84,13 +120,15 @@ def _row_starts(e0, e1, neuron, W, starts):
 
 
 @njit(cache=True)
-def _scatter_tile(buf, c0, starts, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo, iy_lo, iy_hi):
+def _scatter_tile(buf, c0, starts, ev, wT, geo, iy_lo, iy_hi):
     # buf (T, tw), the tile's columns c0 <= b < c0 + tw (b = (oy Wo + ox) Co + co), zeroed, then
     # buf[t, b - c0] += v * wT[ci, ky, kx, co] for the sample's events of the input rows iy_lo..iy_hi (those
     # that can reach the tile; starts: _row_starts), in their stored order, at the output positions in the
     # tile (pysrm.ops.conv._conv_events_cpu's loops; per output element the same events in the same order)
     T, tw = buf.shape
     Ci, KH, KW, Co = wT.shape[0], wT.shape[1], wT.shape[2], wT.shape[3]
+    H, W, sy, sx, py, px, Ho, Wo = geo.H, geo.W, geo.sy, geo.sx, geo.py, geo.px, geo.Ho, geo.Wo
+    neuron, time, value = ev.neuron, ev.time, ev.value
     buf[:, :] = 0.0
     lo = max(iy_lo, 0)
     hi = min(iy_hi, H - 1)
@@ -132,29 +170,33 @@ def _band(starts, Ci, H, lo, hi):
 
 
 @njit(cache=True)
-def _pad_events(xp, S, starts, e_lo, e_hi, neuron, time, value, H, W, py, px, T):
-    # the sample's input, zero-padded by (py, px) and flattened per channel as (Hp, Wp, T) at ci S (the
-    # layout of pysrm.ops.conv._pad_flat_cpu), from its events e_lo..e_hi (one per bin)
+def _pad_events(xp, S, n, ev, geo):
+    # sample n's input, zero-padded by (py, px) and flattened per channel as (Hp, Wp, T) at ci S (the
+    # layout of pysrm.ops.conv._pad_flat_cpu), from its events (one per bin)
+    H, W, py, px, T = geo.H, geo.W, geo.py, geo.px, geo.T
+    neuron, time, value = ev.neuron, ev.time, ev.value
     Wp = W + 2 * px
     xp[:] = 0.0
-    for k in range(e_lo, e_hi):
+    for k in range(ev.offsets[n], ev.offsets[n + 1]):
         ci, iy, ix = _decode(neuron[k], H, W)
         xp[ci * S + ((iy + py) * Wp + ix + px) * T + time[k]] = value[k]
 
 
 @njit(cache=True)
-def _conv_gemm_row(xp, S, wk, Ci, KW, Wp, T, Co, Wo, oy, cols, wide, tile, c0, dst, to_tile):
+def _conv_gemm_row(xp, wk, gs, oy, wide, tile, c0, dst, to_tile):
     # output row oy of a stride-1 conv of the padded sample xp as BLAS products, exactly the products of
     # pysrm.ops.conv._conv_gemm_cpu's tasks (n, oy, ox0) for this sample (so bitwise its result): per chunk
     # of `cols` output columns, one product per kernel offset accumulated into wide (Co, cols T); written to
-    # the tile (time-major, tile[t, (oy Wo + ox) Co + co - c0]) with to_tile, else to dst (Co, Ho, Wo, T)
+    # the tile (time-major, tile[t, (oy Wo + ox) Co + co - c0]) with to_tile, else to dst (Co, Ho, Wo, T);
+    # gs: GemmShape (Ci = gs.K_in input channels, Co = gs.K_out output channels)
+    S, Wp, Ci, KW, Co, Wo, T, cols = gs.S, gs.Wp, gs.K_in, gs.KW, gs.K_out, gs.Wo, gs.T, gs.cols
     K = wk.shape[0]
     for ox0 in range(0, Wo, cols):
         nc = min(Wo, ox0 + cols) - ox0
         M = nc * T
         for k in range(K):
             off = ((k // KW + oy) * Wp + k % KW + ox0) * T
-            gemm(78, 78, M, Co, Ci, xp[off:], S, wk[k], Ci, wide, M, 0.0 if k == 0 else 1.0)
+            gemm(NO_TRANS, NO_TRANS, M, Co, Ci, xp[off:], S, wk[k], Ci, wide, M, 0.0 if k == 0 else 1.0)
         if to_tile:
             for q in range(nc):
                 base = ((oy * Wo + ox0 + q) * Co) - c0
@@ -291,13 +333,15 @@ def _scan(buf, nu, theta, flag, trans, times, count):
 
 
 @njit(cache=True)
-def _delay_pool_tile(col_times, col_count, amp, zero, dm, df, dg, has_delay, rows, Wo, C, pk, wp, out):
+def _delay_pool_tile(col_times, col_count, dp, c0, rows, Wo, C, out):
     # one pooled row, event driven: out (T, W2 C), zeroed by the caller, += wp * y over the tile's input
     # columns b = (ly Wo + ix) C + c in ascending order (per output element the inputs in row-major order:
     # pysrm.ops.pool's order), y the delayed spikes of column b at the bins they reach:
     # y[t] = g x[t-m] + f x[t-m-1] (x = amp at the column's spike times, else 0; pysrm.ops.delay._delay_cpu's
-    # expression, evaluated where it is not 0)
+    # expression, evaluated where it is not 0); dp: DelayPool (its coefficients of column b at c0 + b)
     T = out.shape[0]
+    amp, pk, wp, has_delay = dp.amp, dp.pk, dp.wp, dp.has_delay
+    zero = amp - amp
     for ly in range(rows):
         for ix in range(Wo):
             ib = (ly * Wo + ix) * C
@@ -310,9 +354,9 @@ def _delay_pool_tile(col_times, col_count, amp, zero, dm, df, dg, has_delay, row
                     for q in range(n_sp):
                         out[times[q], ob + c] += wp * amp
                     continue
-                m = dm[b]
-                g = dg[b]
-                f = df[b]
+                m = dp.dm[c0 + b]
+                g = dp.dg[c0 + b]
+                f = dp.df[c0 + b]
                 for q in range(n_sp):
                     tau = times[q]
                     t0 = tau + m
@@ -361,37 +405,35 @@ def _tile_geometry(r, has_pool, pk, Ho, Wo, Co, tw1, KH, sy, py):
 
 
 @njit(cache=True)
-def _tile_forward(r, starts, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo,
-                  alpha1, gain1, L1, k1, use_alpha1, nu1, theta1,
-                  has_delay, dm, df, dg, has_pool, pk, wp,
-                  alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp,
-                  buf1, buf2, row1, row2, hist1, hist2, flag, times1, count1, times2, count2,
-                  dense_conv, xp, S, wk, cols, wide, trans):
-    # steps 1-6 of the module docstring for tile r of a sample (its events by input row: starts): buf1 (T, tw1) ends as the
-    # conv layer's potential after the refractory responses, buf2 (T, W2 Co) the pooled layer's; the spike
-    # times per column in times1/count1 and times2/count2; returns the two spike counts
+def _tile_forward(r, starts, ev, wT, geo, s1, s2, dp, til, work):
+    # steps 1-6 of the module docstring for tile r of a sample (its events by input row: starts): work.buf1
+    # (T, tw1) ends as the conv layer's potential after the refractory responses, work.buf2 (T, W2 Co) the
+    # pooled layer's; the spike times per column in times1/count1 and times2/count2; returns the two spike
+    # counts.  Records: ev EventArrays, geo ConvGeometry, s1/s2 NeuronForward of the conv and the pooled
+    # layer, dp DelayPool, til Tiling, work TileWork
     Co = wT.shape[3]
+    Wo = geo.Wo
+    buf1, buf2 = work.buf1, work.buf2
     tw1 = buf1.shape[1]
-    c0, rows, iy_lo, iy_hi = _tile_geometry(r, has_pool, pk, Ho, Wo, Co, tw1, wT.shape[1], sy, py)
-    if dense_conv:  # the BLAS products of pysrm.ops.conv's stride-1 path, row by row, on the padded sample xp
+    c0, rows, iy_lo, iy_hi = _tile_geometry(r, dp.has_pool, dp.pk, geo.Ho, Wo, Co, tw1, wT.shape[1], geo.sy, geo.py)
+    if til.dense_conv:  # the BLAS products of pysrm.ops.conv's stride-1 path, row by row, on the padded sample xp
         T = buf1.shape[0]
         rpt = tw1 // (Wo * Co)
-        for oy in range(r * rpt, min(Ho, (r + 1) * rpt)):
-            _conv_gemm_row(xp, S, wk, wT.shape[0], wT.shape[2], W + 2 * px, T, Co, Wo, oy, cols, wide, buf1, c0,
-                           buf1.reshape((1, 1, 1, buf1.size)), True)
+        gs = GemmShape(work.S, geo.W + 2 * geo.px, wT.shape[0], wT.shape[2], Co, Wo, T, til.cols)
+        for oy in range(r * rpt, min(geo.Ho, (r + 1) * rpt)):
+            _conv_gemm_row(work.xp, til.wk, gs, oy, work.wide, buf1, c0, buf1.reshape((1, 1, 1, buf1.size)), True)
         if rows * Wo * Co < tw1:
             buf1[:, rows * Wo * Co:] = 0.0
     else:
-        _scatter_tile(buf1, c0, starts, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo, iy_lo, iy_hi)
-    _psp_tm(buf1, row1, hist1, alpha1, gain1, L1, k1, use_alpha1)
-    c1 = _scan(buf1, nu1, theta1, flag, trans, times1, count1)
+        _scatter_tile(buf1, c0, starts, ev, wT, geo, iy_lo, iy_hi)
+    _psp_tm(buf1, work.row1, work.hist1, s1.alpha, s1.gain, s1.L, s1.k, s1.use_alpha)
+    c1 = _scan(buf1, s1.nu, s1.theta, work.flag, work.trans, work.times1, work.count1)
     c2 = 0
-    if has_pool:
+    if dp.has_pool:
         buf2[:, :] = 0.0
-        _delay_pool_tile(times1, count1, amp, amp - amp, dm[c0:c0 + tw1], df[c0:c0 + tw1], dg[c0:c0 + tw1],
-                         has_delay, rows, Wo, Co, pk, wp, buf2)
-        _psp_tm(buf2, row2, hist2, alpha2, gain2, L2, k2, use_alpha2)
-        c2 = _scan(buf2, nu2, theta2, flag, trans, times2, count2)
+        _delay_pool_tile(work.times1, work.count1, dp, c0, rows, Wo, Co, buf2)
+        _psp_tm(buf2, work.row2, work.hist2, s2.alpha, s2.gain, s2.L, s2.k, s2.use_alpha)
+        c2 = _scan(buf2, s2.nu, s2.theta, work.flag, work.trans, work.times2, work.count2)
     return c1, c2
 
 
@@ -437,23 +479,22 @@ def _sorted_by_neuron(nb, tb, n, n_neurons):
 
 
 @njit(nogil=True, cache=True)
-def _sample_forward(n, offsets, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo, T,
-                    alpha1, gain1, L1, k1, use_alpha1, nu1, theta1,
-                    has_delay, dm, df, dg, has_pool, pk, wp, H2, W2,
-                    alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp, n1, tw1, canon1, canon2,
-                    dense_conv, wk, cols, store, store1, store2):
+def _sample_forward(n, ev, wT, geo, s1, s2, dp, til, saved):
     # the forward of sample n, tile by tile (every tile's work stays in cache): its spikes of SRM1 and SRM2
-    # as (neuron, time) pairs sorted by (canonical neuron, time); with dense_conv the conv as BLAS products
-    # on the zero-padded sample (pysrm.ops.conv's stride-1 path), else event driven; with store the
-    # potentials after the refractory responses into store1[n, r] and store2[n, r] (tile-major)
+    # as (neuron, time) pairs sorted by (canonical neuron, time); with til.dense_conv the conv as BLAS
+    # products on the zero-padded sample (pysrm.ops.conv's stride-1 path), else event driven; with
+    # saved.stored the potentials after the refractory responses into saved.store1[n, r] and
+    # saved.store2[n, r] (tile-major).  Records: see _tile_forward
+    H, W, py, px, Ho, Wo, T = geo.H, geo.W, geo.py, geo.px, geo.Ho, geo.Wo, geo.T
+    has_pool, tw1 = dp.has_pool, til.tw1
     Co = wT.shape[3]
-    tw2 = W2 * Co
+    tw2 = dp.W2 * Co
     buf1 = np.empty((T, tw1), dtype=wT.dtype)
     buf2 = np.empty((T, tw2) if has_pool else (1, 1), dtype=wT.dtype)
     row1 = np.empty(tw1, dtype=wT.dtype)
     row2 = np.empty(tw2, dtype=wT.dtype)
-    hist1 = np.empty((2, L1, tw1))
-    hist2 = np.empty((2, L2, tw2))
+    hist1 = np.empty((2, s1.L, tw1))
+    hist2 = np.empty((2, s2.L, tw2))
     flag = np.zeros(8 * ((max(tw1, tw2) + 7) // 8), dtype=np.uint8)
     times1 = np.empty((tw1, T), dtype=np.int32)
     count1 = np.empty(tw1, dtype=np.int64)
@@ -463,35 +504,32 @@ def _sample_forward(n, offsets, neuron, time, value, H, W, wT, sy, sx, py, px, H
     tb1 = np.empty(4096, dtype=np.int32)
     nb2 = np.empty(4096, dtype=np.int32)
     tb2 = np.empty(4096, dtype=np.int32)
-    s1 = 0
-    s2 = 0
+    n_s1 = 0
+    n_s2 = 0
     M1 = Ho * Wo * Co
     starts = np.empty(wT.shape[0] * H + 1, dtype=np.int64)
-    _row_starts(offsets[n], offsets[n + 1], neuron, W, starts)
+    _row_starts(ev.offsets[n], ev.offsets[n + 1], ev.neuron, W, starts)
     Ci, KW = wT.shape[0], wT.shape[2]
     S = (H + 2 * py) * (W + 2 * px) * T
-    xp = np.empty(Ci * S + (KW - 1) * T if dense_conv else 1, dtype=wT.dtype)
-    wide = np.empty(Co * cols * T if dense_conv else 1, dtype=wT.dtype)
-    if dense_conv:
-        _pad_events(xp, S, starts, offsets[n], offsets[n + 1], neuron, time, value, H, W, py, px, T)
-    trans = np.empty((max(tw1, tw2), T) if max(nu1.shape[0], nu2.shape[0]) > ROW_SCAN_MIN_LENGTH else (1, 1),
+    xp = np.empty(Ci * S + (KW - 1) * T if til.dense_conv else 1, dtype=wT.dtype)
+    wide = np.empty(Co * til.cols * T if til.dense_conv else 1, dtype=wT.dtype)
+    if til.dense_conv:
+        _pad_events(xp, S, n, ev, geo)
+    trans = np.empty((max(tw1, tw2), T) if max(s1.nu.shape[0], s2.nu.shape[0]) > ROW_SCAN_MIN_LENGTH else (1, 1),
                      dtype=wT.dtype)
-    for r in range(n1):
-        _tile_forward(r, starts, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo,
-                      alpha1, gain1, L1, k1, use_alpha1, nu1, theta1, has_delay, dm, df, dg, has_pool, pk, wp,
-                      alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp,
-                      buf1, buf2, row1, row2, hist1, hist2, flag, times1, count1, times2, count2,
-                      dense_conv, xp, S, wk, cols, wide, trans)
-        if store:
-            store1[n, r] = buf1
+    work = TileWork(buf1, buf2, row1, row2, hist1, hist2, flag, times1, count1, times2, count2, xp, S, wide, trans)
+    for r in range(til.n1):
+        _tile_forward(r, starts, ev, wT, geo, s1, s2, dp, til, work)
+        if saved.stored:
+            saved.store1[n, r] = buf1
             if has_pool:
-                store2[n, r] = buf2
+                saved.store2[n, r] = buf2
         c0 = r * tw1
-        nb1, tb1, s1 = _append_spikes(times1, count1, min(tw1, M1 - c0), canon1, c0, nb1, tb1, s1)
+        nb1, tb1, n_s1 = _append_spikes(times1, count1, min(tw1, M1 - c0), til.canon1, c0, nb1, tb1, n_s1)
         if has_pool:
-            nb2, tb2, s2 = _append_spikes(times2, count2, tw2, canon2, r * tw2, nb2, tb2, s2)
-    on1, ot1 = _sorted_by_neuron(nb1, tb1, s1, M1)
-    on2, ot2 = _sorted_by_neuron(nb2, tb2, s2, H2 * W2 * Co if has_pool else 1)
+            nb2, tb2, n_s2 = _append_spikes(times2, count2, tw2, til.canon2, r * tw2, nb2, tb2, n_s2)
+    on1, ot1 = _sorted_by_neuron(nb1, tb1, n_s1, M1)
+    on2, ot2 = _sorted_by_neuron(nb2, tb2, n_s2, dp.H2 * dp.W2 * Co if has_pool else 1)
     return on1, ot1, on2, ot2
 
 
@@ -567,14 +605,7 @@ def _delay_back_tile(gy, times, count, dm, df, dg, amp, zero, gd):
 
 
 @njit(parallel=True, cache=True)
-def _block_backward_cpu(offsets, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo, T,
-                        alpha1, gain1, L1, k1, use_alpha1, nu1, theta1,
-                        has_delay, dm, df, dg, has_pool, pk, wp, H2, W2,
-                        alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp, n1, tw1, canon1, canon2,
-                        rtheta1, rscale1, rwidth1, bk1, balpha1, bgain1, bL1, buse_alpha1,
-                        rtheta2, rscale2, rwidth2, bk2, balpha2, bgain2, bL2, buse_alpha2,
-                        dense_conv, wk, cols, stored, store1, store2, g_out, parts, gwk_parts, gd_rows, need_ga,
-                        ga_out, gx_blas, wkf, pgy, pgx, gx_out):
+def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
     # per part (fixed shares of the batch, as pysrm.ops.conv's event weight gradient), per sample and per
     # tile: recompute the tile's forward, then its backward (module docstring).  The weight gradient:
     # event driven into parts[p] (Ci, KH, KW, Co) -- per weight element the samples ascending and the
@@ -584,7 +615,17 @@ def _block_backward_cpu(offsets, neuron, time, value, H, W, wT, sy, sx, py, px, 
     # the part accumulated).  The delay-gradient terms into gd_rows[n, b] (channels last).  The input
     # gradient: with gx_blas per sample as pysrm.ops.conv.conv_input_grad's BLAS products (the flipped
     # kernel wkf on the gradient padded by (pgy, pgx)) into gx_out[n]; else (need_ga) the conv output's
-    # gradient into ga_out[n] (Co, Ho, Wo, T) for a batch-wide input gradient
+    # gradient into ga_out[n] (Co, Ho, Wo, T) for a batch-wide input gradient.  Records: ev EventArrays, geo
+    # ConvGeometry, s1/s2 NeuronForward and b1/b2 NeuronBackward of the conv and the pooled layer, dp
+    # DelayPool, til Tiling, saved SavedPotentials, io BackwardArrays (the arrays named above)
+    offsets, neuron, time, value = ev.offsets, ev.neuron, ev.time, ev.value
+    H, W, sy, sx, py, px, Ho, Wo, T = geo.H, geo.W, geo.sy, geo.sx, geo.py, geo.px, geo.Ho, geo.Wo, geo.T
+    has_delay, dm, df, dg, has_pool, pk, wp, W2, amp = (dp.has_delay, dp.dm, dp.df, dp.dg, dp.has_pool, dp.pk,
+                                                        dp.wp, dp.W2, dp.amp)
+    n1, tw1, canon1, canon2, dense_conv, cols = til.n1, til.tw1, til.canon1, til.canon2, til.dense_conv, til.cols
+    stored, store1, store2 = saved.stored, saved.store1, saved.store2
+    g_out, parts, gwk_parts, gd_rows, need_ga = io.g_out, io.parts, io.gwk_parts, io.gd_rows, io.need_ga
+    ga_out, gx_blas, wkf, pgy, pgx, gx_out = io.ga_out, io.gx_blas, io.wkf, io.pgy, io.pgx, io.gx_out
     N = offsets.shape[0] - 1
     Co = wT.shape[3]
     KH, KW = wT.shape[1], wT.shape[2]
@@ -601,8 +642,8 @@ def _block_backward_cpu(offsets, neuron, time, value, H, W, wT, sy, sx, py, px, 
         g2 = np.empty((T, tw2) if has_pool else (1, 1), dtype=wT.dtype)
         row1 = np.empty(tw1, dtype=wT.dtype)
         row2 = np.empty(tw2, dtype=wT.dtype)
-        hist1 = np.empty((2, max(L1, bL1), tw1))
-        hist2 = np.empty((2, max(L2, bL2), tw2))
+        hist1 = np.empty((2, max(s1.L, b1.L), tw1))
+        hist2 = np.empty((2, max(s2.L, b2.L), tw2))
         flag = np.zeros(8 * ((max(tw1, tw2) + 7) // 8), dtype=np.uint8)
         scratch = np.empty(max(tw1, tw2), dtype=np.int32)
         times1 = np.empty((tw1, T), dtype=np.int32)
@@ -624,32 +665,31 @@ def _block_backward_cpu(offsets, neuron, time, value, H, W, wT, sy, sx, py, px, 
         Wq = Wo + 2 * pgx
         Sq = Hq * Wq * T
         gpad = np.zeros(Co * Sq + (KW - 1) * T if gx_blas else 1, dtype=wT.dtype)  # the padding stays 0
-        trans = np.empty((max(tw1, tw2), T) if max(nu1.shape[0], nu2.shape[0]) > ROW_SCAN_MIN_LENGTH else (1, 1),
+        trans = np.empty((max(tw1, tw2), T) if max(s1.nu.shape[0], s2.nu.shape[0]) > ROW_SCAN_MIN_LENGTH else (1, 1),
                          dtype=wT.dtype)
+        work = TileWork(buf1, buf2, row1, row2, hist1, hist2, flag, times1, count1, times2, count2, xp, S, wide,
+                        trans)
+        gs_in = GemmShape(Sq, Wq, Co, KW, Ci, W, T, cols)   # the input gradient's products (flipped kernel)
         first_n = True
         for n in range(p * step, min(N, (p + 1) * step)):
             _row_starts(offsets[n], offsets[n + 1], neuron, W, starts)
             if dense_conv:
-                _pad_events(xp, S, starts, offsets[n], offsets[n + 1], neuron, time, value, H, W, py, px, T)
+                _pad_events(xp, S, n, ev, geo)
             gn = g_out[n]
             for r in range(n1):
                 if stored:  # the forward's potentials; the spikes are where they reach the threshold
                     buf1[:, :] = store1[n, r]
                     if has_pool:
                         buf2[:, :] = store2[n, r]
-                    _spikes_of(buf1, theta1, times1, count1)
+                    _spikes_of(buf1, s1.theta, times1, count1)
                 else:
-                    _tile_forward(r, starts, neuron, time, value, H, W, wT, sy, sx, py, px, Ho, Wo,
-                                  alpha1, gain1, L1, k1, use_alpha1, nu1, theta1, has_delay, dm, df, dg, has_pool,
-                                  pk, wp, alpha2, gain2, L2, k2, use_alpha2, nu2, theta2, amp,
-                                  buf1, buf2, row1, row2, hist1, hist2, flag, times1, count1, times2, count2,
-                                  dense_conv, xp, S, wk, cols, wide, trans)
+                    _tile_forward(r, starts, ev, wT, geo, s1, s2, dp, til, work)
                 c0, rows, iy_lo, iy_hi = _tile_geometry(r, has_pool, pk, Ho, Wo, Co, tw1, KH, sy, py)
                 width = min(tw1, M1 - c0)
                 if has_pool:
                     _gather_tile(gn, canon2, r * tw2, g2)
-                    _rho_tm(g2, buf2, rtheta2, rscale2, rwidth2, gu2, scratch)         # gu2 = g2 * rho(u2)
-                    _psp_backward_tm(gu2, row2, hist2, balpha2, bgain2, bL2, bk2, buse_alpha2)
+                    _rho_tm(g2, buf2, b2.theta, b2.scale, b2.width, gu2, scratch)     # gu2 = g2 * rho(u2)
+                    _psp_backward_tm(gu2, row2, hist2, b2.alpha, b2.gain, b2.L, b2.k, b2.use_alpha)
                     _pool_back_tile(gu2, gy, rows, Wo, Co, pk, wp)
                 else:
                     _gather_tile(gn, canon1, c0, gy)
@@ -657,8 +697,8 @@ def _block_backward_cpu(offsets, neuron, time, value, H, W, wT, sy, sx, py, px, 
                     _delay_back_tile(gy, times1, count1, dm[c0:c0 + tw1], df[c0:c0 + tw1], dg[c0:c0 + tw1], amp,
                                      zero, gd[:width])
                     gd_rows[n, c0:c0 + width] = gd[:width]
-                _rho_tm(gy, buf1, rtheta1, rscale1, rwidth1, gu1, scratch)              # gu1 = gs * rho(u1)
-                _psp_backward_tm(gu1, row1, hist1, balpha1, bgain1, bL1, bk1, buse_alpha1)
+                _rho_tm(gy, buf1, b1.theta, b1.scale, b1.width, gu1, scratch)          # gu1 = gs * rho(u1)
+                _psp_backward_tm(gu1, row1, hist1, b1.alpha, b1.gain, b1.L, b1.k, b1.use_alpha)
                 if dense_conv or gx_blas:
                     # the conv output's gradient in the layouts of the BLAS products: wide (Co, Ho, Wp, T)
                     # for the weight gradient, padded (Co, Hq, Wq, T) for the input gradient
@@ -712,10 +752,10 @@ def _block_backward_cpu(offsets, neuron, time, value, H, W, wT, sy, sx, py, px, 
                 gwk = gwk_parts[p]
                 for k in range(KH * KW):
                     off = ((k // KW) * Wp + k % KW) * T
-                    gemm(84, 78, Ci, Co, L, xp[off:], S, gwide, L, gwk[k], Ci, 0.0 if first_n else 1.0)
+                    gemm(TRANS, NO_TRANS, Ci, Co, L, xp[off:], S, gwide, L, gwk[k], Ci, 0.0 if first_n else 1.0)
             if gx_blas:
                 for iy in range(H):
-                    _conv_gemm_row(gpad, Sq, wkf, Co, KW, Wq, T, Ci, W, iy, cols, wide, gu1, 0, gx_out[n], False)
+                    _conv_gemm_row(gpad, wkf, gs_in, iy, wide, gu1, 0, gx_out[n], False)
             first_n = False
 
 
@@ -748,7 +788,17 @@ def wgrad_parts(N: int) -> int:
 
 class NeuronStage:
     """The SRM neurons of a block stage, as the kernels take them: from the neuron parameters, the spike
-    and refractory responses and the time step ``ts`` (ms), in ``dtype``."""
+    and refractory responses and the time step ``ts`` (ms), in ``dtype``.
+
+    Attributes
+    ----------
+    forward : NeuronForward
+        The record of the forward kernels (psp, refractory response, firing threshold).
+    backward : NeuronBackward
+        The record of the backward kernels (surrogate, correlation with the spike response).
+    amp : numpy scalar of ``dtype``
+        The spike amplitude ``1/ts``.
+    """
 
     def __init__(self, neuron, srm_kernel, refractory_kernel, ts, dtype):
         from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters
@@ -761,11 +811,11 @@ class NeuronStage:
         fwd_alpha = alpha is not None and L >= RECURSIVE_MIN_LENGTH
         bwd_alpha = alpha is not None and L >= RECURSIVE_MIN_LENGTH_BACKWARD
         a, K = alpha if alpha is not None else (0.0, 0.0)
-        self.forward_args = (float(a), float(K * ts), L, k, fwd_alpha,
-                             response_as("refractory_kernel", refractory_kernel, dtype),
-                             firing_threshold(neuron.theta, dtype))
-        self.backward_args = (dt(neuron.theta), dt(neuron.scale_rho), dt(neuron.tau_rho * neuron.theta), k,
-                              float(a), float(K * ts), L, bwd_alpha)
+        self.forward = NeuronForward(float(a), float(K * ts), L, k, fwd_alpha,
+                                     response_as("refractory_kernel", refractory_kernel, dtype),
+                                     firing_threshold(neuron.theta, dtype))
+        self.backward = NeuronBackward(dt(neuron.theta), dt(neuron.scale_rho), dt(neuron.tau_rho * neuron.theta), k,
+                                       float(a), float(K * ts), L, bwd_alpha)
         self.amp = dt(1.0 / ts)
 
 
@@ -800,6 +850,9 @@ def uses_blas(x, stride) -> bool:
 
 
 def _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2):
+    """The kernels' records of a block (EventArrays, the transposed weights wT (Ci, KH, KW, Co),
+    ConvGeometry, DelayPool, Tiling) and the shapes ``(shape, Co, Ho, Wo, H2, W2, n1, tw1)``."""
+    from .conv import GEMM_ROWS
     shape, (sy, sx, py, px), (Ho, Wo), (H2, W2) = _geometry(w, x, stride, padding, pool[0] if pool else 0)
     Co = w.shape[0]
     dtype = w.dtype
@@ -808,17 +861,16 @@ def _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2):
     n1 = H2 if pool else -(-(Co * Ho * Wo) // tw1)
     d, ts_d = delay if delay is not None else (None, 1.0)
     dm, df, dg = _delay_args(d, ts_d, Co, Ho, Wo, dtype, n1 * tw1)
-    s2 = stage2 if stage2 is not None else stage1
-    args = ((x.offsets, x.neuron, x.time, x.value, shape[2], shape[3], np.ascontiguousarray(w.transpose(1, 2, 3, 0)),
-             sy, sx, py, px, Ho, Wo, shape[4]) + stage1.forward_args
-            + (delay is not None, dm, df, dg, pool is not None, pk, wp, H2, W2) + s2.forward_args + (stage1.amp,)
-            + (n1, tw1, channels_last_index(Co, Ho, Wo),
-               channels_last_index(Co, H2, W2) if pool else np.zeros(1, np.int32)))
-    from .conv import GEMM_ROWS
     KH, KW = w.shape[2], w.shape[3]
     wk = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(KH * KW, Co * w.shape[1])
-    args += (uses_blas(x, stride), wk, max(1, GEMM_ROWS // shape[4]))
-    return args, (shape, Co, Ho, Wo, H2, W2, n1, tw1)
+    ev = EventArrays(x.offsets, x.neuron, x.time, x.value)
+    wT = np.ascontiguousarray(w.transpose(1, 2, 3, 0))
+    geo = ConvGeometry(shape[2], shape[3], sy, sx, py, px, Ho, Wo, shape[4])
+    dp = DelayPool(delay is not None, dm, df, dg, pool is not None, pk, wp, H2, W2, stage1.amp)
+    til = Tiling(n1, tw1, channels_last_index(Co, Ho, Wo),
+                 channels_last_index(Co, H2, W2) if pool else np.zeros(1, np.int32),
+                 uses_blas(x, stride), wk, max(1, GEMM_ROWS // shape[4]))
+    return (ev, wT, geo, dp, til), (shape, Co, Ho, Wo, H2, W2, n1, tw1)
 
 
 #: a training forward keeps the block's potentials for the backward (instead of recomputing each sample's
@@ -856,17 +908,21 @@ def conv_block_forward(w, x, stride, padding, stage1, delay=None, pool=None, sta
     the spikes of the conv layer's SRM (before the delay) and of the pooling layer's SRM; with
     ``keep_potentials`` a third item, the kept potentials.
     """
-    args, (shape, Co, Ho, Wo, H2, W2, n1, tw1) = _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2)
+    (ev, wT, geo, dp, til), (shape, Co, Ho, Wo, H2, W2, n1, tw1) = _kernel_args(w, x, stride, padding, stage1,
+                                                                                 delay, pool, stage2)
     N, T = shape[0], shape[4]
-    keep = bool(keep_potentials) and stage1.forward_args[5][0] == 0 and (stage2 is None or
-                                                                          stage2.forward_args[5][0] == 0)
-    store1 = np.empty((N, n1, T, tw1) if keep else (1, 1, 1, 1), dtype=w.dtype)
-    store2 = np.empty((N, n1, T, Co * W2) if (keep and pool) else (1, 1, 1, 1), dtype=w.dtype)
-    results = map_samples(lambda n: _sample_forward(n, *args, keep, store1, store2), N)
+    # potentials can stand in for the recomputed forward only where a spike leaves its own bin unchanged
+    # (refractory response 0 at lag 0; see _spikes_of)
+    keep = bool(keep_potentials) and stage1.forward.nu[0] == 0 and (stage2 is None or stage2.forward.nu[0] == 0)
+    saved = SavedPotentials(keep, np.empty((N, n1, T, tw1) if keep else (1, 1, 1, 1), dtype=w.dtype),
+                            np.empty((N, n1, T, Co * W2) if (keep and pool) else (1, 1, 1, 1), dtype=w.dtype))
+    s1f = stage1.forward
+    s2f = stage2.forward if stage2 is not None else s1f
+    results = map_samples(lambda n: _sample_forward(n, ev, wT, geo, s1f, s2f, dp, til, saved), N)
     s1 = _events((N, Co, Ho, Wo, T), [r[0] for r in results], [r[1] for r in results], stage1.amp)
     s2 = _events((N, Co, H2, W2, T), [r[2] for r in results], [r[3] for r in results], stage1.amp) if pool else None
     if keep_potentials:
-        return s1, s2, ((store1, store2) if keep else None)
+        return s1, s2, ((saved.store1, saved.store2) if keep else None)
     return s1, s2
 
 
@@ -904,7 +960,8 @@ def conv_block_backward(w, x, stride, padding, stage1, grad, delay=None, pool=No
     (None without a delay)."""
     from .conv import conv_input_grad
     from .delay import _delay_grad, _shift_bins
-    args, (shape, Co, Ho, Wo, H2, W2, n1, tw1) = _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2)
+    (ev, wT, geo, dp, til), (shape, Co, Ho, Wo, H2, W2, n1, tw1) = _kernel_args(w, x, stride, padding, stage1,
+                                                                                 delay, pool, stage2)
     N, Ci, H, W, T = shape
     KH, KW = w.shape[2], w.shape[3]
     dtype = w.dtype
@@ -912,7 +969,7 @@ def conv_block_backward(w, x, stride, padding, stage1, grad, delay=None, pool=No
     if grad.shape[0] != N or grad.size != N * M_out * T:
         raise ValueError(f"grad has shape {grad.shape}; expected {(N, Co) + ((H2, W2) if pool else (Ho, Wo)) + (T,)}")
     g = np.ascontiguousarray(grad, dtype=dtype).reshape(N, M_out, T)
-    dense_conv = args[-3]
+    dense_conv = til.dense_conv
     parts = np.zeros((wgrad_parts(N), Ci, KH, KW, Co) if not dense_conv else (1, 1, 1, 1, 1), dtype=dtype)
     gwk_parts = np.zeros((wgrad_parts(N), KH * KW, Co * Ci) if dense_conv else (1, 1, 1), dtype=dtype)
     gd_rows = np.zeros((N, Co * Ho * Wo) if delay is not None else (1, 1), dtype=dtype)
@@ -926,9 +983,9 @@ def conv_block_backward(w, x, stride, padding, stage1, grad, delay=None, pool=No
     wkf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(2, 3, 1, 0)).reshape(KH * KW, Ci * Co)
     s2 = stage2 if stage2 is not None else stage1
     store1, store2 = saved if saved is not None else (np.empty((1, 1, 1, 1), dtype), np.empty((1, 1, 1, 1), dtype))
-    _block_backward_cpu(*args[:-3], *stage1.backward_args, *s2.backward_args, *args[-3:], saved is not None,
-                        store1, store2, g, parts, gwk_parts, gd_rows, need_ga, ga, gx_blas, wkf, KH - 1 - py,
-                        KW - 1 - px, gx)
+    io = BackwardArrays(g, parts, gwk_parts, gd_rows, need_ga, ga, gx_blas, wkf, KH - 1 - py, KW - 1 - px, gx)
+    _block_backward_cpu(ev, wT, geo, stage1.forward, s2.forward, dp, til, stage1.backward, s2.backward,
+                        SavedPotentials(saved is not None, store1, store2), io)
     if dense_conv:
         grad_w = np.ascontiguousarray(gwk_parts.sum(axis=0).reshape(KH, KW, Co, Ci).transpose(2, 3, 0, 1))
     else:
