@@ -53,23 +53,17 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from ._fastexp import rho_row
 from ._blas_call import NO_TRANS, TRANS, gemm
 from .conv import GEMM_ROWS, WGRAD_PARTS, _decode, _output_index
-from .srm import alpha_time_major
+from ._records import NeuronBackward, NeuronForward, events_of
+from .srm import correlation_time_major, psp_time_major
 
 
 # --------------------------------------------------------------------------- the kernels' records
 # The kernels take these named tuples instead of long positional lists (Numba compiles a named tuple of
-# scalars and arrays as a struct; a field is read as ``geo.Ho``).  They are built by _kernel_args below.
+# scalars and arrays as a struct; a field is read as ``geo.Ho``).  They are built by _kernel_args below;
+# EventArrays, NeuronForward and NeuronBackward are shared with pysrm.ops.srm (pysrm.ops._records).
 
-#: the input events of the batch (:class:`~pysrm.events.SpikeEvents`' arrays)
-EventArrays = namedtuple("EventArrays", "offsets neuron time value")
 #: the conv's geometry: input (H, W), stride, padding, output (Ho, Wo) and the bins T
 ConvGeometry = namedtuple("ConvGeometry", "H W sy sx py px Ho Wo T")
-#: a stage's SRM neurons in the forward: the psp (alpha recursion (alpha, gain, L) when use_alpha, else the
-#: direct sum with the sampled response k), the refractory response nu and the firing threshold
-NeuronForward = namedtuple("NeuronForward", "alpha gain L k use_alpha nu theta")
-#: a stage's SRM neurons in the backward: the surrogate (theta, scale, width) and the correlation with the
-#: spike response (as NeuronForward's psp)
-NeuronBackward = namedtuple("NeuronBackward", "theta scale width k alpha gain L use_alpha")
 #: the delay (per channels-last column: integer shift dm, fraction df, 1 - fraction dg) and the pooling
 #: (kernel pk, weight wp, pooled size H2 x W2) after the conv layer's neurons, and the spike amplitude 1/Ts
 DelayPool = namedtuple("DelayPool", "has_delay dm df dg has_pool pk wp H2 W2 amp")
@@ -208,52 +202,6 @@ def _conv_gemm_row(xp, wk, gs, oy, wide, tile, c0, dst, to_tile):
             for c in range(Co):
                 for q in range(nc):
                     dst[c, oy, ox0 + q] = wide[c * M + q * T:c * M + (q + 1) * T]
-
-
-@njit(cache=True)
-def _psp_tm(buf, row, hist, alpha, gain, L, k, use_alpha):
-    # psp in place along axis 0 of buf (T, M): the alpha recursion (pysrm.ops.srm.alpha_time_major), or the
-    # direct sum out[t] = sum over sources t' <= t (ascending) of a[t'] k[t - t'] (the order of
-    # pysrm.ops.psp._psp_cpu per element), descending in t so that the sources are still unchanged
-    if use_alpha:
-        alpha_time_major(buf, alpha, gain, L, hist, False)
-        return
-    T, M = buf.shape
-    Lk = k.shape[0]
-    for t in range(T - 1, -1, -1):
-        i0 = min(Lk - 1, t)
-        src = buf[t - i0]
-        ki = k[i0]
-        for j in range(M):
-            row[j] = src[j] * ki
-        for i in range(i0 - 1, -1, -1):
-            src = buf[t - i]
-            ki = k[i]
-            for j in range(M):
-                row[j] += src[j] * ki
-        buf[t, :] = row
-
-
-@njit(cache=True)
-def _psp_backward_tm(buf, row, hist, alpha, gain, L, k, use_alpha):
-    # the correlation in place along axis 0 of buf (T, M): the alpha recursion backwards in time, or the
-    # direct sum out[t] = k[0] g[t] + k[1] g[t+1] + ... (the order of pysrm.ops.srm._srm_backward_direct_cpu)
-    if use_alpha:
-        alpha_time_major(buf, alpha, gain, L, hist, True)
-        return
-    T, M = buf.shape
-    Lk = k.shape[0]
-    for t in range(T):
-        g0 = buf[t]
-        k0 = k[0]
-        for j in range(M):
-            row[j] = k0 * g0[j]
-        for i in range(1, min(Lk, T - t)):
-            gi = buf[t + i]
-            ki = k[i]
-            for j in range(M):
-                row[j] += ki * gi[j]
-        buf[t, :] = row
 
 
 @njit(cache=True)
@@ -426,13 +374,13 @@ def _tile_forward(r, starts, ev, wT, geo, s1, s2, dp, til, work):
             buf1[:, rows * Wo * Co:] = 0.0
     else:
         _scatter_tile(buf1, c0, starts, ev, wT, geo, iy_lo, iy_hi)
-    _psp_tm(buf1, work.row1, work.hist1, s1.alpha, s1.gain, s1.L, s1.k, s1.use_alpha)
+    psp_time_major(buf1, work.row1, work.hist1, s1)
     c1 = _scan(buf1, s1.nu, s1.theta, work.flag, work.trans, work.times1, work.count1)
     c2 = 0
     if dp.has_pool:
         buf2[:, :] = 0.0
         _delay_pool_tile(work.times1, work.count1, dp, c0, rows, Wo, Co, buf2)
-        _psp_tm(buf2, work.row2, work.hist2, s2.alpha, s2.gain, s2.L, s2.k, s2.use_alpha)
+        psp_time_major(buf2, work.row2, work.hist2, s2)
         c2 = _scan(buf2, s2.nu, s2.theta, work.flag, work.trans, work.times2, work.count2)
     return c1, c2
 
@@ -689,7 +637,7 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
                 if has_pool:
                     _gather_tile(gn, canon2, r * tw2, g2)
                     _rho_tm(g2, buf2, b2.theta, b2.scale, b2.width, gu2, scratch)     # gu2 = g2 * rho(u2)
-                    _psp_backward_tm(gu2, row2, hist2, b2.alpha, b2.gain, b2.L, b2.k, b2.use_alpha)
+                    correlation_time_major(gu2, row2, hist2, b2)
                     _pool_back_tile(gu2, gy, rows, Wo, Co, pk, wp)
                 else:
                     _gather_tile(gn, canon1, c0, gy)
@@ -698,7 +646,7 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
                                      zero, gd[:width])
                     gd_rows[n, c0:c0 + width] = gd[:width]
                 _rho_tm(gy, buf1, b1.theta, b1.scale, b1.width, gu1, scratch)          # gu1 = gs * rho(u1)
-                _psp_backward_tm(gu1, row1, hist1, b1.alpha, b1.gain, b1.L, b1.k, b1.use_alpha)
+                correlation_time_major(gu1, row1, hist1, b1)
                 if dense_conv or gx_blas:
                     # the conv output's gradient in the layouts of the BLAS products: wide (Co, Ho, Wp, T)
                     # for the weight gradient, padded (Co, Hq, Wq, T) for the input gradient
@@ -863,7 +811,7 @@ def _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2):
     dm, df, dg = _delay_args(d, ts_d, Co, Ho, Wo, dtype, n1 * tw1)
     KH, KW = w.shape[2], w.shape[3]
     wk = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(KH * KW, Co * w.shape[1])
-    ev = EventArrays(x.offsets, x.neuron, x.time, x.value)
+    ev = events_of(x)
     wT = np.ascontiguousarray(w.transpose(1, 2, 3, 0))
     geo = ConvGeometry(shape[2], shape[3], sy, sx, py, px, Ho, Wo, shape[4])
     dp = DelayPool(delay is not None, dm, df, dg, pool is not None, pk, wp, H2, W2, stage1.amp)

@@ -40,6 +40,8 @@ The CUDA twins are the separate ops' (:mod:`pysrm.ops.psp_cuda`, :mod:`pysrm.ops
 """
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit, prange
 from numba.cpython.unsafe.numbers import trailing_zeros
@@ -48,6 +50,7 @@ from .._checks import positive
 from ..backend import is_device_array
 from ._util import as_rows, check_strategy, response_as
 from ._fastexp import rho_row
+from ._records import NeuronBackward, NeuronForward, events_of
 from .delay import _delay_back_time_major
 from .dense import add_event_rows_by_neuron, add_weighted_rows
 from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_filter_rows, alpha_parameters, psp, psp_backward
@@ -141,9 +144,78 @@ def alpha_time_major(buf, alpha, gain, L, hist, reverse):
             j = 0
 
 
+@njit(cache=True)
+def psp_time_major(buf, row, hist, stage):
+    """The psp of :mod:`pysrm.ops.psp` in place along axis 0 of a time-major ``(T, M)`` array (a row is one
+    time bin of ``M`` neurons): the alpha recursion (:func:`alpha_time_major`) when ``stage.use_alpha``, else
+    the direct sum ``u[t] = sum_{t' <= t} a[t'] k[t - t']`` over the sources ascending (the order of
+    ``pysrm.ops.psp._psp_cpu`` per element: bitwise its result), descending in ``t`` so that the sources
+    are still unchanged.  ``stage``: :class:`~pysrm.ops._records.NeuronForward`; ``row``: ``(M,)`` and
+    ``hist``: ``(2, L, M)`` float64 work arrays."""
+    if stage.use_alpha:
+        alpha_time_major(buf, stage.alpha, stage.gain, stage.L, hist, False)
+        return
+    k = stage.k
+    T, M = buf.shape
+    Lk = k.shape[0]
+    for t in range(T - 1, -1, -1):
+        i0 = min(Lk - 1, t)
+        src = buf[t - i0]
+        ki = k[i0]
+        for j in range(M):
+            row[j] = src[j] * ki
+        for i in range(i0 - 1, -1, -1):
+            src = buf[t - i]
+            ki = k[i]
+            for j in range(M):
+                row[j] += src[j] * ki
+        buf[t, :] = row
+
+
+@njit(cache=True)
+def correlation_time_major(buf, row, hist, stage):
+    """The adjoint of :func:`psp_time_major` (the correlation with the spike response, as
+    :func:`pysrm.ops.psp.psp_backward`) in place along axis 0 of a time-major ``(T, M)`` array: the alpha
+    recursion backwards in time when ``stage.use_alpha``, else the direct sum
+    ``out[t] = k[0] g[t] + k[1] g[t+1] + ...`` in that order (``_srm_backward_direct_cpu``'s order per
+    element).  ``stage``: :class:`~pysrm.ops._records.NeuronBackward`; work arrays as
+    :func:`psp_time_major`."""
+    if stage.use_alpha:
+        alpha_time_major(buf, stage.alpha, stage.gain, stage.L, hist, True)
+        return
+    k = stage.k
+    T, M = buf.shape
+    Lk = k.shape[0]
+    for t in range(T):
+        g0 = buf[t]
+        k0 = k[0]
+        for j in range(M):
+            row[j] = k0 * g0[j]
+        for i in range(1, min(Lk, T - t)):
+            gi = buf[t + i]
+            ki = k[i]
+            for j in range(M):
+                row[j] += ki * gi[j]
+        buf[t, :] = row
+
+
+#: what the fused first-layer forward writes (_dense_srm_events_cpu): the potential u_out (write_u: 0 not at
+#: all (inference), 1 neuron-major (N, O, T), 2 time-major (N, T, O)), the dense spikes s_out (N, O, T)
+#: with write_s, and with write_idx the spikes listed per sample: spike_neuron[n, k] = o,
+#: spike_time[n, k] = t for k < spike_count[n], time-major in the order found
+DenseSRMOutputs = namedtuple("DenseSRMOutputs",
+                             "u_out write_u s_out write_s spike_neuron spike_time spike_count write_idx")
+
+#: the delay between a first layer and a dense layer with few outputs (_srm_backward_wgrad_events_cpu with
+#: enabled): the outer output gradient gy (N, O2, T), the outer weight w2 (O2, O), the delay's shift in
+#: bins, its input spikes as events (d_offsets, d_neuron, d_time, d_value: EventArrays' fields; a record
+#: inside a record does not pass a parallel kernel's boundary in Numba), and gd_rows (N, O), the
+#: delay-gradient terms (output)
+DelayThrough = namedtuple("DelayThrough", "enabled gy w2 shift d_offsets d_neuron d_time d_value gd_rows")
+
+
 @njit(parallel=True, cache=True)
-def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, theta, amp, u_out, s_out, n_chunks,
-                          write_u, spike_neuron, spike_time, spike_count, write_idx, write_s, T):
+def _dense_srm_events_cpu(ev, wT, stage, amp, T, n_chunks, out):
     # Per sample, all in one (T, O) buffer that stays in cache (time-major: a row is one time bin of
     # every neuron, so the recursions below run across neurons):
     #   1. a[t, :] += value * wT[i, :] for each input event (i, t)            (pysrm.ops.dense, events)
@@ -151,13 +223,13 @@ def _dense_srm_events_cpu(offsets, neuron, time, value, wT, alpha, gain, L, nu, 
     #   2. psp by the alpha recursion of pysrm.ops.psp, in place, time-major (alpha_time_major)
     #   3. the spike scan of pysrm.ops.spike: u >= theta spikes and adds nu to the following bins
     #      (theta: the firing threshold of pysrm.ops.spike.firing_threshold)
-    #   4. u (write_u: 0 not at all (inference), 1 neuron-major (N, O, T), 2 time-major (N, T, O)) and
-    #      s (neuron-major) written out
-    #   (with write_idx, the spikes are also listed: spike_neuron[n, k] = o, spike_time[n, k] = t for
-    #   k < spike_count[n], in the order found, time-major; without write_s the dense spikes are not
-    #   written)
+    #   4. the outputs written as `out` (DenseSRMOutputs) asks
     # Per element the operations and their order are those of the separate kernels, so the result is
-    # bitwise theirs (tested).
+    # bitwise theirs (tested).  ev: EventArrays; stage: NeuronForward (its alpha recursion)
+    offsets, neuron, time, value = ev.offsets, ev.neuron, ev.time, ev.value
+    alpha, gain, L, nu, theta = stage.alpha, stage.gain, stage.L, stage.nu, stage.theta
+    u_out, write_u, s_out, write_s = out.u_out, out.write_u, out.s_out, out.write_s
+    spike_neuron, spike_time, spike_count, write_idx = out.spike_neuron, out.spike_time, out.spike_count, out.write_idx
     N = offsets.shape[0] - 1
     O = wT.shape[1]
     Lr = nu.shape[0]
@@ -282,10 +354,11 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     sp_t = np.empty_like(sp_n)
     count = np.zeros(N, dtype=np.int64)
     amp = dt(1.0 / positive("ts", ts))
-    _dense_srm_events_cpu(x.offsets, x.neuron, x.time, x.value, transposed_weights(w, workspace), alpha[0],
-                          alpha[1] * ts, len(srm_kernel), nu, firing_threshold(positive("theta", theta), w.dtype),
-                          amp, u, s, sample_chunks(N), u_mode, sp_n, sp_t, count,
-                          bool(need_events), write_s, T)
+    stage = NeuronForward(alpha[0], alpha[1] * ts, len(srm_kernel),
+                          response_as("srm_kernel", srm_kernel, w.dtype) * dt(ts), True, nu,
+                          firing_threshold(positive("theta", theta), w.dtype))
+    _dense_srm_events_cpu(events_of(x), transposed_weights(w, workspace), stage, amp, T, sample_chunks(N),
+                          DenseSRMOutputs(u, u_mode, s, write_s, sp_n, sp_t, count, bool(need_events)))
     out = (s.reshape(N, O, 1, 1, T) if write_s else None,
            (u if u_mode == 2 else u.reshape(N, O, 1, 1, T)) if u_mode else None)
     if need_events:
@@ -294,31 +367,32 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
 
 
 @njit(parallel=True, cache=True)
-def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, scale, width, k, alpha, gain, L,
-                                   use_alpha, parts, touched, through, gy, w2, shift, d_off, d_neu, d_time, d_val,
-                                   gd_rows):
+def _srm_backward_wgrad_events_cpu(ev, g, u, stage, parts, touched, through):
     # The first layer's backward in one pass per sample, time-major (a row is one time bin of every
     # neuron), on the partial sums of the event weight gradient (pysrm.ops.dense._dense_events_wgrad_cpu:
     # same parts, same samples per part, same order):
     #   gT = grad_s[n] transposed; gu[t] = gT[t] * rho(u[n, t]) (rho_row on each time bin, u kept
     #   time-major (N, T, O) by the forward); ga = the correlation of gu with the spike response (the
-    #   alpha recursion backwards in time in place on gu, or the direct sum into gT, as srm_backward
-    #   picks, across neurons); then parts[p, i, :] += value * ga[t, :] for each input event (i, t)
+    #   alpha recursion backwards in time or the direct sum, in place on gu: correlation_time_major, as
+    #   srm_backward picks, across neurons); then parts[p, i, :] += value * ga[t, :] for each input event (i, t)
     #   (a row zeroed where the part first touches it, flagged in touched[p])
     #   (grouped by neuron, add_weighted_rows).
     # Nothing of size (N, O, T) is written; per element the operations are those of srm_backward and
     # the event weight gradient, so the result is bitwise theirs (tested).
-    # With `through`, grad_s is not given: it is the input gradient of a delay (shift `shift`, input
-    # spikes as events d_*) read by a dense layer w2 with few outputs and output gradient gy, made here
-    # time-major per sample by pysrm.ops.delay._delay_back_time_major (the operations of
-    # _delay_backward_from_dense_cpu: bitwise its result), along with the delay-gradient terms
-    # gd_rows[n, j].
+    # With through.enabled (DelayThrough), grad_s is not given: it is the input gradient of a delay (shift
+    # `shift`, input spikes as events d_events) read by a dense layer w2 with few outputs and output
+    # gradient gy, made here time-major per sample by pysrm.ops.delay._delay_back_time_major (the
+    # operations of _delay_backward_from_dense_cpu: bitwise its result), along with the delay-gradient
+    # terms gd_rows[n, j].  ev: EventArrays; stage: NeuronBackward
+    offsets, neuron, time, value = ev.offsets, ev.neuron, ev.time, ev.value
+    theta, scale, width, L = stage.theta, stage.scale, stage.width, stage.L
+    gy, w2, shift, gd_rows = through.gy, through.w2, through.shift, through.gd_rows
+    d_off, d_neu, d_time, d_val = through.d_offsets, through.d_neuron, through.d_time, through.d_value
     N, T, O = u.shape
     n_parts = parts.shape[0]
     step = (N + n_parts - 1) // n_parts
     a = scale / width
     inv_width = g.dtype.type(1.0) / width
-    Lk = k.shape[0]
     for p in prange(n_parts):
         gw = parts[p]
         tp = touched[p]
@@ -327,33 +401,19 @@ def _srm_backward_wgrad_events_cpu(offsets, neuron, time, value, g, u, theta, sc
         gu = np.empty((T, O), dtype=g.dtype)
         hist = np.empty((2, L, O))
         scratch = np.empty(O, dtype=np.int32)
-        G = np.empty((T, O) if through else (1, 1), dtype=g.dtype)
-        acc64 = np.empty(O if through else 1)
+        row = np.empty(O, dtype=g.dtype)
+        G = np.empty((T, O) if through.enabled else (1, 1), dtype=g.dtype)
+        acc64 = np.empty(O if through.enabled else 1)
         for n in range(p * step, min(N, (p + 1) * step)):
-            if through:
+            if through.enabled:
                 _delay_back_time_major(gy, w2, n, shift, d_off, d_neu, d_time, d_val, G, gT, gd_rows[n], acc64)
             else:
                 gT[:, :] = g[n].T
             un = u[n]
             for t in range(T):
                 rho_row(gT[t], un[t], theta, a, inv_width, gu[t], scratch)
-            if use_alpha:
-                alpha_time_major(gu, alpha, gain, L, hist, True)
-                ga = gu
-            else:
-                ga = gT
-                k0 = k[0]
-                for t in range(T):
-                    o = gT[t]
-                    g0 = gu[t]
-                    for c in range(O):
-                        o[c] = k0 * g0[c]
-                    for i in range(1, min(Lk, T - t)):
-                        ki = k[i]
-                        gi = gu[t + i]
-                        for c in range(O):
-                            o[c] += ki * gi[c]
-            add_event_rows_by_neuron(gw, ga, neuron, time, value, offsets[n], offsets[n + 1], tp)
+            correlation_time_major(gu, row, hist, stage)
+            add_event_rows_by_neuron(gw, gu, neuron, time, value, offsets[n], offsets[n + 1], tp)
 
 
 def _potential_time_major(u, N, O, T, u_time_major):
@@ -432,16 +492,13 @@ def _fused_wgrad(g, ur, neuron, srm_kernel, ts, w, x, through, accumulate_into, 
     alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH_BACKWARD else None
     k = response_as("srm_kernel", srm_kernel, w.dtype) * dt(ts)
     parts, touched = partial_sums_workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype, workspace)
-    if through is None:
+    if through is None:  # a DelayThrough that is not used: arrays of the right types, no data
         f1, i1, i0 = np.empty(1, w.dtype), np.empty(1, np.int32), np.zeros(2, np.int64)
-        args = (False, np.empty((1, 1, 1), w.dtype), np.empty((1, 1), w.dtype), f1, i0, i1, i1, f1,
-                np.empty((1, 1), w.dtype))
-    else:
-        args = (True,) + tuple(through)
-    _srm_backward_wgrad_events_cpu(x.offsets, x.neuron, x.time, x.value, g, ur, dt(neuron.theta),
-                                   dt(neuron.scale_rho), dt(width), k,
-                                   alpha[0] if alpha else 0.0, alpha[1] * ts if alpha else 0.0,
-                                   len(srm_kernel), alpha is not None, parts, touched, *args)
+        through = DelayThrough(False, np.empty((1, 1, 1), w.dtype), np.empty((1, 1), w.dtype), f1, i0, i1, i1, f1,
+                               np.empty((1, 1), w.dtype))
+    stage = NeuronBackward(dt(neuron.theta), dt(neuron.scale_rho), dt(width), k, alpha[0] if alpha else 0.0,
+                           alpha[1] * ts if alpha else 0.0, len(srm_kernel), alpha is not None)
+    _srm_backward_wgrad_events_cpu(events_of(x), g, ur, stage, parts, touched, through)
     acc = (accumulate_into is not None and accumulate_into.shape == w.shape and accumulate_into.dtype == w.dtype
            and accumulate_into.flags.c_contiguous and not is_device_array(accumulate_into))
     if accumulate_into is not None and not acc:
@@ -500,8 +557,8 @@ def srm_dense_backward_through_delay(grad_dense, w2, x_delay, d, ts: float, u, n
         raise ValueError(f"time-major u has shape {u.shape}; expected {(N, T, O)}")
     gy = np.ascontiguousarray(grad_dense, dtype=w.dtype).reshape(N, w2.shape[0], T)
     gd_rows = np.empty((N, M), dtype=w.dtype)
-    through = (gy, np.ascontiguousarray(w2), shift, x_delay.offsets, x_delay.neuron, x_delay.time, x_delay.value,
-               gd_rows)
+    through = DelayThrough(True, gy, np.ascontiguousarray(w2), shift, x_delay.offsets, x_delay.neuron, x_delay.time,
+                           x_delay.value, gd_rows)
     gw = _fused_wgrad(np.empty((1, 1, 1), w.dtype), _potential_time_major(u, N, O, T, u_time_major), neuron, srm_kernel, ts, w,
                       x, through, accumulate_into, workspace)
     return gw, _delay_grad(gd_rows, x_delay.shape, d_shape, ts)
