@@ -6,12 +6,11 @@ and cycles are allowed.  pysrm's times are in **milliseconds** and its simulatio
 ``Ts`` ms; this module converts.  ``pip install ".[nir]"`` from a clone (by name: ``pip install
 "pysrm-snn[nir]"``) installs ``nir`` and ``h5py``; ``import pysrm`` never needs them.
 
-Functions: :func:`to_nir` (network -> :class:`nir.NIRGraph`), :func:`write_nir` (to a ``.nir`` file,
+Functions: :func:`to_nir` (network -> ``nir.NIRGraph``), :func:`write_nir` (to a ``.nir`` file,
 atomically, never over an existing file unless asked), :func:`read_nir` (a file -> graph, errors naming
 the file), :func:`from_nir` (graph or file -> :class:`~pysrm.network.Network`).
 
-The mapping (layer -> nodes; ``*`` marks pysrm's own extension recorded in the metadata)
------------------------------------------------------------------------------------------
+**The mapping** (layer -> nodes):
 
 * ``Dense`` -> ``Linear`` (weight ``(out, in)``, the same dtype; a ``Flatten`` before it when its
   input is ``(C, H, W)`` with ``H*W > 1``); ``Conv`` -> ``Conv2d`` (stride, padding, dilation 1, groups
@@ -51,10 +50,7 @@ Graph metadata: ``generator`` (``"pysrm <version>"``), ``time_unit`` (``"s"``), 
 ``pysrm`` (a JSON string: version, ``ts``/``t_sample`` in ms, dtype, the shorthand, the neuron
 parameters, and per layer its name, kind and node names).
 
-Import
-------
-
-:func:`from_nir` reads chains ``Input -> ... -> Output`` of the nodes above.  The SRM composite (pysrm's
+**Import.** :func:`from_nir` reads chains ``Input -> ... -> Output`` of the nodes above.  The SRM composite (pysrm's
 own files and any graph of the same structure) maps exactly; with pysrm's metadata the round trip
 network -> file -> network is bitwise (the same layers, parameters, responses, plan).  Other tools'
 neurons are mapped with a :class:`NIRApproximationWarning` naming the node and the approximation:
@@ -325,7 +321,7 @@ def write_nir(network, path, neuron: str = "srm", overwrite: bool = False) -> Pa
 
 
 def read_nir(path):
-    """The :class:`nir.NIRGraph` in the file ``path`` (``nir.read``, with its type check).
+    """The ``nir.NIRGraph`` in the file ``path`` (``nir.read``, with its type check).
 
     Raises
     ------
