@@ -9,7 +9,7 @@ Importing pysrm changes no process-wide state: BLAS threads are limited only
 while pysrm computes (:mod:`pysrm._threads`), and the CUDA backend is imported
 only when a GPU array or device is used.  The one exception is where Numba
 keeps pysrm's compiled kernels: outside the installed package, in the user's
-cache folder (:mod:`pysrm._kernel_cache`; other Numba code is not affected).
+cache folder (``pysrm._kernel_cache``; other Numba code is not affected).
 """
 from . import _kernel_cache
 

@@ -740,10 +740,12 @@ class NeuronStage:
 
     Attributes
     ----------
-    forward : NeuronForward
-        The record of the forward kernels (psp, refractory response, firing threshold).
-    backward : NeuronBackward
-        The record of the backward kernels (surrogate, correlation with the spike response).
+    forward : tuple
+        The ``NeuronForward`` record of the forward kernels (psp, refractory response, firing threshold;
+        ``pysrm.ops._records``).
+    backward : tuple
+        The ``NeuronBackward`` record of the backward kernels (surrogate, correlation with the spike
+        response).
     amp : numpy scalar of ``dtype``
         The spike amplitude ``1/ts``.
     """

@@ -150,7 +150,7 @@ def psp_time_major(buf, row, hist, stage):
     time bin of ``M`` neurons): the alpha recursion (:func:`alpha_time_major`) when ``stage.use_alpha``, else
     the direct sum ``u[t] = sum_{t' <= t} a[t'] k[t - t']`` over the sources ascending (the order of
     ``pysrm.ops.psp._psp_cpu`` per element: bitwise its result), descending in ``t`` so that the sources
-    are still unchanged.  ``stage``: :class:`~pysrm.ops._records.NeuronForward`; ``row``: ``(M,)`` and
+    are still unchanged.  ``stage``: ``NeuronForward`` (``pysrm.ops._records``); ``row``: ``(M,)`` and
     ``hist``: ``(2, L, M)`` float64 work arrays."""
     if stage.use_alpha:
         alpha_time_major(buf, stage.alpha, stage.gain, stage.L, hist, False)
@@ -178,7 +178,7 @@ def correlation_time_major(buf, row, hist, stage):
     :func:`pysrm.ops.psp.psp_backward`) in place along axis 0 of a time-major ``(T, M)`` array: the alpha
     recursion backwards in time when ``stage.use_alpha``, else the direct sum
     ``out[t] = k[0] g[t] + k[1] g[t+1] + ...`` in that order (``_srm_backward_direct_cpu``'s order per
-    element).  ``stage``: :class:`~pysrm.ops._records.NeuronBackward`; work arrays as
+    element).  ``stage``: ``NeuronBackward`` (``pysrm.ops._records``); work arrays as
     :func:`psp_time_major`."""
     if stage.use_alpha:
         alpha_time_major(buf, stage.alpha, stage.gain, stage.L, hist, True)
