@@ -19,6 +19,8 @@ import warnings
 
 import click
 
+from .paths import OutputDir
+
 _FETCHABLE = ("nmnist", "dvs-gesture", "ntidigits")
 
 
@@ -122,7 +124,7 @@ def _progress_printer(stream=None):
 
 @data.command("fetch")
 @click.argument("name", type=click.Choice(list(_FETCHABLE) + ["synthetic"]))
-@click.option("--to", "to", default=None, type=click.Path(file_okay=False),
+@click.option("--to", "to", default=None, type=OutputDir(),
               help="Target directory (default: $PYSRM_DATA_DIR/NAME or ~/.pysrm/data/NAME).")
 @click.option("--force", is_flag=True, help="Download again even if the files are present.")
 def fetch(name, to, force):

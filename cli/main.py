@@ -15,6 +15,7 @@ from pysrm.config import (DATASET_CHOICES, DEVICE_CHOICES, EMPTY_SAMPLES_CHOICES
 
 from .data_cmd import data as data_group
 from .export_cmd import eval_nir, export as export_cmd, nir_eval_options
+from .paths import OutputDir, OutputPrefix
 from .sweep_cmd import sweep as sweep_cmd
 
 
@@ -94,7 +95,7 @@ TRAIN_OPTIONS = [
                                                          "it picked)"),
     ("--memory-gb", "memory_gb", float, "memory budget of the conv layers, GiB (default 2): conv layers on dense-ish "
                                         "inputs run unfused (faster) when they fit in it, else as fused blocks"),
-    ("--out", "out", str, "run directory (default runs/<dataset>_<loss>_seed<seed>_<time>); an existing run is "
+    ("--out", "out", OutputDir(), "run directory (default runs/<dataset>_<loss>_seed<seed>_<time>); an existing run is "
                           "not overwritten (see --resume, --overwrite)"),
 ]
 
@@ -191,6 +192,27 @@ class ProgressBar:
     def message(self, text):
         self._write(text + "\n")
 
+    def start_eval(self, what, n_samples):
+        """Before an evaluation (it can take long: the paper's CNN spends about 30 s on its test split)."""
+        text = (f"{self.prefix}final evaluation on {n_samples} test samples ..." if what == "final test" else
+                f"{self.prefix}epoch {self.epoch + 1}/{self.epochs}: evaluating on {n_samples} {what} samples ...")
+        if self.tty:
+            self._write("\r" + " " * 120 + "\r" + text)
+            return
+        now = time.perf_counter()
+        if now - self.last >= self.interval:
+            self.last = now
+            self._write(text + "\n")
+
+    def stop_requested(self, text):
+        """Acknowledge Ctrl-C at once; runs inside the signal handler, so it writes with os.write (a
+        buffered write of the interrupted code may be half done)."""
+        data = ("\n" + text + "\n").encode()
+        try:
+            os.write(self.stream.fileno(), data)
+        except (AttributeError, ValueError, OSError):  # a stream without a file descriptor (tests)
+            self.stream.write(data.decode())
+
 
 def _fail(e: Exception):
     raise click.ClickException(str(e))
@@ -265,7 +287,12 @@ def train(config_file, resume_dir, overwrite, **flags):
     except TrainingInterrupted as e:
         click.echo(f"\n{e}", err=True)
         sys.exit(130)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError, RuntimeError) as e:
+    except KeyboardInterrupt as e:  # Ctrl-C during start-up or a second Ctrl-C (TrainingAborted says what is kept)
+        click.echo(f"\n{e or 'interrupted (Ctrl-C)'}", err=True)
+        sys.exit(130)
+    except ValueError as e:
+        _fail(ValueError(option_error(e, flags)))
+    except (TypeError, FileNotFoundError, FileExistsError, FloatingPointError, RuntimeError) as e:
         _fail(e)
     for rep in reports:
         _print_summary(rep, note="already finished" if rep.get("run_dir") in finished else None)
@@ -338,16 +365,23 @@ def eval_cmd(run_dir, data_dir, t_max, checkpoint, device, as_json, **nir_opts):
 
 @main.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out_dir", default="report", show_default=True, help="folder for table.md/csv and figures")
+@click.option("--out", "out_dir", default="report", show_default=True, type=OutputDir(),
+              help="folder for table.md/csv and figures (owned by this command while it writes)")
 def report(run_dirs, out_dir):
-    """Aggregate runs (or folders of runs) into Table I and the paper's figures."""
+    """Aggregate runs (or folders of runs) into Table I and the paper's figures.
+
+    Runs of one experiment are its trials (mean ± std over their seeds); runs that repeat a seed of
+    the same experiment (the same command run twice) count once, the most recent, and are listed
+    under the table.
+    """
     from pysrm.report import make_report
     try:
         res = make_report(run_dirs, out_dir)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
         _fail(e)
     click.echo(res["markdown"])
-    click.echo(f"{res['n_runs']} runs -> {out_dir}/table.md, {out_dir}/table.csv")
+    repeats = f" (and {len(res['repeats'])} repeated run(s) not counted, listed above)" if res["repeats"] else ""
+    click.echo(f"{res['n_runs']} runs{repeats} -> {out_dir}/table.md, {out_dir}/table.csv")
     if res["figures"]:
         click.echo("figures: " + ", ".join(res["figures"]))
     else:
@@ -371,7 +405,7 @@ def gradcheck(dtype, seed):
 
 @main.command()
 @click.option("--quick", is_flag=True, help="fewer cases and steps (a few minutes)")
-@click.option("--out", "out_prefix", default=None, metavar="PREFIX",
+@click.option("--out", "out_prefix", default=None, metavar="PREFIX", type=OutputPrefix((".md", ".json")),
               help="also write the results to PREFIX.md and PREFIX.json")
 @click.option("--nmnist-small", type=click.Path(file_okay=False), default=None,
               help="SLAYER's NMNISTsmall folder (<id>.bs2, train1K.txt) for the nmnist-dense, nmnist-cnn and "

@@ -12,6 +12,8 @@ import sys
 
 import click
 
+from .paths import OutputDir
+
 # train options that the sweep replaces by its own (--losses, --trials, --out SWEEP_DIR)
 _REPLACED = ("loss", "trials", "out")
 
@@ -65,7 +67,7 @@ def _config_names(files) -> list:
               help="comma-separated losses, e.g. spike-rate,spikemax,spikemax-g,spikemax-s (spikemax_g, spikemax_s "
                    "are accepted too; default: the config's)")
 @click.option("--trials", type=int, default=None, help="seeds per loss: seed .. seed+K-1 (default: the config's)")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+@click.option("--out", "out_dir", required=True, type=OutputDir(),
               help="SWEEP_DIR: run directories, sweep.json and the aggregated report")
 @click.option("--scheduler", default=None,
               help="Dask scheduler address (tcp://HOST:8786) or scheduler JSON file; default: a local cluster")
@@ -92,6 +94,7 @@ def sweep(config_files, losses, trials, out_dir, scheduler, workers, threads_per
     in SWEEP_DIR/report.  Running the same command again skips complete runs.  Exit status: the number
     of failed runs (0: all complete).
     """
+    from pysrm.rundir import DirectoryInUse
     from pysrm.sweep import DaskMissing, SweepError, plan_sweep, plural, require_dask, run_sweep
 
     from .main import resolve_config
@@ -127,7 +130,7 @@ def sweep(config_files, losses, trials, out_dir, scheduler, workers, threads_per
                         retries=retries, shared=shared, scratch=scratch,
                         dashboard=None if dashboard_address.lower() in ("", "none") else dashboard_address,
                         log=lambda line: click.echo(line))
-    except SweepError as e:
+    except (SweepError, DirectoryInUse) as e:  # DirectoryInUse: another sweep writes SWEEP_DIR now
         raise click.ClickException(str(e))
     except OSError as e:  # no scheduler at that address, ...
         raise click.ClickException(f"{type(e).__name__}: {e}")

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import TrainConfig
+from .rundir import DirLock, ensure_not_in_use
 
 INSTALL_HINT = ("pysrm sweep needs Dask: pip install \"pysrm-snn[dist]\" (from a clone of the repository: "
                 "pip install \".[dist]\"; or just pip install \"dask[distributed]\")")
@@ -244,7 +245,9 @@ def run_task(name: str, cfg_dict: dict, sweep_dir: str, sweep_id: str, shared: b
             report = done.report
     else:
         if run_dir.exists():
-            shutil.rmtree(run_dir)  # a stale or foreign partial run
+            # a stale or foreign partial run -- unless another process is writing it right now
+            ensure_not_in_use(run_dir, hint="a sweep run is trained by one process at a time")
+            shutil.rmtree(run_dir)
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         report = train(cfg, run_dir=run_dir, progress=progress)
     files = None
@@ -376,9 +379,12 @@ def _sweep_id(out: Path) -> str:
 
 
 def _write_json(path: Path, data):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _install_run(dest: Path, files: dict):
@@ -425,7 +431,24 @@ def run_sweep(runs, out_dir, *, scheduler: str | None = None, client=None, worke
     the local sizing, or on a remote cluster the worker host's cores / its Dask threads).  ``retries``: how
     often a run whose worker died is submitted again.  ``log``: called with each progress line.
     ``task_progress``: a progress object passed to every :func:`pysrm.train.train` call (tests).
+
+    SWEEP_DIR is owned by this call (:class:`pysrm.rundir.DirLock`): a second sweep into it at the same
+    time is refused with :class:`pysrm.rundir.DirectoryInUse` naming the first (each run directory is
+    locked by the process that trains it, too).
     """
+    require_dask()
+    out = Path(out_dir).resolve()
+    with DirLock(out, what="sweep directory", hint="wait until that sweep ends (running the same command again "
+                                                   "then skips its complete runs), or choose another --out"):
+        return _run_sweep_owned(runs, out, scheduler=scheduler, client=client, workers=workers,
+                                threads_per_run=threads_per_run, retries=retries, shared=shared, scratch=scratch,
+                                dashboard=dashboard, report=report, log=log, task_progress=task_progress,
+                                connect_timeout=connect_timeout)
+
+
+def _run_sweep_owned(runs, out_dir, *, scheduler, client, workers, threads_per_run, retries, shared, scratch,
+                     dashboard, report, log, task_progress, connect_timeout) -> SweepResult:
+    """:func:`run_sweep` once SWEEP_DIR is locked."""
     distributed = require_dask()
     if retries < 0:
         raise SweepError(f"retries must be >= 0; got {retries}")

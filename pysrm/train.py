@@ -26,6 +26,13 @@ removed, after the new run's config and data have been checked).  Everything
 that can be checked before training is checked before the run directory is
 made (config, network against dataset, jitter, empty samples); a run that
 fails before its first checkpoint removes the directory it made.
+
+A run directory is owned by one process at a time (:class:`pysrm.rundir.DirLock`
+on ``RUN_DIR/.lock``, taken before anything is checked or written): a second
+``train`` or ``--resume`` of it is refused at once, naming the holder, and a
+refused or failed run removes only what it made itself.  Ctrl-C is acknowledged
+at once and honoured at the next safe point of every phase (``_StopFlag``):
+batches, the epoch's evaluation, the final evaluation, the report.
 """
 from __future__ import annotations
 
@@ -51,16 +58,46 @@ from .losses import make_loss
 from .network import Network
 from .optim import make_optimizer
 from .params import NeuronParams, SimParams
+from .rundir import LOCK_NAME, DirLock, ensure_not_in_use
 
 LATENCY_FRACTIONS = (0.9, 0.95, 0.99)
 
 
 class TrainingInterrupted(Exception):
-    """Raised after Ctrl-C once the checkpoint is safely written."""
+    """Raised after Ctrl-C once the checkpoint is safely written.
 
-    def __init__(self, run_dir):
-        super().__init__(f"training interrupted; checkpoint saved in {run_dir}. Resume with: pysrm train --resume {run_dir}")
-        self.run_dir = run_dir
+    ``where``: where the run stopped (for the message); ``complete``: the run had already written its
+    report when the stop was honoured (nothing to resume).
+    """
+
+    def __init__(self, run_dir, where: str = "", complete: bool = False):
+        if complete:
+            text = (f"training stopped (Ctrl-C) {where or 'at its end'}; the run is complete (report.json written "
+                    f"in {run_dir}), nothing to resume")
+        else:
+            text = (f"training interrupted{' ' + where if where else ''}; checkpoint saved in {run_dir}. Resume "
+                    f"with: pysrm train --resume {run_dir}")
+        super().__init__(text)
+        self.run_dir, self.where, self.complete = run_dir, where, complete
+
+
+class TrainingAborted(KeyboardInterrupt):
+    """Ctrl-C during start-up, or a second Ctrl-C: stopped at once, without saving anything more.
+
+    ``run_dir``; ``checkpoint``: what its last checkpoint holds (:meth:`RunDir.describe`), ``None``
+    when there is none (a new run that had not finished its first epoch leaves no run directory).
+    """
+
+    def __init__(self, run_dir, checkpoint: str | None, resume: bool = False):
+        if checkpoint is None and resume:
+            text = f"interrupted while resuming {run_dir}; it is as it was. Resume it with: pysrm train --resume {run_dir}"
+        elif checkpoint is None:
+            text = f"interrupted before the first epoch ended; nothing was saved ({run_dir} removed)"
+        else:
+            text = (f"aborted (Ctrl-C); nothing more was saved, {run_dir} keeps its last checkpoint ({checkpoint}). "
+                    f"Resume with: pysrm train --resume {run_dir}")
+        super().__init__(text)
+        self.run_dir, self.checkpoint = run_dir, checkpoint
 
 
 class RunFinished(Exception):
@@ -292,8 +329,17 @@ def _finite(v):
     return None if v is None or not math.isfinite(v) else float(v)
 
 
-def evaluate(net: Network, ds, cfg: TrainConfig, loss=None, batch_size: int | None = None) -> EvalResult:
-    """Accuracy, loss, accuracy-vs-inference-time and spike counts of ``net`` on ``ds``."""
+class _EvalStopped(Exception):
+    """An evaluation stopped between two batches because a stop was requested (Ctrl-C)."""
+
+
+def evaluate(net: Network, ds, cfg: TrainConfig, loss=None, batch_size: int | None = None,
+             stop=None) -> EvalResult:
+    """Accuracy, loss, accuracy-vs-inference-time and spike counts of ``net`` on ``ds``.
+
+    ``stop``: a ``_StopFlag``; when it is set, before any batch, the evaluation raises
+    ``_EvalStopped`` (what :func:`train` passes, so that Ctrl-C never waits for a long evaluation).
+    """
     if batch_size is None:
         # dense networks evaluate faster in larger batches; a conv network's per-sample memory is large, so it
         # evaluates at its training batch size (memory of the N-MNIST CNN at 64: 1.4 GB)
@@ -309,6 +355,8 @@ def evaluate(net: Network, ds, cfg: TrainConfig, loss=None, batch_size: int | No
     times = None
     with net.inference():
         for x, y in loader:
+            if stop is not None and stop.requested:
+                raise _EvalStopped()
             out = net.forward(x, train=False)
             b = len(y)
             correct += int((predict(out) == y).sum())
@@ -335,12 +383,15 @@ def versions() -> dict:
 
 def _atomic_savez(path: Path, arrays: dict):
     """Write ``arrays`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: never another writer's
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # left only when writing failed (or a second Ctrl-C aborted it)
 
 
 def _rng_states(net: Network) -> list:
@@ -419,15 +470,20 @@ class RunDir:
         (self.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     def write_report(self, report: dict):
-        tmp = self.path / "report.json.tmp"
-        tmp.write_text(json.dumps(report, indent=1))
-        os.replace(tmp, self.path / "report.json")
+        tmp = self.path / f".report.json.{os.getpid()}.tmp"
+        try:
+            tmp.write_text(json.dumps(report, indent=1))
+            os.replace(tmp, self.path / "report.json")
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def describe(self) -> str:
         """'finished, 4 epochs' / 'interrupted in epoch 3' / 'no checkpoint', for messages."""
         meta = read_checkpoint_meta(self.ckpt / "last.npz")
         if meta is None:
             return "no checkpoint"
+        if meta.get("evaluating"):
+            return f"interrupted in epoch {meta['epoch'] + 1}, after its last batch, before its evaluation"
         if meta.get("batch", 0) == 0:
             state = "finished" if (self.path / "report.json").exists() else "stopped"
             return f"{state} after {meta['epoch']} epoch(s)"
@@ -458,7 +514,7 @@ def check_new_run_dir(path, overwrite: bool = False) -> None:
         return
     if not path.is_dir():
         raise FileExistsError(f"run directory {path} exists and is not a folder; choose another --out")
-    entries = sorted(p.name for p in path.iterdir())
+    entries = sorted(p.name for p in path.iterdir() if p.name != LOCK_NAME)  # the lock: its owner's, not a run
     if not entries:
         return
     foreign = [e for e in entries if e not in RUN_ENTRIES and not e.startswith(".")]
@@ -489,24 +545,56 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 # ------------------------------------------------------------------------------------------------ train
 class _StopFlag:
-    """Turns the first Ctrl-C into a request to stop at the next batch boundary (a second one aborts)."""
+    """Turns the first Ctrl-C into a request to stop at the next safe point (a second one aborts).
 
-    def __init__(self):
+    The safe points: every batch boundary, every batch of an evaluation (the epoch's validation and
+    test evaluation, the final one), and the end of the run; a checkpoint or report being written is
+    finished first.  ``phase`` (set by :func:`train` as it goes) says what the run is doing; the
+    request is acknowledged at once through ``notify(text)`` (text: what happens next), and the run
+    raises :class:`TrainingInterrupted` at the safe point.
+    """
+
+    #: what happens after a Ctrl-C in each phase
+    NEXT = {
+        "batches": "saving a checkpoint after the current batch",
+        "evaluation": "stopping this evaluation and saving a checkpoint after the epoch's last batch (--resume "
+                      "evaluates the epoch again and goes on)",
+        "checkpoint": "finishing the checkpoint being written, then stopping",
+        "final": "stopping the final evaluation; every epoch is checkpointed and --resume writes the report",
+        "report": "finishing report.json (being written), then stopping; the run is complete",
+        "done": "the run is complete (report.json written); stopping",
+    }
+
+    def __init__(self, notify=None):
         self.requested = False
+        self.phase = "start-up"  # before the first batch: Ctrl-C stops at once (KeyboardInterrupt)
+        self.notify = notify
         self._old = None
+        self._depth = 0
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        self._depth += 1
+        if self._depth == 1 and threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGINT, self._handle)
         return self
 
     def _handle(self, signum, frame):
+        if self.phase == "start-up":  # nothing to save yet: stop now, as Python's own handler would
+            raise KeyboardInterrupt
         self.requested = True
         signal.signal(signal.SIGINT, self._old or signal.default_int_handler)
+        text = (f"stop requested (Ctrl-C): {self.NEXT.get(self.phase, 'stopping at the next safe point')}; "
+                f"Ctrl-C again aborts without saving")
+        if self.notify is not None:
+            self.notify(text)
+        else:  # os.write: safe inside a signal handler, whatever the main thread was printing
+            os.write(2, ("\n" + text + "\n").encode())
 
     def __exit__(self, *exc):
-        if self._old is not None:
+        self._depth -= 1
+        if self._depth == 0 and self._old is not None:
             signal.signal(signal.SIGINT, self._old)
+            self._old = None
         return False
 
 
@@ -514,7 +602,10 @@ class _Progress:
     """Default no-op progress sink; the CLI passes a bar.
 
     ``start_epoch`` gets the 0-based epoch index, ``end_epoch`` the metrics row (epoch counted from
-    1); ``start_trial(k, n, seed)`` (k from 1) comes before each run of :func:`train_trials`.
+    1); ``start_trial(k, n, seed)`` (k from 1) comes before each run of :func:`train_trials`;
+    ``start_eval(what, n_samples)`` before each evaluation ('validation', 'test', 'final test');
+    ``stop_requested(text)`` acknowledges a Ctrl-C (it runs inside the signal handler).  Sinks
+    without the last two are fine: :func:`train` looks them up with ``getattr``.
     """
 
     def start_trial(self, k, n, seed): ...
@@ -522,6 +613,11 @@ class _Progress:
     def batch(self, done, n_batches, loss, acc, samples_per_s): ...
     def end_epoch(self, row): ...
     def message(self, text): ...
+    def start_eval(self, what, n_samples): ...
+
+    def stop_requested(self, text):
+        """Say that Ctrl-C was received (called inside the signal handler: writes with os.write)."""
+        os.write(2, ("\n" + text + "\n").encode())
 
 
 def _device_message(requested: str, device: str) -> str:
@@ -540,6 +636,18 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, s
           overwrite: bool = False, epochs: int | None = None, device: str | None = None) -> dict:
     """Train ``cfg`` into ``run_dir``; returns the report dict (also written to report.json).
 
+    The run directory is owned by this call while it runs (:class:`pysrm.rundir.DirLock`): another
+    process training, resuming or reporting into it is refused at once
+    (:class:`pysrm.rundir.DirectoryInUse`, naming the holder), and this call is refused the same way
+    while another process owns it.  Without ``run_dir`` and ``cfg.out`` the run goes to a new folder
+    :func:`default_run_dir` (``_2``, ``_3``... appended when that name is taken).
+
+    Ctrl-C (SIGINT in the main thread) is acknowledged at once and honoured at the next safe point of
+    whatever the run is doing (see ``_StopFlag``): :class:`TrainingInterrupted` is raised once a
+    checkpoint that ``resume=True`` continues exactly has been written (``complete=True`` when the run
+    had already written its report); during start-up, or at a second Ctrl-C, :class:`TrainingAborted`
+    (a ``KeyboardInterrupt``) is raised at once.
+
     ``resume=True`` continues from ``run_dir/checkpoints/last.npz`` (the config is read from the run
     directory; ``cfg`` is ignored); ``epochs`` then extends the run to that many epochs in all (the
     schedule continues; its config.toml is updated) and ``device`` moves it to another device.  A
@@ -551,6 +659,57 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, s
     batches in total (used by tests; behaves like Ctrl-C).
     """
     progress = progress or _Progress()
+    if resume:
+        lock = DirLock(run_dir, hint=f"wait until it ends before resuming {run_dir}") if Path(run_dir).is_dir() else None
+    elif run_dir is not None or cfg.out:
+        lock = DirLock(run_dir if run_dir is not None else cfg.out,
+                       hint="wait until it ends, or choose another --out")
+    else:
+        lock = _claim_default_run_dir(cfg)
+    stop = _StopFlag(getattr(progress, "stop_requested", None))
+    try:
+        with stop:
+            if lock is not None:
+                lock.acquire()
+            report = _train_owned(cfg, run_dir if lock is None else lock.path, resume, progress, stop_after_batches,
+                                  overwrite, epochs, device, stop)
+    except _EvalStopped:
+        raise TrainingInterrupted(lock.path, "during the final evaluation (every epoch is trained and "
+                                             "checkpointed; resuming writes the report)") from None
+    except KeyboardInterrupt as e:
+        if isinstance(e, TrainingAborted) or lock is None or not lock.held:
+            raise
+        rd = RunDir(lock.path)
+        last = rd.ckpt / "last.npz"
+        raise TrainingAborted(rd.path, rd.describe() if last.exists() else None, resume) from None
+    finally:
+        if lock is not None:
+            lock.release()
+            lock.remove_created()  # only the folders this call made, and only when empty
+    if stop.requested:  # Ctrl-C while the report was written: the run is complete, still say it stopped
+        raise TrainingInterrupted(report["run_dir"], "while writing its report", complete=True)
+    return report
+
+
+def _claim_default_run_dir(cfg: TrainConfig) -> DirLock:
+    """A lock on a new folder :func:`default_run_dir` (acquired), with ``_2``, ``_3``... appended when the
+    name is taken (two runs started in the same second, by one user or two)."""
+    base = default_run_dir(cfg)
+    for k in range(1, 10_000):
+        path = base if k == 1 else base.with_name(f"{base.name}_{k}")
+        if os.path.lexists(path):
+            continue
+        lock = DirLock(path, hint="wait until it ends, or choose another --out")
+        lock.acquire()
+        if path in lock.created:
+            return lock
+        lock.release()  # another process made that folder between our look and our mkdir: not ours
+    raise FileExistsError(f"cannot find a free name for a new run directory next to {base}; pass --out")
+
+
+def _train_owned(cfg: TrainConfig, run_dir, resume: bool, progress, stop_after_batches, overwrite: bool,
+                 epochs, device, stop) -> dict:
+    """:func:`train` once the run directory is owned (locked) and Ctrl-C is handled by ``stop``."""
     meta = None
     if resume:
         rd = RunDir(run_dir)
@@ -610,7 +769,8 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, s
         rd.truncate_metrics(start_epoch)
         if epochs is not None or device is not None:
             rd.write_config(cfg)  # the run now has these epochs / this device
-        where = f"epoch {start_epoch + 1}/{cfg.epochs}" + (f", batch {skip_batches + 1}" if skip_batches else "")
+        where = f"epoch {start_epoch + 1}/{cfg.epochs}" + (
+            ", its evaluation" if meta.get("evaluating") else f", batch {skip_batches + 1}" if skip_batches else "")
         progress.message(f"resuming {rd.path} at {where}" if start_epoch < cfg.epochs else
                          f"resuming {rd.path}: all {cfg.epochs} epochs trained; writing the final report")
     else:
@@ -621,12 +781,14 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, s
         (rd.path / "metrics.jsonl").write_text("")
     state = {"best": best, "batches": 0}
     try:
-        with _StopFlag() as stop:
+        with stop:  # entered by train() already: the phases below tell Ctrl-C what to do
             for epoch in range(start_epoch, cfg.epochs):
                 _train_epoch(cfg, epoch, skip_batches if epoch == start_epoch else 0,
                              acc_state if epoch == start_epoch else None, net, loss, opt, loader, train_ds, val_ds,
                              test_ds, rd, progress, stop, state, stop_after_batches)
-        final = evaluate(net, test_ds, cfg, loss)
+        stop.phase = "final"
+        getattr(progress, "start_eval", lambda *a: None)("final test", len(test_ds))
+        final = evaluate(net, test_ds, cfg, loss, stop=stop)  # _EvalStopped: train() says how to resume
     except TrainingInterrupted:
         raise
     except BaseException:
@@ -647,7 +809,9 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, s
         "train_samples_per_s": float(np.mean([r["samples_per_s"] for r in rows])) if rows else None,
         "run_dir": str(rd.path),
     }
+    stop.phase = "report"
     rd.write_report(report)
+    stop.phase = "done"
     return report
 
 
@@ -661,10 +825,13 @@ def _train_epoch(cfg, epoch, skip_batches, acc, net, loss, opt, loader, train_ds
 
     A stop request (Ctrl-C, or ``stop_after_batches`` reached) is honoured at a batch boundary: the
     checkpoint then records the epoch, the next batch and the running sums, and TrainingInterrupted is raised.
+    A Ctrl-C during the last batch or the evaluation stops the evaluation and records the epoch with
+    all its batches done (``evaluating``); resuming draws the batches without training and evaluates.
     """
     opt.lr = cfg.lr * cfg.lr_decay ** epoch
     loader.set_epoch(epoch)
     n_batches = len(loader)
+    stop.phase = "batches"
     progress.start_epoch(epoch, cfg.epochs, n_batches)
     acc = acc or {"loss": 0.0, "correct": 0, "n": 0, "seconds": 0.0}
     stats = getattr(train_ds, "stats", None) or {}
@@ -677,10 +844,12 @@ def _train_epoch(cfg, epoch, skip_batches, acc, net, loss, opt, loader, train_ds
                 continue  # resuming: the loader still draws these batches so every RNG stays in step
             if stop.requested or (stop_after_batches is not None and state["batches"] >= stop_after_batches):
                 acc["seconds"] += time.perf_counter() - t0
+                stop.phase = "checkpoint"
                 save_checkpoint(rd.ckpt / "last.npz", net, opt,
                                 {"epoch": epoch, "batch": batch, "best": state["best"], "accumulators": acc,
                                  "complete": False})
-                raise TrainingInterrupted(rd.path)
+                raise TrainingInterrupted(rd.path, f"in epoch {epoch + 1}/{cfg.epochs} before batch {batch + 1}/"
+                                                   f"{n_batches}")
             out = net.forward(x, train=True)
             value, grad = loss.value_and_grad(out, y)
             if not math.isfinite(value):
@@ -701,6 +870,20 @@ def _train_epoch(cfg, epoch, skip_batches, acc, net, loss, opt, loader, train_ds
         if hasattr(batches, "close"):
             batches.close()  # stops and joins the loader's prefetch thread, also on Ctrl-C and on errors
     seconds = acc["seconds"] + time.perf_counter() - t0
+
+    def stop_before_evaluation():
+        """Checkpoint the epoch's trained parameters at its end, before its evaluation: --resume draws the
+        epoch's batches without training on them, then evaluates (the same results as without the stop)."""
+        stop.phase = "checkpoint"
+        save_checkpoint(rd.ckpt / "last.npz", net, opt,
+                        {"epoch": epoch, "batch": n_batches, "best": state["best"],
+                         "accumulators": dict(acc, seconds=seconds), "complete": False, "evaluating": True})
+        return TrainingInterrupted(rd.path, f"in epoch {epoch + 1}/{cfg.epochs}, after its last batch, before its "
+                                            f"evaluation ended")
+
+    if stop.requested:  # Ctrl-C during the last batch
+        raise stop_before_evaluation()
+    stop.phase = "evaluation"
     binned, shifted = stats.get("events_binned", 0) - binned0, stats.get("shifted_out", 0) - shifted0
     if cfg.jitter and binned and shifted > JITTER_WARN_FRACTION * binned:
         progress.message(f"warning: epoch {epoch + 1}: jitter {cfg.jitter} px moved {shifted} of {binned} training "
@@ -709,14 +892,21 @@ def _train_epoch(cfg, epoch, skip_batches, acc, net, loss, opt, loader, train_ds
            "train_acc": acc["correct"] / max(acc["n"], 1),
            "seconds": seconds, "samples_per_s": acc["n"] / max(seconds, 1e-9), "lr": opt.lr}
     select = None
-    if val_ds is not None:
-        v = evaluate(net, val_ds, cfg, loss)
-        row.update(val_loss=v.loss, val_acc=v.accuracy)
-        select = v.accuracy
-    if cfg.test_every and ((epoch + 1) % cfg.test_every == 0 or epoch + 1 == cfg.epochs):
-        te = evaluate(net, test_ds, cfg, loss)
-        row.update(test_loss=te.loss, test_acc=te.accuracy)
-        select = te.accuracy if select is None else select
+    start_eval = getattr(progress, "start_eval", lambda *a: None)
+    try:
+        if val_ds is not None:
+            start_eval("validation", len(val_ds))
+            v = evaluate(net, val_ds, cfg, loss, stop=stop)
+            row.update(val_loss=v.loss, val_acc=v.accuracy)
+            select = v.accuracy
+        if cfg.test_every and ((epoch + 1) % cfg.test_every == 0 or epoch + 1 == cfg.epochs):
+            start_eval("test", len(test_ds))
+            te = evaluate(net, test_ds, cfg, loss, stop=stop)
+            row.update(test_loss=te.loss, test_acc=te.accuracy)
+            select = te.accuracy if select is None else select
+    except _EvalStopped:
+        raise stop_before_evaluation() from None
+    stop.phase = "checkpoint"  # a Ctrl-C from here on is honoured at the next batch (or the final evaluation)
     rd.append_metrics(row)
     progress.end_epoch(row)
     if select is not None and select > state["best"]:  # no selection: no best.npz (loaders use last)
@@ -746,6 +936,7 @@ def train_trials(cfg: TrainConfig, progress=None, overwrite: bool = False) -> li
     base = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     dirs = trial_dirs(base, cfg)
     for d in dirs:
+        ensure_not_in_use(d, hint="wait until it ends, or choose another --out")  # each trial locks its own
         check_new_run_dir(d, overwrite)
     if cfg.trials == 1:
         return [train(cfg, run_dir=base, progress=progress, overwrite=overwrite)]

@@ -48,14 +48,93 @@ def test_different_networks_and_epochs_are_separate_rows(tmp_path):
     assert "| other settings |" in md and "| epochs 20 |" in md and "The rows differ in: epochs, net" in md
 
 
-def test_same_experiment_with_the_same_seed_is_refused(tmp_path):
+def test_runs_that_repeat_a_seed_count_once_as_the_most_recent_and_are_listed(tmp_path):
+    """Issue 23: `pysrm report runs/` refused a folder in which the Quick start had run twice (same
+    experiment, same seed).  A seed counts once (the most recent run); the others are listed, with how
+    much they differ; group_runs itself still refuses duplicates for callers that pass records."""
+    import os
+    from pysrm.report import group_runs, load_record
     a = fake_run(tmp_path / "runs" / "a", 0.9)
     b = fake_run(tmp_path / "runs" / "b", 0.8)
+    c = fake_run(tmp_path / "runs" / "c", 0.7, seed=1)
+    os.utime(b / "report.json", (1e9, 1e9))  # b finished first
+    res = make_report([tmp_path / "runs"], tmp_path / "rep")
+    (row,) = res["rows"]
+    assert row["trials"] == 2 and row["seeds"] == "0 1" and row["acc_mean"] == pytest.approx(0.8)
+    assert row["run_dirs"] == f"{a} {c}" and row["repeats_not_counted"] == 1
+    assert res["n_runs"] == 2 and res["repeats"] == [str(b)]
+    md = (tmp_path / "rep" / "table.md").read_text()
+    assert "Repeated runs: 1 run(s) repeat a seed of an experiment in the table" in md
+    assert f"- {b} (80.00 %): repeat(s) of {a} (nmnist spikemax, seed 0, 90.00 %, counted); the repeats differ " \
+           f"by up to 10.00 points" in md
+    assert "repeats_not_counted" in (tmp_path / "rep" / "table.csv").read_text().splitlines()[0]
     with pytest.raises(ValueError, match=r"runs .*a and .*b are the same experiment with the same seed 0"):
-        make_report([tmp_path / "runs"], tmp_path / "rep")
-    assert not (tmp_path / "rep").exists()
-    r = CliRunner().invoke(main, ["report", str(a), str(b), "--out", str(tmp_path / "rep")])
-    assert r.exit_code == 1 and "same seed 0" in r.output and str(a) in r.output
+        group_runs([load_record(a), load_record(b)])
+    r = CliRunner().invoke(main, ["report", str(a), str(b), "--out", str(tmp_path / "rep2")])
+    assert r.exit_code == 0 and "1 runs (and 1 repeated run(s) not counted, listed above)" in r.output
+
+
+def test_report_of_the_readme_quick_start_run_twice(tmp_path):
+    """The first thing a user tries: `pysrm train` twice (same seed, default run directories, possibly in
+    the same second), then `pysrm report runs/` -- through the real command, in a fresh folder."""
+    import subprocess
+    from test_cli import pysrm_command
+    tiny = ["--n-train", "48", "--n-test", "24", "--batch-size", "16", "--t-sample", "30", "--net", "16x16x2-12-10",
+            "--epochs", "1"]
+    for _ in range(2):
+        p = subprocess.run(pysrm_command() + ["train", *tiny], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=300)
+        assert p.returncode == 0, p.stderr
+    runs = sorted(q.name for q in (tmp_path / "runs").iterdir())
+    assert len(runs) == 2 and all(q.startswith("synthetic_spikemax_seed0_") for q in runs)
+    p = subprocess.run(pysrm_command() + ["report", "runs/"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "| synthetic | spikemax | 16x16x2-12-10 |" in p.stdout and "| 1 |" in p.stdout
+    assert "Repeated runs: 1 run(s)" in p.stdout
+    assert (tmp_path / "report" / "table.md").exists() and (tmp_path / "report" / "accuracy_vs_time.png").exists()
+
+
+def test_figures_with_many_groups_keep_legends_and_labels_inside(tmp_path):
+    """Issue 23: with many groups the legends ran off the figure and tick labels were cut."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pysrm.report import accuracy_figure, differing_keys, find_runs, group_runs, load_record, spike_figure
+    runs = tmp_path / "runs"
+    for net in (DENSE, CNN):
+        for loss in ("spike-rate", "spikemax", "spikemax-g", "spikemax-s"):
+            for epochs in (1, 5, 20):
+                fake_run(runs / f"{'cnn' if net == CNN else 'dense'}_{loss}_{epochs}", 0.5 + epochs / 100, net=net,
+                         loss=loss, epochs=epochs, dropout=0.1 if epochs == 20 else 0.0)
+    fake_run(runs / "synthetic", 0.9, dataset="synthetic", net="16x16x2-64-10")
+    groups = group_runs([load_record(p) for p in find_runs([runs])])
+    assert len(groups) == 25
+    varying = differing_keys(groups)
+    for make in (accuracy_figure, spike_figure):
+        fig = make(groups, varying)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        box = fig.bbox
+        for ax in fig.axes:  # what is drawn of each panel: ticks and their labels, titles, legend
+            e = ax.get_tightbbox(renderer)
+            assert box.x0 - 1 <= e.x0 and e.x1 <= box.x1 + 1 and box.y0 - 1 <= e.y0 and e.y1 <= box.y1 + 1, \
+                (make.__name__, ax.get_title(), e, box)
+            legend = ax.get_legend()
+            assert legend is not None and not legend.get_window_extent(renderer).overlaps(
+                ax.get_window_extent(renderer))  # below the axes, not over the curves
+            assert max(len(line) for t in legend.get_texts() for line in t.get_text().splitlines()) <= 72  # wrapped
+        plt.close(fig)
+
+
+def test_default_output_folders_are_ignored_by_git():
+    """`pysrm report` writes report/ by default and the docs' sweeps go to sweeps/: neither belongs in git."""
+    from pathlib import Path
+    from pysrm_cli.main import report
+    default = next(p for p in report.params if p.name == "out_dir").default
+    lines = (Path(__file__).resolve().parent.parent / ".gitignore").read_text().splitlines()
+    assert f"{default}/" in lines and "sweeps/" in lines and "runs/" in lines
 
 
 def test_trials_of_one_experiment_are_averaged_and_loss_settings_split_groups(tmp_path):

@@ -3,6 +3,9 @@ degenerate input refused at start-up, no silent hours.  Tiny synthetic runs (T =
 import json
 import os
 import re
+import signal
+import subprocess
+import threading
 
 import numpy as np
 import pytest
@@ -315,3 +318,181 @@ def test_progress_on_a_terminal_says_that_kernels_compile_then_draws_the_bar():
     assert s.getvalue().endswith("trial 2/3 (seed 7) epoch 1/4: train loss 1.0000 acc 50.0% | 1.0 s, 10 samples/s\n")
     bar.start_epoch(1, 4, 10)  # compiled once per process: no second note
     assert s.getvalue().count("compiling kernels") == 1
+
+
+# ------------------------------------------------------------------------------------ Ctrl-C at every point (issue 23)
+class SigintAt:
+    """A progress sink that sends this process SIGINT at one point of a run, and records what the run
+    acknowledges: 'eval test N' / 'eval final test' (start of the test evaluation of epoch N / the final
+    one), 'end N' (after the metrics line of epoch N), 'message' (the first message, during start-up)."""
+
+    def __init__(self, when):
+        self.when, self.sent, self.acks = when, False, []
+
+    def _at(self, point):
+        if point == self.when and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs before the next line of this function
+
+    epoch = 0
+
+    def start_trial(self, *a): ...
+    def batch(self, *a): ...
+
+    def start_epoch(self, epoch, epochs, n_batches):
+        self.epoch = epoch + 1
+
+    def end_epoch(self, row):
+        self._at(f"end {row['epoch']}")
+
+    def message(self, text):
+        self._at("message")
+
+    def start_eval(self, what, n_samples):
+        self._at("eval final test" if what == "final test" else f"eval {what} {self.epoch}")
+
+    def stop_requested(self, text):
+        self.acks.append(text)
+
+
+def _params(run_dir):
+    with np.load(run_dir / "checkpoints" / "last.npz") as z:
+        return {k: z[k] for k in z.files if k.startswith("param/")}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    d = tmp_path_factory.mktemp("full") / "run"
+    train(tiny(epochs=2, dropout=0.2), run_dir=d)
+    return d
+
+
+main_thread_only = pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                                      reason="SIGINT handlers are installed in the main thread only")
+
+
+@main_thread_only
+@pytest.mark.parametrize("when, ack, stopped", [
+    ("eval test 2", "stopping this evaluation and saving a checkpoint", "in epoch 2/2, after its last batch, before"),
+    ("end 2", "finishing the checkpoint being written, then stopping", "during the final evaluation"),
+    ("eval final test", "stopping the final evaluation; every epoch is checkpointed", "during the final evaluation"),
+])
+def test_ctrl_c_after_the_last_batch_is_acknowledged_honoured_and_resumes_exactly(tmp_path, uninterrupted, when,
+                                                                                   ack, stopped):
+    """Issue 23: Ctrl-C once the last batch of the last epoch had started (its test evaluation, the final
+    evaluation) was ignored and the run exited 0.  Now: acknowledged at once, stopped at the next batch
+    of the evaluation, and --resume gives the same run as one never interrupted."""
+    from pysrm.train import RunDir
+    out = tmp_path / "run"
+    sink = SigintAt(when)
+    with pytest.raises(TrainingInterrupted, match=stopped) as e:
+        train(tiny(epochs=2, dropout=0.2), run_dir=out, progress=sink)
+    assert sink.sent and len(sink.acks) == 1 and sink.acks[0].startswith(f"stop requested (Ctrl-C): {ack}")
+    assert not e.value.complete and not (out / "report.json").exists()
+    if when == "eval test 2":
+        assert RunDir(out).describe() == "interrupted in epoch 2, after its last batch, before its evaluation"
+        assert [r["epoch"] for r in rows(out)] == [1]
+    train(TrainConfig(), run_dir=out, resume=True)
+    assert [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in rows(out)] == \
+        [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in rows(uninterrupted)]
+    a, b = _params(out), _params(uninterrupted)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert json.loads((out / "report.json").read_text())["test"] == \
+        json.loads((uninterrupted / "report.json").read_text())["test"]
+
+
+@main_thread_only
+def test_ctrl_c_while_the_report_is_written_finishes_it_and_still_says_it_stopped(tmp_path, monkeypatch):
+    from pysrm.train import RunDir
+    write = RunDir.write_report
+
+    def interrupted_write(self, report):
+        os.kill(os.getpid(), signal.SIGINT)
+        write(self, report)
+    monkeypatch.setattr(RunDir, "write_report", interrupted_write)
+    sink = SigintAt(None)
+    with pytest.raises(TrainingInterrupted, match="the run is complete") as e:
+        train(tiny(epochs=1), run_dir=tmp_path / "run", progress=sink)
+    assert e.value.complete and (tmp_path / "run" / "report.json").exists()
+    assert sink.acks == ["stop requested (Ctrl-C): finishing report.json (being written), then stopping; the run "
+                         "is complete; Ctrl-C again aborts without saving"]
+
+
+@main_thread_only
+def test_ctrl_c_during_start_up_stops_at_once_and_leaves_nothing(tmp_path):
+    from pysrm.train import TrainingAborted
+    with pytest.raises(TrainingAborted, match="before the first epoch ended; nothing was saved"):
+        train(tiny(epochs=1, device="auto"), run_dir=tmp_path / "new" / "run", progress=SigintAt("message"))
+    assert not (tmp_path / "new").exists()  # the folders this run made are removed
+
+
+def test_ctrl_c_in_the_last_batch_of_a_real_run_exits_130_and_resumes(tmp_path):
+    """The issue's case through `pysrm train`: SIGINT once the last batch (of 2) has started."""
+    from test_cli import pysrm_command
+    out = tmp_path / "run"
+    args = ["--n-train", "32", "--n-test", "600", "--batch-size", "16", "--t-sample", "30", "--net", "16x16x2-12-10",
+            "--epochs", "1", "--out", str(out)]
+    p = subprocess.Popen(pysrm_command() + ["train", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env={**os.environ, "PYSRM_PROGRESS_SECONDS": "0"})
+    seen = []
+    for line in p.stderr:
+        seen.append(line)
+        if line.startswith("epoch 1/1: batch 1/2"):
+            p.send_signal(signal.SIGINT)
+            break
+    err = "".join(seen) + p.stderr.read()
+    p.wait(timeout=120)
+    assert p.returncode == 130, err
+    assert "stop requested (Ctrl-C): " in err
+    assert re.search(r"training interrupted (in epoch 1/1, after its last batch, before its evaluation ended|during "
+                     r"the final evaluation)", err), err
+    assert f"Resume with: pysrm train --resume {out}" in err and not (out / "report.json").exists()
+    r = run("train", "--resume", out)
+    assert r.exit_code == 0, r.output
+    assert [row["epoch"] for row in rows(out)] == [1] and (out / "report.json").exists()
+
+
+# ------------------------------------------------------------------------------------ output paths (issue 23)
+def test_out_below_a_file_or_a_file_as_out_is_a_message_not_a_traceback(tmp_path):
+    from test_cli import pysrm_command
+    outfile = tmp_path / "outfile"
+    outfile.write_text("mine")
+    p = subprocess.run(pysrm_command() + ["train", *TINY, "--epochs", "1", "--out", str(outfile / "run")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert f"Invalid value for '--out': {outfile}/run: {outfile} is a file, so no folder can be made below it" \
+        in p.stderr
+    run_dir = tmp_path / "run"
+    assert run("train", *TINY, "--epochs", "1", "--out", run_dir).exit_code == 0
+    p = subprocess.run(pysrm_command() + ["report", str(run_dir), "--out", str(outfile)], capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert f"Invalid value for '--out': {outfile}: it is a file, not a folder" in p.stderr
+    assert outfile.read_text() == "mine"
+
+
+@pytest.mark.parametrize("args", [
+    ["bench", "--quick", "--out", "{f}/results"],
+    ["data", "fetch", "nmnist", "--to", "{f}/nmnist"],
+    ["sweep", "--out", "{f}"],
+    ["sweep", "--out", "{f}/sweep"],
+    ["report", "{run}", "--out", "{f}/rep"],
+])
+def test_every_output_option_refuses_a_path_under_a_file_before_any_work(tmp_path, args):
+    outfile = tmp_path / "outfile"
+    outfile.write_text("mine")
+    args = [a.format(f=outfile, run=tmp_path) for a in args]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and r.exception is not None and isinstance(r.exception, SystemExit), r.output
+    option = args[args.index(next(a for a in args if a.startswith(str(outfile)))) - 1]
+    assert f"Invalid value for '{option}'" in r.output and f"{outfile}" in r.output and "is a file" in r.output
+
+
+def test_out_from_a_config_file_below_a_file_names_it(tmp_path):
+    outfile = tmp_path / "outfile"
+    outfile.write_text("mine")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'out = "{outfile}/run"\nepochs = 1\nn_train = 48\nn_test = 24\nnet = "16x16x2-12-10"\n')
+    r = CliRunner().invoke(main, ["train", "--config", str(cfg)])
+    assert r.exit_code == 1 and not isinstance(r.exception, NotADirectoryError), r.output
+    assert f"--out {outfile}/run: {outfile} is a file, so no folder can be made below it" in r.output
