@@ -174,7 +174,7 @@ class DirLock:
             except FileNotFoundError:  # the folder vanished meanwhile (its owner removed it): start again
                 continue
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _flock_exclusive(fd)
             except OSError as e:
                 holder = _read_holder(fd)
                 os.close(fd)
@@ -237,6 +237,19 @@ class DirLock:
     def __exit__(self, *exc):
         self.release()
         return False
+
+
+def _flock_exclusive(fd, tries: int = 5, wait: float = 0.02):
+    """``flock(LOCK_EX | LOCK_NB)``, tried a few times over ~0.1 s: a :func:`holder_of` probe holds a
+    shared lock for microseconds, and must not make an owner-to-be fail."""
+    for k in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as e:
+            if k == tries - 1 or e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            time.sleep(wait)
 
 
 def _read_holder(fd) -> dict:

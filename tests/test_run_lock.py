@@ -171,3 +171,17 @@ def test_default_run_directories_started_in_the_same_second_get_distinct_names(t
     assert a.created == [tmp_path / "runs", a.path] and b.created == [b.path]
     a.release()
     b.release()
+
+
+def test_a_second_sweep_into_one_sweep_directory_is_refused(tmp_path, monkeypatch):
+    """run_sweep owns SWEEP_DIR before it plans, connects or writes anything (no Dask needed to see it)."""
+    import pysrm.sweep as S
+    monkeypatch.setattr(S, "require_dask", lambda: None)  # the refusal comes before any use of Dask
+    runs = S.plan_sweep(TrainConfig(n_train=48, n_test=24, epochs=1, batch_size=16, t_sample=30.0,
+                                    net="16x16x2-12-10"), ["spikemax"], 1)
+    sweep = tmp_path / "sweep"
+    with Holder(sweep) as h:
+        with pytest.raises(DirectoryInUse, match=rf"sweep directory {sweep} is in use by another process: pid "
+                                                 rf"{h.proc.pid}.*running the same command again"):
+            S.run_sweep(runs, sweep, workers=1, dashboard=None, log=lambda line: None)
+        assert sorted(p.name for p in sweep.iterdir()) == [LOCK_NAME]  # no sweep.json, no id, no runs

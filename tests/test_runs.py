@@ -444,8 +444,10 @@ def test_ctrl_c_in_the_last_batch_of_a_real_run_exits_130_and_resumes(tmp_path):
     p.wait(timeout=120)
     assert p.returncode == 130, err
     assert "stop requested (Ctrl-C): " in err
-    assert re.search(r"training interrupted (in epoch 1/1, after its last batch, before its evaluation ended|during "
-                     r"the final evaluation)", err), err
+    # where it lands depends on the machine's load: before the last batch (the loader still fetching it),
+    # after it or during the evaluation, or in the final evaluation -- each one honoured and resumable
+    assert re.search(r"training interrupted (in epoch 1/1 before batch 2/2|in epoch 1/1, after its last batch, "
+                     r"before its evaluation ended|during the final evaluation)", err), err
     assert f"Resume with: pysrm train --resume {out}" in err and not (out / "report.json").exists()
     r = run("train", "--resume", out)
     assert r.exit_code == 0, r.output
