@@ -288,7 +288,8 @@ def train(config_file, resume_dir, overwrite, **flags):
         click.echo(f"\n{e}", err=True)
         sys.exit(130)
     except KeyboardInterrupt as e:  # Ctrl-C during start-up or a second Ctrl-C (TrainingAborted says what is kept)
-        click.echo(f"\n{str(e) or 'interrupted (Ctrl-C) before a run started or between runs; the runs that finished are saved'}", err=True)
+        text = str(e) or "interrupted (Ctrl-C) before a run started or between runs; the runs that finished are saved"
+        click.echo(f"\n{text}", err=True)
         sys.exit(130)
     except ValueError as e:
         _fail(ValueError(option_error(e, flags)))

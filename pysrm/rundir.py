@@ -191,7 +191,8 @@ class DirLock:
                 break
             os.close(fd)
         self._fd = fd
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": shlex.join([os.path.basename(sys.argv[0] if sys.argv else "")] + sys.argv[1:]),
+        argv = [os.path.basename(sys.argv[0])] + sys.argv[1:] if sys.argv else []
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": shlex.join(argv),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)

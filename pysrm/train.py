@@ -90,7 +90,8 @@ class TrainingAborted(KeyboardInterrupt):
 
     def __init__(self, run_dir, checkpoint: str | None, resume: bool = False):
         if checkpoint is None and resume:
-            text = f"interrupted while resuming {run_dir}; it is as it was. Resume it with: pysrm train --resume {run_dir}"
+            text = (f"interrupted while resuming {run_dir}; it is as it was. Resume it with: pysrm train --resume "
+                    f"{run_dir}")
         elif checkpoint is None:
             text = f"interrupted before the first epoch ended; nothing was saved ({run_dir} removed)"
         else:
@@ -660,7 +661,8 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, s
     """
     progress = progress or _Progress()
     if resume:
-        lock = DirLock(run_dir, hint=f"wait until it ends before resuming {run_dir}") if Path(run_dir).is_dir() else None
+        lock = (DirLock(run_dir, hint=f"wait until it ends before resuming {run_dir}") if Path(run_dir).is_dir()
+                else None)  # no folder: _train_owned says that there is nothing to resume
     elif run_dir is not None or cfg.out:
         lock = DirLock(run_dir if run_dir is not None else cfg.out,
                        hint="wait until it ends, or choose another --out")
