@@ -24,8 +24,15 @@ against CPU under the simulator).
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 from numba import njit
+
+#: the scalars of one Adam / NAdam step, rounded to the parameter dtype on the host
+#: (:func:`pysrm.ops.optim.adam_step`): ``lr``, ``b1``, ``c1 = 1 - b1``, ``b2``, ``c2 = 1 - b2``,
+#: ``bc1 = 1 - b1**k``, ``bc2 = 1 - b2**k``, ``eps``, the weight decay ``wd`` (``use_wd``), and NAdam's
+#: (``nesterov``) ``mu_next``, ``den_m = 1 - prod * mu_next``, ``one_minus_mu = 1 - mu``, ``den_g = 1 - prod``
+AdamStep = namedtuple("AdamStep", "lr b1 c1 b2 c2 bc1 bc2 eps wd use_wd nesterov mu_next den_m one_minus_mu den_g")
 
 
 def sgd_element(p, g, v, lr, mu, use_mom, wd, use_wd, lower, use_lower):
@@ -44,11 +51,13 @@ def sgd_element(p, g, v, lr, mu, use_mom, wd, use_wd, lower, use_lower):
     return q, v
 
 
-def adam_element(p, g, m, v, lr, b1, c1, b2, c2, bc1, bc2, eps, wd, use_wd, lower, use_lower,
-                 nesterov, mu_next, den_m, one_minus_mu, den_g):
-    """Adam (or NAdam with ``nesterov``) for one element: returns ``(p, m, v)``.  ``c1 = 1 - b1``,
-    ``c2 = 1 - b2``, ``bc1 = 1 - b1**k``, ``bc2 = 1 - b2**k``, ``den_m = 1 - prod * mu_next``,
-    ``den_g = 1 - prod``, ``one_minus_mu = 1 - mu`` (computed on the host, rounded to the dtype)."""
+def adam_element(p, g, m, v, st, lower, use_lower):
+    """Adam (or NAdam with ``st.nesterov``) for one element: returns ``(p, m, v)``.  ``st``: the step's
+    :data:`AdamStep` scalars (computed on the host, rounded to the dtype); ``lower`` the clamp when
+    ``use_lower``."""
+    lr, b1, c1, b2, c2, bc1, bc2, eps = st.lr, st.b1, st.c1, st.b2, st.c2, st.bc1, st.bc2, st.eps
+    wd, use_wd, nesterov = st.wd, st.use_wd, st.nesterov
+    mu_next, den_m, one_minus_mu, den_g = st.mu_next, st.den_m, st.one_minus_mu, st.den_g
     gi = g
     if use_wd:
         gi = gi + wd * p

@@ -31,7 +31,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._elementwise import adam_element_cpu, sgd_element_cpu
+from ._elementwise import AdamStep, adam_element_cpu, sgd_element_cpu
 
 # The update kernels are plain ``prange`` loops with the weight decay and clamp written inline: LLVM then
 # vectorises them (0.2 ms for Adam on 1.2 M float32 weights, 2 threads); the same body in chunked loops
@@ -48,12 +48,10 @@ def _sgd_cpu(p, g, v, lr, mu, use_mom, wd, use_wd, lower, use_lower):
 
 
 @njit(parallel=True, cache=True)
-def _adam_cpu(p, g, m, v, lr, b1, c1, b2, c2, bc1, bc2, eps, wd, use_wd, lower, use_lower,
-              nesterov, mu_next, den_m, one_minus_mu, den_g):
-    # Adam, or NAdam with ``nesterov`` (pysrm.ops._elementwise.adam_element, the CUDA kernels' too)
+def _adam_cpu(p, g, m, v, st, lower, use_lower):
+    # Adam, or NAdam with st.nesterov (pysrm.ops._elementwise.adam_element, the CUDA kernels' too)
     for i in prange(p.shape[0]):
-        p[i], m[i], v[i] = adam_element_cpu(p[i], g[i], m[i], v[i], lr, b1, c1, b2, c2, bc1, bc2, eps, wd, use_wd,
-                                            lower, use_lower, nesterov, mu_next, den_m, one_minus_mu, den_g)
+        p[i], m[i], v[i] = adam_element_cpu(p[i], g[i], m[i], v[i], st, lower, use_lower)
 
 
 @njit(parallel=True, cache=True)
@@ -91,6 +89,16 @@ def _nesterov_scalars(dt, mu, mu_next, mu_product):
     return dt(mu_next), dt(1 - prod * mu_next), dt(1 - mu), dt(1 - prod)
 
 
+def adam_step(dt, lr, b1, b2, eps, k, wd, use_wd, nesterov=None) -> AdamStep:
+    """The :data:`~pysrm.ops._elementwise.AdamStep` scalars of Adam step ``k`` (1-based) in the dtype
+    constructor ``dt``; ``nesterov``: ``(mu, mu_next, mu_product)`` for NAdam, else None.  Shared with
+    :mod:`pysrm.ops.optim_cuda` so that both round alike."""
+    if nesterov is None:
+        return AdamStep(*_moment_scalars(dt, lr, b1, b2, eps, k), wd, use_wd, False, dt(0.0), dt(1.0), dt(0.0),
+                        dt(1.0))
+    return AdamStep(*_moment_scalars(dt, lr, b1, b2, eps, k), wd, use_wd, True, *_nesterov_scalars(dt, *nesterov))
+
+
 def all_finite(g) -> bool:
     """True when the array ``g`` holds no NaN or inf."""
     return _count_nonfinite_cpu(_flat(g)) == 0
@@ -106,12 +114,11 @@ def sgd_update(p, g, v, lr, momentum, weight_decay=0.0, lower=None):
 def adam_update(p, g, m, v, lr, b1, b2, eps, k, weight_decay=0.0, lower=None):
     """In-place Adam step ``k`` (1-based)."""
     dt, lo, use_lower, wd, use_wd = _common(p, lower, weight_decay)
-    _adam_cpu(_flat(p), _flat(g), _flat(m), _flat(v), *_moment_scalars(dt, lr, b1, b2, eps, k), wd, use_wd, lo,
-              use_lower, False, dt(0.0), dt(1.0), dt(0.0), dt(1.0))
+    _adam_cpu(_flat(p), _flat(g), _flat(m), _flat(v), adam_step(dt, lr, b1, b2, eps, k, wd, use_wd), lo, use_lower)
 
 
 def nadam_update(p, g, m, v, lr, b1, b2, eps, k, mu, mu_next, mu_product, weight_decay=0.0, lower=None):
     """In-place NAdam step ``k`` (``mu_product`` already includes ``mu``)."""
     dt, lo, use_lower, wd, use_wd = _common(p, lower, weight_decay)
-    _adam_cpu(_flat(p), _flat(g), _flat(m), _flat(v), *_moment_scalars(dt, lr, b1, b2, eps, k), wd, use_wd, lo,
-              use_lower, True, *_nesterov_scalars(dt, mu, mu_next, mu_product))
+    _adam_cpu(_flat(p), _flat(g), _flat(m), _flat(v),
+              adam_step(dt, lr, b1, b2, eps, k, wd, use_wd, (mu, mu_next, mu_product)), lo, use_lower)

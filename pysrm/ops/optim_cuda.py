@@ -28,7 +28,7 @@ from numba import cuda
 
 from .. import cuda as dev
 from ._elementwise import adam_element, sgd_element  # the per-element math, shared with the CPU kernels
-from .optim import _common, _moment_scalars, _nesterov_scalars  # the host-side scalars, shared
+from .optim import _common, adam_step  # the host-side scalars, shared
 
 
 _sgd_element = cuda.jit(device=True, cache=True)(sgd_element)
@@ -45,12 +45,10 @@ def _sgd_kernel(p, g, v, lr, mu, use_mom, wd, use_wd, lower, use_lower):
 
 
 @cuda.jit(cache=True)
-def _adam_kernel(p, g, m, v, lr, b1, c1, b2, c2, bc1, bc2, eps, wd, use_wd, lower, use_lower, nesterov, mu_next,
-                 den_m, one_minus_mu, den_g):
-    # Adam, or NAdam with ``nesterov`` (the CPU kernel's per-element function)
+def _adam_kernel(p, g, m, v, st, lower, use_lower):
+    # Adam, or NAdam with st.nesterov (the CPU kernel's per-element function; st: AdamStep)
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-        p[i], m[i], v[i] = _adam_element(p[i], g[i], m[i], v[i], lr, b1, c1, b2, c2, bc1, bc2, eps, wd, use_wd,
-                                         lower, use_lower, nesterov, mu_next, den_m, one_minus_mu, den_g)
+        p[i], m[i], v[i] = _adam_element(p[i], g[i], m[i], v[i], st, lower, use_lower)
 
 
 @cuda.jit(device=True, cache=True)
@@ -72,13 +70,10 @@ def _sgd_many_kernel(p, g, v, seg_end, seg_lower, seg_use, lr, mu, use_mom, wd, 
 
 
 @cuda.jit(cache=True)
-def _adam_many_kernel(p, g, m, v, seg_end, seg_lower, seg_use, lr, b1, c1, b2, c2, bc1, bc2, eps, wd, use_wd,
-                      nesterov, mu_next, den_m, one_minus_mu, den_g):
+def _adam_many_kernel(p, g, m, v, seg_end, seg_lower, seg_use, st):
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
         s = _segment(seg_end, i)
-        p[i], m[i], v[i] = _adam_element(p[i], g[i], m[i], v[i], lr, b1, c1, b2, c2, bc1, bc2, eps, wd, use_wd,
-                                         seg_lower[s], seg_use[s] != 0, nesterov, mu_next, den_m, one_minus_mu,
-                                         den_g)
+        p[i], m[i], v[i] = _adam_element(p[i], g[i], m[i], v[i], st, seg_lower[s], seg_use[s] != 0)
 
 
 def _flat(a):
@@ -98,16 +93,14 @@ def adam_update_many(pack, m, v, lr, b1, b2, eps, k, weight_decay=0.0):
     """Adam step ``k`` on every parameter of ``pack`` in one launch (``m``, ``v`` flat)."""
     dt, _, _, wd, use_wd = _common(pack.data, None, weight_decay)
     dev.launch(_adam_many_kernel, pack.size, pack.data, pack.grad, m, v, pack.seg_end, pack.seg_lower,
-               pack.seg_use_lower, *_moment_scalars(dt, lr, b1, b2, eps, k), wd, use_wd, False, dt(0.0), dt(1.0),
-               dt(0.0), dt(1.0))
+               pack.seg_use_lower, adam_step(dt, lr, b1, b2, eps, k, wd, use_wd))
 
 
 def nadam_update_many(pack, m, v, lr, b1, b2, eps, k, mu, mu_next, mu_product, weight_decay=0.0):
     """NAdam step ``k`` on every parameter of ``pack`` in one launch."""
     dt, _, _, wd, use_wd = _common(pack.data, None, weight_decay)
     dev.launch(_adam_many_kernel, pack.size, pack.data, pack.grad, m, v, pack.seg_end, pack.seg_lower,
-               pack.seg_use_lower, *_moment_scalars(dt, lr, b1, b2, eps, k), wd, use_wd, True,
-               *_nesterov_scalars(dt, mu, mu_next, mu_product))
+               pack.seg_use_lower, adam_step(dt, lr, b1, b2, eps, k, wd, use_wd, (mu, mu_next, mu_product)))
 
 
 def sgd_update(p, g, v, lr, momentum, weight_decay=0.0, lower=None):
@@ -122,16 +115,14 @@ def adam_update(p, g, m, v, lr, b1, b2, eps, k, weight_decay=0.0, lower=None):
     """In-place Adam step ``k`` (1-based) on device arrays."""
     dt, lo, use_lower, wd, use_wd = _common(p, lower, weight_decay)
     dev.launch(_adam_kernel, p.size, _flat(p), _flat(g), _flat(m), _flat(v),
-               *_moment_scalars(dt, lr, b1, b2, eps, k), wd, use_wd, lo, use_lower, False, dt(0.0), dt(1.0), dt(0.0),
-               dt(1.0))
+               adam_step(dt, lr, b1, b2, eps, k, wd, use_wd), lo, use_lower)
 
 
 def nadam_update(p, g, m, v, lr, b1, b2, eps, k, mu, mu_next, mu_product, weight_decay=0.0, lower=None):
     """In-place NAdam step ``k`` on device arrays (``mu_product`` already includes ``mu``)."""
     dt, lo, use_lower, wd, use_wd = _common(p, lower, weight_decay)
     dev.launch(_adam_kernel, p.size, _flat(p), _flat(g), _flat(m), _flat(v),
-               *_moment_scalars(dt, lr, b1, b2, eps, k), wd, use_wd, lo, use_lower, True,
-               *_nesterov_scalars(dt, mu, mu_next, mu_product))
+               adam_step(dt, lr, b1, b2, eps, k, wd, use_wd, (mu, mu_next, mu_product)), lo, use_lower)
 
 
 def all_finite(arrays) -> bool:
