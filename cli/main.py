@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -45,6 +46,22 @@ class DatasetChoice(NormalizedChoice):
     def get_metavar(self, param, *args, **kwargs):
         return "[" + "|".join(self.choices) + "|tonic:<ClassName>]"
 
+
+class FiniteFloatRange(click.FloatRange):
+    """A float range that also refuses NaN and infinities, so that the error names the option."""
+
+    def convert(self, value, param, ctx):
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
+
+#: numeric option types of the commands without a TrainConfig (eval --t-max, gradcheck --seed): a bad value is
+#: refused by click with a message that names the option.  The train/sweep options are checked by
+#: TrainConfig.validate, whose messages :func:`option_error` prefixes with the options given.
+POSITIVE = FiniteFloatRange(min=0, min_open=True)
+NON_NEGATIVE_INT = click.IntRange(min=0)
 
 # (option, config key, click type, help) for every `pysrm train` setting; all default to None so that
 # only the flags a user gives override the config file.
@@ -98,6 +115,26 @@ TRAIN_OPTIONS = [
     ("--out", "out", OutputDir(), "run directory (default runs/<dataset>_<loss>_seed<seed>_<time>); an existing run is "
                           "not overwritten (see --resume, --overwrite)"),
 ]
+
+
+def option_error(e: Exception, flags: dict) -> str:
+    """The message of a config error, prefixed with the command-line options it is about.
+
+    A config check names the setting by its key (``seed must be an integer >= 0; got -1``,
+    ``window=20.0 ms is longer than test_t_sample=10.0 ms ...``); every key it names that was given as
+    a flag is put in front as that flag and its value (``--seed -1: seed must be ...``), so that the
+    error names the option the user typed.  Keys set in a config file stay as they are (the file uses
+    the key).
+    """
+    import re
+    text = str(e)
+    named = [k for k, v in flags.items()
+             if v is not None and re.search(rf"(?<![\w-]){k}(?:=| must\b| in \b| -?[\d.]|$)", text)]
+    if not named:
+        return text
+    shown = ", ".join(("--delays/--no-delays" if k == "delays" else f"--{k.replace('_', '-')} {flags[k]}")
+                      for k in sorted(named, key=text.find))
+    return f"{shown}: {text}"
 
 
 def _train_options(f):
@@ -230,10 +267,29 @@ def main():
     from pysrm._threads import limit_blas_for_process
     tune_malloc()  # the command owns its process: keep freed temporaries for reuse (pysrm/_malloc.py)
     limit_blas_for_process(1)  # and its BLAS: one thread next to Numba's (unless OPENBLAS_NUM_THREADS is set)
+    _show_settings_warnings()
 
 
-# options that `pysrm train --resume` accepts besides the run directory (the run's own config holds the rest)
-RESUME_OPTIONS = ("epochs", "device")
+def _show_settings_warnings():
+    """Print a :class:`pysrm.responses.SettingsWarning` (a setting that degrades the network) as one line
+    'warning: ...' on stderr, once per message (other warnings keep Python's format)."""
+    import warnings
+
+    from pysrm.responses import SettingsWarning
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, SettingsWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+    warnings.showwarning = show
+
+
+# options that `pysrm train --resume` accepts besides the run directory (the run's own config holds the rest):
+# --epochs, --device, and the evaluation settings of pysrm.train.RESUME_OVERRIDES (they override the saved config,
+# so that a run whose test settings cannot work can still be finished)
+RESUME_OPTIONS = ("epochs", "device", "test_t_sample", "test_every")
 
 
 @main.command()
@@ -261,7 +317,9 @@ def train(config_file, resume_dir, overwrite, **flags):
                 names = (["--config"] if config_file else []) + (["--overwrite"] if overwrite else []) + [
                     "--delays/--no-delays" if k == "delays" else "--" + k.replace("_", "-") for k in given]
                 raise click.UsageError(f"--resume continues a run with the config saved in it; only --epochs (to "
-                                       f"extend it) and --device can be given with it, not {', '.join(names)}")
+                                       f"extend it) and --device can be given with it, not {', '.join(names)}. "
+                                       f"Of its evaluation settings, --test-t-sample and --test-every can be "
+                                       f"changed too")
             runs = resumable_runs(resume_dir)
             if not runs:
                 raise FileNotFoundError(f"cannot resume: {resume_dir} holds no run (no config.toml, and no "
@@ -270,9 +328,16 @@ def train(config_file, resume_dir, overwrite, **flags):
             for k, rd in enumerate(runs):
                 if len(runs) > 1:
                     bar.start_trial(k + 1, len(runs), rd.name[5:])
+                overrides = {k: flags[k] for k in ("test_t_sample", "test_every") if flags.get(k) is not None}
                 try:
                     reports.append(train_run(TrainConfig(), run_dir=rd, resume=True, progress=bar,
-                                             epochs=flags.get("epochs"), device=flags.get("device")))
+                                             epochs=flags.get("epochs"), device=flags.get("device"),
+                                             overrides=overrides or None))
+                except ValueError as e:
+                    if "test_t_sample" not in str(e):
+                        raise
+                    raise ValueError(f"{e}. To finish {rd} with other test settings: pysrm train --resume {rd} "
+                                     f"--test-t-sample MS (they override its saved config)") from None
                 except RunFinished as f:
                     click.echo(str(f), err=True)
                     finished.append(str(f.run_dir))
@@ -318,7 +383,7 @@ def _print_summary(rep: dict, saved: bool = True, note: str | None = None):
 @main.command("eval")
 @click.argument("run_dir", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option("--data-dir", default=None, help="dataset folder (default: the one the run used)")
-@click.option("--t-max", type=float, default=None,
+@click.option("--t-max", type=POSITIVE, default=None,
               help="length of the simulated test samples in ms (default: the run's test_t_sample or t_sample)")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="last", show_default=True,
               help="'last' is the final network (the one report.json describes); 'best' is selected on the "
@@ -342,6 +407,12 @@ def eval_cmd(run_dir, data_dir, t_max, checkpoint, device, as_json, **nir_opts):
             cfg = cfg.updated({"data_dir": data_dir})
         if t_max is not None:
             cfg = cfg.updated({"test_t_sample": t_max})
+        try:  # every setting the evaluation uses, checked before any sample is read (not the test loss: below)
+            cfg.validate(test_loss=False)
+        except ValueError as e:
+            if t_max is not None and "test_t_sample" in str(e):
+                raise ValueError(f"--t-max {t_max:g}: {e}") from None
+            raise
         sim = test_sim_params(cfg)
         dev = resolve_device(device)
         if device == "auto" or dev == "cuda":
@@ -349,8 +420,13 @@ def eval_cmd(run_dir, data_dir, t_max, checkpoint, device, as_json, **nir_opts):
         _, net = load_run(run_dir, sim=sim, checkpoint=checkpoint, device=dev)
         _, _, test = load_data(cfg, test_sim=sim)
         test = check_empty_samples(test, "test", cfg.empty_samples, lambda m: click.echo(m, err=True))
-        # a --t-max shorter than the spikemax window leaves the loss undefined (reported as NaN), not the accuracy
-        loss = None if cfg.loss == "spikemax" and cfg.window > sim.t_sample else build_loss(cfg)
+        # a --t-max shorter than the spikemax window (or a num-spikes t_stop) leaves the loss undefined (reported as
+        # NaN), not the accuracy
+        loss = build_loss(cfg)
+        try:
+            loss.check_simulation(sim, "--t-max" if t_max is not None else "test_t_sample", training=False)
+        except ValueError:
+            loss = None
         res = evaluate(net, test, cfg, loss)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
         _fail(e)
@@ -392,7 +468,7 @@ def report(run_dirs, out_dir):
 @main.command()
 @click.option("--dtype", type=click.Choice(["float64"]), default="float64", show_default=True,
               help="precision of the checks (finite differences need float64)")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=NON_NEGATIVE_INT, default=0, show_default=True)
 def gradcheck(dtype, seed):
     """Finite-difference checks of every op and loss; non-zero exit on failure."""
     from pysrm.gradcheck import format_table, run_all

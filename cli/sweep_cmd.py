@@ -66,17 +66,17 @@ def _config_names(files) -> list:
 @click.option("--losses", callback=_losses,
               help="comma-separated losses, e.g. spike-rate,spikemax,spikemax-g,spikemax-s (spikemax_g, spikemax_s "
                    "are accepted too; default: the config's)")
-@click.option("--trials", type=int, default=None, help="seeds per loss: seed .. seed+K-1 (default: the config's)")
+@click.option("--trials", type=click.IntRange(min=1), default=None, help="seeds per loss: seed .. seed+K-1 (default: the config's)")
 @click.option("--out", "out_dir", required=True, type=OutputDir(),
               help="SWEEP_DIR: run directories, sweep.json and the aggregated report")
 @click.option("--scheduler", default=None,
               help="Dask scheduler address (tcp://HOST:8786) or scheduler JSON file; default: a local cluster")
-@click.option("--workers", type=int, default=None,
+@click.option("--workers", type=click.IntRange(min=1), default=None,
               help="local cluster: worker processes (default: cores, at most one per run); "
                    "with --scheduler: wait for this many workers")
-@click.option("--threads-per-run", type=int, default=None,
+@click.option("--threads-per-run", type=click.IntRange(min=1), default=None,
               help="Numba threads per run (default: cores / workers on each machine)")
-@click.option("--retries", type=int, default=3, show_default=True,
+@click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
               help="resubmissions of a run whose worker died")
 @click.option("--shared-fs/--no-shared-fs", "shared", default=None,
               help="workers see SWEEP_DIR at the same path and train in it (default: detect per worker)")
@@ -97,7 +97,7 @@ def sweep(config_files, losses, trials, out_dir, scheduler, workers, threads_per
     from pysrm.rundir import DirectoryInUse
     from pysrm.sweep import DaskMissing, SweepError, plan_sweep, plural, require_dask, run_sweep
 
-    from .main import resolve_config
+    from .main import option_error, resolve_config
     try:
         require_dask()
     except DaskMissing as e:
@@ -116,7 +116,9 @@ def sweep(config_files, losses, trials, out_dir, scheduler, workers, threads_per
         for _, cfg in configs:
             cfg.updated({"trials": 1}).validate()
         runs = plan_sweep(configs, losses, trials)
-    except (ValueError, FileNotFoundError) as e:
+    except ValueError as e:  # a config check: named by the options given (--seed -1: seed must be ...)
+        raise click.ClickException(option_error(e, flags))
+    except FileNotFoundError as e:
         raise click.ClickException(str(e))
 
     cfg0 = configs[0][1]

@@ -124,7 +124,32 @@ class TrainConfig:
             setattr(self, key, norm(getattr(self, key)))
 
     # -- validation -------------------------------------------------------------------------------------
-    def validate(self) -> "TrainConfig":
+    def validate(self, test_loss: bool = True) -> "TrainConfig":
+        """Check every setting, alone and together, before anything is built; returns ``self``.
+
+        Besides each value's own range this builds what a run builds from the values (the neuron's
+        responses sampled at ``ts``, the loss, the training and the test simulation: see
+        :meth:`check_objects`), so that a setting that cannot work (``tau_sr=0.005`` with ``ts=1``, a
+        spikemax window longer than ``test_t_sample``, a rate above ``1/ts``) is refused here, before
+        the first batch, by ``pysrm train``, ``train --resume``, ``eval`` and ``sweep`` alike.
+
+        Parameters
+        ----------
+        test_loss : bool
+            Also check the loss against the test simulation (``test_t_sample``).  ``pysrm eval`` passes
+            False: it reports the loss as NaN when the test samples are shorter than the window.
+
+        Returns
+        -------
+        pysrm.config.TrainConfig
+            ``self``.
+
+        Raises
+        ------
+        ValueError
+            A value out of its range, or settings that make a network that cannot work; the message names
+            the setting, its value and what would work.
+        """
         def choice(name, choices):
             v = getattr(self, name)
             if v not in choices:
@@ -144,6 +169,17 @@ class TrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a finite number > 0; got {v!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0 (the random seed of initialisation, shuffling and "
+                             f"dropout); got {self.seed!r}")
+        if self.eps is not None and not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps)
+                                         and self.eps > 0):
+            raise ValueError(f"eps must be a finite number > 0 (a pseudo-count; unset: the loss default); "
+                             f"got {self.eps!r}")
+        for name in ("true_rate", "false_rate", "true_count", "false_count"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0; got {v!r}")
         for name in ("epochs", "batch_size", "trials"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < (0 if name == "epochs" else 1):
@@ -156,6 +192,11 @@ class TrainConfig:
         if self.loss == "spikemax" and self.window > self.t_sample:
             raise ValueError(f"window={self.window} ms is longer than t_sample={self.t_sample} ms; expected a "
                              "spikemax window <= t_sample")
+        if (test_loss and self.loss == "spikemax" and self.test_t_sample is not None
+                and self.window > self.test_t_sample):
+            raise ValueError(f"window={self.window} ms is longer than test_t_sample={self.test_t_sample} ms: the test "
+                             f"loss, evaluated after the epochs, would fail; expected a spikemax window <= "
+                             f"test_t_sample (or test_t_sample >= {self.window})")
         if not (0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}")
         if not (0.0 <= self.val_split < 1.0):
@@ -167,7 +208,50 @@ class TrainConfig:
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be an integer >= 1 (the number of {name[2:]} samples to use; unset: "
                                  f"all); got {v!r}, which would leave no {name[2:]} data")
+        self.check_objects(test_loss=test_loss)
         return self
+
+    def check_objects(self, test_loss: bool = True) -> list:
+        """Build the neuron, the simulations and the loss of this config and check them against ``ts`` and ``T``.
+
+        The values that each object owns are checked by that object: the responses sampled at ``ts``
+        (:func:`pysrm.responses.check_responses`: a time constant whose response is all zeros is an
+        error, one below ``ts`` or above ``t_sample`` a :class:`~pysrm.responses.SettingsWarning`), the
+        loss's rates, counts and window (its constructor, and :meth:`pysrm.losses.Loss.check_simulation`
+        against the training simulation and, with ``test_loss``, the test one).
+
+        Parameters
+        ----------
+        test_loss : bool
+            Check the loss against the test simulation (``test_t_sample``) too.
+
+        Returns
+        -------
+        list of str
+            The warnings issued (also as :class:`~pysrm.responses.SettingsWarning`).
+
+        Raises
+        ------
+        ValueError
+            A setting that makes a network that cannot work (the message names it and what would work).
+        """
+        from .params import SimParams
+        from .responses import check_responses
+        from .train import build_loss, neuron_params, sim_params
+        sim = sim_params(self)
+        issued = check_responses(neuron_params(self), sim)
+        loss = build_loss(self)
+        loss.check_simulation(sim, "t_sample")
+        if self.test_t_sample is not None:
+            try:
+                test_sim = SimParams(ts=self.ts, t_sample=self.test_t_sample)
+            except ValueError:
+                n = round(self.test_t_sample / self.ts)
+                raise ValueError(f"test_t_sample={self.test_t_sample} ms is not a whole number of bins of ts={self.ts} "
+                                 f"ms; expected a multiple of ts (e.g. test_t_sample={max(1, n) * self.ts})") from None
+            if test_loss:
+                loss.check_simulation(test_sim, "test_t_sample", training=False)
+        return issued
 
     # -- construction -----------------------------------------------------------------------------------
     @classmethod

@@ -27,6 +27,7 @@ from .backend import is_device_array
 from .events import SpikeEvents
 from .ops.dense import DenseInputGrad, events_if_sparse
 from .params import NeuronParams, SimParams
+from .responses import check_responses
 
 DENSE_WEIGHT_SCALE = 10.0
 CONV_WEIGHT_SCALE = 100.0
@@ -283,6 +284,7 @@ class SRM(Layer):
     def __init__(self, neuron: NeuronParams, sim: SimParams, srm_tolerance: float = 0.01,
                  ref_tolerance: float = 0.01, name: str = "srm"):
         self.neuron, self.sim, self.name = neuron, sim, name
+        check_responses(neuron, sim, srm_tolerance, ref_tolerance)  # an all-zero response is an error
         self.srm = F.srm_kernel(neuron, sim, srm_tolerance)
         self.ref = F.refractory_kernel(neuron, sim, ref_tolerance)
         self._u = None

@@ -250,6 +250,11 @@ def _bins(name, value_ms, ts, allow_zero=False):
     """Convert a duration in ms to a whole number of bins of ``ts`` ms."""
     v = positive(name, value_ms, allow_zero=allow_zero)
     n = v / ts
+    if 0 < v < ts:
+        ms = v * 1000
+        raise ValueError(
+            f"{name}={value_ms} ms is shorter than one bin (ts={ts} ms), so it holds no bin; expected a multiple of "
+            f"ts (e.g. {name}={ts})" + (f"; times are in ms (did you mean {name}={ms:g}?)" if ms >= ts else ""))
     if abs(n - round(n)) > 1e-9 * max(1.0, n):
         raise ValueError(
             f"{name}={value_ms} ms is not a whole number of bins of ts={ts} ms; expected a multiple "
@@ -355,6 +360,39 @@ class Loss:
     def __call__(self, spikes, labels):
         return self.value_and_grad(spikes, labels)
 
+    def check_simulation(self, sim: SimParams, name: str = "t_sample", training: bool = True) -> "Loss":
+        """Check this loss against a simulation of ``sim.n_bins`` bins before any batch runs.
+
+        Parameters
+        ----------
+        sim : pysrm.params.SimParams
+            The simulation whose outputs this loss will see (the training one, or the test one).
+        name : str
+            What sets ``sim.t_sample``, for messages (``'t_sample'``, ``'test_t_sample'``, ``'--t-max'``).
+        training : bool
+            True when the loss trains on this simulation: then also targets it could never reach are an
+            error (an evaluation only reports the value).
+
+        Returns
+        -------
+        pysrm.losses.Loss
+            ``self``.
+
+        Raises
+        ------
+        ValueError
+            When ``sim.ts`` differs from the loss's ``ts``, or (by subclass) a window or target region
+            longer than the simulation, or a target count the region cannot hold; the message names the
+            option, its value and the largest value that works.
+        TypeError
+            When ``sim`` is not a :class:`~pysrm.params.SimParams`.
+        """
+        if not isinstance(sim, SimParams):
+            raise TypeError(f"sim must be a pysrm.SimParams, got {type(sim).__name__}")
+        if abs(sim.ts - self.ts) > 1e-12 * self.ts:
+            raise ValueError(f"ts={sim.ts} ms of the simulation differs from the loss ts={self.ts} ms; they must match")
+        return self
+
     def __repr__(self):
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"{type(self).__name__}(ts={self.ts!r}, {opts})"
@@ -392,6 +430,19 @@ class SpikeRate(Loss):
         super().__init__(ts, grad=grad)
         self.true_rate = positive("true_rate", true_rate, allow_zero=True)
         self.false_rate = positive("false_rate", false_rate, allow_zero=True)
+        max_rate = 1.0 / self.ts
+        for key, v in (("true_rate", self.true_rate), ("false_rate", self.false_rate)):
+            if v > max_rate * (1 + 1e-12):
+                hint = (f"; rates are spikes per ms (did you mean {key}={v / 1000:g}, i.e. {v:g} spikes/s?)"
+                        if v / 1000 <= max_rate else "; rates are spikes per ms")
+                raise ValueError(f"{key}={v:g} spikes/ms is above {max_rate:g} spikes/ms, the most a neuron can fire "
+                                 f"at Ts={self.ts:g} ms (one spike per bin), so the target cannot be reached; expected "
+                                 f"{key} <= {max_rate:g}{hint}")
+        if self.true_rate <= self.false_rate:
+            raise ValueError(f"true_rate={self.true_rate:g} spikes/ms is not above false_rate={self.false_rate:g} "
+                             f"spikes/ms: the loss would ask the label neuron to fire no more than the others, so it "
+                             f"cannot tell the classes apart; expected true_rate > false_rate (e.g. true_rate=0.2, "
+                             f"false_rate=0.03)")
 
     @property
     def options(self):
@@ -553,6 +604,15 @@ class SpikeMax(Loss):
     def options(self):
         return {"window": self.window, "eps": self.eps, "grad": self.grad_mode}
 
+    def check_simulation(self, sim: SimParams, name: str = "t_sample", training: bool = True) -> "SpikeMax":
+        """As :meth:`Loss.check_simulation`; also a ``window`` longer than the simulation is an error."""
+        super().check_simulation(sim, name, training)
+        if self.window_bins > sim.n_bins:
+            raise ValueError(f"window={self.window:g} ms ({self.window_bins} bins) is longer than the simulation "
+                             f"({name}={sim.t_sample:g} ms, {sim.n_bins} bins of Ts={sim.ts:g} ms); expected window "
+                             f"<= {sim.t_sample:g} ms (or a longer {name})")
+        return self
+
     def _value_and_grad_cpu(self, spikes, labels):
         N, C, M, T = _check_spikes(spikes)
         y = _check_labels(labels, N, C)
@@ -592,7 +652,8 @@ class _PspLoss(Loss):
             raise TypeError(f"sim must be a pysrm.SimParams, got {type(sim).__name__}")
         if abs(sim.ts - self.ts) > 1e-12 * self.ts:
             raise ValueError(f"sim.ts={sim.ts} ms differs from the loss ts={self.ts} ms; they must match")
-        from .responses import srm_kernel
+        from .responses import check_responses, srm_kernel
+        check_responses(neuron, sim, which=("tau_sr",))  # a spike response of all zeros at this ts is an error
         self.neuron = neuron
         self.sim = sim
         self.kernel = srm_kernel(neuron, sim)
@@ -669,11 +730,34 @@ class NumSpikes(_PspLoss):
             raise ValueError(f"t_stop={t_stop} ms must be greater than t_start={t_start} ms")
         self.true_count = positive("true_count", true_count, allow_zero=True)
         self.false_count = positive("false_count", false_count, allow_zero=True)
+        if self.true_count <= self.false_count:
+            raise ValueError(f"true_count={self.true_count:g} is not above false_count={self.false_count:g}: the loss "
+                             f"would ask the label neuron for no more spikes than the others, so it cannot tell the "
+                             f"classes apart; expected true_count > false_count (e.g. true_count=60, false_count=10)")
 
     @property
     def options(self):
         return {"t_start": self.t_start, "t_stop": self.t_stop, "true_count": self.true_count,
                 "false_count": self.false_count, "neuron": self.neuron, "sim": self.sim, "grad": self.grad_mode}
+
+    def check_simulation(self, sim: SimParams, name: str = "t_sample", training: bool = True) -> "NumSpikes":
+        """As :meth:`Loss.check_simulation`; also a target region beyond the simulation, and (``training``) a
+        ``true_count`` above the spikes the region can hold (one per bin), are errors."""
+        super().check_simulation(sim, name, training)
+        T = sim.n_bins
+        what = f"the simulation ({name}={sim.t_sample:g} ms, {T} bins of Ts={sim.ts:g} ms)"
+        b = T if self.stop_bin is None else self.stop_bin
+        if b > T:
+            raise ValueError(f"t_stop={self.t_stop:g} ms is beyond {what}; expected t_stop <= {sim.t_sample:g} ms")
+        if self.start_bin >= b:
+            raise ValueError(f"t_start={self.t_start:g} ms leaves an empty target region in {what}; expected t_start "
+                             f"< {b * sim.ts:g} ms")
+        n_r = b - self.start_bin
+        if training and self.true_count > n_r:
+            raise ValueError(f"true_count={self.true_count:g} spikes cannot be reached: the target region of {what} "
+                             f"holds {n_r} bins and a neuron fires at most once per bin; expected true_count <= {n_r} "
+                             f"(or a longer {name})")
+        return self
 
     def _region(self, T):
         a = self.start_bin

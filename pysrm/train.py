@@ -216,7 +216,7 @@ def load_data(cfg: TrainConfig, sim: SimParams | None = None, test_sim: SimParam
 
 
 def _empty_positions(ds, positions=None) -> list:
-    """Positions (among ``positions``, default all) of the samples of ``ds`` with no event.
+    """Positions (among ``positions``, default all) of the samples of ``ds`` that bin to nothing.
 
     Parses each sample asked about once; the parsed events stay cached for training.
     """
@@ -230,21 +230,40 @@ def _empty_positions(ds, positions=None) -> list:
     return [int(i) for i in ds.empty_samples(positions)]
 
 
+def _time_report(ds, split: str):
+    """The dataset's :meth:`~pysrm.data.base.EventDataset.time_report` over the samples of ``ds`` (None: none)."""
+    idx, d = None, ds
+    while isinstance(d, Subset):  # a Subset (of a Subset ...): its samples' indices in the dataset
+        idx, d = d.indices if idx is None else d.indices[idx], d.ds
+    return d.time_report(idx, split) if hasattr(d, "time_report") else None
+
+
 def check_empty_samples(ds, split: str, policy: str, message=None):
     """``ds`` without its empty samples (policy ``'skip'``, counted in a message), or ``ValueError`` (``'error'``).
 
-    Every sample is parsed here, once, before training starts (a sample with no event inside the
-    sensor used to abort training when it was first drawn, mid-epoch).  Returns ``ds`` unchanged
-    when no sample is empty.
+    A sample is empty when the network would see it as all zeros: no event inside the sensor, or no
+    event inside the simulated window (``t_sample`` ms from its start; e.g. absolute timestamps).
+    Every sample is parsed here, once, before training starts (an empty sample used to abort training
+    when it was first drawn, mid-epoch, or to train on zeros).  Event times that most likely have the
+    wrong unit or origin (most events cropped, or most samples in a single time bin) are reported: in
+    the error, or as a ``'warning: ...'`` message.  Returns ``ds`` unchanged when no sample is empty.
     """
     if ds is None:
         return None
     empty = _empty_positions(ds)
+    report = _time_report(ds, split)
     if not empty:
+        if report and message is not None:
+            message(f"warning: {report}")
         return ds
     names = [ds.sample_name(i) for i in empty[:3]]
-    what = (f"{len(empty)} of {len(ds)} {split} sample(s) have no event inside the sensor, e.g. "
-            + "; ".join(names))
+    no_event = sum(ds.events(i, allow_empty=True).size == 0 for i in empty)  # the others: events outside the window
+    where = ("inside the sensor" if no_event == len(empty) else
+             f"inside the simulated window (t = 0 .. {ds.sim.t_sample:g} ms)" if no_event == 0 else
+             f"inside the sensor ({no_event}) or the simulated window (t = 0 .. {ds.sim.t_sample:g} ms; "
+             f"{len(empty) - no_event})")
+    what = (f"{len(empty)} of {len(ds)} {split} sample(s) have no event {where}, e.g. " + "; ".join(names)
+            + (f" ({report})" if report else ""))
     if policy == "skip":
         if len(empty) == len(ds):
             raise ValueError(what + f"; that is every {split} sample, nothing would be left")
@@ -634,7 +653,8 @@ def _device_message(requested: str, device: str) -> str:
 
 
 def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, stop_after_batches=None,
-          overwrite: bool = False, epochs: int | None = None, device: str | None = None) -> dict:
+          overwrite: bool = False, epochs: int | None = None, device: str | None = None,
+          overrides: dict | None = None) -> dict:
     """Train ``cfg`` into ``run_dir``; returns the report dict (also written to report.json).
 
     The run directory is owned by this call while it runs (:class:`pysrm.rundir.DirLock`): another
@@ -653,7 +673,9 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, s
     directory; ``cfg`` is ignored); ``epochs`` then extends the run to that many epochs in all (the
     schedule continues; its config.toml is updated) and ``device`` moves it to another device.  A
     finished run resumed without a larger ``epochs`` raises :class:`RunFinished`; ``epochs`` below
-    the epochs already trained is a ``ValueError``.
+    the epochs already trained is a ``ValueError``.  ``overrides`` (resume only) changes the run's
+    evaluation settings :data:`RESUME_OVERRIDES` (e.g. ``{"test_t_sample": 20.0}``, to finish a run
+    whose saved test settings no longer validate); they do not change the trained parameters.
 
     A new run refuses an existing, non-empty ``run_dir`` (``FileExistsError``) unless ``overwrite``;
     see :func:`check_new_run_dir`.  ``stop_after_batches`` simulates an interruption after that many
@@ -674,7 +696,7 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, s
             if lock is not None:
                 lock.acquire()
             report = _train_owned(cfg, run_dir if lock is None else lock.path, resume, progress, stop_after_batches,
-                                  overwrite, epochs, device, stop)
+                                  overwrite, epochs, device, stop, overrides=overrides)
     except _EvalStopped:
         raise TrainingInterrupted(lock.path, "during the final evaluation (every epoch is trained and "
                                              "checkpointed; resuming writes the report)") from None
@@ -691,6 +713,11 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = False, progress=None, s
     if stop.requested:  # Ctrl-C while the report was written: the run is complete, still say it stopped
         raise TrainingInterrupted(report["run_dir"], "while writing its report", complete=True)
     return report
+
+
+#: settings that ``train(..., resume=True, overrides=...)`` (``pysrm train --resume RUN --test-t-sample MS``)
+#: may change: they only decide how the run is evaluated, not what it trains
+RESUME_OVERRIDES = ("test_t_sample", "test_every")
 
 
 def _claim_default_run_dir(cfg: TrainConfig) -> DirLock:
@@ -710,7 +737,7 @@ def _claim_default_run_dir(cfg: TrainConfig) -> DirLock:
 
 
 def _train_owned(cfg: TrainConfig, run_dir, resume: bool, progress, stop_after_batches, overwrite: bool,
-                 epochs, device, stop) -> dict:
+                 epochs, device, stop, overrides=None) -> dict:
     """:func:`train` once the run directory is owned (locked) and Ctrl-C is handled by ``stop``."""
     meta = None
     if resume:
@@ -732,6 +759,12 @@ def _train_owned(cfg: TrainConfig, run_dir, resume: bool, progress, stop_after_b
             cfg = cfg.updated({"epochs": epochs}, source="--epochs")
         if device is not None:
             cfg = cfg.updated({"device": device}, source="--device")
+        if overrides:
+            bad = [k for k in overrides if k.replace("-", "_") not in RESUME_OVERRIDES]
+            if bad:
+                raise ValueError(f"cannot change {', '.join(map(repr, bad))} of {run_dir} when resuming; a resumed "
+                                 f"run keeps its config except epochs, device and {', '.join(RESUME_OVERRIDES)}")
+            cfg = cfg.updated(overrides, source="the --resume options")
         if not in_epoch and done >= cfg.epochs and (rd.path / "report.json").exists():
             raise RunFinished(rd.path, done, json.loads((rd.path / "report.json").read_text()))
     elif device is not None:
@@ -769,7 +802,7 @@ def _train_owned(cfg: TrainConfig, run_dir, resume: bool, progress, stop_after_b
         start_epoch, skip_batches, best = meta["epoch"], meta["batch"], meta["best"]
         acc_state = meta.get("accumulators")
         rd.truncate_metrics(start_epoch)
-        if epochs is not None or device is not None:
+        if epochs is not None or device is not None or overrides:
             rd.write_config(cfg)  # the run now has these epochs / this device
         where = f"epoch {start_epoch + 1}/{cfg.epochs}" + (
             ", its evaluation" if meta.get("evaluating") else f", batch {skip_batches + 1}" if skip_batches else "")

@@ -60,7 +60,12 @@ file is parsed, so that one bad sample never disturbs the others that share
 its file; :meth:`EventDataset.events` raises a ``ValueError`` naming the
 sample each time an empty one is asked for, and
 :meth:`EventDataset.empty_samples` lists them all at once (``pysrm train``
-calls it at start-up).
+calls it at start-up).  A sample whose events all lie outside the simulated
+window (``0 .. t_sample`` from its start: absolute timestamps, times in another
+unit) is empty too: the network would see only zeros; :meth:`EventDataset.sample`
+raises for it, and :meth:`EventDataset.time_report` says when the times of a
+dataset look like the wrong unit or origin (most events cropped, or most
+samples in one time bin).
 
 ``ds.stats`` counts what happened: ``files_parsed``, ``events_parsed``,
 ``out_of_range`` (events outside the sensor, dropped with a warning),
@@ -82,8 +87,10 @@ import warnings
 import numpy as np
 
 from ..params import SimParams
+from ..responses import SettingsWarning
 from ..events import SpikeEvents
-from .binning import LAYOUTS, _spikes, bin_events, bin_kernel, binned_shape, drop_out_of_sensor, shift_binned
+from .binning import (LAYOUTS, _spikes, bin_events, bin_kernel, binned_shape, drop_out_of_sensor, event_bins,
+                      shift_binned)
 from .formats import EVENT_DTYPE, as_events
 
 SPLITS = ("train", "test")
@@ -298,13 +305,100 @@ class EventDataset:
         return ev
 
     def empty_samples(self, indices=None) -> list:
-        """Indices (among ``indices``, default all) of the samples with no event inside the sensor.
+        """Indices (among ``indices``, default all) of the samples the network would see as all zeros.
 
-        Parses every sample asked about that is not parsed yet (they stay cached, so the first
-        epoch does not parse them again).
+        A sample is empty when it has no event inside the sensor, or when none of its events falls
+        inside the simulated window, ``T = t_sample / ts`` bins from the sample's start (events with
+        absolute timestamps, or times in another unit than microseconds: see :meth:`time_report`).
+        Samples drawn as random windows (DVS Gesture's training set) count as empty only without
+        events.  Parses every sample asked about that is not parsed yet (they stay cached, so the
+        first epoch does not parse them again).
         """
         idx = range(len(self)) if indices is None else [self._index(int(i)) for i in indices]
-        return [i for i in idx if self._raw_events(i).size == 0]
+        return [i for i in idx if self._window_counts(i)[1] == 0]
+
+    def _window_counts(self, i: int) -> tuple:
+        """``(events, events inside the simulated window, first bin, last bin, first t in us, last t in us)``
+        of sample ``i`` (an already checked index); bins -1 and times 0 when it has no event."""
+        ev = self._raw_events(i)
+        if ev.size == 0:
+            return 0, 0, -1, -1, 0, 0
+        t = ev["t"]
+        t0, t1 = int(t.min()), int(t.max())
+        if self._random_windows():  # windows are drawn inside the sample: every event can be seen
+            return int(ev.size), int(ev.size), 0, 0, t0, t1
+        b = event_bins(t, self.sim.ts, self.window_start(i))
+        inside = b[(b >= 0) & (b < self.sim.n_bins)]
+        if inside.size == 0:
+            return int(ev.size), 0, -1, -1, t0, t1
+        return int(ev.size), int(inside.size), int(inside.min()), int(inside.max()), t0, t1
+
+    def _window_empty_error(self, i) -> ValueError:
+        n, _, _, _, t0, t1 = self._window_counts(i)
+        return ValueError(f"{self._source(i)}: none of its {n} event(s) falls inside the simulated window (t = 0 .. "
+                          f"{self.sim.t_sample:g} ms = {self.sim.n_bins} bins of Ts = {self.sim.ts:g} ms); its events "
+                          f"lie at t = {t0 / 1000:g} .. {t1 / 1000:g} ms (times are read as microseconds). Subtract "
+                          f"each sample's first timestamp, or give the times' unit, or a longer t_sample; pysrm train "
+                          f"checks every sample at start-up (empty_samples = 'skip' leaves them out)")
+
+    #: :meth:`time_report` reports a dataset in which more than this fraction of the events lies outside the
+    #: simulated window (a wrong unit or origin crops about all of them; DVS Gesture's 1.5 s test windows of
+    #: 6 s gestures crop about 75 % on purpose) ...
+    TIME_REPORT_CROPPED = 0.9
+    #: ... or in which more than this fraction of the samples has all its events in one time bin
+    TIME_REPORT_ONE_BIN = 0.5
+
+    def time_report(self, indices=None, split: str | None = None) -> str | None:
+        """A message when the event times do not fit the simulation, else ``None``.
+
+        Two faults of a time unit or origin are found (over the samples ``indices``, default all):
+        most events cropped (outside ``0 .. t_sample``: absolute timestamps, or times in a smaller unit
+        than microseconds), and most samples collapsed into one time bin although ``T >= 10`` (times in
+        a larger unit than microseconds, e.g. ms read as us).  The message counts what is lost and
+        suggests the unit or an offset.  Parses every sample asked about that is not parsed yet.
+
+        Parameters
+        ----------
+        indices : sequence of int, optional
+        split : str, optional
+            The name of the split for the message (default ``self.split``).
+
+        Returns
+        -------
+        str or None
+        """
+        idx = range(len(self)) if indices is None else [self._index(int(i)) for i in indices]
+        rows = np.array([self._window_counts(i) for i in idx], dtype=np.int64).reshape(-1, 6)
+        rows = rows[rows[:, 0] > 0]
+        if rows.size == 0:
+            return None
+        unit = getattr(self, "time_unit", "us")
+        unit = f"time_unit={unit!r}" if unit != "us" else "microseconds"
+        split = self.split if split is None else split
+        total, inside = int(rows[:, 0].sum()), int(rows[:, 1].sum())
+        first_ms = float(np.median(rows[:, 4])) / 1000.0
+        span_ms = float(np.median(rows[:, 5] - rows[:, 4])) / 1000.0
+        where = (f"the {split} samples' events start at a median t = {first_ms:.6g} ms and span a median "
+                 f"{span_ms:.4g} ms (times read as {unit})")
+        if total - inside > self.TIME_REPORT_CROPPED * total:
+            if first_ms >= self.sim.t_sample:
+                fix = "they look like absolute timestamps: subtract each sample's first timestamp"
+            elif span_ms > 10 * self.sim.t_sample:
+                fix = ("if the times are not microseconds, give their unit (e.g. from_tonic(..., time_unit='ns')) "
+                       "or convert them to us; else a longer t_sample")
+            else:
+                fix = "a longer t_sample keeps them"
+            return (f"{total - inside} of {total} events ({100 * (total - inside) / total:.0f} %) lie outside the "
+                    f"simulated window (t = 0 .. {self.sim.t_sample:g} ms) and are cropped: {where}; {fix}")
+        several = rows[rows[:, 1] >= 2]
+        if self.sim.n_bins >= 10 and several.shape[0]:
+            one_bin = int(np.count_nonzero(several[:, 2] == several[:, 3]))
+            if one_bin > self.TIME_REPORT_ONE_BIN * several.shape[0]:
+                return (f"{one_bin} of {several.shape[0]} {split} samples have all their events in a single time bin "
+                        f"of Ts = {self.sim.ts:g} ms (of T = {self.sim.n_bins} bins), so their timing is lost: "
+                        f"{where}; if the times are in ms or s, give their unit (e.g. from_tonic(..., "
+                        f"time_unit='ms')) or convert them to microseconds")
+        return None
 
     def preload(self):
         """Parse every sample now (they are cached); returns ``self``."""
@@ -421,6 +515,8 @@ class EventDataset:
                 table[i] = entry
         if entry[3] == 0:
             raise self._empty_error(i)
+        if entry[0].size == 0:  # events, but none inside the simulated window: all zeros to the network
+            raise self._window_empty_error(i)
         return entry
 
     def _open_bin_cache(self, sig):
@@ -522,6 +618,8 @@ class EventDataset:
             sp = bin_events(ev, self.native_shape, self.sim, t_start=t_start, shift=shift,
                             downsample=self.downsample, layout=self.layout, dtype=self.dtype,
                             out_of_range="error", stats=self.stats, name=self._source(i))
+            if sp.neuron.size == 0 and t_start == 0 and shift == (0, 0):  # events, none inside the window
+                raise self._window_empty_error(i)
             return sp.neuron, sp.time, False
         neuron, time, count, n_events, cropped = entry
         st = self.stats
@@ -585,6 +683,14 @@ class EventArrayDataset(EventDataset):
         if empty:
             raise ValueError(f"events[{empty[0]}]: empty sample (no event inside the sensor); expected at least one "
                              f"event in every sample ({len(empty)} empty: indices {empty[:10]})")
+        report = self.time_report()
+        outside = self.empty_samples()
+        if outside:
+            raise ValueError(f"{len(outside)} of {len(self)} sample(s) have no event inside the simulated window "
+                             f"(indices {outside[:10]}), so the network would see only zeros"
+                             + (f"; {report}" if report else f": {self._window_empty_error(outside[0])}"))
+        if report:
+            warnings.warn(report, SettingsWarning, stacklevel=3)
 
     def _source(self, i):
         return f"events[{i}]"

@@ -84,6 +84,12 @@ def summarize(ds, max_samples: int | None = None) -> dict:
         "empty_samples": int(empty.size),
         "empty_examples": [ds.sample_name(int(i)) for i in empty[:3]],
     }
+    if hasattr(ds, "empty_samples") and hasattr(ds, "time_report"):
+        # samples with events, none inside the simulated window: all zeros to the network (pysrm train refuses them)
+        outside = [i for i in ds.empty_samples(range(m)) if n_ev[i] > 0]
+        out["outside_window_samples"] = len(outside)
+        out["outside_window_examples"] = [ds.sample_name(int(i)) for i in outside[:3]]
+        out["time_report"] = ds.time_report(range(m))
     if hasattr(ds, "n_multi_digit"):
         out["skipped_multi_digit"] = int(ds.n_multi_digit)
     return out
@@ -106,6 +112,12 @@ def format_summary(s: dict) -> str:
     if s.get("empty_samples"):
         lines.append(f"  empty samples (no event inside the sensor): {s['empty_samples']}, e.g. "
                      + ", ".join(s["empty_examples"]) + " (pysrm train refuses them unless empty_samples = 'skip')")
+    if s.get("outside_window_samples"):
+        lines.append(f"  samples with no event inside the simulated window (t = 0 .. {s['sim']['t_sample']:g} ms): "
+                     f"{s['outside_window_samples']}, e.g. " + ", ".join(s["outside_window_examples"])
+                     + " (pysrm train refuses them unless empty_samples = 'skip')")
+    if s.get("time_report"):
+        lines.append(f"  warning: {s['time_report']}")
     if s.get("skipped_multi_digit"):
         lines.append(f"  skipped {s['skipped_multi_digit']} multi-digit utterances (single digits only)")
     return "\n".join(lines)
