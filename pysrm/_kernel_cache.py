@@ -13,10 +13,14 @@ of an editable install (``ImportError: cannot import name '__version__' from 'py
 3. else the user's cache folder: ``$XDG_CACHE_HOME/pysrm/numba`` (``~/.cache/pysrm/numba`` on
    Linux, ``~/Library/Caches/pysrm/numba`` on macOS, ``%LOCALAPPDATA%\\pysrm\\numba`` on Windows).
 
-Inside it, each source folder gets its own subfolder named after the folder and a hash of its
-full path, so a normal and an editable install (or two virtual environments) never share
-entries; Numba checks each entry against a hash of its source file and recompiles when the
-source changed.  The folder is safe to delete at any time, e.g. ``rm -rf ~/.cache/pysrm``
+Inside it, a folder named after a digest of *all* of pysrm's source files (the package's ``*.py``
+files, hashed once per process) holds, for each source folder, a subfolder named after the folder
+and a hash of its full path, so a normal and an editable install (or two virtual environments)
+never share entries.  Numba itself checks a cache entry only against its own source file, but
+pysrm's kernels inline functions of other files (per-element math, records, primitives): after an
+upgrade or an edit of any of pysrm's files the digest changes and every kernel compiles again, so a
+stale kernel is never loaded.  Of the digest folders of one cache root the three most recently used
+are kept; older ones are deleted when a new one is made (after a day unused).  The folder is safe to delete at any time, e.g. ``rm -rf ~/.cache/pysrm``
 (the next run recompiles: about 40 s on two cores for the dense network).  Only functions defined in pysrm's own package folder are redirected; other
 Numba code in the same process keeps Numba's defaults.
 
@@ -27,9 +31,12 @@ defined, and is a no-op for every function outside pysrm.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import shutil
 import sys
+import time
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -62,6 +69,57 @@ def _in_package(py_file: str) -> bool:
     return path == PACKAGE_DIR or path.startswith(PACKAGE_DIR + os.sep)
 
 
+#: digest folders kept per cache root (the most recently used), and how long one must have been unused
+#: before it may be deleted
+KEEP_DIGESTS = 3
+PRUNE_AFTER_S = 86400.0
+
+
+@functools.lru_cache(maxsize=None)
+def source_digest() -> str:
+    """A digest of pysrm's source files (16 hex digits): names and contents of every ``*.py`` file of the
+    installed package, read once per process."""
+    h = hashlib.sha1()
+    for folder, dirs, files in os.walk(PACKAGE_DIR):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(f for f in files if f.endswith(".py")):
+            path = os.path.join(folder, name)
+            h.update(os.path.relpath(path, PACKAGE_DIR).encode())
+            with open(path, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=None)
+def _digest_dir(root: str) -> str:
+    """The digest folder of this process's sources under ``root``, made (and older ones pruned) once."""
+    path = os.path.join(root, source_digest())
+    if not os.path.isdir(path):
+        os.makedirs(path, exist_ok=True)
+        _prune(root, keep=path)
+    else:
+        try:
+            os.utime(path)  # marks it as used (pruning keeps the most recently used)
+        except OSError:
+            pass
+    return path
+
+
+def _prune(root: str, keep: str) -> None:
+    """Delete digest folders of ``root`` beyond the :data:`KEEP_DIGESTS` most recently used, if unused for
+    :data:`PRUNE_AFTER_S` (best effort: a folder in use elsewhere is recreated by Numba when needed)."""
+    try:
+        entries = [e for e in os.scandir(root) if e.is_dir() and len(e.name) == 16
+                   and all(c in "0123456789abcdef" for c in e.name) and e.path != keep]
+        entries.sort(key=lambda e: e.stat().st_mtime, reverse=True)
+        now = time.time()
+        for e in entries[KEEP_DIGESTS - 1:]:
+            if now - e.stat().st_mtime > PRUNE_AFTER_S:
+                shutil.rmtree(e.path, ignore_errors=True)
+    except OSError:
+        pass
+
+
 def _subpath(py_file: str) -> str:
     folder = os.path.dirname(os.path.abspath(py_file))
     digest = hashlib.sha1(folder.encode()).hexdigest()
@@ -77,7 +135,7 @@ def _make_locator(caching):
 
         def __init__(self, py_func, py_file):
             super().__init__(py_func, py_file)
-            self._cache_path = os.path.join(cache_root(), _subpath(py_file))
+            self._cache_path = os.path.join(_digest_dir(cache_root()), _subpath(py_file))
 
         @classmethod
         def from_function(cls, py_func, py_file):
