@@ -292,6 +292,10 @@ def write_nir(network, path, neuron: str = "srm", overwrite: bool = False) -> Pa
     ------
     FileExistsError
         ``path`` exists and ``overwrite`` is False (nothing is written)
+    FileNotFoundError
+        the folder of ``path`` does not exist
+    OSError
+        writing failed (the temporary file is removed; ``path`` is untouched)
     ImportError, NIRError, ValueError
         as :func:`to_nir`
     """
@@ -522,7 +526,7 @@ class _Importer:
 
     # -- layers ---------------------------------------------------------------------------------------
     def build(self):
-        from .layers import SRM, Conv, Delay, Dense, Flatten, Pool
+        from .layers import SRM, Delay, Dense, Flatten, Pool
         from .network import Network
         from .params import SimParams
         self.sim = SimParams(self.ts, self.t_sample)
@@ -542,14 +546,11 @@ class _Importer:
         nshape = tuple(int(v) for v in ishape)  # the NIR shape flowing along the chain
         layers, neurons = [], []
         i, prev = 1, order[0]
-        counts = {}
 
         def lname(node_name, kind):
+            """The layer's name: pysrm's (from the metadata), else the node's."""
             lm = self.layer_meta.get(node_name)
-            if lm is not None:
-                return lm["name"]
-            counts[kind] = counts.get(kind, 0) + 1
-            return node_name
+            return lm["name"] if lm is not None else node_name
 
         def edge(a, b, got, want):
             raise self.err(f"edge {a!r} -> {b!r}: {a!r} ({self.kind(a)}) gives shape {_shape_str(got)} but {b!r} "
@@ -662,7 +663,7 @@ class _Importer:
         return Network(layers, input_shape, neurons[0], self.sim, spec=rec.get("spec"))
 
     def conv(self, name, node, prev, shape, nshape, rng, lname):
-        from .layers import Conv, Pool
+        from .layers import Conv
         k = "Conv2d"
         if len(nshape) != 3:
             edge_want = ("C", "H", "W")
@@ -733,8 +734,7 @@ class _Importer:
         wp = float(block.flat[0])
         if np.any(rest != 0) or np.any(block != block.flat[0]):
             raise self.err(f"node {name!r} (Conv2d): grouped weights that are not one pool weight; {why}")
-        from math import ceil
-        if ceil(nshape[1] / kk) * kk - nshape[1] != py or ceil(nshape[2] / kk) * kk - nshape[2] != px:
+        if math.ceil(nshape[1] / kk) * kk - nshape[1] != py or math.ceil(nshape[2] / kk) * kk - nshape[2] != px:
             raise self.err(f"node {name!r} (Conv2d): padding {pd} does not complete the input {nshape[1:]} to a "
                            f"multiple of {kk}; {why}")
         lm = self.layer_meta.get(name)

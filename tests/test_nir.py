@@ -454,10 +454,14 @@ def test_export_never_overwrites_and_leaves_nothing_on_failure(tmp_path, monkeyp
     assert listing(tmp_path) == ["a.nir"]
 
 
-def test_bias_and_varying_parameters_refused():
+def test_bias_dtype_and_varying_parameters_refused():
     g = pnir.to_nir(small_net())
     g.nodes["dense2"] = nir.Affine(weight=g.nodes["dense2"].weight, bias=np.ones(3, np.float32))
     with pytest.raises(pnir.NIRError, match=r"node 'dense2' \(Affine\): non-zero bias"):
+        pnir.from_nir(g)
+    g = pnir.to_nir(small_net())
+    g.nodes["dense2"].weight = g.nodes["dense2"].weight.astype(np.complex64)
+    with pytest.raises(pnir.NIRError, match=r"node 'dense2' \(Linear\): weight has dtype complex64"):
         pnir.from_nir(g)
     g = pnir.to_nir(small_net())
     g.nodes["output.threshold"].threshold = np.array([5.0, 5.0, 6.0])
