@@ -505,3 +505,23 @@ def test_cli_export_and_eval_nir(tmp_path):
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(main, ["eval", str(run), "--nir", str(tmp_path / "c.nir")])
     assert r.exit_code == 0 and "CubaLIF" in r.output
+
+
+@needs_small
+def test_independent_simulator_on_a_cnn_with_pools():
+    """The conv, sum-pool + Scale and pool-as-conv (17 -> 9, pysrm's bottom/right padding) mappings, run by
+    NIRSim on real N-MNIST samples: the same output spikes in every bin (float64, responses not cut)."""
+    sim = SimParams(1.0, 40.0)
+    net = Network.from_string("34x34x2-4c3-2a-6c3-2a-10", NeuronParams(theta=10.0, tau_sr=2.0, tau_ref=2.0), sim,
+                              seed=5, dtype=np.float64, srm_tolerance=1e-12, ref_tolerance=1e-12,
+                              dense_weight_scale=60.0)
+    g = pnir.to_nir(net)
+    assert type(g.nodes["pool1"]).__name__ == "SumPool2d" and type(g.nodes["pool2"]).__name__ == "Conv2d"
+    x, _ = nmnist_batch(2, sim.t_sample)
+    x = x.to_dense().astype(np.float64)
+    out = net.forward(x)
+    sim_out = NIRSim(g, sim.ts * 1e-3).run(x * sim.ts)
+    mine = out[:, :, 0, 0, :] * sim.ts > 0.5
+    hidden = sum(float(np.asarray(s).sum()) for _, s in net.layer_spikes[:-1])
+    assert mine.sum() > 30 and hidden > 1000, (int(mine.sum()), hidden)  # spikes to compare
+    assert int((mine != (sim_out > 0.5)).sum()) == 0
