@@ -91,6 +91,17 @@ class NIRSim:
             return y + np.asarray(node.bias, np.float64) * self.dt if k == "Affine" else y  # bias: a current
         if k == "Scale":
             return x * np.asarray(node.scale, np.float64)
+        if k == "Delay":  # y(t) = x(t - d), for d a whole number of steps (the spikes stay on the grid)
+            steps = np.asarray(node.delay, np.float64) / self.dt
+            m = np.rint(steps).astype(np.int64)
+            assert np.allclose(steps, m, rtol=0, atol=1e-9), "NIRSim: delays must be whole steps"
+            hist = self.history.setdefault(id(node), [])
+            hist.append(x)
+            past = np.stack(hist[::-1])  # past[j] = input j steps ago
+            idx = np.broadcast_to(m, x.shape[1:])
+            out = np.where(idx <= len(hist) - 1, np.take_along_axis(
+                past, np.minimum(idx, len(hist) - 1)[None, None], axis=0)[0], 0.0)
+            return out
         if k == "SumPool2d":
             kk = int(np.ravel(node.kernel_size)[0])
             b, c, h, w = x.shape
@@ -114,6 +125,7 @@ class NIRSim:
         """``x``: spike counts ``(batch, *input shape, T)``; returns the Output node's values per bin."""
         nodes = self.g.nodes
         batch, n_t = x.shape[0], x.shape[-1]
+        self.history = {}
         state = {}
         for n in nodes:
             if self.stateful(n):
@@ -524,4 +536,26 @@ def test_independent_simulator_on_a_cnn_with_pools():
     mine = out[:, :, 0, 0, :] * sim.ts > 0.5
     hidden = sum(float(np.asarray(s).sum()) for _, s in net.layer_spikes[:-1])
     assert mine.sum() > 30 and hidden > 1000, (int(mine.sum()), hidden)  # spikes to compare
+    assert int((mine != (sim_out > 0.5)).sum()) == 0
+
+
+@needs_small
+def test_independent_simulator_with_whole_bin_delays():
+    """Delays of whole bins (where pysrm's interpolation is an exact shift): NIRSim's Delay node shifts the
+    spikes by the delay in seconds; the same output spikes in every bin."""
+    sim = SimParams(1.0, 60.0)
+    net = Network.from_string("34x34x2-40-10", NeuronParams(theta=10.0, tau_sr=3.0, tau_ref=2.0), sim, seed=2,
+                              delays=True, dtype=np.float64, srm_tolerance=1e-12, ref_tolerance=1e-12,
+                              dense_weight_scale=80.0)
+    rng = np.random.default_rng(0)
+    delay = net.layers[2].delay
+    delay.data[...] = rng.integers(0, 6, delay.data.shape)  # 0 .. 5 ms
+    g = pnir.to_nir(net)
+    np.testing.assert_allclose(g.nodes["dense1.delay"].delay, delay.data.reshape(-1) * 1e-3)
+    x, _ = nmnist_batch(3, sim.t_sample)
+    x = x.to_dense().astype(np.float64)
+    out = net.forward(x)
+    sim_out = NIRSim(g, sim.ts * 1e-3).run(x * sim.ts)
+    mine = out[:, :, 0, 0, :] * sim.ts > 0.5
+    assert mine.sum() > 20, int(mine.sum())
     assert int((mine != (sim_out > 0.5)).sum()) == 0
