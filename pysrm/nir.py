@@ -343,9 +343,41 @@ def read_nir(path):
         return nir.read(path)
     except Exception as e:  # h5py's OSError, nir's AssertionError/ValueError/KeyError/TypeError
         reason = str(e) or type(e).__name__
-        if isinstance(e, AssertionError) or "str2NIRNode" in reason:
-            reason = f"an unknown node type or malformed node ({type(e).__name__}: {reason})"
+        unknown = _unknown_node_types(path, nir)
+        if unknown:
+            name, kind = unknown[0]
+            reason = f"node {name!r} has type {kind!r}, which NIR (nir {nir.version}) does not define"
+        elif isinstance(e, AssertionError):
+            reason = f"a malformed node ({type(e).__name__}: {reason})"
         raise NIRError(f"{path}: not a NIR graph pysrm can read: {reason}") from e
+
+
+def _unknown_node_types(path, nir) -> list:
+    """``[(node path, type)]`` of the nodes in the HDF5 file whose type nir does not know (empty when the
+    file cannot be opened or walked)."""
+    import h5py
+    known = set(nir.ir.__all__) | {"NIRGraph"}
+    found = []
+
+    def walk(group, prefix):
+        for key in group:
+            item = group[key]
+            if not isinstance(item, h5py.Group) or key == "metadata":
+                continue
+            if "type" in item and isinstance(item["type"], h5py.Dataset):
+                kind = item["type"][()]
+                kind = kind.decode("utf8", "replace") if isinstance(kind, bytes) else str(kind)
+                if kind not in known:
+                    found.append((prefix + key, kind))
+            walk(item, prefix + key + "/" if key != "nodes" else prefix)
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "node" in f:
+                walk(f["node"], "")
+    except (OSError, KeyError, ValueError):
+        return []
+    return found
 
 
 # ============================================================================================ import

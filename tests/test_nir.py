@@ -416,7 +416,7 @@ def test_unknown_node_type_names_node_and_type(tmp_path):
     with h5py.File(path, "r+") as f:
         del f["node/nodes/dense1/type"]
         f["node/nodes/dense1"].create_dataset("type", data="Dendrite", dtype=h5py.string_dtype())
-    with pytest.raises(pnir.NIRError, match=r"a\.nir: .*unknown node type"):
+    with pytest.raises(pnir.NIRError, match=r"a\.nir: not a NIR graph .*node 'dense1' has type 'Dendrite'"):
         pnir.from_nir(path)
 
 
