@@ -51,6 +51,8 @@ def describe(a):
         return ["scalar", a.dtype.name]
     if isinstance(a, float):
         return ["scalar", "float64"]
+    if isinstance(a, tuple) and hasattr(type(a), "_fields"):  # a record (namedtuple) of pysrm
+        return ["namedtuple", type(a).__module__, type(a).__qualname__, [describe(v) for v in a]]
     if isinstance(a, tuple):
         return ["tuple", [describe(v) for v in a]]
     raise TypeError(type(a))
@@ -84,6 +86,10 @@ def to_type(d):
         return types.Array(getattr(types, d[1]), d[2], d[3])
     if d[0] == "tuple":
         return types.Tuple([to_type(v) for v in d[1]])
+    if d[0] == "namedtuple":  # a record: the same class, so that its fields are read by name
+        import importlib
+        cls = getattr(importlib.import_module(d[1]), d[2])
+        return types.NamedTuple([to_type(v) for v in d[3]], cls)
     return {"bool": types.boolean, "int64": types.int64, "float32": types.float32, "float64": types.float64,
             "int32": types.int32}[d[1]]
 
