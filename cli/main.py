@@ -85,6 +85,9 @@ TRAIN_OPTIONS = [
     ("--dropout", "dropout", float, "dropout probability before hidden dense/conv layers"),
     ("--dense-weight-scale", "dense_weight_scale", float, "init scale of dense weights (SLAYER: 10)"),
     ("--conv-weight-scale", "conv_weight_scale", float, "init scale of conv weights (SLAYER: 100)"),
+    ("--response-tolerance", "response_tolerance", float,
+     "sample the spike and refractory responses until they fall below this (SLAYER: 0.01; 1e-12 for a "
+     "network that a NIR backend integrating the ODEs reproduces exactly)"),
     ("--loss", "loss", NormalizedChoice(LOSS_CHOICES, normalize_loss),
      "loss function (spikemax_g / spikemax_s are accepted too)"),
     ("--window", "window", float, "spikemax sliding window W (ms)"),

@@ -87,6 +87,8 @@ class TrainConfig:
     dropout: float = 0.0
     dense_weight_scale: float = 10.0   # SLAYER's init scale of dense weights (x U(-1/sqrt(fan_in), 1/sqrt(fan_in)))
     conv_weight_scale: float = 100.0   # SLAYER's init scale of conv weights
+    response_tolerance: float = 0.01   # the spike and refractory responses are sampled until they fall below
+                                       # this (SLAYER: 0.01); 1e-12 for a network a NIR backend reproduces exactly
     # neuron and simulation
     theta: float = 10.0
     tau_sr: float = 2.0
@@ -197,6 +199,9 @@ class TrainConfig:
             raise ValueError(f"window={self.window} ms is longer than test_t_sample={self.test_t_sample} ms: the test "
                              f"loss, evaluated after the epochs, would fail; expected a spikemax window <= "
                              f"test_t_sample (or test_t_sample >= {self.window})")
+        if not (isinstance(self.response_tolerance, (int, float)) and 0.0 < self.response_tolerance < 1.0):
+            raise ValueError(f"response_tolerance must be in (0, 1): the spike and refractory responses are sampled "
+                             f"until they fall below it (SLAYER: 0.01); got {self.response_tolerance!r}")
         if not (0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}")
         if not (0.0 <= self.val_split < 1.0):
@@ -239,7 +244,7 @@ class TrainConfig:
         from .responses import check_responses
         from .train import build_loss, neuron_params, sim_params
         sim = sim_params(self)
-        issued = check_responses(neuron_params(self), sim)
+        issued = check_responses(neuron_params(self), sim, self.response_tolerance, self.response_tolerance)
         loss = build_loss(self)
         loss.check_simulation(sim, "t_sample")
         if self.test_t_sample is not None:

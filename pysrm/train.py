@@ -133,7 +133,8 @@ def test_sim_params(cfg: TrainConfig) -> SimParams:
 def build_network(cfg: TrainConfig, sim: SimParams | None = None) -> Network:
     return Network.from_string(cfg.net, neuron_params(cfg), sim or sim_params(cfg), delays=cfg.delays,
                                dropout=cfg.dropout, seed=cfg.seed, dense_weight_scale=cfg.dense_weight_scale,
-                               conv_weight_scale=cfg.conv_weight_scale, memory_budget=int(cfg.memory_gb * 2 ** 30))
+                               conv_weight_scale=cfg.conv_weight_scale, memory_budget=int(cfg.memory_gb * 2 ** 30),
+                               srm_tolerance=cfg.response_tolerance, ref_tolerance=cfg.response_tolerance)
 
 
 def build_loss(cfg: TrainConfig):

@@ -559,3 +559,38 @@ def test_independent_simulator_with_whole_bin_delays():
     mine = out[:, :, 0, 0, :] * sim.ts > 0.5
     assert mine.sum() > 20, int(mine.sum())
     assert int((mine != (sim_out > 0.5)).sum()) == 0
+
+
+def test_response_tolerance_from_the_command_line_reaches_the_network_and_the_export(tmp_path):
+    """``pysrm train --response-tolerance 1e-12`` trains a network whose responses are not cut (the
+    network a NIR backend integrating the ODEs reproduces: see the independent-simulator tests, which
+    use the same ``srm_tolerance``/``ref_tolerance`` of Network.from_string); it is saved in the run's
+    config, rebuilt from it, and exported with those responses."""
+    from click.testing import CliRunner
+
+    from pysrm.config import TrainConfig
+    from pysrm.responses import refractory_kernel, srm_kernel
+    from pysrm.train import build_network, neuron_params, sim_params
+    from pysrm_cli.main import main
+    run = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--n-train", "32", "--n-test", "16", "--epochs", "1", "--batch-size", "16",
+                                  "--t-sample", "30", "--net", "16x16x2-8-10", "--response-tolerance", "1e-12",
+                                  "--out", str(run)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    cfg = TrainConfig.from_toml(run / "config.toml")
+    assert cfg.response_tolerance == 1e-12
+    neuron, sim = neuron_params(cfg), sim_params(cfg)
+    long_eps, long_nu = srm_kernel(neuron, sim, 1e-12), refractory_kernel(neuron, sim, 1e-12)
+    assert len(long_eps) > len(srm_kernel(neuron, sim)) and len(long_nu) > len(refractory_kernel(neuron, sim))
+    srm_layers = [layer for layer in build_network(cfg).layers if hasattr(layer, "srm")]
+    assert srm_layers and all(np.array_equal(layer.srm, long_eps) and np.array_equal(layer.ref, long_nu)
+                              for layer in srm_layers)
+    out = tmp_path / "net.nir"
+    r = CliRunner().invoke(main, ["export", str(run), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    imported = [layer for layer in pnir.from_nir(str(out)).layers if hasattr(layer, "srm")]
+    assert all(np.array_equal(layer.srm, long_eps) and np.array_equal(layer.ref, long_nu) for layer in imported)
+    for bad in ("0", "1", "-0.5"):
+        r = CliRunner().invoke(main, ["train", "--response-tolerance", bad, "--out", str(tmp_path / f"bad{bad}")])
+        assert r.exit_code != 0 and "response_tolerance" in r.output and "(0, 1)" in r.output, r.output
+        assert not (tmp_path / f"bad{bad}").exists()
