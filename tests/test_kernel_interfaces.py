@@ -3,7 +3,7 @@
 * No Numba-compiled function takes more than :data:`MAX_PARAMETERS` parameters: a kernel takes named
   records (:mod:`pysrm.ops._records`, the records of :mod:`pysrm.ops.convblock` and
   :mod:`pysrm.ops.srm`, the optimisers' ``AdamStep``) instead of long positional lists.  The functions
-  listed in :data:`NOT_YET` still take more (the CUDA kernels and the event binning): the rest of
+  listed in :data:`NOT_YET` still take more (the CUDA kernels): the rest of
   issue 24.  The list only shrinks: a listed function that now takes few parameters fails the test
   until it is taken off the list.
 * A CPU network's forward, backward and optimiser step import no pysrm CUDA module (checked in a fresh
@@ -27,7 +27,6 @@ NOT_YET = {
     ("ops/srm_cuda.py", "_fwd_body"), ("ops/srm_cuda.py", "_srm_fwd_f64"), ("ops/srm_cuda.py", "_srm_fwd_f32"),
     ("ops/srm_cuda.py", "_g_val"), ("ops/srm_cuda.py", "_src_val"),
     ("ops/delay_cuda.py", "_delay_grad_body"), ("ops/delay_cuda.py", "_delay_grad_kernel"),
-    ("data/binning.py", "_bin_kernel"), ("data/binning.py", "_shift_binned"),
     ("ops/_gemm_cuda.py", "_gemm_body"), ("ops/_gemm_cuda.py", "_tile_step"),
     ("ops/_cublas_cuda.py", "_col2im_kernel"), ("ops/_cublas_cuda.py", "_im2col_kernel"),
     ("ops/conv_cuda.py", "_conv_events_wgrad_kernel"),

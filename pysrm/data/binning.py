@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections import namedtuple
 
 import numpy as np
 from numba import njit
@@ -185,10 +186,27 @@ def _sort_unique(nid, tb, cnt, n_neurons):
     return out_n[:u], out_t[:u], out_c[:u]
 
 
+#: what the binning kernels need of the sensor and of the binned layout: the sensor (c, h, w), the shift
+#: (dx, dy) in pixels, the downsampling factor k, the binned (oh, ow) and number of neurons, and whether the
+#: layout is "address" (one axis of channels) rather than "polarity" (p, y, x)
+BinLayout = namedtuple("BinLayout", "c h w dx dy k oh ow n_neurons address")
+
+
+def _bin_layout(layout, sensor_shape, shift, downsample) -> BinLayout:
+    c, h, w = _check_layout(layout, sensor_shape)
+    oc, oh, ow = binned_shape((c, h, w), downsample, layout)
+    dx, dy = (int(s) for s in shift)
+    if layout == "address" and dy:
+        raise ValueError(f"layout 'address' has no y axis to shift; got shift {shift!r}")
+    return BinLayout(c, h, w, dx, dy, int(downsample), oh, ow, oc * oh * ow, layout == "address")
+
+
 @njit(cache=True, nogil=True)
-def _bin_kernel(x, y, p, t, t_start, ts, n_bins, c, h, w, dx, dy, k, oh, ow, n_neurons, address):
+def _bin_kernel(x, y, p, t, t_start, ts, n_bins, geo):
     """Bins of one sample's events (already inside the sensor): (neuron, time, count, cropped, shifted_out);
-    ``count`` is the number of events merged into each spike."""
+    ``count`` is the number of events merged into each spike.  ``geo``: :data:`BinLayout`."""
+    c, h, w, dx, dy, k, oh, ow = geo.c, geo.h, geo.w, geo.dx, geo.dy, geo.k, geo.oh, geo.ow
+    n_neurons, address = geo.n_neurons, geo.address
     n = x.shape[0]
     nid = np.empty(n, dtype=np.int64)
     tb = np.empty(n, dtype=np.int64)
@@ -222,12 +240,14 @@ def _bin_kernel(x, y, p, t, t_start, ts, n_bins, c, h, w, dx, dy, k, oh, ow, n_n
 
 
 @njit(cache=True, nogil=True)
-def _shift_binned(neuron, time, count, xs, ys, c, h, w, dx, dy, k, oh, ow, n_neurons, address):
+def _shift_binned(neuron, time, count, xs, ys, geo):
     """Shift (``dx, dy``) and downsample (``k``) spikes binned at the sensor's resolution (sorted, unique,
     ``count`` events each; ``xs``/``ys`` the x and y of every neuron of the sensor): (neuron, time, events
     shifted off the sensor).  Equal to binning the events
     with that shift and downsampling: a shift moves every event of a pixel alike, and OR-binning commutes
-    with the downsampling's OR-merge."""
+    with the downsampling's OR-merge.  ``geo``: :data:`BinLayout`."""
+    c, h, w, dx, dy, k, oh, ow = geo.c, geo.h, geo.w, geo.dx, geo.dy, geo.k, geo.oh, geo.ow
+    n_neurons, address = geo.n_neurons, geo.address
     m = neuron.shape[0]
     out_n = np.empty(m, dtype=np.int32)
     out_t = np.empty(m, dtype=np.int32)
@@ -287,11 +307,7 @@ def bin_kernel(events, sensor_shape, ts: float, n_bins: int, *, t_start: int = 0
     shifted_out)`` with ``neuron``/``time`` int32 sorted by (neuron, time), one entry per bin, and
     ``count`` (int32) the number of events merged into each entry.  ``t`` must be an integer field
     (microseconds); ``neuron`` indexes the downsampled ``(C, H, W)`` of :func:`binned_shape`."""
-    c, h, w = _check_layout(layout, sensor_shape)
-    oc, oh, ow = binned_shape((c, h, w), downsample, layout)
-    dx, dy = (int(s) for s in shift)
-    if layout == "address" and dy:
-        raise ValueError(f"layout 'address' has no y axis to shift; got shift {shift!r}")
+    geo = _bin_layout(layout, sensor_shape, shift, downsample)
     t = events["t"]
     if t.dtype.kind not in "iu":
         raise TypeError(f"bin_kernel needs integer event times (us), got {t.dtype}")
@@ -301,22 +317,16 @@ def bin_kernel(events, sensor_shape, ts: float, n_bins: int, *, t_start: int = 0
     address = layout == "address"
     y = x if address else _field(events, "y")
     p = x if address else _field(events, "p")
-    return _bin_kernel(x, y, p, t, int(t_start), float(ts), int(n_bins), c, h, w, dx, dy, int(downsample), oh, ow,
-                       oc * oh * ow, address)
+    return _bin_kernel(x, y, p, t, int(t_start), float(ts), int(n_bins), geo)
 
 
 def shift_binned(neuron, time, count, sensor_shape, *, shift=(0, 0), downsample: int = 1, layout: str = "polarity"):
     """Shift and downsample spikes binned at the sensor's resolution by :func:`bin_kernel` (no shift, no
     downsampling): ``(neuron, time, shifted_out)``, equal to binning the events with that shift and
     downsampling (see ``_shift_binned``)."""
-    c, h, w = _check_layout(layout, sensor_shape)
-    oc, oh, ow = binned_shape((c, h, w), downsample, layout)
-    dx, dy = (int(s) for s in shift)
-    if layout == "address" and dy:
-        raise ValueError(f"layout 'address' has no y axis to shift; got shift {shift!r}")
-    xs, ys = _pixel_tables(c, h, w)
-    return _shift_binned(neuron, time, count, xs, ys, c, h, w, dx, dy, int(downsample), oh, ow, oc * oh * ow,
-                         layout == "address")
+    geo = _bin_layout(layout, sensor_shape, shift, downsample)
+    xs, ys = _pixel_tables(geo.c, geo.h, geo.w)
+    return _shift_binned(neuron, time, count, xs, ys, geo)
 
 
 @functools.lru_cache(maxsize=16)
