@@ -140,7 +140,7 @@ def sweep(config_files, losses, trials, out_dir, scheduler, workers, threads_per
     if res.report is not None:
         click.echo("")
         click.echo(res.report["markdown"].rstrip())
-        figs = ", ".join(res.report["figures"]) or "skipped (pip install \"pysrm-snn[plot]\"; from a clone pip install \".[plot]\")"
+        figs = ", ".join(res.report["figures"]) or "skipped (pip install \".[plot]\" in a clone of pysrm, or pip install matplotlib)"
         click.echo(f"report: {res.out_dir / 'report'}/table.md, table.csv ({res.report['n_runs']} runs); "
                    f"figures: {figs}")
     elif res.report_error:

@@ -33,7 +33,7 @@ its error (``error.txt`` in its run directory) and the other runs go on.
 Running the same sweep again skips the runs that are complete (report.json and
 the same config) and resumes the interrupted ones.
 
-Dask is optional (``pip install "pysrm-snn[dist]"``, from a clone ``pip install ".[dist]"``); it is imported only here, inside the functions.
+Dask is optional (``pip install ".[dist]"`` in a clone of pysrm); it is imported only here, inside the functions.
 """
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ from pathlib import Path
 from .config import TrainConfig
 from .rundir import DirLock, ensure_not_in_use
 
-INSTALL_HINT = ("pysrm sweep needs Dask: pip install \"pysrm-snn[dist]\" (from a clone of the repository: "
-                "pip install \".[dist]\"; or just pip install \"dask[distributed]\")")
+INSTALL_HINT = ("pysrm sweep needs Dask: pip install \".[dist]\" in a clone of pysrm (or just pip install "
+                "\"dask[distributed]\")")
 ID_FILE = ".pysrm-sweep"
 RUNS = "runs"
 RUN_FILES = ("config.toml", "metrics.jsonl", "report.json", "checkpoints/last.npz", "checkpoints/best.npz")

@@ -154,4 +154,4 @@ def test_cuda_extra_installs_the_gpu_backend():
     cuda = [ln.strip() for ln in extras["cuda"].splitlines() if ln.strip()]
     assert cuda == ["numba-cuda[cu12]", "cupy-cuda12x"]
     assert [ln.strip() for ln in extras["cuda13"].splitlines() if ln.strip()] == ["numba-cuda[cu13]", "cupy-cuda13x"]
-    assert 'pip install "pysrm-snn[cuda]"' in README.read_text()
+    assert 'pip install ".[cuda]"' in README.read_text()

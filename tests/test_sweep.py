@@ -1,7 +1,7 @@
 """``pysrm sweep`` on a local Dask cluster: completes, equals serial runs, survives a killed worker.
 
 A tiny config on the embedded synthetic dataset; one 2-process LocalCluster shared by the module.
-The tests that need Dask are skipped without it (``pip install "pysrm-snn[dist]"``); the message a user
+The tests that need Dask are skipped without it (``pip install ".[dist]"``); the message a user
 gets without Dask is tested either way.
 """
 import importlib.util
@@ -21,7 +21,7 @@ from pysrm.sweep import local_cluster, local_sizing, plan_sweep, run_sweep, set_
 from pysrm.train import _Progress, train
 
 needs_dask = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
-                                reason='Dask is not installed (pip install "pysrm-snn[dist]")')
+                                reason='Dask is not installed (pip install ".[dist]")')
 
 TINY = dict(n_train=64, n_test=32, epochs=2, batch_size=16, t_sample=30, net="16x16x2-16-10", lr=0.05)
 TINY_FLAGS = ["--dashboard-address", "none", "--n-train", "64", "--n-test", "32", "--epochs", "2", "--batch-size",
@@ -267,7 +267,7 @@ def test_without_dask_says_how_to_install(monkeypatch):
     from pysrm_cli.sweep_cmd import sweep
     monkeypatch.setitem(sys.modules, "distributed", None)
     r = CliRunner().invoke(sweep, ["--out", "x"])
-    assert r.exit_code == 1 and 'pip install "pysrm-snn[dist]"' in r.output
+    assert r.exit_code == 1 and 'pip install ".[dist]" in a clone of pysrm' in r.output
     code = ("import sys; sys.modules['dask'] = sys.modules['distributed'] = None; "
             "import pysrm.sweep, pysrm_cli.sweep_cmd")
     subprocess.run([sys.executable, "-c", code], check=True)

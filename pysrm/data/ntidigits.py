@@ -15,7 +15,7 @@ and ``z`` = 10 as in tonic); the multi-digit ones are skipped and counted in
 channel axis, ``sensor_shape = (64, 1, 1)``, so a dense first layer sees 64
 inputs (layout ``'address'``; the ON/OFF polarity is not stored in the
 file).  Reading needs the optional dependency ``h5py``
-(``pip install "pysrm-snn[hdf5]"``, from a clone ``pip install ".[hdf5]"``).  ``data_dir`` is the folder holding
+(``pip install ".[hdf5]"`` in a clone of pysrm).  ``data_dir`` is the folder holding
 ``n-tidigits.hdf5`` or the file itself.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ def import_h5py():
         import h5py
     except ImportError as e:
         raise ImportError("reading N-TIDIGITS (n-tidigits.hdf5) needs the optional dependency h5py, which is "
-                          "not installed; install it with `pip install h5py` (or `pip install 'pysrm-snn[hdf5]'`; from a clone `pip install '.[hdf5]'`)") from e
+                          "not installed; install it with `pip install h5py` (or `pip install '.[hdf5]'` in a clone of pysrm)") from e
     return h5py
 
 

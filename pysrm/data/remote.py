@@ -78,7 +78,7 @@ RESOURCES = {
             "N-TIDIGITS18 (Anumula et al. 2018): "
             "https://docs.google.com/document/d/1Uxe7GsKKXcy6SlDUX4hoJVAC0-UkH-8kr5UXp0Ndi1M ; the single file "
             "n-tidigits.hdf5 (md5 360a2d11e5429555c9197381cf6b58e0) goes into DIR.  Reading it needs h5py "
-            "(pip install 'pysrm-snn[hdf5]'; from a clone pip install '.[hdf5]').")),
+            "(pip install h5py, or pip install '.[hdf5]' in a clone of pysrm).")),
 }
 
 

@@ -1,6 +1,6 @@
 """tonic datasets in pysrm: :func:`from_tonic` and ``pysrm train --dataset tonic:<ClassName>``.
 
-`tonic <https://tonic.readthedocs.io>`_ (``pip install "pysrm-snn[tonic]"``, from a clone ``pip install ".[tonic]"``) reads the usual event datasets
+`tonic <https://tonic.readthedocs.io>`_ (``pip install ".[tonic]"`` in a clone of pysrm) reads the usual event datasets
 (N-MNIST, DVS Gesture, SHD, POKER-DVS, N-Caltech101, ...): a dataset object whose item ``i`` is
 ``(events, target)``, ``events`` a structured array with fields ``x, y, t, p`` (2-D sensors) or
 ``x, t, p`` (1-D sensors such as SHD's 700 cochlea channels), and whose ``sensor_size`` is
@@ -64,7 +64,7 @@ def import_tonic():
         import tonic
     except ImportError as e:
         raise ImportError("tonic datasets need the optional dependency tonic, which is not installed; install it "
-                          "with `pip install tonic` (or `pip install 'pysrm-snn[tonic]'`; from a clone `pip install '.[tonic]'`)") from e
+                          "with `pip install tonic` (or `pip install '.[tonic]'` in a clone of pysrm)") from e
     return tonic
 
 
