@@ -17,6 +17,8 @@ from pathlib import Path
 
 import click
 
+from .paths import OutputPrefix
+
 
 def _nir_module():
     """:mod:`pysrm.nir` with ``nir`` importable, else a ClickException with the install hint."""
@@ -32,7 +34,8 @@ def _nir_module():
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["nir"]), default="nir", show_default=True,
               help="file format (NIR, the Neuromorphic Intermediate Representation)")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="the file to write (FILE.nir)")
+@click.option("--out", "out", required=True, type=OutputPrefix(suffixes=("",)),
+              help="the file to write (FILE.nir; its folder is made if missing)")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="last", show_default=True,
               help="as pysrm eval: 'last' is the final network, 'best' the one selected on the validation split "
                    "(or the test set when the run had none)")
@@ -49,7 +52,12 @@ def export(run_dir, fmt, out, checkpoint, neuron, overwrite):
             raise FileNotFoundError(f"{run_dir} is not a run directory (no config.toml)")
         ckpt = Path(run_dir) / "checkpoints" / f"{checkpoint}.npz"
         used = checkpoint if ckpt.exists() else "last"
+        if used != checkpoint:
+            click.echo(f"note: {run_dir} kept no best checkpoint (no test or validation evaluation selected one); "
+                       f"exporting the last", err=True)
         _, net = load_run(run_dir, checkpoint=checkpoint)
+        if Path(out).exists() and not overwrite:
+            raise FileExistsError(f"--out {out} exists and is kept; give --overwrite to replace it")
         path = pnir.write_nir(net, out, neuron=neuron, overwrite=overwrite)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, OSError) as e:
         raise click.ClickException(str(e))
@@ -121,8 +129,9 @@ def eval_nir(run_dir, data_dir, t_max, device, as_json, nir_file=None, dataset=N
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as e:
         raise click.ClickException(str(e))
     d = res.to_dict()
+    from .main import _print_curve, _print_summary, json_text
     if as_json:
-        click.echo(json.dumps(d))
+        click.echo(json_text(d))
         return
-    from .main import _print_summary
-    _print_summary({"run_dir": nir_file, "seed": "-", "test": d}, saved=False)
+    _print_summary({"run_dir": nir_file, "seed": None, "test": d}, saved=False, title=f"NIR graph {nir_file}")
+    _print_curve(res)

@@ -68,7 +68,7 @@ NON_NEGATIVE_INT = click.IntRange(min=0)
 TRAIN_OPTIONS = [
     ("--dataset", "dataset", DatasetChoice(DATASET_CHOICES, normalize_dataset),
      "dataset (default synthetic: embedded, no download); tonic:<ClassName> reads tonic.datasets.<ClassName> "
-     "from --data-dir (its save_to; never downloads; needs pip install \"pysrm-snn[tonic]\", from a clone pip install \".[tonic]\")"),
+     "from --data-dir (its save_to; never downloads; needs pip install \".[tonic]\" in a clone of pysrm)"),
     ("--data-dir", "data_dir", str, "folder of the dataset files (for tonic:<ClassName>: tonic's save_to)"),
     ("--train-list", "train_list", str, "N-MNIST list layout: training list file (e.g. train1K.txt)"),
     ("--test-list", "test_list", str, "N-MNIST list layout: test list file (e.g. test100.txt)"),
@@ -197,8 +197,8 @@ class ProgressBar:
         self.epoch, self.epochs, self.t0 = epoch, epochs, time.perf_counter()
         self.last = self.t0
         if not self.compiled:
-            note = (f"{self.prefix}epoch {epoch + 1}/{epochs}: first batch; compiling kernels (first run only, "
-                    f"they are cached on disk for later runs) ...")
+            note = (f"{self.prefix}epoch {epoch + 1}/{epochs}: first batch; compiling the kernels not cached yet "
+                    f"(about a minute on a first run; later runs load them from disk) ...")
             self._write("\r" + note if self.tty else note + "\n")
 
     def batch(self, done, n, loss, acc, sps):
@@ -206,6 +206,8 @@ class ProgressBar:
         first = not self.compiled
         self.compiled = True
         eta = (now - self.t0) / done * (n - done)
+        # the first batch of a run includes compiling: no rate or ETA from it
+        speed = "compiled" if first else f"{rate(sps)} samples/s, ETA {eta:.0f} s"
         if self.tty:
             if now - self.last < 0.1 and done < n and not first:
                 return
@@ -213,12 +215,12 @@ class ProgressBar:
             width = 24
             fill = int(width * done / n)
             self._write(f"\r{self.prefix}epoch {self.epoch + 1}/{self.epochs} [{'#' * fill}{'.' * (width - fill)}] "
-                        f"{done}/{n} loss {loss:.4f} acc {100 * acc:5.1f}% {sps:6.0f} samples/s ETA {eta:4.0f}s ")
+                        f"{done}/{n} loss {loss:.4f} acc {100 * acc:5.1f}% {speed} ")
             return
         if done < n and (first or now - self.last >= self.interval):
             self.last = now
             self._write(f"{self.prefix}epoch {self.epoch + 1}/{self.epochs}: batch {done}/{n}, loss {loss:.4f}, acc "
-                        f"{100 * acc:.1f}%, {sps:.0f} samples/s, ETA {eta:.0f} s\n")
+                        f"{100 * acc:.1f}%, {speed}\n")
 
     def end_epoch(self, row):
         extra = f" val acc {100 * row['val_acc']:.1f}%" if "val_acc" in row else ""
@@ -226,7 +228,7 @@ class ProgressBar:
                 else "")
         line = (f"{self.prefix}epoch {row['epoch']}/{self.epochs}: train loss {row['train_loss']:.4f} acc "
                 f"{100 * row['train_acc']:.1f}%{test}"
-                f"{extra} | {row['seconds']:.1f} s, {row['samples_per_s']:.0f} samples/s")
+                f"{extra} | {row['seconds']:.1f} s, {rate(row['samples_per_s'])} samples/s")
         self._write(("\r" + " " * 120 + "\r" if self.tty else "") + line + "\n")
 
     def message(self, text):
@@ -361,8 +363,8 @@ def train(config_file, resume_dir, overwrite, **flags):
         sys.exit(130)
     except ValueError as e:
         _fail(ValueError(option_error(e, flags)))
-    except (TypeError, FileNotFoundError, FileExistsError, FloatingPointError, RuntimeError) as e:
-        _fail(e)
+    except (TypeError, FileNotFoundError, FileExistsError, FloatingPointError, RuntimeError, ImportError) as e:
+        _fail(e)  # ImportError: an optional dependency (tonic, h5py, ...) missing; the message says what to install
     for rep in reports:
         _print_summary(rep, note="already finished" if rep.get("run_dir") in finished else None)
     if len(reports) > 1:
@@ -371,11 +373,38 @@ def train(config_file, resume_dir, overwrite, **flags):
         click.echo(f"\n{len(reports)} trials: test accuracy {accs.mean():.2f} ± {accs.std(ddof=1):.2f} %")
 
 
-def _print_summary(rep: dict, saved: bool = True, note: str | None = None):
+def rate(sps: float) -> str:
+    """A samples/s figure as printed: one decimal below 10 (a CNN epoch of 8 samples at 0.2/s is not '0')."""
+    return f"{sps:.1f}" if sps < 10 else f"{sps:.0f}"
+
+
+def json_text(d) -> str:
+    """``d`` as strict JSON: NaN and infinities (e.g. a loss that is undefined for a --t-max) become null."""
+    import math
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+    return json.dumps(clean(d), allow_nan=False)
+
+
+def _print_curve(res):
+    """The accuracy-vs-inference-time line of ``pysrm eval``."""
+    step = max(1, len(res.times) // 10)
+    click.echo("  accuracy vs inference time: " + ", ".join(
+        f"{t:.0f} ms {100 * a:.0f}%" for t, a in zip(res.times[step - 1::step], res.accuracy_curve[step - 1::step])))
+
+
+def _print_summary(rep: dict, saved: bool = True, note: str | None = None, title: str | None = None):
     t = rep["test"]
     lat = t["latency_ms"]
     lat_s = ", ".join(f"{int(float(k) * 100)}%: {'-' if v is None else f'{v:.0f} ms'}" for k, v in lat.items())
-    click.echo(f"\nRun {rep['run_dir']} (seed {rep['seed']})" + (f" -- {note}" if note else ""))
+    click.echo("\n" + (title or f"Run {rep['run_dir']} (seed {rep['seed']})") + (f" -- {note}" if note else ""))
     click.echo(f"  test accuracy      {100 * t['accuracy']:.2f} % ({t['n_samples']} samples)")
     click.echo(f"  latency            {lat_s} (time to reach that fraction of the final accuracy)")
     click.echo("  spikes per sample  " + ", ".join(f"{k} {v:.1f}" for k, v in t["spike_counts_per_layer"].items()))
@@ -420,6 +449,9 @@ def eval_cmd(run_dir, data_dir, t_max, checkpoint, device, as_json, **nir_opts):
         dev = resolve_device(device)
         if device == "auto" or dev == "cuda":
             click.echo(_device_message(device, dev), err=True)
+        if checkpoint == "best" and not (Path(run_dir) / "checkpoints" / "best.npz").exists():
+            click.echo(f"note: {run_dir} kept no best checkpoint (no test or validation evaluation selected one); "
+                       f"evaluating the last", err=True)
         _, net = load_run(run_dir, sim=sim, checkpoint=checkpoint, device=dev)
         _, _, test = load_data(cfg, test_sim=sim)
         test = check_empty_samples(test, "test", cfg.empty_samples, lambda m: click.echo(m, err=True))
@@ -431,16 +463,14 @@ def eval_cmd(run_dir, data_dir, t_max, checkpoint, device, as_json, **nir_opts):
         except ValueError:
             loss = None
         res = evaluate(net, test, cfg, loss)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError) as e:
         _fail(e)
     d = res.to_dict()
     if as_json:
-        click.echo(json.dumps(d))
+        click.echo(json_text(d))
         return
     _print_summary({"run_dir": run_dir, "seed": cfg.seed, "test": d}, saved=False)  # eval writes nothing
-    step = max(1, len(res.times) // 10)
-    click.echo("  accuracy vs inference time: " + ", ".join(
-        f"{t:.0f} ms {100 * a:.0f}%" for t, a in zip(res.times[step - 1::step], res.accuracy_curve[step - 1::step])))
+    _print_curve(res)
 
 
 @main.command()
@@ -465,7 +495,7 @@ def report(run_dirs, out_dir):
     if res["figures"]:
         click.echo("figures: " + ", ".join(res["figures"]))
     else:
-        click.echo("figures skipped: matplotlib is not installed (pip install \"pysrm-snn[plot]\"; from a clone pip install \".[plot]\")")
+        click.echo("figures skipped: matplotlib is not installed (pip install \".[plot]\" in a clone of pysrm, or pip install matplotlib)")
 
 
 @main.command()

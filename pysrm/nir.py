@@ -3,8 +3,7 @@ r"""NIR export and import: pysrm networks in and out of the Neuromorphic Interme
 `NIR <https://neuroir.org>`_ (package ``nir``; numpy + h5py) describes a spiking network as a graph of
 continuous-time nodes (times in **seconds**) joined by identity edges; a node sums its incoming edges,
 and cycles are allowed.  pysrm's times are in **milliseconds** and its simulation runs on bins of
-``Ts`` ms; this module converts.  ``pip install ".[nir]"`` from a clone (by name: ``pip install
-"pysrm-snn[nir]"``) installs ``nir`` and ``h5py``; ``import pysrm`` never needs them.
+``Ts`` ms; this module converts.  ``pip install ".[nir]"`` in a clone of pysrm installs ``nir`` and ``h5py``; ``import pysrm`` never needs them.
 
 Functions: :func:`to_nir` (network -> ``nir.NIRGraph``), :func:`write_nir` (to a ``.nir`` file,
 atomically, never over an existing file unless asked), :func:`read_nir` (a file -> graph, errors naming
@@ -83,8 +82,8 @@ from pathlib import Path
 import numpy as np
 
 #: what to install for this module (from a clone / by the distribution's name)
-INSTALL_HINT = ('NIR support needs the packages nir and h5py: pip install ".[nir]" from a pysrm clone, or '
-                'pip install "pysrm-snn[nir]" (not "pysrm[nir]": the PyPI name pysrm is another project)')
+INSTALL_HINT = ('NIR support needs the packages nir and h5py: pip install ".[nir]" in a clone of pysrm (or just '
+                'pip install nir h5py)')
 
 #: graph metadata key of pysrm's own record (a JSON string)
 META_KEY = "pysrm"
@@ -292,23 +291,29 @@ def write_nir(network, path, neuron: str = "srm", overwrite: bool = False) -> Pa
     ------
     FileExistsError
         ``path`` exists and ``overwrite`` is False (nothing is written)
-    FileNotFoundError
-        the folder of ``path`` does not exist
     OSError
-        writing failed (the temporary file is removed; ``path`` is untouched)
+        writing failed, or the folder of ``path`` cannot be made (the temporary file is removed; ``path`` is
+        untouched)
     ImportError, NIRError, ValueError
         as :func:`to_nir`
     """
     nir = _nir()
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (pysrm export --overwrite) to replace it")
+        raise FileExistsError(f"{path} exists and is kept (to replace it: overwrite=True; pysrm export "
+                              f"--overwrite)")
     graph = to_nir(network, neuron=neuron)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: folder {parent} does not exist")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(f"cannot write {path}: its folder {parent} cannot be made ({e.strerror or e})") from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as open() would make it (mkstemp makes it private: 0600)
     try:
         nir.write(tmp, graph)
         nir.read(tmp)  # what every NIR reader does first (type check included)

@@ -483,7 +483,7 @@ def test_bias_dtype_and_varying_parameters_refused():
 
 def test_without_nir_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "nir", None)
-    with pytest.raises(ImportError, match=r'pip install "\.\[nir\]".*pip install "pysrm-snn\[nir\]"'):
+    with pytest.raises(ImportError, match=r'pip install "\.\[nir\]" in a clone of pysrm'):
         pnir.to_nir(small_net())
 
 

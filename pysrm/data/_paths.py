@@ -28,10 +28,17 @@ def not_found(name: str, path, problem: str, cls=FileNotFoundError) -> FileNotFo
     from .remote import RESOURCES  # local import: fetch is optional machinery
 
     res = RESOURCES.get(name)
-    how = f"Get it with `pysrm data fetch {name} --to {path}`"
-    if res is not None and res.manual:
-        how += " (which explains the manual download)"
-    how += f", or pass data_dir=... (default root ${DATA_DIR_ENV} or ~/.pysrm/data)."
+    if name == "nmnist" and "small" in os.path.basename(os.path.normpath(str(path))).lower():
+        # a folder meant for SLAYER's 1,000/100-sample subset: fetching the full N-MNIST there would mislead
+        how = ("NMNISTsmall is the folder example/NMNISTsmall of SLAYER-PyTorch (<id>.bs2 files with "
+               "train1K.txt and test100.txt); put it there, or get the full N-MNIST with `pysrm data fetch "
+               "nmnist --to DIR` and use that DIR")
+    else:
+        how = f"Get it with `pysrm data fetch {name} --to {path}`"
+        if res is not None and res.manual:
+            how += " (which explains the manual download)"
+    how += (f"; give the folder with --data-dir (in Python: data_dir=...; default root ${DATA_DIR_ENV} or "
+            f"~/.pysrm/data).")
     return cls(f"{name} data not found at {path}: {problem}. {how}")
 
 

@@ -697,5 +697,28 @@ class EventArrayDataset(EventDataset):
 
 
 def from_arrays(events, labels, **options) -> EventArrayDataset:
-    """Dataset from in-memory structured event arrays (see :class:`EventArrayDataset`)."""
+    """Dataset from in-memory structured event arrays (see :class:`EventArrayDataset`).
+
+    Parameters
+    ----------
+    events : sequence of structured arrays, one per sample, with integer fields ``x, y, t, p``
+        ``t`` in **microseconds from the start of the sample**: each sample is binned from ``t = 0`` to
+        ``t_sample`` ms (``sim``) in bins of ``Ts`` ms, so a recording's absolute timestamps must be made
+        relative first (``t - t.min()``).
+    labels : sequence of int
+        The class of each sample.
+    **options
+        ``sensor_shape``, ``sim``, ``class_names``, ``layout``, ``downsample``, ``jitter``,
+        ``out_of_range``, ``dtype``: as :class:`EventArrayDataset`.
+
+    Returns
+    -------
+    EventArrayDataset
+
+    Raises
+    ------
+    TypeError, ValueError
+        Malformed events or labels, or samples whose events all fall outside the simulated window (for
+        example absolute timestamps: the message names them and the fix).
+    """
     return EventArrayDataset(events, labels, **options)
