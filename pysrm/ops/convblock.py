@@ -48,12 +48,12 @@ from collections import namedtuple
 
 import numpy as np
 from numba import njit, prange
-from numba.cpython.unsafe.numbers import trailing_zeros
 
 from ._fastexp import rho_row
 from ._blas_call import NO_TRANS, TRANS, gemm
 from .conv import GEMM_ROWS, WGRAD_PARTS, _decode, _output_index
 from ._records import NeuronBackward, NeuronForward, events_of
+from .spike import flag_words, scan_bin_time_major
 from .srm import correlation_time_major, psp_time_major
 
 
@@ -206,34 +206,21 @@ def _conv_gemm_row(xp, wk, gs, oy, wide, tile, c0, dst, to_tile):
 
 @njit(cache=True)
 def _spike_scan_tm(buf, nu, theta, flag, col_times, col_count):
-    # the spike scan of pysrm.ops.spike over buf (T, M) in place: a bin spikes where u >= theta (the firing
-    # threshold), and nu is added to the following bins of that neuron (per neuron the operations of the
-    # row-by-row scan: bitwise its result); the spike times of column j are listed in
-    # col_times[j, :col_count[j]] (ascending).  The threshold test of a bin is vectorised into flag bytes,
-    # then only the spiking neurons are visited (eight flags per 64-bit word).  Returns the number of spikes.
+    # the spike scan of pysrm.ops.spike over buf (T, M) in place, bin by bin (pysrm.ops.spike.
+    # scan_bin_time_major: bitwise the op's result); the spike times of column j are listed in
+    # col_times[j, :col_count[j]] (ascending).  Returns the number of spikes.
     T, M = buf.shape
-    Lr = nu.shape[0]
-    nw = (M + 7) // 8
-    for j in range(M, 8 * nw):  # the bytes after the last neuron of the last word stay 0
-        flag[j] = 0
-    words = flag[:8 * nw].view(np.uint64)
+    words = flag_words(flag, M)
+    found = np.empty(M, dtype=np.int64)
     col_count[:M] = 0
     count = 0
     for t in range(T):
-        row = buf[t]
-        m = min(Lr, T - t)
-        for j in range(M):
-            flag[j] = row[j] >= theta
-        for w in range(nw):
-            bits = words[w]
-            while bits != 0:
-                j = 8 * w + (trailing_zeros(bits) >> 3)
-                bits &= bits - np.uint64(1)
-                col_times[j, col_count[j]] = t
-                col_count[j] += 1
-                count += 1
-                for q in range(m):
-                    buf[t + q, j] += nu[q]
+        k = scan_bin_time_major(buf, t, nu, theta, flag, words, found)
+        for i in range(k):
+            j = found[i]
+            col_times[j, col_count[j]] = t
+            col_count[j] += 1
+        count += k
     return count
 
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from .._checks import positive
 from ..backend import is_device_array
@@ -82,6 +83,50 @@ def _spike_cpu(u_in, nu, theta, amp, u, s):
                 n = min(L, T - t)
                 for j in range(n):
                     ur[t + j] += nu[j]
+
+
+# --------------------------------------------------------------------------- time-major scan (fused blocks)
+# The fused CPU blocks (pysrm.ops.srm's first layer, pysrm.ops.convblock) keep a sample time-major, a row per
+# time bin of M neurons; their spike scan runs bin by bin with these two primitives.  Per neuron the
+# operations and their order are _spike_cpu's (the threshold test of a bin, then nu added to its following
+# bins), so the spikes and potentials are bitwise the op's (tested through the blocks).
+
+@njit(cache=True)
+def flag_words(flag, M):
+    """The ``uint64`` words of the flag bytes ``flag[:8 ceil(M/8)]`` (eight neurons' flags per word), with
+    the bytes after neuron ``M - 1`` zeroed (they stay 0: only the first ``M`` are ever set)."""
+    nw = (M + 7) // 8
+    for j in range(M, 8 * nw):
+        flag[j] = 0
+    return flag[:8 * nw].view(np.uint64)
+
+
+@njit(cache=True)
+def scan_bin_time_major(buf, t, nu, theta, flag, words, found):
+    """The spike scan of bin ``t`` of a time-major potential ``buf`` ``(T, M)``, in place.
+
+    Neuron ``j`` spikes where ``buf[t, j] >= theta`` (the firing threshold, :func:`firing_threshold`); the
+    refractory response ``nu`` is then added to its bins ``t .. t + len(nu) - 1`` (within ``T``).  The test
+    of the whole bin is vectorised into the flag bytes ``flag`` (``words``: :func:`flag_words`), then only
+    the spiking neurons are visited, ascending.  Their indices go to ``found[:k]``; returns ``k``.
+    """
+    T = buf.shape[0]
+    row = buf[t]
+    M = row.shape[0]
+    m = min(nu.shape[0], T - t)
+    for j in range(M):
+        flag[j] = row[j] >= theta
+    k = 0
+    for w in range(words.shape[0]):
+        bits = words[w]
+        while bits != 0:
+            j = 8 * w + (trailing_zeros(bits) >> 3)
+            bits &= bits - np.uint64(1)
+            found[k] = j
+            k += 1
+            for q in range(m):
+                buf[t + q, j] += nu[q]
+    return k
 
 
 @njit(parallel=True, cache=True)

@@ -44,7 +44,6 @@ from collections import namedtuple
 
 import numpy as np
 from numba import njit, prange
-from numba.cpython.unsafe.numbers import trailing_zeros
 
 from .._checks import positive
 from ..backend import is_device_array
@@ -54,7 +53,7 @@ from ._records import NeuronBackward, NeuronForward, events_of
 from .delay import _delay_back_time_major
 from .dense import add_event_rows_by_neuron, add_weighted_rows
 from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_filter_rows, alpha_parameters, psp, psp_backward
-from .spike import firing_threshold, spike, spike_backward
+from .spike import firing_threshold, flag_words, scan_bin_time_major, spike, spike_backward
 
 #: at most this many tasks for the per-sample fused kernels (sample_chunks)
 SAMPLE_CHUNKS = 16
@@ -232,15 +231,14 @@ def _dense_srm_events_cpu(ev, wT, stage, amp, T, n_chunks, out):
     spike_neuron, spike_time, spike_count, write_idx = out.spike_neuron, out.spike_time, out.spike_count, out.write_idx
     N = offsets.shape[0] - 1
     O = wT.shape[1]
-    Lr = nu.shape[0]
     per = (N + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):  # work buffers allocated once per chunk of samples
         acc = np.empty((T, O), dtype=u_out.dtype)
         hist = np.empty((2, L, O))
         first = np.empty(T + 1, dtype=np.int64)
-        nw = (O + 7) // 8
-        flag = np.zeros(8 * nw, dtype=np.uint8)  # one byte per neuron: u >= theta in this bin
-        words = flag.view(np.uint64)  # eight neurons' flags per word (the tail bytes stay 0)
+        flag = np.zeros(8 * ((O + 7) // 8), dtype=np.uint8)  # one byte per neuron: u >= theta in this bin
+        words = flag_words(flag, O)  # eight neurons' flags per word (the tail bytes stay 0)
+        found = np.empty(O, dtype=np.int64)
         for n in range(c * per, min(N, (c + 1) * per)):
             acc[:, :] = 0.0
             # the sample's events grouped by time bin (stable counting sort: within a bin they keep
@@ -268,26 +266,16 @@ def _dense_srm_events_cpu(ev, wT, stage, amp, T, n_chunks, out):
                 sn[:, :] = 0.0
             ns = 0
             for t in range(T):
-                # the threshold test of a whole bin at once (vectorised; the refractory responses
-                # added below only change later bins), then a visit of its spiking neurons only, in
-                # ascending order: the lowest set flag byte of each word (trailing zeros / 8), cleared
-                row = acc[t]
-                m = min(Lr, T - t)
-                for o in range(O):
-                    flag[o] = row[o] >= theta
-                for w in range(nw):
-                    bits = words[w]
-                    while bits != 0:
-                        o = 8 * w + (trailing_zeros(bits) >> 3)
-                        bits &= bits - np.uint64(1)
-                        if write_s:
-                            sn[o, t] = amp
-                        if write_idx:
-                            spike_neuron[n, ns] = o
-                            spike_time[n, ns] = t
-                            ns += 1
-                        for q in range(m):
-                            acc[t + q, o] += nu[q]
+                # the spike scan of bin t (pysrm.ops.spike.scan_bin_time_major), then its spikes written
+                k = scan_bin_time_major(acc, t, nu, theta, flag, words, found)
+                for i in range(k):
+                    o = found[i]
+                    if write_s:
+                        sn[o, t] = amp
+                    if write_idx:
+                        spike_neuron[n, ns] = o
+                        spike_time[n, ns] = t
+                        ns += 1
             if write_idx:
                 spike_count[n] = ns
             if write_u == 1:
