@@ -64,9 +64,18 @@ def venv(tmp_path_factory):
     if r.returncode != 0:
         pytest.skip(f"cannot create a virtual environment here: {r.stderr.strip()[-300:]}")
     sp = _site_packages(env_dir)
-    # this environment's dependencies, after the new environment's own site-packages
-    deps = sysconfig.get_paths()["purelib"]
-    (sp / "zz_outer_deps.pth").write_text(deps + "\n")
+    # this environment's dependencies (numpy, numba, click, ...), after the new environment's own
+    # site-packages: a folder of links to everything in this environment's site-packages but pysrm itself
+    # (which may be installed here, normally or editable, and must not shadow what the sequence installs)
+    deps = root / "outer_deps"
+    deps.mkdir()
+    outer = Path(sysconfig.get_paths()["purelib"])
+    for entry in outer.iterdir():
+        name = entry.name.lower()
+        if name.startswith(("pysrm", "__editable__")) or name.endswith(".pth"):
+            continue
+        (deps / entry.name).symlink_to(entry)
+    (sp / "zz_outer_deps.pth").write_text(str(deps) + "\n")
     return root, env_dir, sp
 
 
