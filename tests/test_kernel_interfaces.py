@@ -2,10 +2,9 @@
 
 * No Numba-compiled function takes more than :data:`MAX_PARAMETERS` parameters: a kernel takes named
   records (:mod:`pysrm.ops._records`, the records of :mod:`pysrm.ops.convblock` and
-  :mod:`pysrm.ops.srm`, the optimisers' ``AdamStep``) instead of long positional lists.  The functions
-  listed in :data:`NOT_YET` still take more (the CUDA kernels): the rest of
-  issue 24.  The list only shrinks: a listed function that now takes few parameters fails the test
-  until it is taken off the list.
+  :mod:`pysrm.ops.srm`, the optimisers' ``AdamStep``, the CUDA kernels' records) instead of long
+  positional lists.  :data:`NOT_YET` lists exceptions (none now); it only shrinks: a listed function that
+  takes few parameters fails the test until it is taken off the list.
 * A CPU network's forward, backward and optimiser step import no pysrm CUDA module (checked in a fresh
   process, on a dense and a conv network).
 """
@@ -21,16 +20,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pysrm"
 #: the most parameters a compiled function may take
 MAX_PARAMETERS = 12
 
-#: compiled functions that still take more (file relative to pysrm/, function name): issue 24's rest
-NOT_YET = {
-    ("ops/srm_cuda.py", "_bwd_body"), ("ops/srm_cuda.py", "_srm_bwd_f64"), ("ops/srm_cuda.py", "_srm_bwd_f32"),
-    ("ops/srm_cuda.py", "_fwd_body"), ("ops/srm_cuda.py", "_srm_fwd_f64"), ("ops/srm_cuda.py", "_srm_fwd_f32"),
-    ("ops/srm_cuda.py", "_g_val"), ("ops/srm_cuda.py", "_src_val"),
-    ("ops/delay_cuda.py", "_delay_grad_body"), ("ops/delay_cuda.py", "_delay_grad_kernel"),
-    ("ops/_gemm_cuda.py", "_gemm_body"), ("ops/_gemm_cuda.py", "_tile_step"),
-    ("ops/_cublas_cuda.py", "_col2im_kernel"), ("ops/_cublas_cuda.py", "_im2col_kernel"),
-    ("ops/conv_cuda.py", "_conv_events_wgrad_kernel"),
-}
+#: compiled functions that may still take more (file relative to pysrm/, function name)
+NOT_YET: set = set()
 
 
 def _compiled_functions():

@@ -49,6 +49,7 @@ import numpy as np
 from numba import cuda
 
 from .. import cuda as dev
+from ._records import ProductGeometry
 
 #: above this many elements of the per-sample partial weight gradients (mode 2/5), one GEMM per
 #: sample accumulating instead (memory)
@@ -197,9 +198,10 @@ def transpose_into(X, Y, R: int, Cc: int, accumulate: bool = False) -> None:
 # --------------------------------------------------------------------------- im2col / col2im
 
 @cuda.jit(cache=True)
-def _im2col_kernel(x, col, Ci, H, W, KH, KW, sy, sx, py, px, Ho, Wo, T, zero):
+def _im2col_kernel(x, col, g, zero):
     # col[b, (ci, ky, kx), (oy, ox, t)] = x[b, ci, sy*oy + ky - py, sx*ox + kx - px, t] (0 outside)
-    # one thread per col element, t fastest (coalesced reads and writes)
+    # one thread per col element, t fastest (coalesced reads and writes); g: ProductGeometry
+    Ci, H, W, Co, Ho, Wo, KH, KW, sy, sx, py, px, T = g
     K = Ci * KH * KW
     P = Ho * Wo * T
     n = col.shape[0]
@@ -225,9 +227,11 @@ def _im2col_kernel(x, col, Ci, H, W, KH, KW, sy, sx, py, px, Ho, Wo, T, zero):
 
 
 @cuda.jit(cache=True)
-def _col2im_kernel(dcol, gx, Ci, H, W, KH, KW, sy, sx, py, px, Ho, Wo, T, zero):
+def _col2im_kernel(dcol, gx, g, zero):
     # gx[b, ci, iy, ix, t] = sum over (ky, kx) with iy = sy*oy + ky - py, ix = sx*ox + kx - px of
-    # dcol[b, (ci, ky, kx), (oy, ox, t)]; ky, kx ascending; one thread per gx element, t fastest
+    # dcol[b, (ci, ky, kx), (oy, ox, t)]; ky, kx ascending; one thread per gx element, t fastest;
+    # g: ProductGeometry
+    Ci, H, W, Co, Ho, Wo, KH, KW, sy, sx, py, px, T = g
     K = Ci * KH * KW
     P = Ho * Wo * T
     n = gx.shape[0]
@@ -259,6 +263,12 @@ def _col2im_kernel(dcol, gx, Ci, H, W, KH, KW, sy, sx, py, px, Ho, Wo, T, zero):
         gx[idx] = acc
 
 
+def _geometry(geom) -> ProductGeometry:
+    """``geom`` (a :func:`pysrm.ops._gemm_cuda.geometry` record, or a plain tuple of its 13 integers) as the
+    record the kernels take."""
+    return geom if isinstance(geom, ProductGeometry) else ProductGeometry(*(int(v) for v in geom))
+
+
 def im2col(x, geom, nbatch: int, dtype, out=None):
     """``(nbatch, Ci*KH*KW, Ho*Wo*T)`` im2col matrix of ``x`` (flat or ``(N, Ci, H, W, T)``); ``geom`` as
     :func:`pysrm.ops._gemm_cuda.geometry`."""
@@ -266,8 +276,8 @@ def im2col(x, geom, nbatch: int, dtype, out=None):
     dtype = np.dtype(dtype)
     K, P = Ci * KH * KW, Ho * Wo * T
     col = out if out is not None else dev.empty((nbatch, K, P), dtype)
-    dev.launch(_im2col_kernel, nbatch * K * P, x.reshape(x.size), col.reshape(col.size), Ci, H, W, KH, KW, sy, sx,
-               py, px, Ho, Wo, T, dtype.type(0))
+    dev.launch(_im2col_kernel, nbatch * K * P, x.reshape(x.size), col.reshape(col.size), _geometry(geom),
+               dtype.type(0))
     return col
 
 
@@ -276,8 +286,8 @@ def col2im(dcol, geom, nbatch: int, dtype):
     Ci, H, W, Co, Ho, Wo, KH, KW, sy, sx, py, px, T = geom
     dtype = np.dtype(dtype)
     gx = dev.empty((nbatch, Ci, H * W * T), dtype)
-    dev.launch(_col2im_kernel, gx.size, dcol.reshape(dcol.size), gx.reshape(gx.size), Ci, H, W, KH, KW, sy, sx, py,
-               px, Ho, Wo, T, dtype.type(0))
+    dev.launch(_col2im_kernel, gx.size, dcol.reshape(dcol.size), gx.reshape(gx.size), _geometry(geom),
+               dtype.type(0))
     return gx
 
 

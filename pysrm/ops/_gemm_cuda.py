@@ -50,6 +50,7 @@ from numba import cuda
 
 from .. import cuda as dev
 from ..cuda import GEMM_BLOCK, GEMM_MICRO, GEMM_THREADS, GRID_Z_MAX
+from ._records import ProductGeometry
 
 DENSE_FWD, DENSE_GX, DENSE_GW, CONV_FWD, CONV_GX, CONV_GW = range(6)
 _REDUCED = (DENSE_GW, CONV_GW)
@@ -65,15 +66,15 @@ SPLIT_TARGET_BLOCKS = int(os.environ.get("PYSRM_CUDA_SPLIT_BLOCKS", "3" if dev.S
 @cuda.jit(device=True, cache=True)
 def _a_index(mode, b, r, k, g):
     Ci, H, W, Co, Ho, Wo, KH, KW, sy, sx, py, px, T = g
-    if mode == 0:
+    if mode == DENSE_FWD:
         return r * Ci + k
-    if mode == 1:
+    if mode == DENSE_GX:
         return k * Ci + r
-    if mode == 2:
+    if mode == DENSE_GW:
         return (b * Co + r) * T + k
-    if mode == 3:
+    if mode == CONV_FWD:
         return r * (Ci * KH * KW) + k
-    if mode == 4:
+    if mode == CONV_GX:
         co = k // (KH * KW)
         rem = k - co * (KH * KW)
         return (co * Ci + r) * (KH * KW) + rem
@@ -84,14 +85,14 @@ def _a_index(mode, b, r, k, g):
 def _b_index(mode, b, k, c, g):
     # flat index into B, or -1 for a zero (padding) entry
     Ci, H, W, Co, Ho, Wo, KH, KW, sy, sx, py, px, T = g
-    if mode == 0:
+    if mode == DENSE_FWD:
         return (b * Ci + k) * T + c
-    if mode == 1:
+    if mode == DENSE_GX:
         return (b * Co + k) * T + c
-    if mode == 2:
+    if mode == DENSE_GW:
         return (b * Ci + c) * T + k
-    if mode == 3 or mode == 5:
-        if mode == 3:
+    if mode == CONV_FWD or mode == CONV_GW:
+        if mode == CONV_FWD:
             q = k
             p = c
         else:
@@ -110,7 +111,7 @@ def _b_index(mode, b, k, c, g):
         if iy < 0 or iy >= H or ix < 0 or ix >= W:
             return -1
         return (((b * Ci + ci) * H + iy) * W + ix) * T + t
-    # mode 4: k = (co, ky, kx), c = (iy, ix, t)
+    # CONV_GX: k = (co, ky, kx), c = (iy, ix, t)
     co = k // (KH * KW)
     rem = k - co * (KH * KW)
     ky = rem // KW
@@ -131,15 +132,19 @@ def _b_index(mode, b, k, c, g):
 
 
 @cuda.jit(device=True, cache=True)
-def _tile_step(mode, A, B, M, Ncol, K, b, k0, g, zero, sA, sB, acc, areg, breg):
+def _tile_step(mode, ops, dims, b, k0, g, zero, sA, sB, acc, areg, breg):
+    # one K tile of the block's product: ops = (A, B), dims = (M, Ncol, K, nbatch); sA, sB the shared tiles,
+    # acc, areg, breg the thread's registers
+    A, B = ops
+    M, Ncol, K, nbatch = dims
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     tid = ty * GEMM_THREADS + tx
     nt = GEMM_THREADS * GEMM_THREADS
     r0 = cuda.blockIdx.y * GEMM_BLOCK
     c0 = cuda.blockIdx.x * GEMM_BLOCK
-    a_kfast = mode == 0 or mode == 2 or mode == 3 or mode == 5
-    b_cfast = mode == 0 or mode == 1 or mode == 3 or mode == 4
+    a_kfast = mode == DENSE_FWD or mode == DENSE_GW or mode == CONV_FWD or mode == CONV_GW
+    b_cfast = mode == DENSE_FWD or mode == DENSE_GX or mode == CONV_FWD or mode == CONV_GX
     for e in range(GEMM_MICRO):
         q = tid + e * nt
         if a_kfast:
@@ -199,22 +204,24 @@ def _store(C, z, M, Ncol, acc, zero, accumulate):
 
 
 @cuda.jit(device=True, cache=True)
-def _gemm_body(mode, A, B, C, M, Ncol, K, nbatch, accumulate, g, zero, sA, sB, acc, areg, breg):
+def _gemm_body(mode, ops, C, dims, accumulate, g, zero, sA, sB, acc, areg, breg):
+    # ops = (A, B), dims = (M, Ncol, K, nbatch): see _tile_step
+    M, Ncol, K, nbatch = dims
     for i in range(GEMM_MICRO):
         for j in range(GEMM_MICRO):
             acc[i, j] = zero
-    reduced = mode == 2 or mode == 5
+    reduced = mode == DENSE_GW or mode == CONV_GW
     if reduced:
         nkt = (K + GEMM_THREADS - 1) // GEMM_THREADS
         for item in range(cuda.blockIdx.z, nbatch * nkt, cuda.gridDim.z):
             b = item // nkt
             k0 = (item - b * nkt) * GEMM_THREADS
-            _tile_step(mode, A, B, M, Ncol, K, b, k0, g, zero, sA, sB, acc, areg, breg)
+            _tile_step(mode, ops, dims, b, k0, g, zero, sA, sB, acc, areg, breg)
         _store(C, cuda.blockIdx.z, M, Ncol, acc, zero, accumulate)
     else:
         for b in range(cuda.blockIdx.z, nbatch, cuda.gridDim.z):
             for k0 in range(0, K, GEMM_THREADS):
-                _tile_step(mode, A, B, M, Ncol, K, b, k0, g, zero, sA, sB, acc, areg, breg)
+                _tile_step(mode, ops, dims, b, k0, g, zero, sA, sB, acc, areg, breg)
             _store(C, b, M, Ncol, acc, zero, accumulate)
 
 
@@ -225,7 +232,7 @@ def _gemm_f32(mode, A, B, C, M, Ncol, K, nbatch, accumulate, g, zero):
     acc = cuda.local.array((GEMM_MICRO, GEMM_MICRO), dtype=np.float32)
     areg = cuda.local.array(GEMM_MICRO, dtype=np.float32)
     breg = cuda.local.array(GEMM_MICRO, dtype=np.float32)
-    _gemm_body(mode, A, B, C, M, Ncol, K, nbatch, accumulate, g, zero, sA, sB, acc, areg, breg)
+    _gemm_body(mode, (A, B), C, (M, Ncol, K, nbatch), accumulate, g, zero, sA, sB, acc, areg, breg)
 
 
 @cuda.jit(**_GEMM_JIT)
@@ -235,12 +242,12 @@ def _gemm_f64(mode, A, B, C, M, Ncol, K, nbatch, accumulate, g, zero):
     acc = cuda.local.array((GEMM_MICRO, GEMM_MICRO), dtype=np.float64)
     areg = cuda.local.array(GEMM_MICRO, dtype=np.float64)
     breg = cuda.local.array(GEMM_MICRO, dtype=np.float64)
-    _gemm_body(mode, A, B, C, M, Ncol, K, nbatch, accumulate, g, zero, sA, sB, acc, areg, breg)
+    _gemm_body(mode, (A, B), C, (M, Ncol, K, nbatch), accumulate, g, zero, sA, sB, acc, areg, breg)
 
 
-def geometry(Ci, H=1, W=1, Co=1, Ho=1, Wo=1, KH=1, KW=1, sy=1, sx=1, py=0, px=0, T=1) -> tuple:
-    """The integer geometry tuple the index maps read (dense: ``Ci = I``, ``Co = O``)."""
-    return tuple(int(v) for v in (Ci, H, W, Co, Ho, Wo, KH, KW, sy, sx, py, px, T))
+def geometry(Ci, H=1, W=1, Co=1, Ho=1, Wo=1, KH=1, KW=1, sy=1, sx=1, py=0, px=0, T=1) -> ProductGeometry:
+    """The integer geometry record the index maps read (dense: ``Ci = I``, ``Co = O``)."""
+    return ProductGeometry(*(int(v) for v in (Ci, H, W, Co, Ho, Wo, KH, KW, sy, sx, py, px, T)))
 
 
 def gemm(mode: int, A, B, M: int, Ncol: int, K: int, nbatch: int, geom: tuple, dtype, out=None,

@@ -24,6 +24,30 @@ NeuronForward = namedtuple("NeuronForward", "alpha gain L k use_alpha nu theta")
 NeuronBackward = namedtuple("NeuronBackward", "theta scale width k alpha gain L use_alpha")
 
 
+#: the rows ``(n, c, p)`` of an ``(N, C, H, W, T)`` layer as the CUDA kernels index them: ``P = H W`` neurons per
+#: channel, ``Wn = W`` their row width, ``T`` bins per row
+RowGeometry = namedtuple("RowGeometry", "N C P Wn T")
+
+#: a gradient read through a following sum pool (CUDA kernels): its kernel ``pk``, weight ``wp`` and output
+#: size ``Ho x Wo``
+PoolRead = namedtuple("PoolRead", "pk Ho Wo wp")
+
+#: delays as the CUDA kernels read them (:func:`pysrm.ops.delay_cuda.delay_shift`): the flat device array
+#: ``d3`` of the broadcast shape ``(Cd, Hd, Wd)``, the time step ``ts`` (ms) and whether the data is float32
+#: (the shift ``d / ts`` is rounded to it, as the CPU op's shift array holds it)
+DelayArgs = namedtuple("DelayArgs", "d3 Cd Hd Wd ts is32")
+
+
+#: the shape of a dense or conv synapse's products on the GPU (:func:`pysrm.ops._gemm_cuda.geometry`): input
+#: channels ``Ci`` of ``H x W``, output channels ``Co`` of ``Ho x Wo``, kernel ``KH x KW``, stride ``sy, sx``,
+#: padding ``py, px`` and ``T`` bins (a dense layer: ``Ci = I``, ``Co = O``, the rest 1 or 0)
+ProductGeometry = namedtuple("ProductGeometry", "Ci H W Co Ho Wo KH KW sy sx py px T")
+
+#: a batch of events on the GPU, one entry per event (``pysrm.cuda.DeviceSpikeEvents``' arrays): its sample,
+#: neuron, time bin and value
+EventList = namedtuple("EventList", "sample neuron time value")
+
+
 def events_of(x) -> EventArrays:
     """The :class:`EventArrays` of a :class:`~pysrm.events.SpikeEvents`."""
     return EventArrays(x.offsets, x.neuron, x.time, x.value)

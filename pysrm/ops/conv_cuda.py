@@ -44,6 +44,7 @@ from numba import cuda
 from .. import cuda as dev
 from ..cuda import DeviceSpikeEvents
 from . import _gemm_cuda as G
+from ._records import EventList
 from .conv import _pair, conv_output_size
 from .dense_cuda import EVENT_CHUNK
 
@@ -79,8 +80,10 @@ def _conv_events_kernel(sample, neuron, time, value, wT, outT, H, W, sy, sx, py,
 
 
 @cuda.jit(cache=True)
-def _conv_events_wgrad_kernel(sample, neuron, time, value, gT, gwT, H, W, sy, sx, py, px, chunk, zero):
-    # gT: (N, Ho, Wo, T, Co); gwT: (Ci, KH, KW, Co)
+def _conv_events_wgrad_kernel(ev, gT, gwT, g, chunk, zero):
+    # ev: EventList of the input events; gT: (N, Ho, Wo, T, Co); gwT: (Ci, KH, KW, Co); g: ProductGeometry
+    sample, neuron, time, value = ev.sample, ev.neuron, ev.time, ev.value
+    H, W, sy, sx, py, px = g.H, g.W, g.sy, g.sx, g.py, g.px
     E = neuron.shape[0]
     KH, KW, Co = gwT.shape[1], gwT.shape[2], gwT.shape[3]
     Ho, Wo = gT.shape[1], gT.shape[2]
@@ -212,8 +215,8 @@ def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True,
             per = KH * KW * Co
             blocks = min(dev.ceil_div(x.n_events, EVENT_CHUNK), dev.current_launch().max_blocks)
             tpb = min(dev.current_launch().threads_per_block, max(32 if not dev.SIMULATOR else 1, per))
-            dev.launch_grid(_conv_events_wgrad_kernel, blocks, tpb, x.sample, x.neuron, x.time, x.value, gT, gwT,
-                            H, W, sy, sx, py, px, EVENT_CHUNK, dt.type(0))
+            dev.launch_grid(_conv_events_wgrad_kernel, blocks, tpb, EventList(x.sample, x.neuron, x.time, x.value), gT,
+                            gwT, geom, EVENT_CHUNK, dt.type(0))
         if accumulate_into is not None:
             grad_w = dev.transpose2d(gwT, Kc, Co, out=accumulate_into, accumulate=True)
         else:

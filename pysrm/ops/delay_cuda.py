@@ -40,13 +40,15 @@ from numba import cuda
 
 from .. import cuda as dev
 from .._checks import positive
+from ._records import DelayArgs, PoolRead, RowGeometry
 
 
 @cuda.jit(device=True, cache=True)
-def delay_shift(d3, Cd, Hd, Wd, j, P, Wn, ts, is32):
+def delay_shift(dl, j, P, Wn):
     """``(m, f)`` with ``m + f = d / ts`` of neuron ``j = (c, h, w)`` (``P = H W``, ``Wn = W``), the delay
-    broadcast from the flat ``(Cd, Hd, Wd)`` array ``d3``; ``d / ts`` in float64, rounded to float32
-    when ``is32`` (as the shift array of the CPU op holds it), ``f`` in float64."""
+    broadcast from the flat ``(Cd, Hd, Wd)`` array ``d3`` of ``dl`` (``DelayArgs``); ``d / ts`` in float64,
+    rounded to float32 when ``is32`` (as the shift array of the CPU op holds it), ``f`` in float64."""
+    d3, Cd, Hd, Wd, ts, is32 = dl.d3, dl.Cd, dl.Hd, dl.Wd, dl.ts, dl.is32
     c = j // P
     p = j - c * P
     h = p // Wn
@@ -62,7 +64,7 @@ def delay_shift(d3, Cd, Hd, Wd, j, P, Wn, ts, is32):
 
 
 @cuda.jit(cache=True)
-def _shift_interp_kernel(x, d3, Cd, Hd, Wd, P, Wn, ts, is32, out, sign):
+def _shift_interp_kernel(x, dl, P, Wn, out, sign):
     # out[n, j, t] = (1-f) x[n, j, t + sign*m] + f x[n, j, t + sign*(m+1)] with m + f = d_j / ts
     # (sign -1: the delay; +1: its adjoint), float64 sums as _interp_shift_kernel
     N, M, T = x.shape
@@ -72,7 +74,7 @@ def _shift_interp_kernel(x, d3, Cd, Hd, Wd, P, Wn, ts, is32, out, sign):
         q = idx // T
         j = q % M
         n = q // M
-        m, f = delay_shift(d3, Cd, Hd, Wd, j, P, Wn, ts, is32)
+        m, f = delay_shift(dl, j, P, Wn)
         a = t + sign * m
         v = 0.0
         if a >= 0 and a < T:
@@ -84,9 +86,12 @@ def _shift_interp_kernel(x, d3, Cd, Hd, Wd, P, Wn, ts, is32, out, sign):
 
 
 @cuda.jit(device=True, cache=True)
-def _g_at(g, gmode, r, t, T, C, P, Wn, pk, Ho, Wo, wp):
-    # the delay output's gradient at row r, bin t: g[r, t], or through a following sum pool
+def _g_at(g, gmode, r, t, geo, pr):
+    # the delay output's gradient at row r, bin t: g[r, t], or through a following sum pool (gmode 2; pr:
+    # PoolRead); geo: RowGeometry of the rows
+    T, C, P, Wn = geo.T, geo.C, geo.P, geo.Wn
     if gmode == 2:
+        pk, Ho, Wo, wp = pr.pk, pr.Ho, pr.Wo, pr.wp
         n = r // (C * P)
         rem = r - n * (C * P)
         c = rem // P
@@ -98,9 +103,12 @@ def _g_at(g, gmode, r, t, T, C, P, Wn, pk, Ho, Wo, wp):
 
 
 @cuda.jit(device=True, cache=True)
-def _delay_grad_body(g, gmode, x, N, C, Hn, Wn, T, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32, gd, accumulate, part):
-    # gd[e] (+)= (1/ts) sum over the entry's neurons j, samples n, bins t of g[n, j, t] (x[t-m-1] - x[t-m])
-    P = Hn * Wn
+def _delay_grad_body(g, gmode, x, geo, pr, dl, gd, accumulate, part):
+    # gd[e] (+)= (1/ts) sum over the entry's neurons j, samples n, bins t of g[n, j, t] (x[t-m-1] - x[t-m]);
+    # geo: RowGeometry of x, pr: PoolRead (gmode 2), dl: DelayArgs
+    N, C, P, Wn, T = geo.N, geo.C, geo.P, geo.Wn, geo.T
+    Hn = P // Wn if Wn > 0 else 0
+    Cd, Hd, Wd, ts = dl.Cd, dl.Hd, dl.Wd, dl.ts
     tid = cuda.threadIdx.x
     nth = cuda.blockDim.x
     n_entries = Cd * Hd * Wd
@@ -125,7 +133,7 @@ def _delay_grad_body(g, gmode, x, N, C, Hn, Wn, T, pk, Ho, Wo, wp, d3, Cd, Hd, W
             n = q // nc
             j = (c * Hn + h) * Wn + w
             r = n * (C * P) + j
-            m, f = delay_shift(d3, Cd, Hd, Wd, j, P, Wn, ts, is32)
+            m, f = delay_shift(dl, j, P, Wn)
             b = t - m
             dx = 0.0
             if b - 1 >= 0 and b - 1 < T:
@@ -133,7 +141,7 @@ def _delay_grad_body(g, gmode, x, N, C, Hn, Wn, T, pk, Ho, Wo, wp, d3, Cd, Hd, W
             if b >= 0 and b < T:
                 dx -= x[r * T + b]
             if dx != 0.0:
-                acc += _g_at(g, gmode, r, t, T, C, P, Wn, pk, Ho, Wo, wp) * dx
+                acc += _g_at(g, gmode, r, t, geo, pr) * dx
         part[tid] = acc
         cuda.syncthreads()
         s = nth // 2
@@ -156,9 +164,9 @@ _GRAD_THREADS = GRAD_THREADS
 
 
 @cuda.jit(cache=True)
-def _delay_grad_kernel(g, gmode, x, N, C, Hn, Wn, T, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32, gd, accumulate):
+def _delay_grad_kernel(g, gmode, x, geo, pr, dl, gd, accumulate):
     part = cuda.shared.array(_GRAD_THREADS, dtype=np.float64)
-    _delay_grad_body(g, gmode, x, N, C, Hn, Wn, T, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32, gd, accumulate, part)
+    _delay_grad_body(g, gmode, x, geo, pr, dl, gd, accumulate, part)
 
 
 def _broadcast(x_shape, d):
@@ -187,8 +195,8 @@ def _shifted(x, d, ts, sign):
     N, C, H, W, T = shape
     x3 = x.reshape(N, C * H * W, T)
     out = dev.empty(x3.shape, x3.dtype)
-    dev.launch(_shift_interp_kernel, x3.size, x3, d3, Cd, Hd, Wd, H * W, W, float(ts), np.dtype(x.dtype) == np.float32,
-               out, sign)
+    dev.launch(_shift_interp_kernel, x3.size, x3, DelayArgs(d3, Cd, Hd, Wd, float(ts), np.dtype(x.dtype) == np.float32),
+               H * W, W, out, sign)
     return out.reshape(shape)
 
 
@@ -234,8 +242,9 @@ def delay_grad(grad, x, d, ts: float, accumulate_into=None, pool=None):
     n_entries = Cd * Hd * Wd
     blocks = max(1, min(n_entries, dev.current_launch().max_blocks))
     dev.launch_grid(_delay_grad_kernel, blocks, GRAD_THREADS, grad.reshape(grad.size), gmode, x.reshape(x.size),
-                    N, C, H, W, T, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, float(ts), dt == np.float32,
-                    gd.reshape(max(1, gd.size)), accumulate_into is not None)
+                    RowGeometry(N, C, H * W, W, T), PoolRead(pk, Ho, Wo, wp),
+                    DelayArgs(d3, Cd, Hd, Wd, float(ts), dt == np.float32), gd.reshape(max(1, gd.size)),
+                    accumulate_into is not None)
     return gd
 
 

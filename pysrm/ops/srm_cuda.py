@@ -54,7 +54,7 @@ responses up to 16 samples), so small tests cross tiles and halos.
 """
 from __future__ import annotations
 
-import math
+from collections import namedtuple
 
 import numpy as np
 from numba import cuda
@@ -64,6 +64,7 @@ from .._checks import positive
 from ._elementwise import surrogate_element
 from ._util import response_as
 from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters
+from ._records import DelayArgs, PoolRead, RowGeometry
 from .delay_cuda import _g_at
 from .delay_cuda import delay_shift as _delay_shift
 from .spike import firing_threshold
@@ -88,6 +89,22 @@ OUT_ROWS, OUT_CHANNELS_LAST = 0, 1
 
 _surrogate = cuda.jit(device=True, cache=True)(surrogate_element)
 
+#: where the forward reads its input (mode: SRC_ROWS, SRC_CHANNELS_LAST or SRC_POOL; for SRC_POOL the pool's
+#: input size Hi x Wi, kernel pk and weight wp), and the data dtype's zero zdt
+SourceRead = namedtuple("SourceRead", "mode Hi Wi pk wp zdt")
+#: the fused forward's neurons: the scaled spike response k and its accumulator zero zacc (float64 where the
+#: CPU sums in float64), the refractory response nu, the mask lim of its last len(nu) - 1 bins, the firing
+#: threshold theta and the spike amplitude amp
+FusedForward = namedtuple("FusedForward", "k zacc nu lim theta amp")
+#: the fused forward's outputs: the spikes s_out, and u_out when write_u
+ForwardOut = namedtuple("ForwardOut", "s_out u_out write_u")
+#: where the backward reads the spikes' gradient (gmode: bits G_DELAY, G_POOL) through a following pool (pr:
+#: PoolRead) and delay (dl: DelayArgs)
+GradRead = namedtuple("GradRead", "gmode pr dl")
+#: the fused backward's neurons: the scaled spike response k, the surrogate's theta, a = scale / width,
+#: inv_width = 1 / width, and the dtype's zero zdt
+FusedBackward = namedtuple("FusedBackward", "k theta a inv_width zdt")
+
 
 @cuda.jit(device=True, cache=True)
 def _row_of(q, grp_cl, C, P):
@@ -102,14 +119,17 @@ def _row_of(q, grp_cl, C, P):
 
 
 @cuda.jit(device=True, cache=True)
-def _src_val(src, mode, r, t, T, C, P, H, W, Wo, pk, wp, zdt):
-    if mode == 0:
+def _src_val(src, sr, r, t, geo):
+    # the layer's input a at row r, bin t, read as sr (SourceRead) says; geo: RowGeometry of the layer
+    mode, H, W, pk, wp, zdt = sr.mode, sr.Hi, sr.Wi, sr.pk, sr.wp, sr.zdt
+    T, C, P, Wo = geo.T, geo.C, geo.P, geo.Wn
+    if mode == SRC_ROWS:
         return src[r * T + t]
     n = r // (C * P)
     rem = r - n * (C * P)
     c = rem // P
     p = rem - c * P
-    if mode == 1:
+    if mode == SRC_CHANNELS_LAST:
         return src[((n * P + p) * T + t) * C + c]
     # sum pooling of (N, C, H, W, T): the window of output (oy, ox), ky outer, kx inner (pysrm.ops.pool)
     oy = p // Wo
@@ -150,8 +170,12 @@ def _hibit(m):
 
 
 @cuda.jit(device=True, cache=True)
-def _fwd_body(src, mode, grp_cl, N, C, P, T, H, W, Wo, pk, wp, zdt, k, zacc, nu, lim, theta, amp, s_out, u_out,
-              write_u, tin, tu, tsp):
+def _fwd_body(src, sr, geo, grp_cl, st, out, tin, tu, tsp):
+    # records: sr SourceRead, geo RowGeometry, st FusedForward, out ForwardOut; tin, tu, tsp the block's tiles
+    N, C, P, T = geo.N, geo.C, geo.P, geo.T
+    mode, zdt = sr.mode, sr.zdt
+    k, zacc, nu, lim, theta, amp = st.k, st.zacc, st.nu, st.lim, st.theta, st.amp
+    s_out, u_out, write_u = out.s_out, out.u_out, out.write_u
     rows = N * C * P
     L = k.shape[0]
     tid = cuda.threadIdx.x
@@ -165,7 +189,7 @@ def _fwd_body(src, mode, grp_cl, N, C, P, T, H, W, Wo, pk, wp, zdt, k, zacc, nu,
             h0 = t0 - (L - 1)
             # 1. inputs of bins h0 .. t0+TILE-1 (time fastest, or slots fastest for channels-last)
             for e in range(tid, ROWS * width, nth):
-                if mode == 1:
+                if mode == SRC_CHANNELS_LAST:
                     i = e % ROWS
                     j = e // ROWS
                 else:
@@ -174,7 +198,7 @@ def _fwd_body(src, mode, grp_cl, N, C, P, T, H, W, Wo, pk, wp, zdt, k, zacc, nu,
                 t = h0 + j
                 v = zdt
                 if q0 + i < rows and t >= 0 and t < T:
-                    v = _src_val(src, mode, _row_of(q0 + i, grp_cl, C, P), t, T, C, P, H, W, Wo, pk, wp, zdt)
+                    v = _src_val(src, sr, _row_of(q0 + i, grp_cl, C, P), t, geo)
                 tin[i, j] = v
             cuda.syncthreads()
             # 2. psp of the tile's bins (pysrm.ops.psp_cuda: oldest input first, zeros skipped)
@@ -227,50 +251,51 @@ def _fwd_body(src, mode, grp_cl, N, C, P, T, H, W, Wo, pk, wp, zdt, k, zacc, nu,
 
 
 @cuda.jit(cache=True)
-def _srm_fwd_f32(src, mode, grp_cl, N, C, P, T, H, W, Wo, pk, wp, zdt, k, zacc, nu, lim, theta, amp, s_out, u_out,
-                 write_u):
+def _srm_fwd_f32(src, sr, geo, grp_cl, st, out):
     tin = cuda.shared.array((ROWS, _TW), dtype=np.float32)
     tu = cuda.shared.array((ROWS, _TP), dtype=np.float32)
     tsp = cuda.shared.array((ROWS, _TP), dtype=np.int8)
-    _fwd_body(src, mode, grp_cl, N, C, P, T, H, W, Wo, pk, wp, zdt, k, zacc, nu, lim, theta, amp, s_out, u_out,
-              write_u, tin, tu, tsp)
+    _fwd_body(src, sr, geo, grp_cl, st, out, tin, tu, tsp)
 
 
 @cuda.jit(cache=True)
-def _srm_fwd_f64(src, mode, grp_cl, N, C, P, T, H, W, Wo, pk, wp, zdt, k, zacc, nu, lim, theta, amp, s_out, u_out,
-                 write_u):
+def _srm_fwd_f64(src, sr, geo, grp_cl, st, out):
     tin = cuda.shared.array((ROWS, _TW), dtype=np.float64)
     tu = cuda.shared.array((ROWS, _TP), dtype=np.float64)
     tsp = cuda.shared.array((ROWS, _TP), dtype=np.int8)
-    _fwd_body(src, mode, grp_cl, N, C, P, T, H, W, Wo, pk, wp, zdt, k, zacc, nu, lim, theta, amp, s_out, u_out,
-              write_u, tin, tu, tsp)
+    _fwd_body(src, sr, geo, grp_cl, st, out, tin, tu, tsp)
 
 
 @cuda.jit(device=True, cache=True)
-def _g_base(gsrc, gmode, r, t, T, C, P, Wn, pk, Ho, Wo, wp):
-    # the gradient of the layer's spikes before the delay: g[r, t], or through a following sum pool (bit 2
-    # of gmode), read as the delay's backward reads it (pysrm.ops.delay_cuda._g_at, its mode 2: the pool)
-    return _g_at(gsrc, gmode & 2, r, t, T, C, P, Wn, pk, Ho, Wo, wp)
+def _g_base(gsrc, gr, r, t, geo):
+    # the gradient of the layer's spikes before the delay: g[r, t], or through a following sum pool (G_POOL
+    # of gr.gmode), read as the delay's backward reads it (pysrm.ops.delay_cuda._g_at, its mode 2: the pool)
+    return _g_at(gsrc, gr.gmode & G_POOL, r, t, geo, gr.pr)
 
 
 @cuda.jit(device=True, cache=True)
-def _g_val(gsrc, gmode, r, t, T, C, P, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32):
-    if gmode & 1:
-        m, f = _delay_shift(d3, Cd, Hd, Wd, r % (C * P), P, Wn, ts, is32)
+def _g_val(gsrc, gr, r, t, geo):
+    # the gradient of the layer's spikes at row r, bin t, read through the delay and pool gr (GradRead) says
+    T, C, P = geo.T, geo.C, geo.P
+    if gr.gmode & G_DELAY:
+        m, f = _delay_shift(gr.dl, r % (C * P), P, geo.Wn)
         v = 0.0
         a = t + m
         if a >= 0 and a < T:
-            v += (1.0 - f) * _g_base(gsrc, gmode, r, a, T, C, P, Wn, pk, Ho, Wo, wp)
+            v += (1.0 - f) * _g_base(gsrc, gr, r, a, geo)
         a += 1
         if a >= 0 and a < T:
-            v += f * _g_base(gsrc, gmode, r, a, T, C, P, Wn, pk, Ho, Wo, wp)
+            v += f * _g_base(gsrc, gr, r, a, geo)
         return v
-    return _g_base(gsrc, gmode, r, t, T, C, P, Wn, pk, Ho, Wo, wp)
+    return _g_base(gsrc, gr, r, t, geo)
 
 
 @cuda.jit(device=True, cache=True)
-def _bwd_body(gsrc, gmode, grp_cl, N, C, P, T, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32, u, k, theta, a,
-              inv_width, zdt, out, omode, tg):
+def _bwd_body(gsrc, gr, geo, grp_cl, u, st, out, omode, tg):
+    # records: gr GradRead, geo RowGeometry, st FusedBackward; out in the layout omode (OUT_ROWS,
+    # OUT_CHANNELS_LAST); tg the block's tile
+    N, C, P, T = geo.N, geo.C, geo.P, geo.T
+    k, theta, a, inv_width, zdt = st.k, st.theta, st.a, st.inv_width, st.zdt
     rows = N * C * P
     L = k.shape[0]
     tid = cuda.threadIdx.x
@@ -287,14 +312,14 @@ def _bwd_body(gsrc, gmode, grp_cl, N, C, P, T, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, W
                 t = t0 + j
                 if q0 + i < rows and t < T:
                     r = _row_of(q0 + i, grp_cl, C, P)
-                    tg[i, j] = _g_val(gsrc, gmode, r, t, T, C, P, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32)
+                    tg[i, j] = _g_val(gsrc, gr, r, t, geo)
                     tg[i, j] = _surrogate(tg[i, j], u[r * T + t], theta, a, inv_width)  # in the dtype
                 else:
                     tg[i, j] = zdt
             cuda.syncthreads()
             # 2. the correlation with the spike response (float64 sum, as psp_cuda.psp_backward)
             for e in range(tid, ROWS * TILE, nth):
-                if omode == 1:
+                if omode == OUT_CHANNELS_LAST:
                     i = e % ROWS
                     tt = e // ROWS
                 else:
@@ -309,7 +334,7 @@ def _bwd_body(gsrc, gmode, grp_cl, N, C, P, T, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, W
                     for i2 in range(m):
                         acc += np.float64(tg[i, tt + i2] * k[i2])
                     r = _row_of(q0 + i, grp_cl, C, P)
-                    if omode == 1:
+                    if omode == OUT_CHANNELS_LAST:
                         n = r // (C * P)
                         rem = r - n * (C * P)
                         c = rem // P
@@ -321,19 +346,15 @@ def _bwd_body(gsrc, gmode, grp_cl, N, C, P, T, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, W
 
 
 @cuda.jit(cache=True)
-def _srm_bwd_f32(gsrc, gmode, grp_cl, N, C, P, T, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32, u, k, theta, a,
-                 inv_width, zdt, out, omode):
+def _srm_bwd_f32(gsrc, gr, geo, grp_cl, u, st, out, omode):
     tg = cuda.shared.array((ROWS, _TW), dtype=np.float32)
-    _bwd_body(gsrc, gmode, grp_cl, N, C, P, T, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32, u, k, theta, a,
-              inv_width, zdt, out, omode, tg)
+    _bwd_body(gsrc, gr, geo, grp_cl, u, st, out, omode, tg)
 
 
 @cuda.jit(cache=True)
-def _srm_bwd_f64(gsrc, gmode, grp_cl, N, C, P, T, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32, u, k, theta, a,
-                 inv_width, zdt, out, omode):
+def _srm_bwd_f64(gsrc, gr, geo, grp_cl, u, st, out, omode):
     tg = cuda.shared.array((ROWS, _TW), dtype=np.float64)
-    _bwd_body(gsrc, gmode, grp_cl, N, C, P, T, Wn, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, ts, is32, u, k, theta, a,
-              inv_width, zdt, out, omode, tg)
+    _bwd_body(gsrc, gr, geo, grp_cl, u, st, out, omode, tg)
 
 
 # --------------------------------------------------------------------------- host side
@@ -400,9 +421,10 @@ def srm_forward(src, rows_shape, srm_kernel, refractory_kernel, theta: float, ts
     if rows == 0 or T == 0:
         return s, (u if need_potential else None)
     kern = _srm_fwd_f32 if dt == np.float32 else _srm_fwd_f64
-    dev.launch_grid(kern, _grid(rows), THREADS, src.reshape(src.size), mode, mode == SRC_CHANNELS_LAST, N, C, P, T,
-                    Hi, Wi, W, pk, wp, dt.type(0), k, zacc, nu, lim, firing_threshold(theta, dt), dt.type(1.0 / ts),
-                    s.reshape(s.size), u.reshape(u.size), bool(need_potential))
+    dev.launch_grid(kern, _grid(rows), THREADS, src.reshape(src.size), SourceRead(mode, Hi, Wi, pk, wp, dt.type(0)),
+                    RowGeometry(N, C, P, W, T), mode == SRC_CHANNELS_LAST,
+                    FusedForward(k, zacc, nu, lim, firing_threshold(theta, dt), dt.type(1.0 / ts)),
+                    ForwardOut(s.reshape(s.size), u.reshape(u.size), bool(need_potential)))
     return s, (u if need_potential else None)
 
 
@@ -454,8 +476,9 @@ def srm_backward(grad, u, neuron, srm_kernel, ts: float, delay=None, pool=None, 
     width = neuron.tau_rho * neuron.theta
     scale, wd = dt.type(neuron.scale_rho), dt.type(width)
     kern = _srm_bwd_f32 if dt == np.float32 else _srm_bwd_f64
-    dev.launch_grid(kern, _grid(rows), THREADS, grad.reshape(grad.size), gmode, bool(out_channels_last), N, C, P, T,
-                    W, pk, Ho, Wo, wp, d3, Cd, Hd, Wd, float(tsd), dt == np.float32, u.reshape(u.size), k,
-                    dt.type(neuron.theta), scale / wd, dt.type(1.0) / wd, dt.type(0), out.reshape(out.size),
-                    1 if out_channels_last else 0)
+    gr = GradRead(gmode, PoolRead(pk, Ho, Wo, wp), DelayArgs(d3, Cd, Hd, Wd, float(tsd), dt == np.float32))
+    dev.launch_grid(kern, _grid(rows), THREADS, grad.reshape(grad.size), gr, RowGeometry(N, C, P, W, T),
+                    bool(out_channels_last), u.reshape(u.size),
+                    FusedBackward(k, dt.type(neuron.theta), scale / wd, dt.type(1.0) / wd, dt.type(0)),
+                    out.reshape(out.size), OUT_CHANNELS_LAST if out_channels_last else OUT_ROWS)
     return out
