@@ -49,7 +49,7 @@ import numpy as np
 from numba import cuda
 
 from .. import cuda as dev
-from ._records import ProductGeometry
+from ._records import CONV_FWD, CONV_GW, CONV_GX, DENSE_FWD, DENSE_GW, DENSE_GX, ProductGeometry
 
 #: above this many elements of the per-sample partial weight gradients (mode 2/5), one GEMM per
 #: sample accumulating instead (memory)
@@ -325,35 +325,35 @@ def product(mode: int, A, B, M: int, Ncol: int, K: int, nbatch: int, geom: tuple
             accumulate_into=None, col=None):
     """The product of ``mode`` (module table; arguments as :func:`pysrm.ops._gemm_cuda.gemm`) through cuBLAS.
 
-    Batched modes return ``(nbatch, M, Ncol)``; reduced modes (2, 5) ``(M, Ncol)``, or add it to
+    Batched modes return ``(nbatch, M, Ncol)``; reduced modes (DENSE_GW, CONV_GW) ``(M, Ncol)``, or add it to
     ``accumulate_into`` (a C-contiguous device array of ``M * Ncol`` elements) and return that.  ``col``:
-    the im2col matrix of ``B`` already made (modes 3, 5), else it is made here.
+    the im2col matrix of ``B`` already made (CONV_FWD, CONV_GW), else it is made here.
     """
     dtype = np.dtype(dtype)
     Ci, H, W, Co, Ho, Wo, KH, KW, sy, sx, py, px, T = geom
-    if K == 0 or (mode == 4 and Co == 0):  # an empty sum
-        if mode in (2, 5):
+    if K == 0 or (mode == CONV_GX and Co == 0):  # an empty sum
+        if mode in (DENSE_GW, CONV_GW):
             return accumulate_into if accumulate_into is not None else dev.zeros((M, Ncol), dtype)
         C = out if out is not None else dev.empty((nbatch, M, Ncol), dtype)
         dev.memset_zero(C)
         return C
-    if mode == 0:  # a[b] = w . x[b]: w (O x I), x[b] (I x T)
+    if mode == DENSE_FWD:  # a[b] = w . x[b]: w (O x I), x[b] (I x T)
         C = out if out is not None else dev.empty((nbatch, M, Ncol), dtype)
         gemm_rm(A, B, C, M, Ncol, K, False, False, K, Ncol, Ncol, batch=nbatch, sA=0, sB=K * Ncol, sC=M * Ncol)
         return C
-    if mode == 1:  # gx[b] = w^T . g[b]: w stored (O x I) = (K x M)
+    if mode == DENSE_GX:  # gx[b] = w^T . g[b]: w stored (O x I) = (K x M)
         C = out if out is not None else dev.empty((nbatch, M, Ncol), dtype)
         gemm_rm(A, B, C, M, Ncol, K, True, False, M, Ncol, Ncol, batch=nbatch, sA=0, sB=K * Ncol, sC=M * Ncol)
         return C
-    if mode == 2:  # gw = sum_b g[b] (O x T) . x[b]^T, x[b] stored (I x T) = (Ncol x K)
+    if mode == DENSE_GW:  # gw = sum_b g[b] (O x T) . x[b]^T, x[b] stored (I x T) = (Ncol x K)
         return _batch_reduced(A, B, M, Ncol, K, nbatch, K, Ncol * K, dtype, accumulate_into)
-    if mode == 3:  # a[b] (Co x P) = w (Co x Ci KH KW) . col[b]
+    if mode == CONV_FWD:  # a[b] (Co x P) = w (Co x Ci KH KW) . col[b]
         if col is None:
             col = im2col(B, geom, nbatch, dtype)
         C = out if out is not None else dev.empty((nbatch, M, Ncol), dtype)
         gemm_rm(A, col, C, M, Ncol, K, False, False, K, Ncol, Ncol, batch=nbatch, sA=0, sB=K * Ncol, sC=M * Ncol)
         return C
-    if mode == 4:  # dcol[b] (Ci KH KW x P) = w^T . g[b]; gx = col2im(dcol)
+    if mode == CONV_GX:  # dcol[b] (Ci KH KW x P) = w^T . g[b]; gx = col2im(dcol)
         Kc, P = Ci * KH * KW, Ho * Wo * T
         dcol = dev.empty((nbatch, Kc, P), dtype)
         gemm_rm(A, B, dcol, Kc, P, Co, True, False, Kc, P, P, batch=nbatch, sA=0, sB=Co * P, sC=Kc * P)
@@ -362,7 +362,7 @@ def product(mode: int, A, B, M: int, Ncol: int, K: int, nbatch: int, geom: tuple
             dev.copy(out.reshape(gx.shape), gx)
             return out
         return gx
-    if mode == 5:  # gw (Co x Ci KH KW) = sum_b g[b] (Co x P) . col[b]^T, col[b] stored (Kc x P)
+    if mode == CONV_GW:  # gw (Co x Ci KH KW) = sum_b g[b] (Co x P) . col[b]^T, col[b] stored (Kc x P)
         if col is None:
             col = im2col(B, geom, nbatch, dtype)
         return _batch_reduced(A, col, M, Ncol, K, nbatch, K, Ncol * K, dtype, accumulate_into)

@@ -50,9 +50,8 @@ from numba import cuda
 
 from .. import cuda as dev
 from ..cuda import GEMM_BLOCK, GEMM_MICRO, GEMM_THREADS, GRID_Z_MAX
-from ._records import ProductGeometry
+from ._records import CONV_FWD, CONV_GW, CONV_GX, DENSE_FWD, DENSE_GW, DENSE_GX, ProductGeometry
 
-DENSE_FWD, DENSE_GX, DENSE_GW, CONV_FWD, CONV_GX, CONV_GW = range(6)
 _REDUCED = (DENSE_GW, CONV_GW)
 
 #: options of the GEMM kernels: at most 128 registers per thread, so that two 256-thread blocks fit

@@ -43,6 +43,11 @@ DelayArgs = namedtuple("DelayArgs", "d3 Cd Hd Wd ts is32")
 #: padding ``py, px`` and ``T`` bins (a dense layer: ``Ci = I``, ``Co = O``, the rest 1 or 0)
 ProductGeometry = namedtuple("ProductGeometry", "Ci H W Co Ho Wo KH KW sy sx py px T")
 
+#: the six products of the synapses on the GPU (the table of :mod:`pysrm.ops._gemm_cuda`, run by its Numba
+#: kernel or through cuBLAS by :mod:`pysrm.ops._cublas_cuda`): dense forward, input and weight gradient,
+#: conv forward, input and weight gradient; the weight gradients are reduced over the batch
+DENSE_FWD, DENSE_GX, DENSE_GW, CONV_FWD, CONV_GX, CONV_GW = range(6)
+
 #: a batch of events on the GPU, one entry per event (``pysrm.cuda.DeviceSpikeEvents``' arrays): its sample,
 #: neuron, time bin and value
 EventList = namedtuple("EventList", "sample neuron time value")
