@@ -56,10 +56,10 @@ def export(run_dir, fmt, out, checkpoint, neuron, overwrite):
             click.echo(f"note: {run_dir} kept no best checkpoint (no test or validation evaluation selected one); "
                        f"exporting the last", err=True)
         _, net = load_run(run_dir, checkpoint=checkpoint)
-        if Path(out).exists() and not overwrite:
-            raise FileExistsError(f"--out {out} exists and is kept; give --overwrite to replace it")
         path = pnir.write_nir(net, out, neuron=neuron, overwrite=overwrite)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, OSError) as e:
+    except FileExistsError:  # write_nir's refusal, in the command's words
+        raise click.ClickException(f"--out {out} exists and is kept; give --overwrite to replace it")
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as e:
         raise click.ClickException(str(e))
     n_nodes = len(pnir.read_nir(path).nodes)
     click.echo(f"wrote {path}: network {net.spec}, checkpoint {used}, neuron {neuron}, {n_nodes} NIR nodes, "
@@ -83,8 +83,6 @@ def nir_eval_options(f):
 def eval_nir(run_dir, data_dir, t_max, device, as_json, nir_file=None, dataset=None, test_list=None,
              if_tau_sr=None):
     """``pysrm eval --nir FILE``: import FILE and evaluate it on a dataset's test split; prints as pysrm eval."""
-    import json
-
     from pysrm.backend import resolve_device
     from pysrm.config import TrainConfig, normalize_dataset
     from pysrm.params import SimParams

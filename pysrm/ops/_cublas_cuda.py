@@ -49,7 +49,7 @@ import numpy as np
 from numba import cuda
 
 from .. import cuda as dev
-from ._records import CONV_FWD, CONV_GW, CONV_GX, DENSE_FWD, DENSE_GW, DENSE_GX, ProductGeometry
+from ._records import CONV_FWD, CONV_GW, CONV_GX, DENSE_FWD, DENSE_GW, DENSE_GX
 
 #: above this many elements of the per-sample partial weight gradients (mode 2/5), one GEMM per
 #: sample accumulating instead (memory)
@@ -263,12 +263,6 @@ def _col2im_kernel(dcol, gx, g, zero):
         gx[idx] = acc
 
 
-def _geometry(geom) -> ProductGeometry:
-    """``geom`` (a :func:`pysrm.ops._gemm_cuda.geometry` record, or a plain tuple of its 13 integers) as the
-    record the kernels take."""
-    return geom if isinstance(geom, ProductGeometry) else ProductGeometry(*(int(v) for v in geom))
-
-
 def im2col(x, geom, nbatch: int, dtype, out=None):
     """``(nbatch, Ci*KH*KW, Ho*Wo*T)`` im2col matrix of ``x`` (flat or ``(N, Ci, H, W, T)``); ``geom`` as
     :func:`pysrm.ops._gemm_cuda.geometry`."""
@@ -276,7 +270,7 @@ def im2col(x, geom, nbatch: int, dtype, out=None):
     dtype = np.dtype(dtype)
     K, P = Ci * KH * KW, Ho * Wo * T
     col = out if out is not None else dev.empty((nbatch, K, P), dtype)
-    dev.launch(_im2col_kernel, nbatch * K * P, x.reshape(x.size), col.reshape(col.size), _geometry(geom),
+    dev.launch(_im2col_kernel, nbatch * K * P, x.reshape(x.size), col.reshape(col.size), geom,
                dtype.type(0))
     return col
 
@@ -286,7 +280,7 @@ def col2im(dcol, geom, nbatch: int, dtype):
     Ci, H, W, Co, Ho, Wo, KH, KW, sy, sx, py, px, T = geom
     dtype = np.dtype(dtype)
     gx = dev.empty((nbatch, Ci, H * W * T), dtype)
-    dev.launch(_col2im_kernel, gx.size, dcol.reshape(dcol.size), gx.reshape(gx.size), _geometry(geom),
+    dev.launch(_col2im_kernel, gx.size, dcol.reshape(dcol.size), gx.reshape(gx.size), geom,
                dtype.type(0))
     return gx
 

@@ -72,7 +72,8 @@ DelayPool = namedtuple("DelayPool", "has_delay dm df dg has_pool pk wp H2 W2 amp
 #: output columns per product; else event driven)
 Tiling = namedtuple("Tiling", "n1 tw1 canon1 canon2 dense_conv wk cols")
 #: the work arrays of one tile's forward (see _tile_forward)
-TileWork = namedtuple("TileWork", "buf1 buf2 row1 row2 hist1 hist2 flag times1 count1 times2 count2 xp S wide trans")
+TileWork = namedtuple("TileWork",
+                      "buf1 buf2 row1 row2 hist1 hist2 flag found times1 count1 times2 count2 xp S wide trans")
 #: the shape of the stride-1 conv's BLAS products on a padded sample (_conv_gemm_row): the padded sample's
 #: channel stride S and width Wp, the input channels K_in, the kernel width KW, the output channels K_out
 #: and width Wo, the bins T and the output columns per product
@@ -205,13 +206,13 @@ def _conv_gemm_row(xp, wk, gs, oy, wide, tile, c0, dst, to_tile):
 
 
 @njit(cache=True)
-def _spike_scan_tm(buf, nu, theta, flag, col_times, col_count):
+def _spike_scan_tm(buf, nu, theta, flag, found, col_times, col_count):
     # the spike scan of pysrm.ops.spike over buf (T, M) in place, bin by bin (pysrm.ops.spike.
     # scan_bin_time_major: bitwise the op's result); the spike times of column j are listed in
-    # col_times[j, :col_count[j]] (ascending).  Returns the number of spikes.
+    # col_times[j, :col_count[j]] (ascending).  found: a work array of at least M.  Returns the number of
+    # spikes.
     T, M = buf.shape
     words = flag_words(flag, M)
-    found = np.empty(M, dtype=np.int64)
     col_count[:M] = 0
     count = 0
     for t in range(T):
@@ -260,11 +261,11 @@ def _spike_scan_rows(buf, nu, theta, trans, times, count):
 
 
 @njit(cache=True)
-def _scan(buf, nu, theta, flag, trans, times, count):
+def _scan(buf, nu, theta, flag, found, trans, times, count):
     # the spike scan of a tile: time-major for short refractory responses, row by row for long ones
     if nu.shape[0] > ROW_SCAN_MIN_LENGTH:
         return _spike_scan_rows(buf, nu, theta, trans, times, count)
-    return _spike_scan_tm(buf, nu, theta, flag, times, count)
+    return _spike_scan_tm(buf, nu, theta, flag, found, times, count)
 
 
 @njit(cache=True)
@@ -362,13 +363,13 @@ def _tile_forward(r, starts, ev, wT, geo, s1, s2, dp, til, work):
     else:
         _scatter_tile(buf1, c0, starts, ev, wT, geo, iy_lo, iy_hi)
     psp_time_major(buf1, work.row1, work.hist1, s1)
-    c1 = _scan(buf1, s1.nu, s1.theta, work.flag, work.trans, work.times1, work.count1)
+    c1 = _scan(buf1, s1.nu, s1.theta, work.flag, work.found, work.trans, work.times1, work.count1)
     c2 = 0
     if dp.has_pool:
         buf2[:, :] = 0.0
         _delay_pool_tile(work.times1, work.count1, dp, c0, rows, Wo, Co, buf2)
         psp_time_major(buf2, work.row2, work.hist2, s2)
-        c2 = _scan(buf2, s2.nu, s2.theta, work.flag, work.trans, work.times2, work.count2)
+        c2 = _scan(buf2, s2.nu, s2.theta, work.flag, work.found, work.trans, work.times2, work.count2)
     return c1, c2
 
 
@@ -452,7 +453,9 @@ def _sample_forward(n, ev, wT, geo, s1, s2, dp, til, saved):
         _pad_events(xp, S, n, ev, geo)
     trans = np.empty((max(tw1, tw2), T) if max(s1.nu.shape[0], s2.nu.shape[0]) > ROW_SCAN_MIN_LENGTH else (1, 1),
                      dtype=wT.dtype)
-    work = TileWork(buf1, buf2, row1, row2, hist1, hist2, flag, times1, count1, times2, count2, xp, S, wide, trans)
+    found = np.empty(max(tw1, tw2), dtype=np.int64)  # the spiking columns of a bin (the scan's work array)
+    work = TileWork(buf1, buf2, row1, row2, hist1, hist2, flag, found, times1, count1, times2, count2, xp, S, wide,
+                    trans)
     for r in range(til.n1):
         _tile_forward(r, starts, ev, wT, geo, s1, s2, dp, til, work)
         if saved.stored:
@@ -602,8 +605,9 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
         gpad = np.zeros(Co * Sq + (KW - 1) * T if gx_blas else 1, dtype=wT.dtype)  # the padding stays 0
         trans = np.empty((max(tw1, tw2), T) if max(s1.nu.shape[0], s2.nu.shape[0]) > ROW_SCAN_MIN_LENGTH else (1, 1),
                          dtype=wT.dtype)
-        work = TileWork(buf1, buf2, row1, row2, hist1, hist2, flag, times1, count1, times2, count2, xp, S, wide,
-                        trans)
+        found = np.empty(max(tw1, tw2), dtype=np.int64)
+        work = TileWork(buf1, buf2, row1, row2, hist1, hist2, flag, found, times1, count1, times2, count2, xp, S,
+                        wide, trans)
         gs_in = GemmShape(Sq, Wq, Co, KW, Ci, W, T, cols)   # the input gradient's products (flipped kernel)
         first_n = True
         for n in range(p * step, min(N, (p + 1) * step)):
@@ -789,7 +793,6 @@ def uses_blas(x, stride) -> bool:
 def _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2):
     """The kernels' records of a block (EventArrays, the transposed weights wT (Ci, KH, KW, Co),
     ConvGeometry, DelayPool, Tiling) and the shapes ``(shape, Co, Ho, Wo, H2, W2, n1, tw1)``."""
-    from .conv import GEMM_ROWS
     shape, (sy, sx, py, px), (Ho, Wo), (H2, W2) = _geometry(w, x, stride, padding, pool[0] if pool else 0)
     Co = w.shape[0]
     dtype = w.dtype
