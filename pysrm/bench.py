@@ -77,33 +77,34 @@ def _default(name: str, *checkout_parts) -> Path:
     return Path(default_data_dir(name))
 
 
-def _nmnist_dir() -> Path:
+def _nmnist_dir(environ=None) -> Path:
     """NMNISTsmall: ``$PYSRM_NMNIST_SMALL``, else the default of the module docstring."""
-    env = os.environ.get(NMNIST_ENV)
+    env = (os.environ if environ is None else environ).get(NMNIST_ENV)
     return Path(env) if env else _default("NMNISTsmall", "NMNISTsmall")
 
 
-def _ntidigits_sample() -> Path:
+def _ntidigits_sample(environ=None) -> Path:
     """The N-TIDIGITS .bs1 sample: ``$PYSRM_NTIDIGITS_SAMPLE``, else the default of the module docstring."""
-    env = os.environ.get(NTIDIGITS_ENV)
+    env = (os.environ if environ is None else environ).get(NTIDIGITS_ENV)
     return Path(env) if env else _default("NTIDIGITS_1.bs1", "slayer_formats", "NTIDIGITS_1.bs1")
 
 
-def _dvs_dir() -> Path:
+def _dvs_dir(environ=None) -> Path:
     """The folder of real DVS Gesture ``.bs2`` samples: ``$PYSRM_DVS_GESTURE_BS2``, else
     ``../shared/data/realdata/dvs_gesture/slayer_bs2`` next to a source checkout."""
-    env = os.environ.get(DVS_ENV)
+    env = (os.environ if environ is None else environ).get(DVS_ENV)
     return Path(env) if env else _default("dvs_gesture_bs2", "realdata", "dvs_gesture", "slayer_bs2")
 
 
-def _dvs_batches(batch, n_batches, sim, rng):
+def _dvs_batches(batch, n_batches, sim, rng, environ=None):
     """Batches of the real DVS Gesture samples: per entry a random sample and a random window of
     ``sim.t_sample`` ms inside it (the whole sample when it is not longer); None when the files are
     missing.  Labels are random (the samples come without labels; speed does not depend on them)."""
     from .data.binning import bin_events
     from .data.formats import read_bs2
     from .events import SpikeEvents
-    files = sorted(_dvs_dir().glob("*.bs2")) if _dvs_dir().is_dir() else []
+    folder = _dvs_dir(environ)
+    files = sorted(folder.glob("*.bs2")) if folder.is_dir() else []
     if not files:
         return None
     recordings = [read_bs2(f) for f in files]
@@ -119,14 +120,15 @@ def _dvs_batches(batch, n_batches, sim, rng):
     return out
 
 
-def missing_data(case: str) -> str | None:
-    """Why ``case`` cannot run here (its data is missing), or None."""
+def missing_data(case: str, environ=None) -> str | None:
+    """Why ``case`` cannot run here (its data is missing), or None (``environ``: where the data
+    locations are read, default ``os.environ``)."""
     need = CASE_DATA.get(case)
-    if need == "nmnist" and not (_nmnist_dir() / "train1K.txt").is_file():
-        return (f"NMNISTsmall not found at {_nmnist_dir()} (expected <id>.bs2 files with train1K.txt); "
+    if need == "nmnist" and not (_nmnist_dir(environ) / "train1K.txt").is_file():
+        return (f"NMNISTsmall not found at {_nmnist_dir(environ)} (expected <id>.bs2 files with train1K.txt); "
                 f"pass --nmnist-small DIR or set {NMNIST_ENV}")
-    if need == "ntidigits" and not _ntidigits_sample().is_file():
-        return (f"N-TIDIGITS sample not found at {_ntidigits_sample()}; pass --ntidigits-sample FILE.bs1 or set "
+    if need == "ntidigits" and not _ntidigits_sample(environ).is_file():
+        return (f"N-TIDIGITS sample not found at {_ntidigits_sample(environ)}; pass --ntidigits-sample FILE.bs1 or set "
                 f"{NTIDIGITS_ENV}")
     return None
 
@@ -148,10 +150,10 @@ def _poisson_events(rng, batch, shape, T, events_per_sample):
     return SpikeEvents.concatenate(samples)
 
 
-def _nmnist_batches(batch, n_batches, sim):
+def _nmnist_batches(batch, n_batches, sim, environ=None):
     """``n_batches`` real NMNISTsmall training batches, over as many (reshuffled) epochs as needed."""
     from .data import DataLoader, load_dataset
-    ds = load_dataset("nmnist", split="train", data_dir=_nmnist_dir(), sim=sim)
+    ds = load_dataset("nmnist", split="train", data_dir=_nmnist_dir(environ), sim=sim)
     out = []
     epoch = 0
     while len(out) < n_batches:
@@ -163,10 +165,10 @@ def _nmnist_batches(batch, n_batches, sim):
     return out
 
 
-def _ntidigits_batches(batch, n_batches, sim, rng):
+def _ntidigits_batches(batch, n_batches, sim, rng, environ=None):
     from .data.formats import read_bs1
     from .events import SpikeEvents
-    ev = read_bs1(_ntidigits_sample())
+    ev = read_bs1(_ntidigits_sample(environ))
     T = sim.n_bins
     out = []
     for _ in range(n_batches):
@@ -192,8 +194,9 @@ def train_step(net, loss, opt, x, y):
     return out, value
 
 
-def run_case(case: str, batch: int, steps: int, T: int | None = None) -> dict:
-    """Run one case in this process; returns its measurements."""
+def run_case(case: str, batch: int, steps: int, T: int | None = None, environ=None) -> dict:
+    """Run one case in this process; returns its measurements (``environ``: where the data locations
+    are read, default ``os.environ``)."""
     from ._malloc import tune_malloc
     tune_malloc()  # as the pysrm command does (pysrm/_malloc.py)
     from .losses import make_loss
@@ -214,7 +217,7 @@ def run_case(case: str, batch: int, steps: int, T: int | None = None) -> dict:
     n_classes = net.output_shape[0]
     if case == "memory":
         from .data import DataLoader, load_dataset
-        ds = load_dataset("nmnist", split="train", data_dir=_nmnist_dir(), sim=sim)
+        ds = load_dataset("nmnist", split="train", data_dir=_nmnist_dir(environ), sim=sim)
         t0 = time.perf_counter()
         n = 0
         for x, y in DataLoader(ds, batch_size=batch, shuffle=True, seed=0):
@@ -224,11 +227,11 @@ def run_case(case: str, batch: int, steps: int, T: int | None = None) -> dict:
                 "epoch_s": time.perf_counter() - t0, "peak_mb": _peak_mb()}
     n_batches = steps + WARMUP_STEPS
     if case in ("nmnist-dense", "nmnist-cnn"):
-        batches = _nmnist_batches(batch, n_batches, sim)
+        batches = _nmnist_batches(batch, n_batches, sim, environ)
     elif case == "ntidigits":
-        batches = _ntidigits_batches(batch, n_batches, sim, rng)
+        batches = _ntidigits_batches(batch, n_batches, sim, rng, environ)
     else:
-        batches = _dvs_batches(batch, n_batches, sim, rng) if case == "dvs-gesture" else None
+        batches = _dvs_batches(batch, n_batches, sim, rng, environ) if case == "dvs-gesture" else None
         data = "real DVS128 Gesture samples" if batches is not None else "Poisson events"
         if batches is None:
             shape = net.input_shape
@@ -266,11 +269,11 @@ def run_case(case: str, batch: int, steps: int, T: int | None = None) -> dict:
             "data": locals().get("data", "real NMNISTsmall" if case.startswith("nmnist") else "real N-TIDIGITS")}
 
 
-def _subprocess(case, batch, steps, T=None) -> dict:
+def _subprocess(case, batch, steps, T=None, environ=None) -> dict:
     cmd = [sys.executable, "-m", "pysrm.bench", "--case", case, "--batch", str(batch), "--steps", str(steps)]
     if T:
         cmd += ["--T", str(T)]
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=environ)
     if p.returncode != 0:
         return {"case": case, "batch": batch, "T": T, "error": p.stderr.strip().splitlines()[-1:]}
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -333,13 +336,15 @@ def main(argv=None):
     ap.add_argument("--ntidigits-sample", help=f"N-TIDIGITS .bs1 sample (default ${NTIDIGITS_ENV})")
     ap.add_argument("--only", help="comma-separated cases to run (default: all of the plan)")
     args = ap.parse_args(argv)
-    # the cases run in subprocesses: they find the data through the environment
+    # the cases run in subprocesses: they find the data through their environment (this process's is
+    # left as it is)
+    environ = dict(os.environ)
     if args.nmnist_small:
-        os.environ[NMNIST_ENV] = os.path.abspath(args.nmnist_small)
+        environ[NMNIST_ENV] = os.path.abspath(args.nmnist_small)
     if args.ntidigits_sample:
-        os.environ[NTIDIGITS_ENV] = os.path.abspath(args.ntidigits_sample)
+        environ[NTIDIGITS_ENV] = os.path.abspath(args.ntidigits_sample)
     if args.case:
-        print(json.dumps(run_case(args.case, args.batch, args.steps, args.T)))
+        print(json.dumps(run_case(args.case, args.batch, args.steps, args.T, environ)))
         return 0
     cases = plan(args.quick)
     if args.only:
@@ -354,14 +359,14 @@ def main(argv=None):
     print(f"machine: {machine()}", flush=True)
     skipped = {}
     for case, batch, steps, T in cases:
-        why = missing_data(case)
+        why = missing_data(case, environ)
         if why:
             if case not in skipped:
                 print(f"skipped {case}: {why}", flush=True)
             skipped[case] = why
             results.append({"case": case, "batch": batch, "T": T, "skipped": why})
             continue
-        r = _subprocess(case, batch, steps, T)
+        r = _subprocess(case, batch, steps, T, environ)
         results.append(r)
         print(markdown([r]).splitlines()[-1], flush=True)
     md = markdown(results)

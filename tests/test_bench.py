@@ -1,4 +1,6 @@
 """The benchmark harness runs (a functional check only: speed is never asserted in tests)."""
+import os
+
 import pytest
 
 from pysrm.bench import markdown, run_case
@@ -39,7 +41,9 @@ def test_bench_without_data_skips_those_cases_and_runs_the_others(monkeypatch, t
     monkeypatch.delenv("PYSRM_NTIDIGITS_SAMPLE", raising=False)
     monkeypatch.setenv("PYSRM_DATA_DIR", str(tmp_path / "data"))
     ran = []
-    monkeypatch.setattr(B, "_subprocess", lambda case, batch, steps, T=None: ran.append(case) or {
+    envs = []
+    monkeypatch.setattr(B, "_subprocess", lambda case, batch, steps, T=None, environ=None: (
+        ran.append(case), envs.append(environ))[0] or {
         "case": case, "net": "n", "T": T or 300, "batch": batch, "train_samples_per_s": 1.0,
         "infer_samples_per_s": 1.0, "compile_s": 0.0, "peak_mb": 1.0, "input_events_per_sample": 1.0})
     assert B.main(["--quick"]) == 0
@@ -55,7 +59,10 @@ def test_bench_without_data_skips_those_cases_and_runs_the_others(monkeypatch, t
     ran.clear()
     assert B.main(["--quick", "--only", "nmnist-dense", "--nmnist-small", str(tmp_path / "small")]) == 0
     assert ran == ["nmnist-dense", "nmnist-dense"]
-    assert B._nmnist_dir() == tmp_path / "small"
+    # ... through the subprocesses' environment; this process's environment is left as it was
+    assert {e["PYSRM_NMNIST_SMALL"] for e in envs[-2:]} == {str(tmp_path / "small")}
+    assert "PYSRM_NMNIST_SMALL" not in os.environ
+    assert B._nmnist_dir(envs[-1]) == tmp_path / "small"
 
 
 def test_bench_help_documents_the_data_locations():
