@@ -38,12 +38,20 @@ def main(argv=None):
     ap.add_argument("--b", required=True, help="checkout B (after)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", help="write <out>.json and <out>.md")
-    ap.add_argument("--cases", help="comma-separated case:batch pairs to run (default: all of CASES)")
+    ap.add_argument("--cases", help="comma-separated case:batch or case:batch:steps to run (any case of "
+                    "pysrm.bench; default: all of CASES)")
     args = ap.parse_args(argv)
     cases = CASES
     if args.cases:
-        wanted = [tuple(c.split(":")) for c in args.cases.split(",")]
-        cases = [c for c in CASES if (c[0], str(c[1])) in wanted]
+        steps_of = {(c[0], c[1]): c[2] for c in CASES}
+        cases = []
+        for spec in args.cases.split(","):
+            parts = spec.strip().split(":")
+            if len(parts) not in (2, 3):
+                ap.error(f"--cases: {spec!r} is not case:batch or case:batch:steps")
+            case, batch = parts[0], int(parts[1])
+            steps = int(parts[2]) if len(parts) == 3 else steps_of.get((case, batch), 3)
+            cases.append((case, batch, steps))
     a, b = Path(args.a).resolve(), Path(args.b).resolve()
     rows = []
     for case, batch, steps in cases:
