@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, settings
 from .backend import resolve_device
 from .classifier import accuracy_vs_time, latency, predict, spike_counts_per_layer
 from .config import TrainConfig, dump_toml
@@ -308,9 +308,6 @@ def check_jitter(cfg: TrainConfig, ds):
                          f"lost), e.g. 2 for N-MNIST")
 
 
-#: batches the training loop's DataLoader makes ahead in a thread (see DataLoader's ``prefetch``); the
-#: batches are the same with any value, 0 makes each one when the loop asks for it
-TRAIN_PREFETCH = 2
 
 
 def make_loader(ds, cfg: TrainConfig, shuffle: bool, augment: bool, batch_size: int | None = None,
@@ -795,7 +792,7 @@ def _train_owned(cfg: TrainConfig, run_dir, resume: bool, progress, stop_after_b
     train_ds = check_empty_samples(train_ds, "training", cfg.empty_samples, progress.message)
     val_ds = check_empty_samples(val_ds, "validation", cfg.empty_samples, progress.message)
     test_ds = check_empty_samples(test_ds, "test", cfg.empty_samples, progress.message)
-    loader = make_loader(train_ds, cfg, shuffle=True, augment=True, prefetch=TRAIN_PREFETCH)
+    loader = make_loader(train_ds, cfg, shuffle=True, augment=True, prefetch=settings.current().train_prefetch)
     start_epoch, skip_batches, best, acc_state = 0, 0, -1.0, None
     created = False
     if resume:

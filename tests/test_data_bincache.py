@@ -355,9 +355,10 @@ def test_training_with_and_without_prefetch_is_bitwise_equal(tmp_path, monkeypat
     cfg = TrainConfig(n_train=48, n_test=16, epochs=2, batch_size=16, jitter=2, net="16x16x2-24-10", t_sample=40.0,
                       window=10.0, seed=1)
     reports = {}
+    from pysrm import settings
     for depth in (0, 2):
-        monkeypatch.setattr(train_mod, "TRAIN_PREFETCH", depth)
-        reports[depth] = train_mod.train(cfg, run_dir=tmp_path / f"p{depth}")
+        with settings.override(train_prefetch=depth):
+            reports[depth] = train_mod.train(cfg, run_dir=tmp_path / f"p{depth}")
     a = np.load(tmp_path / "p0" / "checkpoints" / "last.npz")
     b = np.load(tmp_path / "p2" / "checkpoints" / "last.npz")
     assert sorted(a.files) == sorted(b.files)
