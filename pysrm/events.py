@@ -144,7 +144,7 @@ class EventBatch:
 
     @property
     def dtype(self):
-        """The dtype of the values (``numpy.dtype``: float32 or float64)."""
+        """The dtype of the values, float32 or float64 (a ``numpy.dtype``)."""
         return self.value.dtype
 
     @property

@@ -321,7 +321,7 @@ class EventDataset:
 
     @property
     def n_classes(self) -> int:
-        """Number of classes (int): ``len(class_names)``."""
+        """Number of classes, ``len(class_names)`` (int)."""
         return len(self.class_names)
 
     @property
