@@ -144,10 +144,12 @@ class EventBatch:
 
     @property
     def dtype(self):
+        """The dtype of the values, float32 or float64 (a ``numpy.dtype``)."""
         return self.value.dtype
 
     @property
     def n_events(self) -> int:
+        """Number of events in the batch (int)."""
         return int(self.neuron.shape[0])
 
     @property
@@ -157,7 +159,36 @@ class EventBatch:
 
 
 class SpikeEvents(EventBatch):
-    """A batch of sparse spike tensors (see module docstring)."""
+    """A batch of sparse spike tensors (see the module docstring for the layout and order).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The dense shape ``(N, C, H, W, T)`` (batch, channels, height, width, time bins).
+    offsets : array_like of int, shape (N + 1,)
+        ``offsets[n]:offsets[n+1]`` are the events of sample ``n``; ``offsets[0] = 0``, non-decreasing,
+        ``offsets[N] = n_events``.  Stored as int64.
+    neuron : array_like of int, shape (n_events,)
+        Flat input index ``c*H*W + y*W + x`` of each event, in ``[0, C*H*W)``.  Stored as int32.
+    time : array_like of int, shape (n_events,)
+        Time bin of each event, in ``[0, T)`` (bins).  Stored as int32.
+    value : ndarray, shape (n_events,), float32 or float64
+        Amplitude of each event (``1/Ts`` for a spike, ``Ts`` in ms); its dtype is the batch's.
+
+    Raises
+    ------
+    ValueError
+        ``shape`` is not 5-D; ``offsets`` has not length ``N + 1``, does not start at 0, decreases, or
+        does not end at the length of ``neuron``; ``neuron``, ``time`` and ``value`` differ in length;
+        a neuron index or time bin lies outside ``shape``.
+    TypeError
+        ``value`` is not float32 or float64.
+
+    Notes
+    -----
+    Events given in another order than sorted by (neuron, time) are sorted (stably), and events of the
+    same (neuron, time) bin are merged into one whose value is their sum: ``to_dense()`` is unchanged.
+    """
 
     __slots__ = ("shape", "offsets", "neuron", "time", "value")
 
@@ -188,8 +219,14 @@ class SpikeEvents(EventBatch):
         self.shape, self.offsets, self.neuron, self.time, self.value = shape, offsets, neuron, time, value
 
     def is_canonical(self) -> bool:
-        """True when every sample's events are strictly ascending in (neuron, time) (always, for a
-        SpikeEvents made by the constructor or by pysrm's kernels)."""
+        """Whether every sample's events are strictly ascending in (neuron, time).
+
+        Always true for a ``SpikeEvents`` made by the constructor or by pysrm's kernels.
+
+        Returns
+        -------
+        bool
+        """
         return bool(_canonical_cpu(self.offsets, self.neuron, self.time))
 
     @classmethod
@@ -203,10 +240,28 @@ class SpikeEvents(EventBatch):
 
     @classmethod
     def from_dense(cls, x: np.ndarray, max_density: float | None = None) -> "SpikeEvents | None":
-        """Events of the non-zero entries of a dense ``(N, C, H, W, T)`` tensor.
+        """Events of the non-zero entries of a dense spike tensor.
 
-        With ``max_density`` the events are only built when at most that fraction of the entries
-        is non-zero; otherwise None is returned (after one counting pass).
+        Parameters
+        ----------
+        x : ndarray, shape (N, C, H, W, T), float32 or float64
+            The dense tensor (time bins last).
+        max_density : float, optional
+            When given, the events are only built when at most this fraction of the entries is
+            non-zero; otherwise None is returned (after one counting pass).
+
+        Returns
+        -------
+        SpikeEvents or None
+            Shape ``x.shape``, the values and dtype of ``x``'s non-zero entries, in canonical order;
+            None when ``max_density`` is exceeded.
+
+        Raises
+        ------
+        TypeError
+            ``x`` is not a float32/float64 ndarray.
+        ValueError
+            ``x`` is not 5-D, or holds non-finite values.
         """
         float_array("x", x, ndim=5)
         n, c, h, w, t = x.shape
@@ -226,9 +281,28 @@ class SpikeEvents(EventBatch):
     @classmethod
     def from_spike_lists(cls, shape, neuron_list: np.ndarray, time_list: np.ndarray, count: np.ndarray,
                          amplitude) -> "SpikeEvents":
-        """Events of spikes listed per sample as (neuron, time) pairs (``neuron_list[n, :count[n]]``,
-        ``time_list[n, :count[n]]``, int32, each pair at most once, in any order), all of value
-        ``amplitude``; sorted here by (neuron, time)."""
+        """Events of spikes listed per sample as (neuron, time) pairs, sorted here by (neuron, time).
+
+        No argument is checked (the lists come from pysrm's spike kernels).
+
+        Parameters
+        ----------
+        shape : tuple of int
+            The dense shape ``(N, C, H, W, T)``.
+        neuron_list : ndarray, shape (N, L), int32
+            ``neuron_list[n, :count[n]]``: flat neuron indices ``c*H*W + y*W + x`` of sample ``n``'s spikes.
+        time_list : ndarray, shape (N, L), int32
+            ``time_list[n, :count[n]]``: their time bins; each (neuron, time) pair at most once, in any order.
+        count : ndarray, shape (N,), int
+            Number of spikes of each sample.
+        amplitude : float32 or float64 scalar
+            The value of every event (``1/Ts``); its dtype is the batch's.
+
+        Returns
+        -------
+        SpikeEvents
+            Shape ``shape``, ``count.sum()`` events in canonical order.
+        """
         shape = tuple(int(s) for s in shape)
         n = shape[0]
         n_in = shape[1] * shape[2] * shape[3]
@@ -242,7 +316,24 @@ class SpikeEvents(EventBatch):
 
     @classmethod
     def concatenate(cls, samples: list) -> "SpikeEvents":
-        """Stack single-sample ``SpikeEvents`` (each with N=1) into a batch."""
+        """Stack single-sample ``SpikeEvents`` into a batch.
+
+        Parameters
+        ----------
+        samples : list of SpikeEvents
+            Each of shape ``(1, C, H, W, T)`` (the same ``C, H, W, T``); the values are concatenated
+            with NumPy's type promotion.
+
+        Returns
+        -------
+        SpikeEvents
+            Shape ``(len(samples), C, H, W, T)``.
+
+        Raises
+        ------
+        ValueError
+            ``samples`` is empty, or the samples differ in ``(C, H, W, T)``.
+        """
         if not samples:
             raise ValueError("concatenate needs at least one sample")
         shape0 = samples[0].shape[1:]
@@ -257,13 +348,36 @@ class SpikeEvents(EventBatch):
                    np.concatenate([s.value for s in samples]))
 
     def to_dense(self) -> np.ndarray:
-        """The dense ``(N, C, H, W, T)`` tensor (duplicate events add up)."""
+        """The dense spike tensor.
+
+        Returns
+        -------
+        ndarray, shape (N, C, H, W, T)
+            The values at their (neuron, time) bins, zeros elsewhere; the dtype of ``value``.
+        """
         n, c, h, w, t = self.shape
         out = np.zeros((n, c * h * w, t), dtype=self.dtype)
         _scatter_events_cpu(self.offsets, self.neuron, self.time, self.value, out)
         return out.reshape(self.shape)
 
     def astype(self, dtype) -> "SpikeEvents":
+        """The same events with their values cast to ``dtype``.
+
+        Parameters
+        ----------
+        dtype : numpy dtype
+            float32 or float64.
+
+        Returns
+        -------
+        SpikeEvents
+            A new batch (the index arrays are shared, the values copied).
+
+        Raises
+        ------
+        TypeError
+            ``dtype`` is not float32 or float64.
+        """
         return SpikeEvents(self.shape, self.offsets, self.neuron, self.time, self.value.astype(dtype))
 
     def __repr__(self):

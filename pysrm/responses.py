@@ -28,10 +28,39 @@ from .params import NeuronParams, SimParams
 
 
 def alpha_response(tau: float, mult: float, ts: float, t_sample: float, tolerance: float = 0.01) -> np.ndarray:
-    r"""Sample ``mult * t/tau * exp(1 - t/tau)`` at ``t = k*ts`` (float64).
+    r"""Sample an alpha function on the simulation grid.
 
-    Stops at the first sample with ``|value| < tolerance`` and ``t > tau``,
-    or at ``t_sample``.
+    .. math::
+
+        a[k] = m \frac{k T_s}{\tau} e^{1 - k T_s/\tau}, \qquad k = 0, 1, \dots
+
+    Sampling stops at (and excludes) the first sample with ``|a[k]| < tolerance`` and ``k Ts > tau``, or
+    at ``t_sample`` (SLAYER-PyTorch's ``_calculateAlphaKernel``).
+
+    Parameters
+    ----------
+    tau : float
+        Time constant (ms); > 0.
+    mult : float
+        Peak value :math:`m` (reached at ``t = tau``), in the unit of the result.
+    ts : float
+        Bin width ``Ts`` (ms); > 0.
+    t_sample : float
+        Longest response (ms); > 0.  At most ``round(t_sample / ts)`` samples.
+    tolerance : float, default 0.01
+        Cut-off, in the unit of ``mult``; > 0.
+
+    Returns
+    -------
+    ndarray, shape (K,), float64
+        The samples from lag 0 (``a[0] = 0``); ``K`` follows from the cut.
+
+    Raises
+    ------
+    TypeError
+        ``tau``, ``ts``, ``t_sample`` or ``tolerance`` is not a number.
+    ValueError
+        ``tau``, ``ts``, ``t_sample`` or ``tolerance`` is not finite or not > 0.
     """
     tau = positive("tau", tau)
     ts = positive("ts", ts)
@@ -49,18 +78,65 @@ def alpha_response(tau: float, mult: float, ts: float, t_sample: float, toleranc
 
 
 def srm_kernel(neuron: NeuronParams, sim: SimParams, tolerance: float = 0.01) -> np.ndarray:
-    r"""Spike response :math:`\epsilon[k] = \epsilon(k T_s)`, :math:`\epsilon(t) = \frac{t}{\tau_{sr}}
-    e^{1 - t/\tau_{sr}}` (SLAYER's SRM spike response; ``tau_sr`` in ms), sampled from lag 0 on the
-    grid of ``sim.ts`` ms: a 1-D float64 array (unitless), cut as the module docstring says.
-    ValueError/TypeError for non-positive ``tau_sr``, ``ts``, ``t_sample`` or ``tolerance``."""
+    r"""Spike response (psp kernel) of the SRM neuron, sampled on the simulation grid.
+
+    .. math::
+
+        \epsilon[k] = \epsilon(k T_s), \qquad \epsilon(t) = \frac{t}{\tau_{sr}} e^{1 - t/\tau_{sr}}
+
+    (SLAYER's SRM spike response), cut as the module docstring says.
+
+    Parameters
+    ----------
+    neuron : NeuronParams
+        ``tau_sr`` (ms) is used.
+    sim : SimParams
+        ``ts`` (ms, the bin width ``Ts``) and ``t_sample`` (ms, the longest response).
+    tolerance : float, default 0.01
+        Cut-off of the samples (unitless); > 0.
+
+    Returns
+    -------
+    ndarray, shape (K,), float64
+        :math:`\epsilon[0], \dots, \epsilon[K-1]` from lag 0 (unitless, peak 1 at ``t = tau_sr``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``tolerance`` is not a number > 0 (as :func:`alpha_response`).
+    """
     return alpha_response(neuron.tau_sr, 1.0, sim.ts, sim.t_sample, tolerance)
 
 
 def refractory_kernel(neuron: NeuronParams, sim: SimParams, tolerance: float = 0.01) -> np.ndarray:
-    r"""Refractory response :math:`\nu[k] = \nu(k T_s)`, :math:`\nu(t) = -s_{ref}\vartheta \frac{t}{\tau_{ref}}
-    e^{1 - t/\tau_{ref}}` (SLAYER's refractory response; added to the potential after each spike),
-    sampled from lag 0 on the grid of ``sim.ts`` ms: a 1-D float64 array in units of the potential
-    (negative).  Errors as :func:`srm_kernel`."""
+    r"""Refractory response of the SRM neuron, sampled on the simulation grid.
+
+    .. math::
+
+        \nu[k] = \nu(k T_s), \qquad \nu(t) = -s_{ref}\vartheta \frac{t}{\tau_{ref}} e^{1 - t/\tau_{ref}}
+
+    (SLAYER's refractory response: added to the potential after each spike), cut as the module
+    docstring says.
+
+    Parameters
+    ----------
+    neuron : NeuronParams
+        ``tau_ref`` (ms), ``scale_ref`` and ``theta`` are used.
+    sim : SimParams
+        ``ts`` (ms, the bin width ``Ts``) and ``t_sample`` (ms, the longest response).
+    tolerance : float, default 0.01
+        Cut-off of the samples, in the unit of the potential; > 0 (SLAYER's reference data used 1e-4).
+
+    Returns
+    -------
+    ndarray, shape (K,), float64
+        :math:`\nu[0], \dots, \nu[K-1]` from lag 0, in the unit of the potential (<= 0).
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``tolerance`` is not a number > 0 (as :func:`alpha_response`).
+    """
     return alpha_response(neuron.tau_ref, -neuron.scale_ref * neuron.theta, sim.ts, sim.t_sample, tolerance)
 
 
@@ -105,12 +181,14 @@ def check_responses(neuron: NeuronParams, sim: SimParams, srm_tolerance: float =
     Parameters
     ----------
     neuron : pysrm.params.NeuronParams
+        ``tau_sr``, ``tau_ref`` (ms), ``scale_ref`` and ``theta`` are used.
     sim : pysrm.params.SimParams
-    srm_tolerance, ref_tolerance : float
-        The tolerances the responses are cut with (as for :func:`srm_kernel`).
-    where : str
+        ``ts`` (ms, the bin width ``Ts``) and ``t_sample`` (ms).
+    srm_tolerance, ref_tolerance : float, default 0.01
+        The tolerances the responses are cut with (as for :func:`srm_kernel`, :func:`refractory_kernel`).
+    where : str, default ""
         Added to the messages (e.g. ``" (test_t_sample)"``).
-    which : tuple of str
+    which : tuple of str, default ("tau_sr", "tau_ref")
         The responses to check: ``"tau_sr"`` (spike response), ``"tau_ref"`` (refractory response).
 
     Returns
@@ -123,6 +201,11 @@ def check_responses(neuron: NeuronParams, sim: SimParams, srm_tolerance: float =
     ValueError
         When a response sampled at ``Ts`` is all zeros; the message names the parameter, its value,
         the smallest value that works, and (for values that look like seconds) the value in ms.
+
+    Warns
+    -----
+    SettingsWarning
+        A time constant below ``Ts`` or above ``t_sample`` (one warning per message returned).
     """
     issued = []
     ref_peak = neuron.scale_ref * neuron.theta

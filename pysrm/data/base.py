@@ -97,12 +97,47 @@ SPLITS = ("train", "test")
 
 
 def check_split(split):
+    """Check a split name.
+
+    Parameters
+    ----------
+    split : str
+        ``'train'`` or ``'test'``.
+
+    Returns
+    -------
+    str
+        ``split``.
+
+    Raises
+    ------
+    ValueError
+        ``split`` is not one of ``SPLITS``.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return split
 
 
 def check_sim(sim, default: SimParams) -> SimParams:
+    """Check a dataset's simulation parameters, or give its default.
+
+    Parameters
+    ----------
+    sim : SimParams or None
+        ``ts`` and ``t_sample`` (ms); None for ``default``.
+    default : SimParams
+        The dataset's default.
+
+    Returns
+    -------
+    SimParams
+
+    Raises
+    ------
+    TypeError
+        ``sim`` is neither None nor a :class:`~pysrm.params.SimParams`.
+    """
     if sim is None:
         return default
     if not isinstance(sim, SimParams):
@@ -112,6 +147,28 @@ def check_sim(sim, default: SimParams) -> SimParams:
 
 
 def check_int(name, value, lo=0):
+    """Check an integer option (``downsample``, ``jitter`` ...).
+
+    Parameters
+    ----------
+    name : str
+        The option's name, for the message.
+    value : int
+        The value; a Python or NumPy integer, not a bool.
+    lo : int, default 0
+        The smallest accepted value.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not an integer (or is a bool).
+    ValueError
+        ``value < lo``.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
     if value < lo:
@@ -126,12 +183,36 @@ BIN_FORMAT = 1
 
 
 def new_stats() -> dict:
+    """The counters of a dataset's ``stats``, all zero (see the module docstring).
+
+    Returns
+    -------
+    dict of str to int
+        ``files_parsed``, ``events_parsed``, ``out_of_range``, ``cropped``, ``shifted_out``,
+        ``events_binned``, ``overflow_markers``, ``invalid_events``.
+    """
     return {"files_parsed": 0, "events_parsed": 0, "out_of_range": 0, "cropped": 0, "shifted_out": 0,
             "events_binned": 0, "overflow_markers": 0, "invalid_events": 0}
 
 
 def file_signature(path) -> tuple:
-    """``(absolute path, size in bytes, modification time in ns)`` of a file: its part of a cache key."""
+    """A file's part of a cache key.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    tuple of (str, int, int)
+        ``(absolute path, size in bytes, modification time in ns)``.
+
+    Raises
+    ------
+    OSError
+        The file cannot be stat'ed (``FileNotFoundError`` when it does not exist).
+    """
     st = os.stat(path)
     return (os.path.abspath(os.fspath(path)), int(st.st_size), int(st.st_mtime_ns))
 
@@ -148,6 +229,40 @@ class EventDataset:
     downsampling), ``layout``, ``class_names``, ``labels`` and
     ``_unit_of`` (the parse unit -- usually the file -- of each sample), and
     implement ``_parse_unit`` and ``_source``.
+
+    Parameters
+    ----------
+    split : str
+        ``'train'`` or ``'test'`` (keyword only, as every parameter).
+    sim : SimParams
+        ``ts`` (ms, the bin width ``Ts``) and ``t_sample`` (ms): ``T = t_sample / ts`` bins per sample.
+    native_shape : tuple of int
+        The sensor's ``(C, H, W)`` before downsampling.
+    class_names : sequence of str
+        One name per class.
+    labels : array_like of int, shape (n_samples,)
+        The class of each sample, in ``[0, len(class_names))``; stored as int64.
+    downsample : int, default 1
+        Spatial pooling factor ``k >= 1`` (OR-merged; see :func:`~pysrm.data.binning.bin_events`).
+    jitter : int, default 0
+        Largest spatial shift (pixels, >= 0) of the augmentation (:meth:`sample` with ``augment=True``);
+        0 for the 1-D ``'address'`` layout.
+    out_of_range : {'warn', 'error'}, default 'warn'
+        Events outside the sensor: dropped with a warning, or an error.
+    cache_dir : str or os.PathLike, optional
+        Folder of the parse-once and binned caches (module docstring); None keeps them in memory.
+    dtype : numpy dtype, default float32
+        dtype of the spike values: float32 or float64.
+    layout : {'polarity', 'address'}, optional
+        How an event is placed in ``(C, H, W)`` (:mod:`pysrm.data.binning`); default the class's.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``layout`` or ``out_of_range``, ``jitter`` with the ``'address'`` layout, labels that
+        are not 1-D or not in ``[0, len(class_names))``, ``downsample < 1`` or ``jitter < 0``.
+    TypeError
+        ``dtype`` is not float32/float64, or ``downsample``/``jitter`` is not an integer.
     """
 
     name = "events"
@@ -206,6 +321,7 @@ class EventDataset:
 
     @property
     def n_classes(self) -> int:
+        """Number of classes, ``len(class_names)`` (int)."""
         return len(self.class_names)
 
     @property
@@ -240,7 +356,24 @@ class EventDataset:
         return f"{self.name} sample {i}"
 
     def sample_name(self, i) -> str:
-        """Where sample ``i`` comes from (file name, recording and gesture, HDF5 key), for messages."""
+        """Where sample ``i`` comes from (file name, recording and gesture, HDF5 key), for messages.
+
+        Parameters
+        ----------
+        i : int
+            Sample index; negative counts from the end.
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        TypeError
+            ``i`` is not an integer.
+        IndexError
+            ``i`` is out of range (the message names the dataset and split).
+        """
         return self._source(self._index(i))
 
     def _samples_of_unit(self, unit: int) -> np.ndarray:
@@ -293,10 +426,29 @@ class EventDataset:
         return ev
 
     def events(self, i, allow_empty: bool = False) -> np.ndarray:
-        """Events of sample ``i`` (:data:`~pysrm.data.formats.EVENT_DTYPE`, ``t`` in us); parsed once, cached.
+        """Events of sample ``i``, parsed once and cached.
 
-        Raises ``ValueError`` naming the sample when it has no event inside the sensor, unless
-        ``allow_empty`` (then an empty array is returned).
+        Parameters
+        ----------
+        i : int
+            Sample index; negative counts from the end.
+        allow_empty : bool, default False
+            Return an empty array for a sample with no event inside the sensor instead of raising.
+
+        Returns
+        -------
+        ndarray of EVENT_DTYPE, shape (n_events,)
+            Fields ``x, y, p, t`` (:data:`~pysrm.data.formats.EVENT_DTYPE`), ``t`` in us from the sample's
+            start, only events inside the sensor.  The cache's own array (or a memory map): do not write.
+
+        Raises
+        ------
+        ValueError
+            The sample has no event inside the sensor and not ``allow_empty`` (names the sample).
+        TypeError
+            ``i`` is not an integer.
+        IndexError
+            ``i`` is out of range (the message names the dataset and split).
         """
         i = self._index(i)
         ev = self._raw_events(i)
@@ -313,6 +465,21 @@ class EventDataset:
         Samples drawn as random windows (DVS Gesture's training set) count as empty only without
         events.  Parses every sample asked about that is not parsed yet (they stay cached, so the
         first epoch does not parse them again).
+
+        Parameters
+        ----------
+        indices : sequence of int, optional
+            The samples to look at; default all.
+
+        Returns
+        -------
+        list of int
+            The empty ones, in the order of ``indices``.
+
+        Raises
+        ------
+        IndexError
+            An index is out of range.
         """
         idx = range(len(self)) if indices is None else [self._index(int(i)) for i in indices]
         return [i for i in idx if self._window_counts(i)[1] == 0]
@@ -360,12 +527,20 @@ class EventDataset:
         Parameters
         ----------
         indices : sequence of int, optional
+            The samples to look at; default all.
         split : str, optional
             The name of the split for the message (default ``self.split``).
 
         Returns
         -------
         str or None
+            The message (what is lost, the median start and span of the samples in ms, the fix), or None
+            when the times fit.
+
+        Raises
+        ------
+        IndexError
+            An index is out of range.
         """
         idx = range(len(self)) if indices is None else [self._index(int(i)) for i in indices]
         rows = np.array([self._window_counts(i) for i in idx], dtype=np.int64).reshape(-1, 6)
@@ -401,7 +576,13 @@ class EventDataset:
         return None
 
     def preload(self):
-        """Parse every sample now (they are cached); returns ``self``."""
+        """Parse every sample now (they are cached; with ``cache_dir``, the cache folder is built or opened).
+
+        Returns
+        -------
+        EventDataset
+            ``self``.
+        """
         with self._lock:
             if self.cache_dir is not None:
                 if self._packed is None:
@@ -413,7 +594,13 @@ class EventDataset:
         return self
 
     def cache_key(self) -> str:
-        """Name of this dataset's folder in ``cache_dir``: ``<name>-<split>-<hash>`` (see the module docstring)."""
+        """Name of this dataset's folder in ``cache_dir`` (see the module docstring for the key).
+
+        Returns
+        -------
+        str
+            ``<name>-<split>-<hash>``, the hash 16 hex digits of a SHA-1.
+        """
         sig = {"class": type(self).__name__, "split": self.split, "native_shape": self.native_shape,
                "layout": self.layout, "out_of_range": self.out_of_range, "n": len(self),
                "sources": self._signature(), "format": CACHE_FORMAT}
@@ -457,11 +644,42 @@ class EventDataset:
 
     # ------------------------------------------------------------------ binning
     def window_start(self, i: int, rng=None) -> int:
-        """Time (us) of sample ``i`` that becomes t = 0 when binning (0 unless windowed)."""
+        """Time of sample ``i`` that becomes t = 0 when binning (0 unless the dataset draws windows).
+
+        Parameters
+        ----------
+        i : int
+            Sample index (already checked).
+        rng : numpy.random.Generator, optional
+            Draws a random window where the dataset has them; without it windows start at 0.
+
+        Returns
+        -------
+        int
+            The time in us.
+        """
         return 0
 
     def duration_us(self, i: int) -> int:
-        """Duration of sample ``i`` in us (time of its last event, unless the dataset defines it; 0 if empty)."""
+        """Duration of sample ``i``: the time of its last event, unless the dataset defines it.
+
+        Parameters
+        ----------
+        i : int
+            Sample index; negative counts from the end.
+
+        Returns
+        -------
+        int
+            The duration in us; 0 for an empty sample.
+
+        Raises
+        ------
+        TypeError
+            ``i`` is not an integer.
+        IndexError
+            ``i`` is out of range (the message names the dataset and split).
+        """
         ev = self.events(i, allow_empty=True)
         return int(ev["t"].max()) if ev.size else 0
 
@@ -470,12 +688,23 @@ class EventDataset:
         return False
 
     def bin_signature(self) -> tuple:
-        """What determines the cached binned spikes of a sample besides the dataset's own sources (see the
-        module docstring): ``(sim.ts, sim.n_bins, native_shape, layout)``."""
+        """What determines the cached binned spikes of a sample besides the dataset's own sources.
+
+        Returns
+        -------
+        tuple
+            ``(sim.ts, sim.n_bins, native_shape, layout)``: float (ms), int (bins), ``(C, H, W)``, str.
+        """
         return (float(self.sim.ts), int(self.sim.n_bins), tuple(self.native_shape), str(self.layout))
 
     def bin_cache_dir(self) -> str | None:
-        """The binned-spikes folder in ``cache_dir`` (None without one): ``<cache_key()>/binned-<hash>``."""
+        """The binned-spikes folder in ``cache_dir``.
+
+        Returns
+        -------
+        str or None
+            ``<cache_dir>/<cache_key()>/binned-<hash>``; None without a ``cache_dir``.
+        """
         if self.cache_dir is None:
             return None
         sig = {"bins": list(self.bin_signature()), "format": BIN_FORMAT}
@@ -563,17 +792,45 @@ class EventDataset:
         return out
 
     def sample(self, i, rng=None, augment: bool = False, jitter: int | None = None) -> SpikeEvents:
-        """Sample ``i`` binned into a ``SpikeEvents`` of shape ``(1, C, H, W, T)``.
+        """Sample ``i`` binned into a spike tensor.
 
-        ``rng`` (a ``numpy.random.Generator``) drives the random parts:
-        random windows (DVS Gesture training set) and, with ``augment=True``,
-        the spatial jitter of up to ``jitter`` pixels (default ``ds.jitter``)
-        in x and y, each uniform in ``[-jitter, jitter]``; events shifted off
-        the sensor are dropped (counted in ``stats['shifted_out']``).
-        Without ``rng`` windows start at the sample start, and augmentation
-        uses a fresh unseeded generator.  Binned once: windows at the sample's start come from the
-        binned cache (module docstring), the shift and downsampling applied on it; the result is
-        bitwise that of :func:`~pysrm.data.binning.bin_events` on the events.
+        An event ``(x, y, p, t)`` becomes a spike ``1/Ts`` at ``[p, y, x, round((t - t0) / 1000 / Ts)]``
+        (:func:`~pysrm.data.binning.bin_events`; ``t0`` = :meth:`window_start`).
+
+        Parameters
+        ----------
+        i : int
+            Sample index; negative counts from the end.
+        rng : numpy.random.Generator, optional
+            Drives the random parts: random windows (DVS Gesture training set) and the jitter.  Without
+            it windows start at the sample start, and augmentation uses a fresh unseeded generator.
+        augment : bool, default False
+            Shift every event by ``(dx, dy)`` pixels, each uniform in ``[-jitter, jitter]``; events
+            shifted off the sensor are dropped (counted in ``stats['shifted_out']``).
+        jitter : int, optional
+            Largest shift (pixels, >= 0); default ``ds.jitter``.
+
+        Returns
+        -------
+        SpikeEvents
+            Shape ``(1, C, H, W, T)`` (``C, H, W`` = ``sensor_shape``, ``T = sim.n_bins``), values
+            ``1/Ts`` of dtype ``ds.dtype``.
+
+        Raises
+        ------
+        ValueError
+            The sample has no event inside the sensor, or none inside the simulated window (names the
+            sample and the fix); ``jitter`` with the ``'address'`` layout; ``jitter < 0``.
+        TypeError
+            ``i`` or ``jitter`` is not an integer.
+        IndexError
+            ``i`` is out of range.
+
+        Notes
+        -----
+        Binned once: windows at the sample's start come from the binned cache (module docstring), the
+        shift and downsampling applied on it; the result is bitwise that of
+        :func:`~pysrm.data.binning.bin_events` on the events.
         """
         neuron, time, shared = self._sample_parts(i, rng, augment, jitter)
         if shared:  # the cache's own arrays: never handed out
@@ -581,9 +838,31 @@ class EventDataset:
         return _spikes((1,) + tuple(self.sensor_shape) + (self.sim.n_bins,), neuron, time, self.sim.ts, self.dtype)
 
     def sample_batch(self, indices, rng=None, augment: bool = False, jitter: int | None = None) -> SpikeEvents:
-        """Samples ``indices`` binned into one ``SpikeEvents`` ``(len(indices), C, H, W, T)``: bitwise
-        ``SpikeEvents.concatenate([ds.sample(i, rng, augment, jitter) for i in indices])``, with the same
-        draws from ``rng`` in the same order, made without the per-sample objects (the DataLoader's path)."""
+        """Samples ``indices`` binned into one batch.
+
+        Bitwise ``SpikeEvents.concatenate([ds.sample(i, rng, augment, jitter) for i in indices])``, with
+        the same draws from ``rng`` in the same order, made without the per-sample objects (the
+        DataLoader's path).
+
+        Parameters
+        ----------
+        indices : sequence of int
+            The samples, in batch order; at least one.
+        rng, augment, jitter
+            As for :meth:`sample`.
+
+        Returns
+        -------
+        SpikeEvents
+            Shape ``(len(indices), C, H, W, T)``, values ``1/Ts`` of dtype ``ds.dtype``.
+
+        Raises
+        ------
+        ValueError
+            ``indices`` is empty, or as for :meth:`sample`.
+        TypeError, IndexError
+            As for :meth:`sample`.
+        """
         parts = [self._sample_parts(i, rng, augment, jitter) for i in indices]
         if not parts:
             raise ValueError("sample_batch needs at least one index")
@@ -634,7 +913,25 @@ class EventDataset:
         return neuron, time, False
 
     def dense(self, i, rng=None, augment: bool = False) -> np.ndarray:
-        """Dense ``(C, H, W, T)`` tensor of sample ``i`` (convenience for inspection)."""
+        """Dense tensor of sample ``i`` (for inspection).
+
+        Parameters
+        ----------
+        i : int
+            Sample index; negative counts from the end.
+        rng, augment
+            As for :meth:`sample`.
+
+        Returns
+        -------
+        ndarray, shape (C, H, W, T)
+            Spikes ``1/Ts`` (dtype ``ds.dtype``), zeros elsewhere.
+
+        Raises
+        ------
+        ValueError, TypeError, IndexError
+            As for :meth:`sample`.
+        """
         return self.sample(i, rng, augment).to_dense()[0]
 
 
@@ -643,14 +940,41 @@ class EventArrayDataset(EventDataset):
 
     Parameters
     ----------
-    events : sequence of structured arrays with fields ``x, y, t, p``
-        (``t`` in microseconds; see :func:`~pysrm.data.formats.as_events`)
-    labels : integer class of each sample
-    sensor_shape : ``(C, H, W)``; default ``(2, max y + 1, max x + 1)`` for
-        layout ``'polarity'`` and ``(max x + 1, 1, 1)`` for ``'address'``
-    sim : :class:`~pysrm.params.SimParams` (default ``SimParams(1, 300)``)
-    class_names : default ``'0'``, ``'1'``, ... up to the largest label
-    layout, downsample, jitter, out_of_range, dtype : as for the file datasets
+    events : sequence of ndarray
+        One structured array per sample with integer fields ``x, y, t, p``, shape ``(n_events,)``; ``t``
+        in microseconds from the sample's start (see :func:`~pysrm.data.formats.as_events`).
+    labels : array_like of int, shape (n_samples,)
+        The class of each sample.
+    sensor_shape : tuple of int, optional
+        ``(C, H, W)``; default ``(2, max y + 1, max x + 1)`` for layout ``'polarity'`` and
+        ``(max x + 1, 1, 1)`` for ``'address'``.
+    sim : SimParams, optional
+        ``ts``, ``t_sample`` (ms); default ``SimParams(1, 300)``.
+    class_names : sequence of str, optional
+        Default ``'0'``, ``'1'``, ... up to the largest label.
+    layout : {'polarity', 'address'}, default 'polarity'
+    downsample : int, default 1
+    jitter : int, default 0
+    out_of_range : {'error', 'warn'}, default 'error'
+    dtype : numpy dtype, default float32
+        As for :class:`EventDataset`.
+    split : str, default 'train'
+        The split's name (for messages and the cache key).
+
+    Raises
+    ------
+    TypeError
+        ``events`` is one structured array instead of a sequence of them, a sample is not a structured
+        event array, the labels are not integers, or as for :class:`EventDataset`.
+    ValueError
+        The labels are not one per sample, a sample has no event inside the sensor, samples have no
+        event inside the simulated window (names them and, when the times look like the wrong unit or
+        origin, the fix), or as for :class:`EventDataset`.
+
+    Warns
+    -----
+    SettingsWarning
+        The event times look like the wrong unit or origin (:meth:`EventDataset.time_report`).
     """
 
     name = "arrays"

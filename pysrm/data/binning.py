@@ -52,7 +52,28 @@ def _check_layout(layout, sensor_shape):
 
 
 def binned_shape(sensor_shape, downsample: int = 1, layout: str = "polarity") -> tuple:
-    """``(C, H, W)`` of the spike tensor after spatial downsampling by ``downsample``."""
+    """``(C, H, W)`` of the spike tensor after spatial downsampling.
+
+    Parameters
+    ----------
+    sensor_shape : tuple of int
+        The sensor's ``(C, H, W)``.
+    downsample : int, default 1
+        Pooling factor ``k >= 1``.
+    layout : {'polarity', 'address'}, default 'polarity'
+        ``'polarity'``: ``(C, ceil(H/k), ceil(W/k))``; ``'address'``: ``(ceil(C/k), 1, 1)``.
+
+    Returns
+    -------
+    tuple of int
+        The binned ``(C, H, W)``.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``layout``, a ``sensor_shape`` that is not ``(C, H, W)`` with positive sizes, or not
+        ``(C, 1, 1)`` for the ``'address'`` layout; ``downsample < 1``.
+    """
     c, h, w = _check_layout(layout, sensor_shape)
     k = int(downsample)
     if k < 1:
@@ -63,7 +84,24 @@ def binned_shape(sensor_shape, downsample: int = 1, layout: str = "polarity") ->
 
 
 def event_bins(t_us, ts: float, t_start=0):
-    """SLAYER's time bin ``round((t_us - t_start) / 1000 / ts)`` (float64, half to even)."""
+    """SLAYER's time bin of event times.
+
+    ``bin = round((t_us - t_start) / 1000 / ts)``, NumPy's round (half to even).
+
+    Parameters
+    ----------
+    t_us : array_like, shape (n_events,)
+        Event times (us).
+    ts : float
+        Bin width ``Ts`` (ms).
+    t_start : int, default 0
+        Time (us) that becomes bin 0.
+
+    Returns
+    -------
+    ndarray, shape (n_events,), float64
+        The bins (whole numbers; negative or ``>= T`` outside the window).
+    """
     t = np.asarray(t_us)
     if t_start:
         t = t - t_start
@@ -71,7 +109,28 @@ def event_bins(t_us, ts: float, t_start=0):
 
 
 def out_of_sensor(events, sensor_shape, layout="polarity") -> np.ndarray:
-    """Boolean mask of the events whose address lies outside ``sensor_shape``."""
+    """Mask of the events whose address lies outside the sensor.
+
+    Parameters
+    ----------
+    events : ndarray of EVENT_DTYPE, shape (n_events,)
+        Structured events with fields ``x, y, p``.
+    sensor_shape : tuple of int
+        The sensor's ``(C, H, W)``.
+    layout : {'polarity', 'address'}, default 'polarity'
+        ``'polarity'``: outside when ``x >= W``, ``y >= H`` or ``p >= C``; ``'address'``: when ``x >= C``
+        or ``y != 0``.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_events,)
+
+    Raises
+    ------
+    ValueError
+        An unknown ``layout``, a ``sensor_shape`` that is not ``(C, H, W)`` with positive sizes, or not
+        ``(C, 1, 1)`` for the ``'address'`` layout.
+    """
     c, h, w = _check_layout(layout, sensor_shape)
     if layout == "address":
         return (events["x"] >= c) | (events["y"] != 0)
@@ -82,8 +141,31 @@ def drop_out_of_sensor(events, sensor_shape, layout="polarity", out_of_range="wa
                        where="events", stats=None) -> np.ndarray:
     """Return ``events`` without the out-of-sensor ones, per the ``out_of_range`` policy.
 
-    ``'error'`` raises a ``ValueError`` naming ``where``; ``'warn'`` drops them
-    with a warning giving the count (added to ``stats['out_of_range']``).
+    Parameters
+    ----------
+    events : ndarray of EVENT_DTYPE, shape (n_events,)
+        Structured events with fields ``x, y, p``.
+    sensor_shape : tuple of int
+        The sensor's ``(C, H, W)``.
+    layout : {'polarity', 'address'}, default 'polarity'
+        As for :func:`out_of_sensor`.
+    out_of_range : {'warn', 'error'}, default 'warn'
+        ``'error'`` raises; ``'warn'`` drops them with a warning giving the count.
+    where : str, default "events"
+        Names the sample in the messages.
+    stats : dict, optional
+        Its counter ``out_of_range`` is increased by the number dropped.
+
+    Returns
+    -------
+    ndarray of EVENT_DTYPE, shape (n_kept,)
+        ``events`` itself when all are inside, else a copy without the others.
+
+    Raises
+    ------
+    ValueError
+        Events lie outside the sensor and ``out_of_range='error'`` (names ``where``, the count and the
+        address ranges); an unknown ``out_of_range``; or as for :func:`out_of_sensor`.
     """
     if out_of_range not in ("error", "warn"):
         raise ValueError(f"out_of_range must be 'error' or 'warn', got {out_of_range!r}")
@@ -303,10 +385,49 @@ def _spikes(shape, neuron, time, ts, dtype) -> SpikeEvents:
 
 def bin_kernel(events, sensor_shape, ts: float, n_bins: int, *, t_start: int = 0, shift=(0, 0),
                downsample: int = 1, layout: str = "polarity"):
-    """Bin events that lie inside ``sensor_shape`` (no check here): ``(neuron, time, count, cropped,
-    shifted_out)`` with ``neuron``/``time`` int32 sorted by (neuron, time), one entry per bin, and
-    ``count`` (int32) the number of events merged into each entry.  ``t`` must be an integer field
-    (microseconds); ``neuron`` indexes the downsampled ``(C, H, W)`` of :func:`binned_shape`."""
+    """Bin events that lie inside ``sensor_shape`` (not checked here) in one linear pass, without a sort.
+
+    ``bin = round((t - t_start) / 1000 / ts)`` (half to even), kept when ``0 <= bin < n_bins``.
+
+    Parameters
+    ----------
+    events : ndarray of EVENT_DTYPE, shape (n_events,)
+        Structured events with integer fields ``x, y, p`` and an integer ``t`` (us).
+    sensor_shape : tuple of int
+        The sensor's ``(C, H, W)``.
+    ts : float
+        Bin width ``Ts`` (ms).
+    n_bins : int
+        Number of bins ``T``.
+    t_start : int, default 0
+        Time (us) that becomes bin 0.
+    shift : tuple of int, default (0, 0)
+        ``(dx, dy)`` pixel shift; events moved off the sensor are dropped (counted).
+    downsample : int, default 1
+        Pooling factor ``k``.
+    layout : {'polarity', 'address'}, default 'polarity'
+
+    Returns
+    -------
+    neuron : ndarray, shape (n_spikes,), int32
+        Flat index into the downsampled ``(C, H, W)`` of :func:`binned_shape`; sorted by (neuron, time),
+        one entry per bin.
+    time : ndarray, shape (n_spikes,), int32
+        Time bin.
+    count : ndarray, shape (n_spikes,), int32
+        Number of events merged into each entry.
+    cropped : int
+        Events outside ``0 .. n_bins``.
+    shifted_out : int
+        Events shifted off the sensor.
+
+    Raises
+    ------
+    TypeError
+        ``t``, ``x``, ``y`` or ``p`` is not an integer field.
+    ValueError
+        As for :func:`binned_shape`; a ``dy`` shift with the ``'address'`` layout.
+    """
     geo = _bin_layout(layout, sensor_shape, shift, downsample)
     t = events["t"]
     if t.dtype.kind not in "iu":
@@ -321,9 +442,38 @@ def bin_kernel(events, sensor_shape, ts: float, n_bins: int, *, t_start: int = 0
 
 
 def shift_binned(neuron, time, count, sensor_shape, *, shift=(0, 0), downsample: int = 1, layout: str = "polarity"):
-    """Shift and downsample spikes binned at the sensor's resolution by :func:`bin_kernel` (no shift, no
-    downsampling): ``(neuron, time, shifted_out)``, equal to binning the events with that shift and
-    downsampling (see ``_shift_binned``)."""
+    """Shift and downsample spikes binned at the sensor's resolution.
+
+    The result equals binning the events with that shift and downsampling: a shift moves every event of
+    a pixel alike, and OR-binning commutes with the downsampling's OR-merge.
+
+    Parameters
+    ----------
+    neuron, time : ndarray, shape (n_spikes,), int32
+        Spikes from :func:`bin_kernel` without shift and downsampling (sorted, unique).
+    count : ndarray, shape (n_spikes,), int32
+        Events merged into each spike (counted when shifted off the sensor).
+    sensor_shape : tuple of int
+        The sensor's ``(C, H, W)``.
+    shift : tuple of int, default (0, 0)
+        ``(dx, dy)`` in pixels.
+    downsample : int, default 1
+        Pooling factor ``k``.
+    layout : {'polarity', 'address'}, default 'polarity'
+
+    Returns
+    -------
+    neuron : ndarray, shape (n_out,), int32
+        Flat index into the downsampled ``(C, H, W)``, sorted by (neuron, time), unique.
+    time : ndarray, shape (n_out,), int32
+    shifted_out : int
+        Events shifted off the sensor.
+
+    Raises
+    ------
+    ValueError
+        As for :func:`binned_shape`; a ``dy`` shift with the ``'address'`` layout.
+    """
     geo = _bin_layout(layout, sensor_shape, shift, downsample)
     xs, ys = _pixel_tables(geo.c, geo.h, geo.w)
     return _shift_binned(neuron, time, count, xs, ys, geo)
@@ -341,25 +491,58 @@ def _pixel_tables(c, h, w):
 def bin_events(events, sensor_shape, sim: SimParams, *, t_start: int = 0, shift=(0, 0), downsample: int = 1,
                layout: str = "polarity", dtype=np.float32, out_of_range: str = "error",
                stats: dict | None = None, name: str = "events") -> SpikeEvents:
-    """Bin one sample's events into a :class:`~pysrm.events.SpikeEvents` with ``N = 1``.
+    """Bin one sample's events into a spike tensor with ``N = 1``.
+
+    An event ``(x, y, p, t)`` becomes a spike of amplitude ``1/Ts`` at
+    ``[p, y // k, x // k, round((t - t_start) / 1000 / Ts)]`` (layout ``'address'``: ``[x // k, 0, 0, bin]``),
+    NumPy's round (half to even); several events in one bin make one spike (OR binning); bins outside
+    ``0 .. T-1`` are cropped.
 
     Parameters
     ----------
-    events : structured array with fields ``x, y, t, p`` (``t`` in us)
-    sensor_shape : ``(C, H, W)`` of the sensor (before downsampling)
-    sim : :class:`~pysrm.params.SimParams`; ``T = sim.n_bins`` bins of ``sim.ts`` ms
-    t_start : time (us) that becomes t = 0 (windows); earlier events are cropped
-    shift : ``(dx, dy)`` pixel shift (augmentation); events moved off the
-        sensor are dropped and counted in ``stats['shifted_out']``
-    downsample : spatial pooling factor ``k``: pixel ``(x, y)`` -> ``(x//k, y//k)``
-        (for layout ``'address'``: channel ``x//k``), OR-merged
-    layout : ``'polarity'`` or ``'address'`` (see module docstring)
-    out_of_range : ``'error'`` or ``'warn'`` for events outside the sensor
-    stats : optional dict whose counters ``events_binned`` (events in, after dropping those
-        outside the sensor), ``cropped``, ``shifted_out``, ``out_of_range`` are incremented
+    events : ndarray of EVENT_DTYPE, shape (n_events,)
+        Structured events with fields ``x, y, t, p`` (``t`` in us).
+    sensor_shape : tuple of int
+        ``(C, H, W)`` of the sensor (before downsampling).
+    sim : SimParams
+        ``T = sim.n_bins`` bins of ``sim.ts`` ms.
+    t_start : int, default 0
+        Time (us) that becomes t = 0 (windows); earlier events are cropped.
+    shift : tuple of int, default (0, 0)
+        ``(dx, dy)`` pixel shift (augmentation); events moved off the sensor are dropped and counted in
+        ``stats['shifted_out']``.
+    downsample : int, default 1
+        Spatial pooling factor ``k >= 1`` (OR-merged).
+    layout : {'polarity', 'address'}, default 'polarity'
+        See the module docstring.
+    dtype : numpy dtype, default float32
+        dtype of the spike values: float32 or float64.
+    out_of_range : {'error', 'warn'}, default 'error'
+        Events outside the sensor: an error, or dropped with a warning.
+    stats : dict, optional
+        Counters ``events_binned`` (events in, after dropping those outside the sensor), ``cropped``,
+        ``shifted_out``, ``out_of_range``, increased here.
+    name : str, default "events"
+        Names the sample in the messages.
 
-    Integer event times take one linear pass (:func:`bin_kernel`, no sort); other time types go
-    through the NumPy reference (:func:`_bin_events_numpy`).  Both give the same spikes.
+    Returns
+    -------
+    SpikeEvents
+        Shape ``(1, C', H', W', T)`` with ``(C', H', W')`` = :func:`binned_shape`, values ``1/Ts`` of
+        dtype ``dtype``.
+
+    Raises
+    ------
+    TypeError
+        ``sim`` is not a :class:`~pysrm.params.SimParams`.
+    ValueError
+        Events outside the sensor with ``out_of_range='error'`` (names ``name``); as for
+        :func:`binned_shape`; a ``dy`` shift with the ``'address'`` layout.
+
+    Notes
+    -----
+    Integer event times take one linear pass (:func:`bin_kernel`, no sort); other time types go through
+    a NumPy reference (``np.round`` and ``np.unique``).  Both give the same spikes (tested).
     """
     if not isinstance(sim, SimParams):
         raise TypeError(f"sim must be a pysrm.params.SimParams, got {type(sim).__name__}")

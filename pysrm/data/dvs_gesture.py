@@ -39,7 +39,25 @@ DEFAULT_SIM = {"train": SimParams(1.0, 300.0), "test": SimParams(1.0, 1500.0)}
 
 
 def read_trials(path) -> list:
-    """The ``.aedat`` names listed in a ``trials_to_<split>.txt`` file."""
+    """The ``.aedat`` names listed in a ``trials_to_<split>.txt`` file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The list; blank lines and lines starting with ``#`` are skipped.
+
+    Returns
+    -------
+    list of str
+        The recording names, in file order.
+
+    Raises
+    ------
+    ValueError
+        A line that is not a ``<trial>.aedat`` name (names the line), or no recording listed.
+    OSError
+        The file cannot be opened.
+    """
     with open(path, "r", encoding="utf-8") as f:
         names = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
     for k, n in enumerate(names):
@@ -51,7 +69,47 @@ def read_trials(path) -> list:
 
 
 class DVSGesture(EventDataset):
-    """DVS Gesture dataset (see module docstring)."""
+    """DVS Gesture dataset (see the module docstring for the layout and the windows).
+
+    Samples are binned into ``(1, 2, 128, 128, T)`` spike tensors (``(C, H, W)`` = (polarity, y, x), before
+    ``downsample``), ``T = t_sample / ts``; labels 0..10 (:data:`CLASS_NAMES`).
+
+    Parameters
+    ----------
+    data_dir : str or os.PathLike, optional
+        The folder; default ``$PYSRM_DATA_DIR/dvs-gesture`` or ``~/.pysrm/data/dvs-gesture``.  A
+        ``DvsGesture`` sub-folder is also accepted.
+    split : {'train', 'test'}, default 'train'
+    sim : SimParams, optional
+        ``ts``, ``t_sample`` (ms); default ``SimParams(1, 300)`` for train, ``SimParams(1, 1500)`` for test.
+    window : float, optional
+        Length of a sample's window (ms), > 0; default ``sim.t_sample``.
+    random_window : bool, optional
+        Draw each window at a random place in the gesture (from the ``rng`` given to
+        :meth:`~pysrm.data.base.EventDataset.sample`); default True for train, False for test.
+    jitter : int, default 0
+        Largest spatial shift (pixels) of the augmentation, applied only with ``augment=True``.
+    downsample : int, default 1
+        Spatial pooling factor ``k >= 1`` (OR-merged; :func:`~pysrm.data.binning.bin_events`).
+    out_of_range : {'warn', 'error'}, default 'warn'
+        Events outside the sensor: dropped with a warning, or an error.
+    cache_dir : str or os.PathLike, optional
+        Folder of the parse-once and binned caches (:mod:`pysrm.data.base`); None keeps them in memory.
+    dtype : numpy dtype, default float32
+        dtype of the spike values: float32 or float64.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``data_dir`` does not exist, has no ``trials_to_<split>.txt`` (a ``SplitMissing``, also a
+        ValueError), or a listed recording or its label file is missing (the message says how to get
+        the data).
+    ValueError
+        ``data_dir`` is a file, an unknown split, a malformed trials or label file, an unknown class,
+        ``window <= 0``, or as for :class:`~pysrm.data.base.EventDataset`.
+    TypeError
+        As for :class:`~pysrm.data.base.EventDataset`.
+    """
 
     name = "dvs-gesture"
 
@@ -118,6 +176,23 @@ class DVSGesture(EventDataset):
             yield int(i), g
 
     def duration_us(self, i):
+        """Duration of sample ``i``: its gesture's ``end - start``.
+
+        Parameters
+        ----------
+        i : int
+            Sample index; negative counts from the end.
+
+        Returns
+        -------
+        int
+            The duration in us.
+
+        Raises
+        ------
+        TypeError, IndexError
+            ``i`` is not an integer, or out of range.
+        """
         _, s, e = self.gestures[self._index(i)]
         return int(e - s)
 
@@ -125,6 +200,21 @@ class DVSGesture(EventDataset):
         return self.random_window
 
     def window_start(self, i, rng=None):
+        """Time of sample ``i`` that becomes t = 0 when binning.
+
+        Parameters
+        ----------
+        i : int
+            Sample index (already checked).
+        rng : numpy.random.Generator, optional
+            With ``random_window``, draws the start uniformly in ``[0, duration - window]`` us; without it
+            (or without ``random_window``) the window starts at the gesture's start.
+
+        Returns
+        -------
+        int
+            The start in us from the gesture's start.
+        """
         if not self.random_window or rng is None:
             return 0
         slack = self.duration_us(i) - int(round(self.window * 1000))

@@ -61,10 +61,27 @@ _T23 = (1 << 23) - 1
 def make_events(x, y, t, p) -> np.ndarray:
     """Build an :data:`EVENT_DTYPE` array from equal-length field arrays.
 
-    ``y`` or ``p`` may be scalars (broadcast).  Values are checked: ``x, y``
-    in ``[0, 65535]``, ``p`` in ``[0, 255]`` (0 = OFF, 1 = ON; a polarity
-    outside the sensor's channels is caught when binning), ``t``
-    (microseconds) >= 0.
+    Parameters
+    ----------
+    x : array_like of int, shape (n_events,)
+        Pixel column (or address of a 1-D sensor), in ``[0, 65535]``.
+    y : array_like of int, shape (n_events,) or scalar
+        Pixel row, in ``[0, 65535]``; a scalar is broadcast.
+    t : array_like of int, shape (n_events,) or scalar
+        Timestamp (us), >= 0.
+    p : array_like of int, shape (n_events,) or scalar
+        Polarity in ``[0, 255]`` (0 = OFF, 1 = ON; a polarity outside the sensor's channels is caught
+        when binning); a scalar is broadcast.
+
+    Returns
+    -------
+    ndarray of EVENT_DTYPE, shape (n_events,)
+        Fields ``x, y, t, p``; ``t`` in us (int64).
+
+    Raises
+    ------
+    ValueError
+        A field lies outside its range (names the field and the range found).
     """
     x = np.asarray(x)
     n = x.shape[0] if x.ndim else 1
@@ -84,10 +101,30 @@ def make_events(x, y, t, p) -> np.ndarray:
 def as_events(arr, name: str = "events") -> np.ndarray:
     """Convert a structured array with fields ``x, y, t, p`` to :data:`EVENT_DTYPE`.
 
-    This is the layout used by tonic and other neuromorphic tools.  ``t`` is
-    in microseconds (integer, or float rounded to the nearest microsecond);
-    ``p`` may be bool, ``{0, 1}`` or ``{-1, 1}`` (``-1`` -> 0 = OFF).  A
-    missing ``y`` field (1-D sensors, tonic's ``(t, x, p)``) means ``y = 0``.
+    This is the layout used by tonic and other neuromorphic tools.
+
+    Parameters
+    ----------
+    arr : ndarray (structured)
+        Fields ``x``, ``t``, ``p`` and optionally ``y`` (a missing ``y``, 1-D sensors or tonic's
+        ``(t, x, p)``, means ``y = 0``).  ``x, y``: integers (or whole floats) in ``[0, 65535]``; ``t``:
+        microseconds >= 0 (integer, or float rounded to the nearest microsecond); ``p``: bool,
+        ``{0, 1}`` or ``{-1, 1}`` (``-1`` -> 0 = OFF), at most 255.
+    name : str, default "events"
+        Names the array in the messages.
+
+    Returns
+    -------
+    ndarray of EVENT_DTYPE, shape (n_events,)
+        Fields ``x, y, t, p``; ``t`` in us (int64).
+        ``arr`` itself when it already has this dtype.
+
+    Raises
+    ------
+    TypeError
+        ``arr`` is not a structured array, or a field has a non-numeric or non-integer dtype.
+    ValueError
+        A field is missing or out of its range, ``t`` is not finite, or ``p`` mixes 0 and -1.
     """
     if not isinstance(arr, np.ndarray) or arr.dtype.names is None:
         raise TypeError(f"{name} must be a NumPy structured array with fields x, y, t, p; "
@@ -164,9 +201,27 @@ def _decode40(b: np.ndarray):
 def read_nmnist_bin(path, stats: dict | None = None) -> np.ndarray:
     """Read an N-MNIST ``.bin`` (or N-MNIST ``.bs2``) file, handling overflow markers.
 
-    Events with ``y == 240`` are removed and add ``2**13`` us to all later
-    timestamps.  If ``stats`` is given, ``stats['overflow_markers']`` is
-    incremented by their number.
+    Events with ``y == 240`` are removed and add ``2**13`` us to all later timestamps.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file (5 bytes per event).
+    stats : dict, optional
+        Its counter ``overflow_markers`` is increased by the number of markers.
+
+    Returns
+    -------
+    ndarray of EVENT_DTYPE, shape (n_events,)
+        Fields ``x, y, t, p``; ``t`` in us (int64).
+        In file order.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist (names it).
+    ValueError
+        The file size is not a multiple of 5 bytes (truncated or corrupt; names the file).
     """
     b = _read_bytes(path, 5, "N-MNIST event")
     x, y, p, t = _decode40(b)
@@ -184,7 +239,25 @@ def read_nmnist_bin(path, stats: dict | None = None) -> np.ndarray:
 
 
 def read_bs2(path) -> np.ndarray:
-    """Read a SLAYER ``.bs2`` 2-D spike file (``read2Dspikes``; no overflow markers)."""
+    """Read a SLAYER ``.bs2`` 2-D spike file (``read2Dspikes``; no overflow markers).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file (5 bytes per event).
+
+    Returns
+    -------
+    ndarray of EVENT_DTYPE, shape (n_events,)
+        Fields ``x, y, t, p``; ``t`` in us (int64).
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist (names it).
+    ValueError
+        The file size is not a multiple of 5 bytes (names the file).
+    """
     b = _read_bytes(path, 5, "SLAYER .bs2")
     x, y, p, t = _decode40(b)
     out = np.empty(x.shape[0], dtype=EVENT_DTYPE)
@@ -193,7 +266,26 @@ def read_bs2(path) -> np.ndarray:
 
 
 def read_bs1(path) -> np.ndarray:
-    """Read a SLAYER ``.bs1`` 1-D spike file; the neuron id is returned in ``x`` (``y = 0``)."""
+    """Read a SLAYER ``.bs1`` 1-D spike file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file (5 bytes per event).
+
+    Returns
+    -------
+    ndarray of EVENT_DTYPE, shape (n_events,)
+        Fields ``x, y, t, p``; ``t`` in us (int64).
+        The 16-bit neuron id in ``x``, ``y = 0``.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist (names it).
+    ValueError
+        The file size is not a multiple of 5 bytes (names the file).
+    """
     b = _read_bytes(path, 5, "SLAYER .bs1")
     hi, lo, p, t = _decode40(b)
     out = np.empty(hi.shape[0], dtype=EVENT_DTYPE)
@@ -218,7 +310,23 @@ def _encode40(path, a: np.ndarray, b: np.ndarray, p: np.ndarray, t: np.ndarray, 
 
 
 def write_bs2(path, events) -> None:
-    """Write events (``x, y < 256``, ``t < 2**23`` us) as a SLAYER ``.bs2`` file."""
+    """Write events as a SLAYER ``.bs2`` file (5 bytes per event; overwrites ``path``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    events : ndarray (structured)
+        Fields ``x, y, t, p`` (:func:`as_events`); ``x, y < 256``, ``t < 2**23`` us, ``p`` 0 or 1.
+
+    Raises
+    ------
+    ValueError
+        An address >= 256, a timestamp outside ``[0, 2**23)`` us or a polarity > 1 (names the file); or
+        as for :func:`as_events`.
+    TypeError
+        As for :func:`as_events`.
+    """
     ev = as_events(events)
     if ev.size and (ev["x"].max() > 255 or ev["y"].max() > 255):
         raise ValueError(f"{path}: .bs2 addresses must be < 256, got max x={ev['x'].max()}, y={ev['y'].max()}")
@@ -226,7 +334,23 @@ def write_bs2(path, events) -> None:
 
 
 def write_bs1(path, events) -> None:
-    """Write 1-D events (neuron id in ``x``, ``t < 2**23`` us) as a SLAYER ``.bs1`` file."""
+    """Write 1-D events as a SLAYER ``.bs1`` file (5 bytes per event; overwrites ``path``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    events : ndarray (structured)
+        Fields ``x`` (the neuron id, < 65536), ``t`` (< 2**23 us), ``p`` (0 or 1) (:func:`as_events`).
+
+    Raises
+    ------
+    ValueError
+        A timestamp outside ``[0, 2**23)`` us or a polarity > 1 (names the file); or as for
+        :func:`as_events`.
+    TypeError
+        As for :func:`as_events`.
+    """
     ev = as_events(events)
     xi = ev["x"].astype(np.int64)
     _encode40(path, xi >> 8, xi & 0xFF, ev["p"], ev["t"], ".bs1")
@@ -243,8 +367,33 @@ def read_aedat31(path, stats: dict | None = None) -> np.ndarray:
 
     Packets of other event types (special, frame, IMU ...) are skipped.
     Events whose validity bit is 0 are dropped with a warning giving their
-    count (``stats['invalid_events']`` is incremented).  Events are returned
-    in file order (AEDAT timestamps are monotonic).
+    count (``stats['invalid_events']`` is incremented).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.aedat`` file.
+    stats : dict, optional
+        Its counter ``invalid_events`` is increased by the events dropped.
+
+    Returns
+    -------
+    ndarray of EVENT_DTYPE, shape (n_events,)
+        Fields ``x, y, t, p``; ``t`` in us (int64).
+        In file order (AEDAT timestamps are monotonic); ``t = timestamp | (eventTSOverflow << 31)``.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist (names it).
+    ValueError
+        Not an AEDAT 3.x file, an unterminated header line, a truncated file or packet, a corrupt packet
+        header, or a polarity packet whose events are not 8 bytes (each names the file and the offset).
+
+    Warns
+    -----
+    UserWarning
+        Events whose validity bit is 0 were dropped (gives their count).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -308,7 +457,25 @@ def read_aedat31(path, stats: dict | None = None) -> np.ndarray:
 
 
 def write_aedat31(path, events, packet_size: int = 4096) -> None:
-    """Write polarity events as an AEDAT 3.1 file (mainly for tests and conversions)."""
+    """Write polarity events as an AEDAT 3.1 file (mainly for tests and conversions; overwrites ``path``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    events : ndarray (structured)
+        Fields ``x, y, t, p`` (:func:`as_events`); ``x, y < 8192``, ``t`` in us.
+    packet_size : int, default 4096
+        Events per polarity packet.
+
+    Raises
+    ------
+    ValueError
+        A packet's timestamps span a 2**31 us overflow (use a smaller ``packet_size``); or as for
+        :func:`as_events`.
+    TypeError
+        As for :func:`as_events`.
+    """
     ev = as_events(events)
     t = ev["t"].astype(np.int64)
     with open(os.fspath(path), "wb") as f:
@@ -332,9 +499,23 @@ def write_aedat31(path, events, packet_size: int = 4096) -> None:
 def read_gesture_labels(path) -> np.ndarray:
     """Read a DVS Gesture ``<trial>_labels.csv`` file.
 
-    Returns an ``(n, 3)`` int64 array of ``(class, start_us, end_us)`` with
-    the class 1-based as in the file (1..11).  The header line
-    ``class,startTime_usec,endTime_usec`` is required.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; its header line ``class,startTime_usec,endTime_usec`` is required.
+
+    Returns
+    -------
+    ndarray, shape (n_gestures, 3), int64
+        ``(class, start, end)`` per gesture: the class 1-based as in the file (1..11), start and end in us.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist (names it and the ``.aedat`` it belongs to).
+    ValueError
+        An empty file, a missing header, a line that is not three integers (names the line), no gesture,
+        or a gesture that ends before it starts.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -367,9 +548,24 @@ def read_gesture_labels(path) -> np.ndarray:
 
 
 def read_sample_list(path) -> np.ndarray:
-    """Read a SLAYER sample list (``train1K.txt``...): ``id class`` lines after a ``#`` header.
+    """Read a SLAYER sample list (``train1K.txt`` ...): ``id class`` lines after a ``#`` header.
 
-    Returns an ``(n, 2)`` int64 array of ``(id, class)``.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The list; blank lines and lines starting with ``#`` are skipped.
+
+    Returns
+    -------
+    ndarray, shape (n_samples, 2), int64
+        ``(id, class)`` per sample.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist (names it).
+    ValueError
+        A line that is not two integers (names the line), or no sample.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):

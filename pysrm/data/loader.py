@@ -28,16 +28,24 @@ class DataLoader:
 
     Parameters
     ----------
-    dataset : a pysrm dataset (``len``, ``labels``, ``sample(i, rng, augment)``; a class that also
-        defines ``sample_batch(indices, rng, augment)``, as pysrm's do, makes each batch in one call)
-    batch_size : samples per batch
-    shuffle : shuffle the order every epoch
-    seed : seed of all randomness
-    augment : apply the dataset's augmentation (e.g. N-MNIST jitter)
-    drop_last : drop the last incomplete batch
-    jitter : with ``augment``, the spatial jitter in pixels, overriding the
-        dataset's ``jitter`` option (None: the dataset's)
-    prefetch : make up to this many batches ahead in a background thread (0: none, every batch is
+    dataset : EventDataset
+        A pysrm dataset (``len``, ``labels``, ``sample(i, rng, augment)``; a class that also defines
+        ``sample_batch(indices, rng, augment)``, as pysrm's do, makes each batch in one call).
+    batch_size : int, default 32
+        Samples per batch, >= 1.
+    shuffle : bool, default True
+        Shuffle the order every epoch.
+    seed : int, default 0
+        Seed of all randomness, >= 0.
+    augment : bool, default False
+        Apply the dataset's augmentation (e.g. N-MNIST jitter).
+    drop_last : bool, default False
+        Drop the last incomplete batch.
+    jitter : int, optional
+        With ``augment``, the spatial jitter in pixels (>= 0), overriding the dataset's ``jitter`` option
+        (None: the dataset's).
+    prefetch : int, default 0
+        Make up to this many batches ahead in a background thread (0: none, every batch is
         made when asked for).  The batches, their order and every random draw are the same either way
         (one thread makes them all, in order, from the same ``(seed, epoch)`` streams); only when the
         work happens changes, so loading overlaps the consumer's compute where that compute lets the
@@ -45,6 +53,21 @@ class DataLoader:
         raised in the consumer at the batch it would have come with; stopping early (``break``, an
         exception, Ctrl-C in the consumer) or closing the iterator stops and joins the thread.
         The dataset's counters (``ds.stats``) then advance up to ``prefetch`` batches early.
+
+    Yields
+    ------
+    x : SpikeEvents
+        Shape ``(N, C, H, W, T)``, ``N = batch_size`` (the last batch may be smaller), values ``1/Ts`` of
+        the dataset's dtype (float32 by default).
+    y : ndarray, shape (N,), int64
+        The labels.
+
+    Raises
+    ------
+    TypeError
+        ``dataset`` lacks ``labels``, ``sample`` or ``len``, or an integer option is not an integer.
+    ValueError
+        An integer option below its minimum.
     """
 
     def __init__(self, dataset, batch_size: int = 32, shuffle: bool = True, seed: int = 0, augment: bool = False,
@@ -64,7 +87,18 @@ class DataLoader:
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Make the next iteration epoch ``epoch`` (its order depends on ``(seed, epoch)``)."""
+        """Make the next iteration epoch ``epoch`` (its order depends on ``(seed, epoch)``).
+
+        Parameters
+        ----------
+        epoch : int
+            >= 0.
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``epoch`` is not an integer >= 0.
+        """
         self.epoch = check_int("epoch", epoch, 0)
 
     def __len__(self) -> int:
@@ -72,7 +106,19 @@ class DataLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def order(self, epoch: int | None = None) -> np.ndarray:
-        """Sample indices of an epoch in iteration order."""
+        """Sample indices of an epoch in iteration order.
+
+        Parameters
+        ----------
+        epoch : int, optional
+            Default the epoch of the next iteration.
+
+        Returns
+        -------
+        ndarray, shape (len(dataset),), int64
+            A permutation drawn from ``numpy.random.default_rng([seed, epoch])``; ``0 .. n-1`` without
+            ``shuffle``.
+        """
         epoch = self.epoch if epoch is None else epoch
         n = len(self.dataset)
         if not self.shuffle:

@@ -62,7 +62,45 @@ def _choose_list(root, split):
 
 
 class NMNIST(EventDataset):
-    """N-MNIST dataset (see module docstring)."""
+    """N-MNIST dataset (see the module docstring for the layouts).
+
+    Samples are binned into ``(1, 2, 34, 34, T)`` spike tensors (``(C, H, W)`` = (polarity, y, x), before
+    ``downsample``), ``T = t_sample / ts``; labels 0..9.
+
+    Parameters
+    ----------
+    data_dir : str or os.PathLike, optional
+        The folder; default ``$PYSRM_DATA_DIR/nmnist`` or ``~/.pysrm/data/nmnist``.  A ``NMNIST``
+        sub-folder is also accepted.
+    split : {'train', 'test'}, default 'train'
+    sim : SimParams, optional
+        ``ts``, ``t_sample`` (ms); default ``SimParams(1, 350)`` (SLAYER's N-MNIST setting).
+    list_file : str or os.PathLike, optional
+        SLAYER layout: the list to read (relative to ``data_dir`` or absolute), e.g. ``'train1K.txt'``;
+        default the only ``<split>*.txt`` (or the longest, with a warning).
+    jitter : int, default 8
+        Largest spatial shift (pixels) of the augmentation, applied only with ``augment=True``.
+    downsample : int, default 1
+        Spatial pooling factor ``k >= 1`` (OR-merged; :func:`~pysrm.data.binning.bin_events`).
+    out_of_range : {'warn', 'error'}, default 'warn'
+        Events outside the sensor: dropped with a warning, or an error.
+    cache_dir : str or os.PathLike, optional
+        Folder of the parse-once and binned caches (:mod:`pysrm.data.base`); None keeps them in memory.
+    dtype : numpy dtype, default float32
+        dtype of the spike values: float32 or float64.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``data_dir`` does not exist, has no such split (a ``SplitMissing``, also a ValueError), a list
+        file or a listed sample file is missing, or no sample file is found (the message says how to get
+        the data).
+    ValueError
+        ``data_dir`` is a file, an unknown split, class or class folder, or as for
+        :class:`~pysrm.data.base.EventDataset`.
+    TypeError
+        As for :class:`~pysrm.data.base.EventDataset`.
+    """
 
     name = "nmnist"
 

@@ -37,6 +37,18 @@ DEFAULT_SIM = SimParams(1.0, 1500.0)
 
 
 def import_h5py():
+    """Import the optional dependency h5py.
+
+    Returns
+    -------
+    module
+        ``h5py``.
+
+    Raises
+    ------
+    ImportError
+        h5py is not installed (the message says how to install it).
+    """
     try:
         import h5py
     except ImportError as e:
@@ -46,7 +58,43 @@ def import_h5py():
 
 
 class NTIDIGITS(EventDataset):
-    """N-TIDIGITS18 single-digit dataset (see module docstring)."""
+    """N-TIDIGITS18 single-digit dataset (see the module docstring for the file).
+
+    Samples are binned into ``(1, 64, 1, 1, T)`` spike tensors (layout ``'address'``: the cochlea channel
+    on the channel axis, before ``downsample``), ``T = t_sample / ts``; labels 0..10 (:data:`CLASS_NAMES`).
+    The HDF5 file stays open while samples are parsed (:meth:`close`).
+
+    Parameters
+    ----------
+    data_dir : str or os.PathLike, optional
+        The folder holding ``n-tidigits.hdf5``, or the file; default ``$PYSRM_DATA_DIR/ntidigits`` or
+        ``~/.pysrm/data/ntidigits``.
+    split : {'train', 'test'}, default 'train'
+    sim : SimParams, optional
+        ``ts``, ``t_sample`` (ms); default ``SimParams(1, 1500)``.
+    downsample : int, default 1
+        Channel pooling factor ``k >= 1`` (channel ``x // k``, OR-merged).
+    out_of_range : {'warn', 'error'}, default 'warn'
+        Events outside the 64 channels: dropped with a warning, or an error.
+    cache_dir : str or os.PathLike, optional
+        Folder of the parse-once and binned caches (:mod:`pysrm.data.base`); None keeps them in memory.
+    dtype : numpy dtype, default float32
+        dtype of the spike values: float32 or float64.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist (the message says how to get it); or the file has no such split (a
+        ``SplitMissing``, also a ValueError).
+    ImportError
+        h5py is not installed.
+    ValueError
+        Not a readable HDF5 file, a missing group, an unknown label, no single-digit sample, or as for
+        :class:`~pysrm.data.base.EventDataset`.  Parsing a sample raises ValueError (naming it) for
+        mismatched address and time arrays, non-finite times or negative addresses.
+    TypeError
+        As for :class:`~pysrm.data.base.EventDataset`.
+    """
 
     name = "ntidigits"
     layout = "address"
@@ -129,6 +177,7 @@ class NTIDIGITS(EventDataset):
         yield unit, ev
 
     def close(self):
+        """Close the HDF5 file (it is reopened when another sample is parsed)."""
         if self._h5 is not None:
             self._h5.close()
             self._h5 = None

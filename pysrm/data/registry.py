@@ -16,7 +16,24 @@ _CLASSES = {"synthetic": SyntheticDataset, "nmnist": NMNIST, "dvs-gesture": DVSG
 
 
 def dataset_options(name: str) -> tuple:
-    """Keyword options accepted by ``load_dataset(name, ...)`` besides split/data_dir/sim."""
+    """Keyword options accepted by ``load_dataset(name, ...)`` besides ``split``, ``data_dir`` and ``sim``.
+
+    Parameters
+    ----------
+    name : str
+        A dataset name of :func:`load_dataset`.
+
+    Returns
+    -------
+    tuple of str
+        The option names, in the order of the dataset's constructor (of :func:`~pysrm.data.from_tonic`
+        for ``'tonic:<ClassName>'``).
+
+    Raises
+    ------
+    ValueError, TypeError
+        An unknown or non-string ``name``.
+    """
     if isinstance(name, str) and name.startswith(TONIC_PREFIX):
         params = inspect.signature(from_tonic).parameters
         return tuple(p for p in params if p not in ("dataset", "ts", "t_sample", "sim", "split"))
@@ -41,7 +58,9 @@ def load_dataset(name: str, split: str = "train", data_dir=None, sim=None, **opt
 
     Parameters
     ----------
-    name : one of :data:`DATASETS`:
+    name : str
+        One of :data:`DATASETS` (``'dvsgesture'``, ``'n-mnist'`` ... are accepted too) or
+        ``'tonic:<ClassName>'``:
 
         * ``'synthetic'``: built-in glyph events, no files
           (options ``n_samples``, ``size``, ``seed``, ``duration``, ``n_classes``,
@@ -55,16 +74,31 @@ def load_dataset(name: str, split: str = "train", data_dir=None, sim=None, **opt
         * ``'tonic:<ClassName>'``: ``tonic.datasets.<ClassName>`` read by tonic from
           ``data_dir`` (its ``save_to``), never downloaded (options of :func:`~pysrm.data.from_tonic`;
           needs tonic).
-    split : ``'train'`` or ``'test'``
-    data_dir : where the files are; default ``$PYSRM_DATA_DIR/<name>`` or
-        ``~/.pysrm/data/<name>`` (where ``pysrm data fetch <name>`` puts them)
-    sim : :class:`~pysrm.params.SimParams` (``ts``, ``t_sample``); default per
-        dataset (synthetic 1/100 ms, N-MNIST 1/350 ms, DVS Gesture 1/300 ms
-        train and 1/1500 ms test, N-TIDIGITS 1/1500 ms)
+    split : {'train', 'test'}, default 'train'
+    data_dir : str or os.PathLike, optional
+        Where the files are; default ``$PYSRM_DATA_DIR/<name>`` or ``~/.pysrm/data/<name>`` (where
+        ``pysrm data fetch <name>`` puts them).
+    sim : SimParams, optional
+        ``ts``, ``t_sample`` (ms); default per dataset (synthetic 1/100 ms, N-MNIST 1/350 ms, DVS Gesture
+        1/300 ms train and 1/1500 ms test, N-TIDIGITS 1/1500 ms); required for tonic datasets.
+    **options
+        The dataset's options (above; :func:`dataset_options` lists them).
 
-    Raises ``ValueError`` for an unknown name (listing the choices), ``TypeError``
-    for an unknown option, ``FileNotFoundError`` naming the path and how to get
-    the data when it is missing.
+    Returns
+    -------
+    EventDataset
+        :class:`~pysrm.data.synthetic.SyntheticDataset`, :class:`~pysrm.data.nmnist.NMNIST`,
+        :class:`~pysrm.data.dvs_gesture.DVSGesture`, :class:`~pysrm.data.ntidigits.NTIDIGITS` or
+        :class:`~pysrm.data.tonic_adapter.TonicDataset`.
+
+    Raises
+    ------
+    ValueError
+        An unknown name (listing the choices), or as the dataset raises.
+    TypeError
+        An unknown option (listing the accepted ones), a non-string name, a tonic dataset without ``sim``.
+    FileNotFoundError
+        The data is missing (names the path and how to get the data).
     """
     tonic = isinstance(name, str) and name.startswith(TONIC_PREFIX)
     cls = None if tonic else _dataset_class(name)

@@ -30,6 +30,20 @@ MIRROR_ENV = "PYSRM_DATA_MIRROR"
 
 @dataclass(frozen=True)
 class RemoteFile:
+    """One file of a dataset to download.
+
+    Parameters
+    ----------
+    filename : str
+        Name of the file in the data folder.
+    url : str
+        Where it is downloaded from.
+    md5 : str
+        Its expected MD5 (32 hex digits).
+    extract : bool, default False
+        Unpack it (zip or tar) into the data folder after the download.
+    """
+
     filename: str
     url: str
     md5: str
@@ -38,6 +52,18 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class Resource:
+    """How to obtain one dataset.
+
+    Parameters
+    ----------
+    files : tuple of RemoteFile
+        Its files.
+    manual : bool
+        The files must be downloaded by hand (then :func:`fetch` verifies and unpacks them).
+    instructions : str
+        Where and how to get them by hand; ``DIR`` stands for the data folder.
+    """
+
     files: tuple
     manual: bool
     instructions: str
@@ -91,6 +117,20 @@ class ManualDownloadRequired(RuntimeError):
 
 
 def md5sum(path, chunk: int = 1 << 20) -> str:
+    """MD5 of a file, read in blocks.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    chunk : int, default 1 MiB
+        Block size (bytes).
+
+    Returns
+    -------
+    str
+        32 lower-case hex digits.
+    """
     h = hashlib.md5()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
@@ -109,10 +149,33 @@ def download(url: str, dest, md5: str | None = None, progress=None, chunk: int =
              timeout: float = 60.0) -> str:
     """Download ``url`` to ``dest``, resuming ``dest + '.part'`` and checking ``md5``.
 
-    ``progress(done_bytes, total_bytes_or_None)`` is called as data arrives.
-    An existing ``dest`` with the right checksum is kept (nothing is
-    downloaded).  On a checksum mismatch the download is removed and a
-    :class:`DownloadError` raised.  Returns ``dest``.
+    An existing ``dest`` with the right checksum is kept (nothing is downloaded).
+
+    Parameters
+    ----------
+    url : str
+        Source (``http(s)://`` or ``file://``; no proxy for localhost).
+    dest : str or os.PathLike
+        The file to write; its folder is created.
+    md5 : str, optional
+        Expected MD5 (hex); None skips the check.
+    progress : callable, optional
+        ``progress(done_bytes, total_bytes_or_None)``, called as data arrives.
+    chunk : int, default 64 KiB
+        Read size (bytes).
+    timeout : float, default 60.0
+        Socket timeout (s).
+
+    Returns
+    -------
+    str
+        ``dest``.
+
+    Raises
+    ------
+    DownloadError
+        The connection failed, an HTTP error, the transfer stopped early (run again to resume), or the
+        checksum does not match (the download is removed).
     """
     dest = os.fspath(dest)
     if os.path.isfile(dest) and (md5 is None or md5sum(dest) == md5.lower()):
@@ -180,7 +243,20 @@ def _safe_members(names, root):
 
 
 def extract(archive, to) -> None:
-    """Unpack a ``.zip`` or ``.tar(.gz)`` archive into ``to`` (rejecting paths that escape it)."""
+    """Unpack a ``.zip`` or ``.tar(.gz)`` archive into ``to``.
+
+    Parameters
+    ----------
+    archive : str or os.PathLike
+        The archive.
+    to : str or os.PathLike
+        The folder to unpack into.
+
+    Raises
+    ------
+    ValueError
+        ``archive`` is neither a zip nor a tar archive, or a member's path would land outside ``to``.
+    """
     archive, to = os.fspath(archive), os.fspath(to)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
@@ -215,9 +291,36 @@ def _marker_ok(to, rf) -> bool:
 def fetch(name: str, to=None, progress=None, log=print, force: bool = False) -> str:
     """Download (or verify a manual download of), and unpack, dataset ``name`` into ``to``.
 
-    Returns the data directory.  Raises :class:`ManualDownloadRequired` with
-    instructions when files must be downloaded by hand, :class:`DownloadError`
-    when a download fails (the message includes the manual instructions).
+    A file already fetched and unpacked with the expected MD5 is skipped; ``$PYSRM_DATA_MIRROR`` replaces
+    the source URLs (and the manual step) with ``<mirror>/<filename>``.
+
+    Parameters
+    ----------
+    name : str
+        A dataset name of :func:`~pysrm.data.load_dataset` (``'nmnist'``, ``'dvs-gesture'``,
+        ``'ntidigits'``; ``'synthetic'`` has nothing to fetch).
+    to : str or os.PathLike, optional
+        The data folder; default ``$PYSRM_DATA_DIR/<name>`` or ``~/.pysrm/data/<name>``.
+    progress : callable, optional
+        ``progress(done_bytes, total_bytes_or_None)`` during downloads.
+    log : callable, default print
+        Receives one line per step.
+    force : bool, default False
+        Download and unpack again even when already done.
+
+    Returns
+    -------
+    str
+        The data folder (``""`` for ``'synthetic'``).
+
+    Raises
+    ------
+    ManualDownloadRequired
+        A file must be downloaded by hand and is missing (the message says how).
+    DownloadError
+        A download failed or a file's MD5 does not match (the message includes the manual instructions).
+    ValueError, TypeError
+        An unknown or non-string ``name``; ``ValueError`` for an archive that cannot be unpacked.
     """
     from .registry import _dataset_class
 
@@ -263,7 +366,23 @@ def fetch(name: str, to=None, progress=None, log=print, force: bool = False) -> 
 
 
 def instructions(name: str) -> str:
-    """Where and how to obtain dataset ``name`` by hand."""
+    """Where and how to obtain dataset ``name`` by hand.
+
+    Parameters
+    ----------
+    name : str
+        A dataset name of :func:`~pysrm.data.load_dataset`.
+
+    Returns
+    -------
+    str
+        The instructions; ``DIR`` stands for the data folder.
+
+    Raises
+    ------
+    ValueError, TypeError
+        An unknown or non-string ``name``.
+    """
     from .registry import _dataset_class
 
     key = _dataset_class(name).name

@@ -17,14 +17,30 @@ DATASET_FILES = (".hdf5", ".h5")
 
 
 def supported_formats() -> str:
-    """One line listing what ``pysrm data info`` reads (for error messages)."""
+    """One line listing what ``pysrm data info`` reads (for error messages).
+
+    Returns
+    -------
+    str
+    """
     files = ", ".join(f"{ext} ({what})" for ext, what in sorted(EVENT_FILE_FORMATS.items()))
     return (f"single event files {files}; N-TIDIGITS n-tidigits.hdf5; dataset folders (N-MNIST Train/ and Test/ "
             f"or <id>.bs2 with train*.txt/test*.txt lists, DVS Gesture with trials_to_train.txt/trials_to_test.txt)")
 
 
 def unsupported_file(path) -> str | None:
-    """The error message for a file ``pysrm data info`` cannot read, or None when its format is supported."""
+    """The error message for a file ``pysrm data info`` cannot read.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file (only its extension is looked at).
+
+    Returns
+    -------
+    str or None
+        The message (names the file, its format and what is supported); None when the format is supported.
+    """
     ext = os.path.splitext(os.fspath(path))[1].lower()
     if ext in EVENT_FILE_READERS or ext in DATASET_FILES:
         return None
@@ -35,7 +51,18 @@ def unsupported_file(path) -> str | None:
 
 
 def detect(path) -> str | None:
-    """Guess the dataset stored at ``path`` (``'nmnist'``, ``'dvs-gesture'``, ``'ntidigits'``), or None."""
+    """Guess the dataset stored at ``path`` from its files.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A dataset folder, or an HDF5 file.
+
+    Returns
+    -------
+    str or None
+        ``'nmnist'``, ``'dvs-gesture'`` or ``'ntidigits'``; None when nothing matches.
+    """
     path = os.fspath(path)
     if os.path.isfile(path):
         return "ntidigits" if path.endswith((".hdf5", ".h5")) else None
@@ -66,6 +93,23 @@ def summarize(ds, max_samples: int | None = None) -> dict:
 
     Event and duration statistics parse the samples (all, or the first
     ``max_samples``); class counts always cover the whole split.
+
+    Parameters
+    ----------
+    ds : EventDataset
+        The dataset.
+    max_samples : int, optional
+        Measure only the first ``max_samples`` samples; default all.
+
+    Returns
+    -------
+    dict
+        ``dataset``, ``split``, ``n_samples``, ``n_classes``, ``sensor_shape`` and ``input_shape``
+        (``(C, H, W)`` before and after downsampling), ``sim`` (``ts`` and ``t_sample`` in ms, ``n_bins``),
+        ``class_counts``, ``samples_measured``, ``events_per_sample`` and ``duration_ms`` (mean, min,
+        max), ``total_events``, ``dropped``, ``empty_samples``, ``empty_examples``; for pysrm's datasets
+        also ``outside_window_samples``, ``outside_window_examples``, ``time_report``; for N-TIDIGITS
+        ``skipped_multi_digit``.  Read by :func:`format_summary`.
     """
     n = len(ds)
     m = n if max_samples is None else min(n, int(max_samples))
@@ -96,6 +140,18 @@ def summarize(ds, max_samples: int | None = None) -> dict:
 
 
 def format_summary(s: dict) -> str:
+    """The text ``pysrm data info`` prints for a dataset.
+
+    Parameters
+    ----------
+    s : dict
+        From :func:`summarize`.
+
+    Returns
+    -------
+    str
+        Several lines, no trailing newline.
+    """
     lines = [f"dataset {s['dataset']}  split {s['split']}: {s['n_samples']} samples, {s['n_classes']} classes",
              f"  sensor (C, H, W) = {s['sensor_shape']}; network input {s['input_shape']}; "
              f"T = {s['sim']['n_bins']} bins of {s['sim']['ts']:g} ms ({s['sim']['t_sample']:g} ms)"]
@@ -124,7 +180,26 @@ def format_summary(s: dict) -> str:
 
 
 def file_info(path) -> dict:
-    """Statistics of a single event file (``.bs1``, ``.bs2``, ``.bin``, ``.aedat``)."""
+    """Statistics of a single event file (``.bs1``, ``.bs2``, ``.bin``, ``.aedat``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; its extension selects the reader of :mod:`pysrm.data.formats`.
+
+    Returns
+    -------
+    dict
+        ``file``, ``format`` (the extension), ``n_events``; with events also ``x_range``, ``y_range``
+        (ints), ``t_range_ms`` (floats, ms) and ``polarity_counts``.  Read by :func:`format_file_info`.
+
+    Raises
+    ------
+    ValueError
+        An unsupported extension, or as the reader raises for a malformed file.
+    FileNotFoundError
+        The file does not exist.
+    """
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
     if ext not in EVENT_FILE_READERS:
@@ -140,6 +215,18 @@ def file_info(path) -> dict:
 
 
 def format_file_info(info: dict) -> str:
+    """The text ``pysrm data info FILE`` prints.
+
+    Parameters
+    ----------
+    info : dict
+        From :func:`file_info`.
+
+    Returns
+    -------
+    str
+        Several lines, no trailing newline.
+    """
     lines = [f"{info['file']} ({info['format']}): {info['n_events']} events"]
     if info["n_events"]:
         lines.append(f"  x in [{info['x_range'][0]}, {info['x_range'][1]}], "

@@ -67,7 +67,20 @@ def _glyph_strokes():
 
 
 def glyph_templates(resolution: int, width: float = 0.13) -> np.ndarray:
-    """``(10, R, R)`` anti-aliased glyph images in [0, 1] on the unit square."""
+    """Anti-aliased images of the ten glyphs on the unit square.
+
+    Parameters
+    ----------
+    resolution : int
+        Pixels ``R`` per side.
+    width : float, default 0.13
+        Stroke width, as a fraction of the side.
+
+    Returns
+    -------
+    ndarray, shape (10, R, R), float64
+        Brightness in ``[0, 1]``; glyph ``k`` is the digit ``k``.
+    """
     r = int(resolution)
     c = (np.arange(r) + 0.5) / r
     uu, vv = np.meshgrid(c, c)
@@ -116,12 +129,53 @@ def _sample_bilinear(img, u, v):
 def generate(n_samples: int, size: int = 16, seed: int = 0, duration: float = 100.0, n_classes: int = 10,
              noise_rate: float = 0.002, gain: float = 6.0, position_jitter: float = 0.75, scale_jitter: float = 0.06,
              rotation: float = 8.0, substeps: int = 5, stream: int = 0, chunk: int = 128):
-    """Generate ``n_samples`` synthetic samples.
+    """Generate ``n_samples`` synthetic samples (the recording model is in the module docstring).
 
-    Returns ``(events, offsets, labels)``: all events concatenated
-    (:data:`~pysrm.data.formats.EVENT_DTYPE`, sorted by time within each
-    sample), sample ``i`` being ``events[offsets[i]:offsets[i+1]]``, and the
-    int64 labels (balanced, shuffled).  See the module docstring.
+    Parameters
+    ----------
+    n_samples : int
+        Number of samples, >= 1.
+    size : int, default 16
+        Retina side in pixels, >= 8: the sensor is ``(2, size, size)``.
+    seed : int, default 0
+        Seed; with ``stream`` it selects the random stream ``default_rng([seed, stream])``.
+    duration : float, default 100.0
+        Sample length (ms), > 0; times lie in ``[0, duration * 1000)`` us.
+    n_classes : int, default 10
+        Number of glyphs used, 2 .. 10.
+    noise_rate : float, default 0.002
+        Background events per pixel, per polarity and per ms, >= 0.
+    gain : float, default 6.0
+        Mean events per unit of brightness change per pixel.
+    position_jitter : float, default 0.75
+        Largest offset of the glyph's position (pixels).
+    scale_jitter : float, default 0.06
+        Largest relative change of the glyph's scale.
+    rotation : float, default 8.0
+        Largest rotation (degrees).
+    substeps : int, default 5
+        Linear steps per saccade leg.
+    stream : int, default 0
+        0 for the train split, 1 for test.
+    chunk : int, default 128
+        Samples rendered at once (memory only; the result does not depend on it).
+
+    Returns
+    -------
+    events : ndarray of EVENT_DTYPE, shape (n_events,)
+        All events concatenated, sorted by time within each sample; ``t`` in integer us.
+    offsets : ndarray, shape (n_samples + 1,), int64
+        Sample ``i`` is ``events[offsets[i]:offsets[i+1]]``.
+    labels : ndarray, shape (n_samples,), int64
+        Balanced and shuffled, in ``0 .. n_classes-1``.
+
+    Raises
+    ------
+    TypeError
+        ``n_samples``, ``size`` or ``n_classes`` is not an integer.
+    ValueError
+        ``n_samples < 1``, ``size < 8``, ``n_classes`` outside 2 .. 10, ``duration <= 0`` or
+        ``noise_rate < 0``.
     """
     n = check_int("n_samples", n_samples, 1)
     size = check_int("size", size, 8)
@@ -195,14 +249,42 @@ def generate(n_samples: int, size: int = 16, seed: int = 0, duration: float = 10
 
 
 class SyntheticDataset(EventDataset):
-    """The built-in synthetic glyph dataset (see module docstring).
+    """The built-in synthetic glyph dataset (see the module docstring).
 
-    Options: ``n_samples`` (default 2000 train / 500 test), ``size`` (retina
-    side, default 16), ``seed``, ``duration`` (ms, default ``sim.t_sample``),
-    ``n_classes`` (<= 10), ``noise_rate``, ``jitter`` (augmentation shift,
-    default 0), ``downsample``.  ``data_dir`` and ``cache_dir`` are accepted
-    for a uniform interface and ignored (nothing is read or parsed:
-    ``n_parsed`` stays 0).
+    Samples are generated at construction (:func:`generate`) and binned into ``(1, 2, size, size, T)``
+    spike tensors (before ``downsample``), ``T = t_sample / ts``; labels ``0 .. n_classes-1``.
+
+    Parameters
+    ----------
+    split : {'train', 'test'}, default 'train'
+        Train and test use different random streams of the same ``seed``.
+    sim : SimParams, optional
+        ``ts``, ``t_sample`` (ms); default ``SimParams(1, 100)``.
+    n_samples : int, optional
+        Default 2000 (train) or 500 (test).
+    size : int, default 16
+        Retina side in pixels, >= 8.
+    seed : int, default 0
+        >= 0.
+    duration : float, optional
+        Sample length (ms); default ``sim.t_sample``.
+    n_classes : int, default 10
+        2 .. 10.
+    noise_rate : float, default 0.002
+        Background events per pixel, per polarity and per ms.
+    jitter : int, default 0
+        Largest spatial shift (pixels) of the augmentation, applied only with ``augment=True``.
+    downsample : int, default 1
+        Spatial pooling factor ``k >= 1``.
+    dtype : numpy dtype, default float32
+        dtype of the spike values: float32 or float64.
+    data_dir, cache_dir : optional
+        Accepted for a uniform interface and ignored (nothing is read or parsed: ``n_parsed`` stays 0).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :func:`generate` and :class:`~pysrm.data.base.EventDataset`; ``seed < 0``.
     """
 
     name = "synthetic"
@@ -228,4 +310,16 @@ class SyntheticDataset(EventDataset):
         return f"synthetic {self.split} sample {i}"
 
     def duration_us(self, i):
+        """Duration of every sample: ``duration`` in us.
+
+        Parameters
+        ----------
+        i : int
+            Sample index (not used: all samples last ``duration``).
+
+        Returns
+        -------
+        int
+            ``round(duration * 1000)``.
+        """
         return int(round(self.duration * 1000))

@@ -60,6 +60,18 @@ from ..config import TONIC_PREFIX  # noqa: E402
 
 
 def import_tonic():
+    """Import the optional dependency tonic.
+
+    Returns
+    -------
+    module
+        ``tonic``.
+
+    Raises
+    ------
+    ImportError
+        tonic is not installed (the message says how to install it).
+    """
     try:
         import tonic
     except ImportError as e:
@@ -92,8 +104,29 @@ def _class_name(dataset) -> str:
 class TonicDataset(EventDataset):
     """A tonic dataset (or any ``(events, target)`` sequence with a ``sensor_size``) as a pysrm dataset.
 
-    Made by :func:`from_tonic` (see the module docstring for the parameters).  ``ds.tonic`` is the
-    wrapped object.
+    Made by :func:`from_tonic` (see the module docstring).  ``ds.tonic`` is the wrapped object.  Samples
+    are binned into ``(1, P, H, W, T)`` spike tensors (``(1, W, 1, 1, T)`` for a 1-D sensor: layout
+    ``'address'``), before ``downsample``; ``T = t_sample / ts``.
+
+    Parameters
+    ----------
+    dataset : object
+        A tonic dataset, or any object with ``len``, items ``(events, target)`` and a ``sensor_size``.
+    sim : SimParams
+        ``ts``, ``t_sample`` (ms).
+    sensor_size, time_unit, fields, ignore_fields, class_names, downsample, jitter, out_of_range, cache_dir, dtype, split, allow_transform
+        As for :func:`from_tonic` (keyword only).
+
+    Raises
+    ------
+    TypeError
+        ``dataset`` has no ``len`` or item access, an item is not ``(events, target)``, events are not a
+        structured array, a target is not a class, or as for :class:`~pysrm.data.base.EventDataset`.
+    ValueError
+        A transform is set without ``allow_transform``, a bad ``fields`` map, ``time_unit`` or
+        ``sensor_size``, no sample, unknown or missing event fields, an unknown class name or a negative
+        class, non-finite times, a ``cache_dir`` for samples that do not come from identifiable files (or
+        with a transform), or as for :class:`~pysrm.data.base.EventDataset` (names the sample and the fix).
     """
 
     name = "tonic"
@@ -276,7 +309,13 @@ class TonicDataset(EventDataset):
         yield unit, ev
 
     def cache_key(self) -> str:
-        """``tonic-<ClassName>-<split>-<hash>`` (see :meth:`EventDataset.cache_key`; no ':' in a folder name)."""
+        """Name of this dataset's folder in ``cache_dir`` (see :meth:`EventDataset.cache_key`).
+
+        Returns
+        -------
+        str
+            ``tonic-<ClassName>-<split>-<hash>`` (no ':' in a folder name).
+        """
         return super().cache_key().replace(":", "-", 1)
 
     def _sources(self):
@@ -320,23 +359,53 @@ def from_tonic(dataset, ts: float | None = None, t_sample: float | None = None, 
                allow_transform: bool = False) -> TonicDataset:
     """A pysrm dataset over a tonic dataset object (see the module docstring).
 
+    tonic itself is not imported here: any object of the right shape works.
+
     Parameters
     ----------
-    dataset : a tonic dataset (``tonic.datasets.NMNIST(save_to=..., train=True)``, ...) or any object with
-        ``len``, items ``(events, target)`` and a ``sensor_size`` ``(W, H, P)``
-    ts, t_sample : time bin and sample length in ms (``SimParams(ts, t_sample)``); or ``sim``
-    time_unit : unit of the events' ``t``: ``'us'`` (tonic's, default), ``'ms'``, ``'s'``, ``'ns'``, or
-        microseconds per unit; times are converted to integer microseconds (rounded)
-    sensor_size : ``(W, H, P)`` in tonic's order, overriding ``dataset.sensor_size`` (needed when it is None)
-    fields : map pysrm's field names to the dataset's, e.g. ``{'t': 'ts'}``; ``ignore_fields``: fields to
-        leave out (any other unknown field is an error)
-    class_names : default ``dataset.classes`` when it names every class, else ``'0'``, ``'1'``, ...
-    downsample, jitter, out_of_range, cache_dir, dtype : as for pysrm's readers (``out_of_range`` default
-        ``'error'``: events outside ``sensor_size`` mean a wrong ``sensor_size``)
-    split : ``'train'`` or ``'test'`` (names the split in messages and cache keys)
-    allow_transform : accept a dataset with a tonic transform (applied once: see the module docstring)
+    dataset : object
+        A tonic dataset (``tonic.datasets.NMNIST(save_to=..., train=True)``, ...) or any object with ``len``,
+        items ``(events, target)`` and a ``sensor_size`` ``(W, H, P)``.
+    ts, t_sample : float, optional
+        Time bin ``Ts`` and sample length (ms): ``SimParams(ts, t_sample)``; or give ``sim``.
+    sim : SimParams, optional
+        Instead of ``ts`` and ``t_sample`` (keyword only, as every parameter after it).
+    time_unit : str or float, default 'us'
+        Unit of the events' ``t``: ``'us'`` (tonic's), ``'ms'``, ``'s'``, ``'ns'``, or microseconds per unit
+        (> 0); times are converted to integer microseconds (rounded).
+    sensor_size : tuple of int, optional
+        ``(W, H, P)`` in tonic's order, overriding ``dataset.sensor_size`` (needed when it is None).
+    fields : dict, optional
+        Maps pysrm's field names to the dataset's, e.g. ``{'t': 'ts'}``.
+    ignore_fields : sequence of str, default ()
+        Fields to leave out (any other unknown field is an error).
+    class_names : sequence of str, optional
+        Default ``dataset.classes`` when it names every class, else ``'0'``, ``'1'``, ...
+    downsample : int, default 1
+        Spatial pooling factor ``k >= 1``.
+    jitter : int, default 0
+        Largest spatial shift (pixels) of the augmentation.
+    out_of_range : {'error', 'warn'}, default 'error'
+        Events outside ``sensor_size`` (which mean a wrong ``sensor_size``).
+    cache_dir : str or os.PathLike, optional
+        Folder of the disk caches (only for samples read from identifiable files).
+    dtype : numpy dtype, default float32
+        dtype of the spike values: float32 or float64.
+    split : {'train', 'test'}, default 'train'
+        Names the split in messages and cache keys.
+    allow_transform : bool, default False
+        Accept a dataset with a tonic transform (applied once: see the module docstring).
 
-    tonic itself is not imported here: any object of the right shape works.
+    Returns
+    -------
+    TonicDataset
+
+    Raises
+    ------
+    TypeError
+        Neither ``ts`` and ``t_sample`` nor ``sim`` given, or both; or as for :class:`TonicDataset`.
+    ValueError
+        As for :class:`TonicDataset` and :class:`~pysrm.params.SimParams`.
     """
     if sim is None:
         if ts is None or t_sample is None:
@@ -416,7 +485,24 @@ def _downloads_disabled(cls):
 
 
 def tonic_class(name: str):
-    """``tonic.datasets.<name>``, or a ValueError listing tonic's dataset classes."""
+    """The tonic dataset class ``tonic.datasets.<name>``.
+
+    Parameters
+    ----------
+    name : str
+        A class name of ``tonic.datasets`` (e.g. ``'NMNIST'``).
+
+    Returns
+    -------
+    type
+
+    Raises
+    ------
+    ValueError
+        tonic has no such class (the message lists tonic's dataset classes).
+    ImportError
+        tonic is not installed.
+    """
     tonic = import_tonic()
     import tonic.datasets as tds
     cls = getattr(tds, name, None)
@@ -428,11 +514,39 @@ def tonic_class(name: str):
 
 
 def load_tonic(name: str, split: str = "train", data_dir=None, sim: SimParams | None = None, **options) -> TonicDataset:
-    """``tonic.datasets.<name>(save_to=data_dir, train=split == 'train')`` (or ``split=split``) wrapped by
-    :func:`from_tonic` (``options`` go to it), without ever downloading (module docstring).
+    """A tonic dataset class read from ``data_dir``, wrapped by :func:`from_tonic`, never downloading.
 
-    Raises ``FileNotFoundError`` naming the folder or the files tonic expects, ``ValueError`` for an unknown
-    class or one that pysrm cannot construct with ``save_to`` and a split alone.
+    Builds ``tonic.datasets.<name>(save_to=data_dir, train=split == 'train')`` (or ``split=split``) with
+    tonic's download helpers disabled (module docstring).
+
+    Parameters
+    ----------
+    name : str
+        A class name of ``tonic.datasets``.
+    split : {'train', 'test'}, default 'train'
+    data_dir : str or os.PathLike
+        The folder given to tonic as ``save_to`` (tonic keeps the files in ``data_dir/<name>/``); required.
+    sim : SimParams
+        ``ts``, ``t_sample`` (ms); required.
+    **options
+        Passed to :func:`from_tonic`.
+
+    Returns
+    -------
+    TonicDataset
+
+    Raises
+    ------
+    FileNotFoundError
+        ``data_dir`` or ``data_dir/<name>`` does not exist, or tonic's files are missing (names the files
+        tonic looked for).
+    ValueError
+        An unknown split or class, no ``data_dir``, a class that pysrm cannot construct with ``save_to``
+        and a split alone, tonic failing to read the files, or as for :func:`from_tonic`.
+    TypeError
+        No ``sim``, or as for :func:`from_tonic`.
+    ImportError
+        tonic is not installed.
     """
     check_split(split)
     cls = tonic_class(name)
