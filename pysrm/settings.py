@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import inspect
 import os
 from dataclasses import dataclass, field, fields
 
@@ -61,8 +62,8 @@ class Settings:
     """The tunables of pysrm (immutable; see the module docstring for how to change them).
 
     Every field is documented with its unit and the measurement behind its default
-    (``Settings.describe()`` lists them).  Raises ``ValueError`` for a value out of range and
-    ``TypeError`` for an unknown name or a wrong type.
+    (``Settings.describe()`` lists them); the Parameters section below is made from those field
+    documents.
     """
 
     # ---------------------------------------------------------------- event-driven or dense products
@@ -178,7 +179,17 @@ class Settings:
             _check(f.name, v)
 
     def replace(self, **changes) -> "Settings":
-        """A copy with ``changes`` (field names as keywords).
+        """A copy with ``changes``.
+
+        Parameters
+        ----------
+        **changes
+            field names as keywords, with their new values.
+
+        Returns
+        -------
+        Settings
+            the new record (this one is unchanged).
 
         Raises
         ------
@@ -195,8 +206,16 @@ class Settings:
 
     @classmethod
     def from_environment(cls, environ=None) -> "Settings":
-        """The defaults with the environment variables of :data:`ENVIRONMENT` applied (``environ``:
-        a mapping, default ``os.environ``).
+        """The defaults with the environment variables of :data:`ENVIRONMENT` applied.
+
+        Parameters
+        ----------
+        environ : mapping of str to str, optional
+            where the variables are read; default ``os.environ``.
+
+        Returns
+        -------
+        Settings
 
         Raises
         ------
@@ -218,13 +237,31 @@ class Settings:
 
     @classmethod
     def describe(cls) -> str:
-        """One line per field: name, default and what it means."""
+        """The fields as text.
+
+        Returns
+        -------
+        str
+            one line per field: name, default and what it means.
+        """
         d = cls()
         return "\n".join(f"{f.name} = {getattr(d, f.name)!r}: {f.metadata['doc']}" for f in fields(cls))
 
 
+def _parameters_section(cls) -> str:
+    d = "\n\nParameters\n----------\n"
+    for f in fields(cls):
+        default = "depends on the CUDA simulator" if f.name in _SIM_DEFAULTS else f"default {f.default!r}"
+        d += f"{f.name} : {f.type}, {default}\n    {f.metadata['doc']}.\n"
+    d += ("\nRaises\n------\nTypeError\n    a value of the wrong type.\nValueError\n"
+          "    a value out of range (the message names the field and the range).\n")
+    return d
+
+
 #: the fields whose default differs under Numba's CUDA simulator: ``(simulator, GPU)``
 _SIM_DEFAULTS = {"cuda_split_blocks": (3, 1024), "cuda_event_chunk": (5, 128), "cuda_grid_z_max": (2, 65535)}
+
+Settings.__doc__ = inspect.cleandoc(Settings.__doc__) + _parameters_section(Settings)
 
 _CHOICES = {"cuda_gemm": ("auto", "cublas", "numba")}
 _FRACTIONS = ("event_density_threshold", "conv_event_density_threshold")
@@ -274,8 +311,14 @@ _PROCESS: list = []  # the process's settings from the environment, made on firs
 
 
 def current() -> Settings:
-    """The settings in force here: those of the innermost :func:`override`, else the process's
-    (the defaults with the environment applied, read once)."""
+    """The settings in force here.
+
+    Returns
+    -------
+    Settings
+        those of the innermost :func:`override`, else the process's (the defaults with the
+        environment applied, read once per process).
+    """
     s = _CURRENT.get()
     if s is not None:
         return s
@@ -288,8 +331,23 @@ def current() -> Settings:
 def override(**changes):
     """Change settings for the code inside the ``with`` block (this thread or task only).
 
-    Yields the new :class:`Settings`.  Raises ``TypeError`` for an unknown name (listing the valid
-    ones) and ``ValueError`` for a value out of range."""
+    Parameters
+    ----------
+    **changes
+        field names of :class:`Settings` as keywords, with their new values.
+
+    Yields
+    ------
+    Settings
+        the settings in force inside the block.
+
+    Raises
+    ------
+    TypeError
+        an unknown name (the message lists the valid ones) or a value of the wrong type.
+    ValueError
+        a value out of range.
+    """
     new = current().replace(**changes)
     token = _CURRENT.set(new)
     try:

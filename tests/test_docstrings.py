@@ -48,6 +48,7 @@ MODULES = [
     "pysrm.data.summary",
     "pysrm.data.synthetic",
     "pysrm.data.tonic_adapter",
+    "pysrm.settings",
 ]
 
 #: numpydoc's sections, in numpydoc's order
