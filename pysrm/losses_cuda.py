@@ -63,6 +63,7 @@ from numba import cuda
 from . import cuda as dev
 from . import losses as L
 from .backend import is_device_array
+from .events import EventBatch
 from .ops import psp_cuda
 
 # the per-sample (per-row) functions of pysrm.losses, the CPU kernels' definitions, compiled as device functions
@@ -283,7 +284,7 @@ def _finish(res, grad, sync, eps=None):
 
 def _check_spikes(spikes):
     shape = tuple(spikes.shape)
-    if not is_device_array(spikes) or isinstance(spikes, dev.DeviceSpikeEvents):
+    if not is_device_array(spikes) or isinstance(spikes, EventBatch):
         raise TypeError(f"spikes must be a device array, got {type(spikes).__name__}")
     if np.dtype(spikes.dtype).type not in (np.float32, np.float64):
         raise TypeError(f"spikes must have dtype float32 or float64, got {spikes.dtype}")
