@@ -17,7 +17,7 @@ class CudaUnavailableError(RuntimeError):
 def is_device_array(x) -> bool:
     """True for a GPU array (Numba device array or any CUDA-array-interface object), an array of
     Numba's CUDA simulator (``__cuda_ndarray__``, it has no ``__cuda_array_interface__``) or a
-    :class:`pysrm.cuda.DeviceSpikeEvents` (``__pysrm_device__``)."""
+    :class:`pysrm.events_cuda.DeviceSpikeEvents` (``__pysrm_device__``)."""
     if isinstance(x, np.ndarray):
         return False
     return (hasattr(x, "__cuda_array_interface__") or bool(getattr(x, "__cuda_ndarray__", False))

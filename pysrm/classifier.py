@@ -54,7 +54,7 @@ def _running_counts(spikes, window_bins):
     N, C, _, T = _check_spikes(spikes)
     s = _class_trains(spikes)
     c = np.empty_like(s)
-    _window_counts_cpu(s.reshape(N * C, T), int(window_bins), 1.0, c.reshape(N * C, T))
+    _window_counts_cpu(s.reshape(N * C, 1, T), int(window_bins), 1.0, c.reshape(N * C, T))
     return c
 
 

@@ -138,7 +138,7 @@ def _canonicalise(shape, offsets, neuron, time, value):
 
 class EventBatch:
     """What host and device event batches share: ``shape`` and the ``value`` array give dtype,
-    number of events and density (subclasses: SpikeEvents, pysrm.cuda.DeviceSpikeEvents)."""
+    number of events and density (subclasses: SpikeEvents, pysrm.events_cuda.DeviceSpikeEvents)."""
 
     __slots__ = ()
 

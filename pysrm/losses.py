@@ -94,23 +94,173 @@ DEFAULT_EPS = 0.01
 #: Valid values of the ``grad`` option.
 GRAD_MODES = ("exact", "paper")
 
-_KIND_RATE, _KIND_MAXG, _KIND_MAXS = 0, 1, 2
+# --------------------------------------------------------------------------- per-sample math
+# The definitions, written once as plain Python: compiled below for the CPU (njit, inlined into the
+# prange kernels) and in pysrm.losses_cuda for the GPU (cuda.jit(device=True)), so that the CPU and CUDA
+# losses run the same operations in the same order.  All work in float64 (values read from spike-dtype
+# arrays are widened with np.float64 first, which is also what Numba's CUDA simulator needs to
+# accumulate in float64).
+
+def window_count_row(s, wb, ts, out):
+    """Causal window counts of one population ``s`` (M, T): ``out[t] = ts * sum(s[:, max(0, t-wb+1) : t+1])``;
+    a running sum, O(M T)."""
+    M, T = s.shape
+    acc = 0.0
+    for t in range(T):
+        v = 0.0
+        for m in range(M):
+            v += np.float64(s[m, t])
+        acc += v
+        if t >= wb:
+            old = 0.0
+            for m in range(M):
+                old += np.float64(s[m, t - wb])
+            acc -= old
+        out[t] = ts * acc
 
 
-# --------------------------------------------------------------------------- kernels
-# All kernels work in float64 (inputs are cast first), so each compiles once.
+def spike_rate_sample(c, y, true_rate, false_rate, duration, dc):
+    """Spike-rate loss of one sample from its counts ``c`` (C, M): returns ``L_n = sum (c/duration - target)^2``
+    and writes ``dc = dL_n/dc`` (C, M)."""
+    C, M = c.shape
+    acc = 0.0
+    for k in range(C):
+        tgt = true_rate if k == y else false_rate
+        for m in range(M):
+            d = c[k, m] / duration - tgt
+            acc += d * d
+            dc[k, m] = 2.0 * d / duration
+    return acc
+
+
+def spikemax_g_sample(c, y, eps, dc):
+    """Spikemax-g of one sample from its class counts ``c`` (C,): returns ``(L_n, min_k c~_k)`` with
+    ``L_n = log sum c~ - log c~_y``, ``c~ = c + eps``, and writes ``dc = dL_n/dc`` (C,) (NaN, and a NaN loss,
+    when a count + eps is not positive)."""
+    C = c.shape[0]
+    S = 0.0
+    mn = math.inf
+    for k in range(C):
+        v = c[k] + eps
+        S += v
+        if v < mn:  # (not min(): the CUDA target does not type it here)
+            mn = v
+    cy = c[y] + eps
+    if mn > 0.0:
+        for k in range(C):
+            g = 1.0 / S
+            if k == y:
+                g -= 1.0 / cy
+            dc[k] = g
+        return math.log(S) - math.log(cy), mn
+    for k in range(C):
+        dc[k] = math.nan
+    return math.nan, mn
+
+
+def spikemax_s_sample(c, y, dc):
+    """Spikemax-s of one sample from its class counts ``c`` (C,): returns ``L_n = logsumexp(c) - c_y`` and
+    writes ``dc = softmax(c) - onehot(y)`` (C,)."""
+    C = c.shape[0]
+    mx = -math.inf
+    for k in range(C):
+        if c[k] > mx:
+            mx = c[k]
+    se = 0.0
+    for k in range(C):
+        se += math.exp(c[k] - mx)
+    lse = mx + math.log(se)
+    for k in range(C):
+        g = math.exp(c[k] - lse)
+        if k == y:
+            g -= 1.0
+        dc[k] = g
+    return lse - c[y]
+
+
+def spikemax_bin(c, y, t, eps, g):
+    """Sliding-window spikemax of one sample at bin ``t``, from its window counts ``c`` (C, T): returns
+    ``(l[t], min_k c~_k[t])`` with ``l[t] = log S[t] - log c~_y[t]`` and writes
+    ``g[k, t] = dl[t]/dc_k[t] = 1/S[t] - y_k/c~_y[t]`` (NaN, and l = 0, when S or c~_y is not positive)."""
+    C = c.shape[0]
+    S = 0.0
+    mn = math.inf
+    for k in range(C):
+        v = c[k, t] + eps
+        S += v
+        if v < mn:  # (not min(): the CUDA target does not type it here)
+            mn = v
+    cy = c[y, t] + eps
+    if S > 0.0 and cy > 0.0:
+        for k in range(C):
+            gk = 1.0 / S
+            if k == y:
+                gk -= 1.0 / cy
+            g[k, t] = gk
+        return math.log(S) - math.log(cy), mn
+    for k in range(C):
+        g[k, t] = math.nan
+    return 0.0, mn
+
+
+def spikemax_grad_row(g, wb, ts, paper, window_ms):
+    """One class's gradient of the sliding-window spikemax, in place on its per-bin terms ``g`` (T,) from
+    :func:`spikemax_bin`: the paper's local form ``g * W``, or (exact) ``dL_n/ds[u] = ts/T *
+    sum_{t=u}^{min(u+wb-1, T-1)} g[t]`` (suffix sums ``G[u]``, then ``G[u] - G[u+wb]``)."""
+    T = g.shape[0]
+    if paper:
+        for t in range(T):
+            g[t] *= window_ms
+        return
+    scale = ts / T
+    run = 0.0
+    for t in range(T - 1, -1, -1):
+        run += g[t]
+        g[t] = run
+    for u in range(T):
+        v = g[u]
+        if u + wb < T:
+            v -= g[u + wb]
+        g[u] = scale * v
+
+
+_window_count_row_cpu = njit(inline="always", cache=True)(window_count_row)
+_spike_rate_sample_cpu = njit(inline="always", cache=True)(spike_rate_sample)
+_spikemax_g_sample_cpu = njit(inline="always", cache=True)(spikemax_g_sample)
+_spikemax_s_sample_cpu = njit(inline="always", cache=True)(spikemax_s_sample)
+_spikemax_bin_cpu = njit(inline="always", cache=True)(spikemax_bin)
+_spikemax_grad_row_cpu = njit(inline="always", cache=True)(spikemax_grad_row)
+
+
+# --------------------------------------------------------------------------- CPU kernels (one sample or row per
+# iteration of a prange loop; the CUDA kernels of pysrm.losses_cuda schedule the same functions on threads)
 
 @njit(parallel=True, cache=True)
 def _window_counts_cpu(s, wb, ts, out):
-    """out[r, t] = ts * sum(s[r, max(0, t-wb+1) : t+1]); running sum, O(T) per row."""
-    rows, T = s.shape
-    for r in prange(rows):
-        acc = 0.0
-        for t in range(T):
-            acc += s[r, t]
-            if t >= wb:
-                acc -= s[r, t - wb]
-            out[r, t] = ts * acc
+    """out[r, t] = ts * sum(s[r, :, max(0, t-wb+1) : t+1]); s (R, M, T), out (R, T)."""
+    for r in prange(s.shape[0]):
+        _window_count_row_cpu(s[r], wb, ts, out[r])
+
+
+@njit(parallel=True, cache=True)
+def _spike_rate_cpu(c, labels, true_rate, false_rate, duration, loss, dc):
+    """Spike-rate per sample: ``loss[n]`` and ``dc[n] = dL_n/dc``; c, dc (N, C, M)."""
+    for n in prange(c.shape[0]):
+        loss[n] = _spike_rate_sample_cpu(c[n], labels[n], true_rate, false_rate, duration, dc[n])
+
+
+@njit(parallel=True, cache=True)
+def _spikemax_g_cpu(c, labels, eps, loss, dc, cmin):
+    """Spikemax-g per sample: ``loss[n]``, ``dc[n] = dL_n/dc``, ``cmin[n]`` = smallest count + eps; c, dc (N, C)."""
+    for n in prange(c.shape[0]):
+        loss[n], cmin[n] = _spikemax_g_sample_cpu(c[n], labels[n], eps, dc[n])
+
+
+@njit(parallel=True, cache=True)
+def _spikemax_s_cpu(c, labels, loss, dc):
+    """Spikemax-s per sample: ``loss[n]`` and ``dc[n] = dL_n/dc``; c, dc (N, C)."""
+    for n in prange(c.shape[0]):
+        loss[n] = _spikemax_s_sample_cpu(c[n], labels[n], dc[n])
 
 
 @njit(parallel=True, cache=True)
@@ -123,101 +273,17 @@ def _spikemax_window_cpu(c, labels, wb, ts, eps, paper, window_ms, loss, grad, c
     N, C, T = c.shape
     for n in prange(N):
         y = labels[n]
-        mn = np.inf
+        mn = math.inf
         acc = 0.0
         for t in range(T):
-            S = 0.0
-            for k in range(C):
-                v = c[n, k, t] + eps
-                S += v
-                mn = min(mn, v)
-            cy = c[n, y, t] + eps
-            if S > 0.0 and cy > 0.0:
-                acc += math.log(S) - math.log(cy)
-                # g[k, t] = d l[t] / d c_k[t] = (p_k - y_k) / c~_k = 1/S - y_k/c~_k
-                for k in range(C):
-                    g = 1.0 / S
-                    if k == y:
-                        g -= 1.0 / cy
-                    grad[n, k, t] = g
-            else:  # negative spikes: reported by the wrapper (cmin <= 0)
-                for k in range(C):
-                    grad[n, k, t] = np.nan
+            l, m = _spikemax_bin_cpu(c[n], y, t, eps, grad[n])
+            acc += l
+            if m < mn:
+                mn = m
         loss[n] = acc / T
         cmin[n] = mn
-        if paper:
-            # (p_k[t] - y_k) / (c~_k[t] / W)
-            for k in range(C):
-                for t in range(T):
-                    grad[n, k, t] *= window_ms
-        else:
-            # dL/ds_k[u] = ts/T * sum_{t=u}^{min(u+wb-1, T-1)} g[k, t]:
-            # suffix sums G[u] = sum_{t>=u} g[t] in place, then G[u] - G[u+wb].
-            scale = ts / T
-            for k in range(C):
-                run = 0.0
-                for t in range(T - 1, -1, -1):
-                    run += grad[n, k, t]
-                    grad[n, k, t] = run
-                for u in range(T):
-                    v = grad[n, k, u]
-                    if u + wb < T:
-                        v -= grad[n, k, u + wb]
-                    grad[n, k, u] = scale * v
-
-
-@njit(parallel=True, cache=True)
-def _count_loss_cpu(c, labels, kind, eps, true_rate, false_rate, duration, loss, dc, cmin):
-    """Per-sample loss and dL_n/dc for the global-count losses; c is (N, C, M)."""
-    N, C, M = c.shape
-    for n in prange(N):
-        y = labels[n]
-        if kind == 0:  # spike-rate, per neuron
-            acc = 0.0
-            for k in range(C):
-                tgt = true_rate if k == y else false_rate
-                for m in range(M):
-                    d = c[n, k, m] / duration - tgt
-                    acc += d * d
-                    dc[n, k, m] = 2.0 * d / duration
-            loss[n] = acc
-            cmin[n] = 1.0
-        elif kind == 1:  # spikemax-g, M == 1
-            S = 0.0
-            mn = np.inf
-            for k in range(C):
-                v = c[n, k, 0] + eps
-                S += v
-                mn = min(mn, v)
-            cmin[n] = mn
-            cy = c[n, y, 0] + eps
-            if mn > 0.0:
-                loss[n] = math.log(S) - math.log(cy)
-                for k in range(C):
-                    g = 1.0 / S
-                    if k == y:
-                        g -= 1.0 / cy
-                    dc[n, k, 0] = g
-            else:
-                loss[n] = np.nan
-                for k in range(C):
-                    dc[n, k, 0] = np.nan
-        else:  # spikemax-s, M == 1, log-sum-exp
-            mx = -np.inf
-            for k in range(C):
-                mx = max(mx, c[n, k, 0])
-            se = 0.0
-            for k in range(C):
-                se += math.exp(c[n, k, 0] - mx)
-            lse = mx + math.log(se)
-            loss[n] = lse - c[n, y, 0]
-            for k in range(C):
-                g = math.exp(c[n, k, 0] - lse)
-                if k == y:
-                    g -= 1.0
-                dc[n, k, 0] = g
-            cmin[n] = 1.0
-
+        for k in range(C):
+            _spikemax_grad_row_cpu(grad[n, k], wb, ts, paper, window_ms)
 
 # --------------------------------------------------------------------------- helpers
 
@@ -307,8 +373,8 @@ def window_counts(spikes, window_bins: int, ts: float = 1.0) -> np.ndarray:
     if window_bins < 1:
         raise ValueError(f"window_bins must be >= 1, got {window_bins}")
     ts = positive("ts", ts)
-    rows = np.ascontiguousarray(spikes, dtype=np.float64).reshape(-1, spikes.shape[-1])
-    out = np.empty_like(rows)
+    rows = np.ascontiguousarray(spikes, dtype=np.float64).reshape(-1, 1, spikes.shape[-1])
+    out = np.empty((rows.shape[0], rows.shape[2]))
     _window_counts_cpu(rows, int(window_bins), ts, out)
     return out.reshape(spikes.shape)
 
@@ -340,22 +406,30 @@ class Loss:
 
         GPU spike tensors are handled by the CUDA kernels of :mod:`pysrm.losses_cuda`."""
         if is_device_array(spikes):
-            from . import losses_cuda
-            return losses_cuda.value_and_grad(self, spikes, labels)
+            return self._value_and_grad_cuda(spikes, labels, True)
         return self._value_and_grad_cpu(spikes, labels)
 
     def value(self, spikes, labels) -> float:
         """The batch-mean loss as a Python float."""
         if is_device_array(spikes):
-            from . import losses_cuda
-            return losses_cuda.value(self, spikes, labels)
+            return self._value_cuda(spikes, labels, True)
         return self._value_cpu(spikes, labels)
+
+    # Each loss computes with its own kernels: ``_value_and_grad_cpu`` (the CPU kernels above) and
+    # ``_value_and_grad_cuda`` (its function in pysrm.losses_cuda, imported only for device arrays; ``sync=False``
+    # returns the value as a pysrm.losses_cuda.PendingLoss).
 
     def _value_and_grad_cpu(self, spikes, labels):  # pragma: no cover - interface
         raise NotImplementedError
 
     def _value_cpu(self, spikes, labels) -> float:
         return self._value_and_grad_cpu(spikes, labels)[0]
+
+    def _value_and_grad_cuda(self, spikes, labels, sync):
+        raise TypeError(f"no CUDA implementation for loss {self.name!r}")
+
+    def _value_cuda(self, spikes, labels, sync):
+        return self._value_and_grad_cuda(spikes, labels, sync)[0]
 
     def __call__(self, spikes, labels):
         return self.value_and_grad(spikes, labels)
@@ -454,13 +528,39 @@ class SpikeRate(Loss):
         c = spikes.reshape(N, C, M, T).sum(axis=-1, dtype=np.float64) * self.ts
         loss = np.empty(N)
         dc = np.empty((N, C, M))
-        cmin = np.empty(N)
-        _count_loss_cpu(c, y, _KIND_RATE, 0.0, self.true_rate, self.false_rate, T * self.ts, loss, dc, cmin)
+        _spike_rate_cpu(c, y, self.true_rate, self.false_rate, T * self.ts, loss, dc)
         dc *= self.ts / N
         return float(loss.mean()), _fill_time(dc.reshape(spikes.shape[:-1]), spikes.shape, spikes.dtype)
 
+    def _value_and_grad_cuda(self, spikes, labels, sync):
+        from .losses_cuda import spike_rate
+        return spike_rate(self, spikes, labels, sync)
 
-class SpikeMaxG(Loss):
+
+class _ClassCountLoss(Loss):
+    r"""The losses of the global class counts :math:`c_i = T_s \sum_t s_i[t]` (summed over a class's
+    population), ``c`` (N, C) float64: each computes its per-sample values into ``loss`` (N,) and
+    :math:`\partial L_n/\partial c` into ``dc`` (N, C) with ``_samples_cpu``; ``_grad_scale(T)`` is the
+    factor (:math:`T_s`, or the paper's) that turns it into :math:`N\,\partial L/\partial s`."""
+
+    def _samples_cpu(self, c, y, loss, dc):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _grad_scale(self, T):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _value_and_grad_cpu(self, spikes, labels):
+        N, C, M, T = _check_spikes(spikes)
+        y = _check_labels(labels, N, C)
+        c = spikes.reshape(N, C, M * T).sum(axis=-1, dtype=np.float64) * self.ts
+        loss = np.empty(N)
+        dc = np.empty((N, C))
+        self._samples_cpu(c, y, loss, dc)
+        dc *= self._grad_scale(T) / N
+        return float(loss.mean()), _fill_time(dc, spikes.shape, spikes.dtype)
+
+
+class SpikeMaxG(_ClassCountLoss):
     r"""Spikemax with global counts (paper eq. 12): NLL of the count ratio.
 
     .. math::
@@ -497,21 +597,21 @@ class SpikeMaxG(Loss):
     def options(self):
         return {"eps": self.eps, "grad": self.grad_mode}
 
-    def _value_and_grad_cpu(self, spikes, labels):
-        N, C, M, T = _check_spikes(spikes)
-        y = _check_labels(labels, N, C)
-        c = spikes.reshape(N, C, M * T).sum(axis=-1, dtype=np.float64)[:, :, None] * self.ts
-        loss = np.empty(N)
-        dc = np.empty((N, C, 1))
-        cmin = np.empty(N)
-        _count_loss_cpu(c, y, _KIND_MAXG, self.eps, 0.0, 0.0, 1.0, loss, dc, cmin)
+    def _samples_cpu(self, c, y, loss, dc):
+        cmin = np.empty(len(y))
+        _spikemax_g_cpu(c, y, self.eps, loss, dc, cmin)
         if not (cmin > 0).all():
             _raise_nonpositive(cmin, self.eps)
-        dc *= (self.ts if self.grad_mode == "exact" else T * self.ts) / N
-        return float(loss.mean()), _fill_time(dc[:, :, 0], spikes.shape, spikes.dtype)
+
+    def _grad_scale(self, T):
+        return self.ts if self.grad_mode == "exact" else T * self.ts
+
+    def _value_and_grad_cuda(self, spikes, labels, sync):
+        from .losses_cuda import spikemax_g
+        return spikemax_g(self, spikes, labels, sync)
 
 
-class SpikeMaxS(Loss):
+class SpikeMaxS(_ClassCountLoss):
     r"""Spikemax-s (paper eqs. 13-14): softmax of the global counts, then NLL.
 
     .. math::
@@ -535,16 +635,15 @@ class SpikeMaxS(Loss):
 
     name = "spikemax-s"
 
-    def _value_and_grad_cpu(self, spikes, labels):
-        N, C, M, T = _check_spikes(spikes)
-        y = _check_labels(labels, N, C)
-        c = spikes.reshape(N, C, M * T).sum(axis=-1, dtype=np.float64)[:, :, None] * self.ts
-        loss = np.empty(N)
-        dc = np.empty((N, C, 1))
-        cmin = np.empty(N)
-        _count_loss_cpu(c, y, _KIND_MAXS, 0.0, 0.0, 0.0, 1.0, loss, dc, cmin)
-        dc *= (self.ts if self.grad_mode == "exact" else 1.0) / N
-        return float(loss.mean()), _fill_time(dc[:, :, 0], spikes.shape, spikes.dtype)
+    def _samples_cpu(self, c, y, loss, dc):
+        _spikemax_s_cpu(c, y, loss, dc)
+
+    def _grad_scale(self, T):
+        return self.ts if self.grad_mode == "exact" else 1.0
+
+    def _value_and_grad_cuda(self, spikes, labels, sync):
+        from .losses_cuda import spikemax_s
+        return spikemax_s(self, spikes, labels, sync)
 
 
 class SpikeMax(Loss):
@@ -613,16 +712,20 @@ class SpikeMax(Loss):
                              f"<= {sim.t_sample:g} ms (or a longer {name})")
         return self
 
-    def _value_and_grad_cpu(self, spikes, labels):
-        N, C, M, T = _check_spikes(spikes)
-        y = _check_labels(labels, N, C)
+    def _check_bins(self, T):
+        """Raise ``ValueError`` when the window is longer than spikes of ``T`` bins (CPU and CUDA)."""
         if self.window_bins > T:
             raise ValueError(
                 f"window={self.window} ms ({self.window_bins} bins) is longer than the simulation "
                 f"({T} bins = {T * self.ts} ms); expected window <= {T * self.ts} ms")
+
+    def _value_and_grad_cpu(self, spikes, labels):
+        N, C, M, T = _check_spikes(spikes)
+        y = _check_labels(labels, N, C)
+        self._check_bins(T)
         s = _class_trains(spikes)
         c = np.empty_like(s)
-        _window_counts_cpu(s.reshape(N * C, T), self.window_bins, self.ts, c.reshape(N * C, T))
+        _window_counts_cpu(s.reshape(N * C, 1, T), self.window_bins, self.ts, c.reshape(N * C, T))
         loss = np.empty(N)
         g = np.empty_like(c)
         cmin = np.empty(N)
@@ -634,6 +737,10 @@ class SpikeMax(Loss):
         out = np.empty(spikes.shape, dtype=spikes.dtype)
         out.reshape(N, C, M, T)[...] = g[:, :, None, :]
         return float(loss.mean()), out
+
+    def _value_and_grad_cuda(self, spikes, labels, sync):
+        from .losses_cuda import spikemax
+        return spikemax(self, spikes, labels, sync)
 
 
 class _PspLoss(Loss):
@@ -798,6 +905,14 @@ class NumSpikes(_PspLoss):
             grad[..., a:b] = inside.astype(grad.dtype)[..., None]
         return value, grad.reshape(spikes.shape)
 
+    def _value_and_grad_cuda(self, spikes, labels, sync):
+        from .losses_cuda import num_spikes
+        return num_spikes(self, spikes, labels, sync)
+
+    def _value_cuda(self, spikes, labels, sync):
+        from .losses_cuda import num_spikes_value
+        return num_spikes_value(self, spikes, labels, sync)
+
 
 class SpikeTime(_PspLoss):
     r"""SLAYER's spike time loss (SLAYER-PyTorch ``spikeLoss.spikeTime``).
@@ -845,6 +960,14 @@ class SpikeTime(_PspLoss):
     def _value_and_grad_cpu(self, spikes, desired):
         value, e, N = self._error(spikes, desired)
         return value, self._psp_backward(e * e.dtype.type(self.ts / N))
+
+    def _value_and_grad_cuda(self, spikes, desired, sync):
+        from .losses_cuda import spike_time
+        return spike_time(self, spikes, desired, sync)
+
+    def _value_cuda(self, spikes, desired, sync):
+        from .losses_cuda import spike_time_value
+        return spike_time_value(self, spikes, desired, sync)
 
 
 _CLASSES = {cls.name: cls for cls in (SpikeRate, SpikeMax, SpikeMaxG, SpikeMaxS, NumSpikes, SpikeTime)}

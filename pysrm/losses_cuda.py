@@ -1,10 +1,18 @@
 r"""CUDA versions of the losses of :mod:`pysrm.losses` (value and gradient on the device).
 
-Every formula is the one in the class docstrings of :mod:`pysrm.losses`; the
-kernels follow the CPU kernels step by step and, like them, compute in float64
-(inputs are read as float64, the gradient is rounded to the dtype of the
-spikes at the end).  Spikes are viewed as ``(N, C, M, T)`` (``M`` = the
+Every formula is the one in the class docstrings of :mod:`pysrm.losses`, and
+the per-sample math is the CPU's own: the plain functions of :mod:`pysrm.losses`
+(``window_count_row``, ``spike_rate_sample``, ``spikemax_g_sample``,
+``spikemax_s_sample``, ``spikemax_bin``, ``spikemax_grad_row``), compiled here
+with ``cuda.jit(device=True)``; only the schedule differs (one thread per
+sample, bin or row instead of a ``prange`` loop).  Like the CPU kernels they
+compute in float64 (inputs are read as float64, the gradient is rounded to the
+dtype of the spikes at the end).  Spikes are viewed as ``(N, C, M, T)`` (``M`` = the
 neurons of a class population, 1 for the usual ``(N, classes, 1, 1, T)``).
+
+Each loss runs its own kernels: :class:`pysrm.losses.Loss` subclasses call
+their function here (``spike_rate``, ``spikemax``, ``spikemax_g``,
+``spikemax_s``, ``num_spikes``, ``spike_time``) from ``_value_and_grad_cuda``.
 
 Entry points (``loss`` is a :class:`pysrm.losses.Loss`)::
 
@@ -28,18 +36,18 @@ Kernels and thread mapping (grid-stride loops):
   over all bins (spike-rate) or a bin range (num-spikes' region);
 * ``_class_sums``: one thread per ``(n, k)``: the population count over ``m``
   and ``t`` (spikemax-g, spikemax-s);
-* ``_count_loss``: one thread per sample: the loss and :math:`\partial L_n/\partial c`
-  of spike-rate / spikemax-g / spikemax-s (a port of the CPU kernel);
+* ``_spike_rate_samples``, ``_spikemax_g_samples``, ``_spikemax_s_samples``: one
+  thread per sample: the loss and :math:`\partial L_n/\partial c` (the per-sample functions);
 * ``_fill_time``: one thread per gradient element: broadcast
   :math:`\partial L/\partial c` (times a factor) along time;
-* ``_class_window_counts``: one thread per ``(n, k)``: causal sliding-window
-  counts of the population train, a running sum (:math:`O(T)` per row);
+* ``_window_counts``: one thread per population ``(n, k)`` (or row): causal sliding-window
+  counts, a running sum (:math:`O(T)` per row; ``window_count_row``);
 * ``_spikemax_terms``: one thread per ``(n, t)``: :math:`l[t] = \log S[t] - \log\tilde c_y[t]`
-  and :math:`g_k[t] = 1/S[t] - y_k/\tilde c_y[t]`;
+  and :math:`g_k[t] = 1/S[t] - y_k/\tilde c_y[t]` (``spikemax_bin``);
 * ``_spikemax_reduce``: one thread per sample: mean of :math:`l` and smallest count;
 * ``_spikemax_grad``: one thread per ``(n, k)``: the exact gradient (reverse
   running sum over the :math:`W_b` windows containing each bin) or the paper's
-  local form, written to all ``m``;
+  local form (``spikemax_grad_row``), written to all ``m``;
 * num-spikes / spike-time: elementwise kernels (region mask, difference,
   scaling) around the CUDA PSP and its adjoint (:mod:`pysrm.ops.psp_cuda`),
   ``_region_error`` / ``_region_grad`` (one thread per row) for the count error
@@ -55,9 +63,16 @@ from numba import cuda
 from . import cuda as dev
 from . import losses as L
 from .backend import is_device_array
+from .events import EventBatch
 from .ops import psp_cuda
 
-_KIND = {"spike-rate": 0, "spikemax-g": 1, "spikemax-s": 2}
+# the per-sample (per-row) functions of pysrm.losses, the CPU kernels' definitions, compiled as device functions
+_window_count_row = cuda.jit(device=True, cache=True)(L.window_count_row)
+_spike_rate_sample = cuda.jit(device=True, cache=True)(L.spike_rate_sample)
+_spikemax_g_sample = cuda.jit(device=True, cache=True)(L.spikemax_g_sample)
+_spikemax_s_sample = cuda.jit(device=True, cache=True)(L.spikemax_s_sample)
+_spikemax_bin = cuda.jit(device=True, cache=True)(L.spikemax_bin)
+_spikemax_grad_row = cuda.jit(device=True, cache=True)(L.spikemax_grad_row)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -75,7 +90,7 @@ def _row_sums(s, t0, t1, ts, out):
 
 @cuda.jit(cache=True)
 def _class_sums(s, ts, out):
-    # s: (N, C, M*T); out[n, k, 0] = ts * sum s[n, k, :]
+    # s: (N, C, M*T); out[n, k] = ts * sum s[n, k, :]
     N, C, Q = s.shape
     for idx in range(cuda.grid(1), N * C, cuda.gridsize(1)):
         n = idx // C
@@ -83,62 +98,32 @@ def _class_sums(s, ts, out):
         acc = 0.0
         for q in range(Q):
             acc += np.float64(s[n, k, q])
-        out[n, k, 0] = acc * ts
+        out[n, k] = acc * ts
 
 
 @cuda.jit(cache=True)
-def _count_loss(c, labels, kind, eps, true_rate, false_rate, duration, res, dc):
-    # port of pysrm.losses._count_loss_cpu; res[n, 0] = loss, res[n, 1] = cmin
-    N, C, M = c.shape
-    for n in range(cuda.grid(1), N, cuda.gridsize(1)):
-        y = labels[n]
-        if kind == 0:
-            acc = 0.0
-            for k in range(C):
-                tgt = true_rate if k == y else false_rate
-                for m in range(M):
-                    d = c[n, k, m] / duration - tgt
-                    acc += d * d
-                    dc[n, k, m] = 2.0 * d / duration
-            res[n, 0] = acc
-            res[n, 1] = 1.0
-        elif kind == 1:
-            S = 0.0
-            mn = math.inf
-            for k in range(C):
-                v = c[n, k, 0] + eps
-                S += v
-                if v < mn:
-                    mn = v
-            res[n, 1] = mn
-            cy = c[n, y, 0] + eps
-            if mn > 0.0:
-                res[n, 0] = math.log(S) - math.log(cy)
-                for k in range(C):
-                    g = 1.0 / S
-                    if k == y:
-                        g -= 1.0 / cy
-                    dc[n, k, 0] = g
-            else:
-                res[n, 0] = math.nan
-                for k in range(C):
-                    dc[n, k, 0] = math.nan
-        else:
-            mx = -math.inf
-            for k in range(C):
-                if c[n, k, 0] > mx:
-                    mx = c[n, k, 0]
-            se = 0.0
-            for k in range(C):
-                se += math.exp(c[n, k, 0] - mx)
-            lse = mx + math.log(se)
-            res[n, 0] = lse - c[n, y, 0]
-            for k in range(C):
-                g = math.exp(c[n, k, 0] - lse)
-                if k == y:
-                    g -= 1.0
-                dc[n, k, 0] = g
-            res[n, 1] = 1.0
+def _spike_rate_samples(c, labels, true_rate, false_rate, duration, res, dc):
+    # res[n, 0] = L_n, res[n, 1] = 1 (no count is logged); c, dc: (N, C, M)
+    for n in range(cuda.grid(1), c.shape[0], cuda.gridsize(1)):
+        res[n, 0] = _spike_rate_sample(c[n], labels[n], true_rate, false_rate, duration, dc[n])
+        res[n, 1] = 1.0
+
+
+@cuda.jit(cache=True)
+def _spikemax_g_samples(c, labels, eps, res, dc):
+    # res[n, 0] = L_n, res[n, 1] = smallest count + eps; c, dc: (N, C)
+    for n in range(cuda.grid(1), c.shape[0], cuda.gridsize(1)):
+        loss, cmin = _spikemax_g_sample(c[n], labels[n], eps, dc[n])
+        res[n, 0] = loss
+        res[n, 1] = cmin
+
+
+@cuda.jit(cache=True)
+def _spikemax_s_samples(c, labels, res, dc):
+    # res[n, 0] = L_n, res[n, 1] = 1; c, dc: (N, C)
+    for n in range(cuda.grid(1), c.shape[0], cuda.gridsize(1)):
+        res[n, 0] = _spikemax_s_sample(c[n], labels[n], dc[n])
+        res[n, 1] = 1.0
 
 
 @cuda.jit(cache=True)
@@ -151,65 +136,22 @@ def _fill_time(dc, factor, out):
 
 
 @cuda.jit(cache=True)
-def _class_window_counts(s, wb, ts, out):
-    # s: (N, C, M, T) spikes; out[n, k, t] = ts * sum over the window of the population train
-    N, C, M, T = s.shape
-    for idx in range(cuda.grid(1), N * C, cuda.gridsize(1)):
-        n = idx // C
-        k = idx - n * C
-        acc = 0.0
-        for t in range(T):
-            v = 0.0
-            for m in range(M):
-                v += np.float64(s[n, k, m, t])
-            acc += v
-            if t >= wb:
-                old = 0.0
-                for m in range(M):
-                    old += np.float64(s[n, k, m, t - wb])
-                acc -= old
-            out[n, k, t] = ts * acc
-
-
-@cuda.jit(cache=True)
-def _window_counts_rows(s, wb, ts, out):
-    R, T = s.shape
-    for r in range(cuda.grid(1), R, cuda.gridsize(1)):
-        acc = 0.0
-        for t in range(T):
-            acc += np.float64(s[r, t])
-            if t >= wb:
-                acc -= np.float64(s[r, t - wb])
-            out[r, t] = ts * acc
+def _window_counts(s, wb, ts, out):
+    # s: (R, M, T) populations of M rows; out[r, t] = ts * their count over the window ending at t
+    for r in range(cuda.grid(1), s.shape[0], cuda.gridsize(1)):
+        _window_count_row(s[r], wb, ts, out[r])
 
 
 @cuda.jit(cache=True)
 def _spikemax_terms(c, labels, eps, l, cmin_t, g):
+    # one thread per (n, t): l[n, t], cmin_t[n, t] and g[n, :, t] of the bin
     N, C, T = c.shape
     for idx in range(cuda.grid(1), N * T, cuda.gridsize(1)):
         n = idx // T
         t = idx - n * T
-        y = labels[n]
-        S = 0.0
-        mn = math.inf
-        for k in range(C):
-            v = c[n, k, t] + eps
-            S += v
-            if v < mn:
-                mn = v
+        lt, mn = _spikemax_bin(c[n], labels[n], t, eps, g[n])
+        l[n, t] = lt
         cmin_t[n, t] = mn
-        cy = c[n, y, t] + eps
-        if S > 0.0 and cy > 0.0:
-            l[n, t] = math.log(S) - math.log(cy)
-            for k in range(C):
-                gv = 1.0 / S
-                if k == y:
-                    gv -= 1.0 / cy
-                g[n, k, t] = gv
-        else:
-            l[n, t] = 0.0
-            for k in range(C):
-                g[n, k, t] = math.nan
 
 
 @cuda.jit(cache=True)
@@ -228,31 +170,17 @@ def _spikemax_reduce(l, cmin_t, res):
 
 @cuda.jit(cache=True)
 def _spikemax_grad(g, wb, ts, paper, window_ms, inv_n, out):
-    # g: (N, C, T) float64 (modified); out: (N, C, M, T) in the spikes dtype
+    # one thread per (n, k): the class's gradient in place in g (N, C, T) float64, then times 1/N into
+    # out (N, C, M, T) in the spikes dtype, for every neuron m of the class
     N, C, M, T = out.shape
     for idx in range(cuda.grid(1), N * C, cuda.gridsize(1)):
         n = idx // C
         k = idx - n * C
-        if paper:
-            for t in range(T):
-                v = g[n, k, t] * window_ms
-                v *= inv_n
-                for m in range(M):
-                    out[n, k, m, t] = v
-        else:
-            scale = ts / T
-            run = 0.0
-            for t in range(T - 1, -1, -1):
-                run += g[n, k, t]
-                g[n, k, t] = run
-            for u in range(T):
-                v = g[n, k, u]
-                if u + wb < T:
-                    v -= g[n, k, u + wb]
-                v = scale * v
-                v *= inv_n
-                for m in range(M):
-                    out[n, k, m, u] = v
+        _spikemax_grad_row(g[n, k], wb, ts, paper, window_ms)
+        for t in range(T):
+            v = g[n, k, t] * inv_n
+            for m in range(M):
+                out[n, k, m, t] = v
 
 
 @cuda.jit(cache=True)
@@ -356,7 +284,7 @@ def _finish(res, grad, sync, eps=None):
 
 def _check_spikes(spikes):
     shape = tuple(spikes.shape)
-    if not is_device_array(spikes) or isinstance(spikes, dev.DeviceSpikeEvents):
+    if not is_device_array(spikes) or isinstance(spikes, EventBatch):
         raise TypeError(f"spikes must be a device array, got {type(spikes).__name__}")
     if np.dtype(spikes.dtype).type not in (np.float32, np.float64):
         raise TypeError(f"spikes must have dtype float32 or float64, got {spikes.dtype}")
@@ -389,7 +317,7 @@ def window_counts(spikes, window_bins: int, ts: float = 1.0):
     T = tuple(spikes.shape)[-1]
     rows = spikes.size // T
     out = dev.empty(tuple(spikes.shape), np.float64)
-    dev.launch(_window_counts_rows, rows, spikes.reshape(rows, T), int(window_bins), ts, out.reshape(rows, T))
+    dev.launch(_window_counts, rows, spikes.reshape(rows, 1, T), int(window_bins), ts, out.reshape(rows, T))
     return out
 
 
@@ -397,52 +325,59 @@ def class_counts(spikes, ts: float = 1.0):
     """Spike count of every class population, ``ts * sum`` over the middle axes and time: a float64
     device array ``(N, classes)`` (copy it back with ``.copy_to_host()`` for predictions/metrics)."""
     N, C, M, T = _check_spikes(spikes)
-    c = dev.empty((N, C, 1), np.float64)
+    c = dev.empty((N, C), np.float64)
     dev.launch(_class_sums, N * C, spikes.reshape(N, C, M * T), L.positive("ts", ts), c)
-    return c.reshape(N, C)
+    return c
 
 
-def _count_losses(loss, spikes, labels, sync):
+def spike_rate(loss, spikes, labels, sync):
+    """:class:`pysrm.losses.SpikeRate` on the device: ``(value, grad)``."""
     N, C, M, T = _check_spikes(spikes)
     y = _labels(labels, N, C)
-    name = loss.name
-    kind = _KIND[name]
+    R = N * C * M
+    c = dev.empty((N, C, M), np.float64)
+    dev.launch(_row_sums, R, spikes.reshape(R, T), 0, T, loss.ts, c.reshape(R))
     res = dev.empty((N, 2), np.float64)
-    if kind == 0:
-        c = dev.empty((N, C, M), np.float64)
-        dev.launch(_row_sums, N * C * M, spikes.reshape(N * C * M, T), 0, T, loss.ts, c.reshape(N * C * M))
-        dc = dev.empty((N, C, M), np.float64)
-        dev.launch(_count_loss, N, c, y, 0, 0.0, loss.true_rate, loss.false_rate, T * loss.ts, res, dc)
-        factor = loss.ts / N
-        rows, Q = N * C * M, T
-        eps = None
-    else:
-        c = dev.empty((N, C, 1), np.float64)
-        dev.launch(_class_sums, N * C, spikes.reshape(N, C, M * T), loss.ts, c)
-        dc = dev.empty((N, C, 1), np.float64)
-        eps = loss.eps if kind == 1 else 0.0
-        dev.launch(_count_loss, N, c, y, kind, eps, 0.0, 0.0, 1.0, res, dc)
-        if kind == 1:
-            factor = (loss.ts if loss.grad_mode == "exact" else T * loss.ts) / N
-        else:
-            factor = (loss.ts if loss.grad_mode == "exact" else 1.0) / N
-            eps = None
-        rows, Q = N * C, M * T
+    dc = dev.empty((N, C, M), np.float64)
+    dev.launch(_spike_rate_samples, N, c, y, loss.true_rate, loss.false_rate, T * loss.ts, res, dc)
     grad = dev.empty(tuple(spikes.shape), spikes.dtype)
-    dev.launch(_fill_time, rows * Q, dc.reshape(rows), factor, grad.reshape(rows, Q))
+    dev.launch(_fill_time, R * T, dc.reshape(R), loss.ts / N, grad.reshape(R, T))
+    return _finish(res, grad, sync)
+
+
+def _class_count_loss(loss, spikes, labels, sync, samples, *scalars, eps=None):
+    # the global class-count losses: counts c (N, C), then the loss's per-sample kernel ``samples``
+    # (c, labels, *scalars, res, dc), then dL/dc * grad_scale / N broadcast over the class's neurons and bins
+    N, C, M, T = _check_spikes(spikes)
+    y = _labels(labels, N, C)
+    c = dev.empty((N, C), np.float64)
+    dev.launch(_class_sums, N * C, spikes.reshape(N, C, M * T), loss.ts, c)
+    res = dev.empty((N, 2), np.float64)
+    dc = dev.empty((N, C), np.float64)
+    dev.launch(samples, N, c, y, *scalars, res, dc)
+    grad = dev.empty(tuple(spikes.shape), spikes.dtype)
+    dev.launch(_fill_time, N * C * M * T, dc.reshape(N * C), loss._grad_scale(T) / N, grad.reshape(N * C, M * T))
     return _finish(res, grad, sync, eps)
 
 
-def _spikemax(loss, spikes, labels, sync):
+def spikemax_g(loss, spikes, labels, sync):
+    """:class:`pysrm.losses.SpikeMaxG` on the device: ``(value, grad)``."""
+    return _class_count_loss(loss, spikes, labels, sync, _spikemax_g_samples, loss.eps, eps=loss.eps)
+
+
+def spikemax_s(loss, spikes, labels, sync):
+    """:class:`pysrm.losses.SpikeMaxS` on the device: ``(value, grad)``."""
+    return _class_count_loss(loss, spikes, labels, sync, _spikemax_s_samples)
+
+
+def spikemax(loss, spikes, labels, sync):
+    """:class:`pysrm.losses.SpikeMax` on the device: ``(value, grad)``."""
     N, C, M, T = _check_spikes(spikes)
     y = _labels(labels, N, C)
-    if loss.window_bins > T:
-        raise ValueError(
-            f"window={loss.window} ms ({loss.window_bins} bins) is longer than the simulation "
-            f"({T} bins = {T * loss.ts} ms); expected window <= {T * loss.ts} ms")
+    loss._check_bins(T)
     wb = int(loss.window_bins)
     c = dev.empty((N, C, T), np.float64)
-    dev.launch(_class_window_counts, N * C, spikes.reshape(N, C, M, T), wb, loss.ts, c)
+    dev.launch(_window_counts, N * C, spikes.reshape(N * C, M, T), wb, loss.ts, c.reshape(N * C, T))
     l = dev.empty((N, T), np.float64)
     cmin_t = dev.empty((N, T), np.float64)
     g = dev.empty((N, C, T), np.float64)
@@ -472,7 +407,8 @@ def _num_spikes_error(loss, spikes, labels):
     return res, e, N, (a, b)
 
 
-def _num_spikes(loss, spikes, labels, sync):
+def num_spikes(loss, spikes, labels, sync):
+    """:class:`pysrm.losses.NumSpikes` on the device: ``(value, grad)``."""
     res, e, N, (a, b) = _num_spikes_error(loss, spikes, labels)
     dt = np.dtype(e.dtype)
     g = dev.empty(tuple(e.shape), dt)
@@ -481,6 +417,11 @@ def _num_spikes(loss, spikes, labels, sync):
     if loss.grad_mode == "exact":
         dev.launch(_region_grad, g.shape[0], g, grad, a, b, loss.ts / (b - a))
     return _finish(res, grad.reshape(*spikes.shape), sync)
+
+
+def num_spikes_value(loss, spikes, labels, sync):
+    """The value of :class:`pysrm.losses.NumSpikes` on the device (no gradient)."""
+    return _finish(_num_spikes_error(loss, spikes, labels)[0], None, sync)[0]
 
 
 def _spike_time_error(loss, spikes, desired):
@@ -500,7 +441,8 @@ def _spike_time_error(loss, spikes, desired):
     return res, e, N
 
 
-def _spike_time(loss, spikes, desired, sync):
+def spike_time(loss, spikes, desired, sync):
+    """:class:`pysrm.losses.SpikeTime` on the device: ``(value, grad)``."""
     res, e, N = _spike_time_error(loss, spikes, desired)
     dt = np.dtype(e.dtype)
     g = dev.empty(tuple(e.shape), dt)
@@ -508,34 +450,25 @@ def _spike_time(loss, spikes, desired, sync):
     return _finish(res, psp_cuda.psp_backward(g, loss.kernel, loss.ts), sync)
 
 
+def spike_time_value(loss, spikes, desired, sync):
+    """The value of :class:`pysrm.losses.SpikeTime` on the device (no gradient)."""
+    return _finish(_spike_time_error(loss, spikes, desired)[0], None, sync)[0]
+
+
 def value_and_grad(loss, spikes, labels, sync: bool = True):
     """``(value, grad)`` of ``loss`` for device ``spikes``: the batch-mean loss (a float, or a
     :class:`PendingLoss` with ``sync=False``) and the gradient as a device array like ``spikes``.
 
-    ``labels`` (``desired`` for spike-time) may be on the host or the device.
+    ``labels`` (``desired`` for spike-time) may be on the host or the device.  Each loss runs its own
+    kernels (its ``_value_and_grad_cuda``, one of the functions above).
     """
-    name = loss.name
-    if name in _KIND:
-        return _count_losses(loss, spikes, labels, sync)
-    if name == "spikemax":
-        return _spikemax(loss, spikes, labels, sync)
-    if name == "num-spikes":
-        return _num_spikes(loss, spikes, labels, sync)
-    if name == "spike-time":
-        return _spike_time(loss, spikes, labels, sync)
-    raise TypeError(f"no CUDA implementation for loss {name!r}")
+    return loss._value_and_grad_cuda(spikes, labels, sync)
 
 
 def value(loss, spikes, labels, sync: bool = True):
     """The batch-mean loss of device ``spikes`` (a float, or a :class:`PendingLoss` with ``sync=False``)."""
-    if loss.name == "num-spikes":
-        res = _num_spikes_error(loss, spikes, labels)[0]
-    elif loss.name == "spike-time":
-        res = _spike_time_error(loss, spikes, labels)[0]
-    else:
-        return value_and_grad(loss, spikes, labels, sync)[0]
-    pending = PendingLoss(res)
-    return pending.get() if sync else pending
+    return loss._value_cuda(spikes, labels, sync)
 
 
-__all__ = ["value_and_grad", "value", "window_counts", "class_counts", "PendingLoss"]
+__all__ = ["value_and_grad", "value", "window_counts", "class_counts", "PendingLoss", "spike_rate", "spikemax",
+           "spikemax_g", "spikemax_s", "num_spikes", "num_spikes_value", "spike_time", "spike_time_value"]

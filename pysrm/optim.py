@@ -18,7 +18,7 @@ CPU kernels of :mod:`pysrm.ops.optim`, or on the GPU (after ``Network.to('cuda')
 their CUDA twins in :mod:`pysrm.ops.optim_cuda` (same formulas, same rounding);
 the optimiser's state then lives on the GPU too (moved there on the first step)
 and ``state_dict`` copies it back.  On the GPU, when the parameters are the intact
-:class:`pysrm.cuda.ParameterPack` of a network (``Network.to('cuda')`` makes one), the state is
+:class:`pysrm.ops.optim_cuda.ParameterPack` of a network (``Network.to('cuda')`` makes one), the state is
 kept in flat buffers alike and the NaN check and the update are one launch each for all
 parameters.
 """
@@ -48,8 +48,8 @@ class Optimizer:
     def zero_grad(self):
         on_dev = [is_device_array(p.grad) for p in self.params]
         if on_dev and all(on_dev):
-            from . import cuda as dev
-            dev.zero_grads(self.params)  # one launch for a packed network
+            from .ops.optim_cuda import zero_grads
+            zero_grads(self.params)  # one launch for a packed network
             return
         for p, d in zip(self.params, on_dev):
             if d:
@@ -77,7 +77,7 @@ class Optimizer:
     def _step_device(self):
         from . import cuda as dev
         from .ops import optim_cuda
-        pack = dev.ParameterPack.of(self.params)
+        pack = optim_cuda.ParameterPack.of(self.params)
         if pack is None or optim_cuda.nonfinite_flags([pack.grad]).any():
             bad = optim_cuda.nonfinite_flags([p.grad for p in self.params])
             if bad.any():

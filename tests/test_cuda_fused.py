@@ -166,8 +166,8 @@ def test_count_launches_and_parameter_pack(dev):
     rng = np.random.default_rng(7)
     ps = [Parameter(rng.normal(size=(3, 4)), "w").to("cuda"), Parameter(rng.random(5), "d", lower=0.0).to("cuda")]
     ref = [Parameter(p.data.copy_to_host(), p.name, p.lower) for p in ps]
-    pack = dev.ParameterPack.pack(ps)
-    assert pack is not None and dev.ParameterPack.of(ps) is pack and pack.size == 17
+    pack = optim_cuda.ParameterPack.pack(ps)
+    assert pack is not None and optim_cuda.ParameterPack.of(ps) is pack and pack.size == 17
     opt, opt_ref = Adam(ps, lr=0.5), Adam(ref, lr=0.5)
     for step in range(2):
         grads = [rng.normal(size=p.data.shape) for p in ref]
@@ -190,7 +190,7 @@ def test_count_launches_and_parameter_pack(dev):
         assert_close(st[key], st_ref[key], np.float64, key)
     # a parameter replaced: the pack is no longer used, the per-parameter path takes over
     ps[0].data = dev.copy_new(ps[0].data)
-    assert dev.ParameterPack.of(ps) is None
+    assert optim_cuda.ParameterPack.of(ps) is None
     with dev.count_launches() as c:
         opt.step()
     assert c.launches == 5  # the flag, one check and one update per parameter

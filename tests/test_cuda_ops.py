@@ -41,6 +41,7 @@ def spikes(rng, shape, p, dtype):
 
 @needs_device
 def test_is_device_array_and_events_roundtrip(dev):
+    from pysrm.events_cuda import DeviceSpikeEvents
     rng = np.random.default_rng(0)
     x = spikes(rng, (2, 2, 3, 3, 7), 0.2, np.float32)
     dx = dev.to_device(x)
@@ -48,7 +49,7 @@ def test_is_device_array_and_events_roundtrip(dev):
     np.testing.assert_array_equal(dev.to_host(dx), x)
     ev = SpikeEvents.from_dense(x)
     dev_ev = dev.to_device(ev)
-    assert isinstance(dev_ev, dev.DeviceSpikeEvents) and is_device_array(dev_ev)
+    assert isinstance(dev_ev, DeviceSpikeEvents) and is_device_array(dev_ev)
     assert dev_ev.shape == ev.shape and dev_ev.n_events == ev.n_events and dev_ev.dtype == np.float32
     back = dev.to_host(dev_ev)
     for f in ("offsets", "neuron", "time", "value"):
@@ -437,3 +438,15 @@ def test_training_pipeline_on_the_device_matches_the_cpu(tmp_path):
             np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
     assert rep_gpu["test"]["spike_counts_per_layer"] == pytest.approx(rep_cpu["test"]["spike_counts_per_layer"])
     assert rep_gpu["final_accuracy"] == rep_cpu["final_accuracy"]
+
+
+@needs_device
+def test_moved_device_names_still_reachable_from_pysrm_cuda(dev):
+    """DeviceSpikeEvents and ParameterPack moved beside what they serve; pysrm.cuda still hands them out
+    (imported on first use) until every importer uses the new home."""
+    from pysrm.events_cuda import DeviceSpikeEvents
+    from pysrm.ops.optim_cuda import ParameterPack, zero_grads
+    assert dev.DeviceSpikeEvents is DeviceSpikeEvents
+    assert dev.ParameterPack is ParameterPack and dev.zero_grads is zero_grads
+    with pytest.raises(AttributeError):
+        dev.no_such_name

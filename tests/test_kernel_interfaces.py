@@ -73,3 +73,38 @@ def test_cpu_training_step_imports_no_cuda_module():
     r = subprocess.run([sys.executable, "-c", _TRAIN_ONE_STEP], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "CUDA-MODULES [] []" in r.stdout, r.stdout
+
+
+_IMPORT_FIRST = r"""
+import importlib, sys
+importlib.import_module(sys.argv[1])
+import pysrm.cuda, pysrm.ops._cublas_cuda, pysrm.ops._gemm_cuda  # every module still complete
+"""
+
+
+def test_cuda_modules_import_in_any_order_without_a_circle():
+    """Each module of the device seam imports first in a fresh process (no module needs one that is still
+    being imported), and none of the pysrm.cuda package's modules imports a pysrm module above it (the
+    cuBLAS products, the ops, the events, the optimiser): the import graph has no circle."""
+    import os
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    for mod in ("pysrm.cuda", "pysrm.cuda.launches", "pysrm.cuda.counters", "pysrm.cuda.settings", "pysrm.cuda.memory",
+                "pysrm.cuda.blas", "pysrm.cuda.transfer", "pysrm.ops._cublas_cuda", "pysrm.ops._gemm_cuda",
+                "pysrm.events_cuda", "pysrm.ops.optim_cuda"):
+        r = subprocess.run([sys.executable, "-c", _IMPORT_FIRST, mod], capture_output=True, text=True, env=env)
+        assert r.returncode == 0, f"importing {mod} first failed:\n{r.stderr[-2000:]}"
+    # what the package's modules may import from the rest of pysrm: the CPU modules below it, and (inside
+    # to_device, only when spike events are copied) pysrm.events_cuda, which needs only .launch and .memory
+    allowed = {"backend", "events", "_kernel_cache", "events_cuda"}
+    for path in sorted((PACKAGE / "cuda").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 2:
+                names = [node.module] if node.module else [a.name for a in node.names]
+                assert set(names) <= allowed, f"pysrm/cuda/{path.name}: {ast.unparse(node)}"
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 or isinstance(node, ast.Import):
+                mods = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                assert not any(m.startswith("pysrm") for m in mods), f"pysrm/cuda/{path.name}: {ast.unparse(node)}"
+    events_cuda = ast.parse((PACKAGE / "events_cuda.py").read_text())
+    for node in ast.walk(events_cuda):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cuda"):
+            assert node.module in ("cuda.launches", "cuda.memory"), f"events_cuda.py: {ast.unparse(node)}"

@@ -531,3 +531,57 @@ def test_batch_mean():
         parts = [loss.value_and_grad(s[n:n + 1], y[n:n + 1]) for n in range(4)]
         assert v == pytest.approx(np.mean([p[0] for p in parts]), rel=1e-12)
         np.testing.assert_allclose(g, np.concatenate([p[1] for p in parts]) / 4, rtol=1e-12, atol=1e-15)
+
+
+# ----------------------------------------------------------------------------------------------
+# The per-sample functions (the definitions the CPU and CUDA kernels compile) run as plain Python
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("grad", ["exact", "paper"])
+def test_per_sample_functions_are_the_cpu_losses(grad):
+    """Each count loss, computed by calling its plain-Python per-sample function sample by sample, equals
+    the compiled CPU loss (the CUDA kernels compile the same functions: tests/test_cuda_losses.py)."""
+    from pysrm import losses as L
+    rng = np.random.default_rng(7)
+    N, C, T, ts = 3, 4, 12, 0.5
+    s = np.where(rng.random((N, C, 1, 1, T)) < 0.3, 1.0 / ts, 0.0)
+    s[0, 1] = 0.0
+    y = np.array([1, 3, 0])
+    c = s.reshape(N, C, T).sum(axis=-1) * ts
+
+    def close(a, b):
+        np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-15)
+
+    # spike-rate (per neuron: M = 1)
+    loss = SpikeRate(ts, true_rate=0.5, false_rate=0.1, grad=grad)
+    dc = np.empty((N, C, 1))
+    vals = [L.spike_rate_sample(c[n][:, None], y[n], 0.5, 0.1, T * ts, dc[n]) for n in range(N)]
+    v, g = loss.value_and_grad(s, y)
+    close(v, np.mean(vals))
+    close(g, np.broadcast_to((dc * ts / N)[:, :, :, None, None], s.shape))
+    # spikemax-g and spikemax-s
+    for loss, fn, scale in ((SpikeMaxG(ts, grad=grad), lambda cn, yn, d: L.spikemax_g_sample(cn, yn, DEFAULT_EPS, d)[0],
+                             ts if grad == "exact" else T * ts),
+                            (SpikeMaxS(ts, grad=grad), L.spikemax_s_sample, ts if grad == "exact" else 1.0)):
+        dc = np.empty((N, C))
+        vals = [fn(c[n], y[n], dc[n]) for n in range(N)]
+        v, g = loss.value_and_grad(s, y)
+        close(v, np.mean(vals))
+        close(g, np.broadcast_to((dc * scale / N)[:, :, None, None, None], s.shape))
+    # sliding-window spikemax: window counts, the bins' terms, then each class's gradient row
+    loss = SpikeMax(ts, window=2.0, grad=grad)
+    wb = loss.window_bins
+    cw = np.empty((N, C, T))
+    for n in range(N):
+        for k in range(C):
+            L.window_count_row(s[n, k, :, 0, :], wb, ts, cw[n, k])
+    close(cw, window_counts(s, wb, ts).reshape(N, C, T))
+    gw = np.empty((N, C, T))
+    vals = []
+    for n in range(N):
+        vals.append(np.mean([L.spikemax_bin(cw[n], y[n], t, DEFAULT_EPS, gw[n])[0] for t in range(T)]))
+        for k in range(C):
+            L.spikemax_grad_row(gw[n, k], wb, ts, grad == "paper", wb * ts)
+    v, g = loss.value_and_grad(s, y)
+    close(v, np.mean(vals))
+    close(g, (gw / N)[:, :, None, None, :])

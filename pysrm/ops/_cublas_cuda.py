@@ -37,162 +37,25 @@ float64 in float64.  The math mode of the handle is set before each call (``CUBL
 products.  cuBLAS picks its algorithm per shape; its results do not depend on the number of host
 threads.
 
-Transposes (:func:`transpose_into`): ``geam`` (``C = alpha op(A) + beta op(B)``), also used to add a
-transposed event weight gradient into a parameter's gradient in one call.
+The calls themselves (:func:`pysrm.cuda.blas.gemm_rm`, :func:`pysrm.cuda.blas.transpose_into`), whether
+cuBLAS is available here (:func:`pysrm.cuda.blas.available`) and the backend choice live in
+:mod:`pysrm.cuda.blas`; this module imports it, never the other way round.
 """
 from __future__ import annotations
 
-import functools
 import os
 
 import numpy as np
 from numba import cuda
 
 from .. import cuda as dev
+from ..cuda.blas import available, gemm_rm, transpose_into, why_unavailable  # noqa: F401 (this module's API)
+from ._conv_index import im2col_source, tap_output, unravel3
 from ._records import CONV_FWD, CONV_GW, CONV_GX, DENSE_FWD, DENSE_GW, DENSE_GX
 
 #: above this many elements of the per-sample partial weight gradients (mode 2/5), one GEMM per
 #: sample accumulating instead (memory)
 PARTIAL_LIMIT = int(os.environ.get("PYSRM_CUBLAS_PARTIAL_LIMIT", str(1 << 27)))
-
-# cuBLAS / CUDA enums (stable values of the cuBLAS API)
-_OP_N, _OP_T = 0, 1
-_R_32F, _R_64F = 0, 1
-_COMPUTE_32F, _COMPUTE_64F, _COMPUTE_32F_FAST_TF32 = 68, 70, 77
-_DEFAULT_MATH, _TF32_TENSOR_OP_MATH = 0, 3
-_POINTER_MODE_HOST = 0
-_GEMM_DEFAULT = -1
-
-# host scalars for alpha / beta (read by cuBLAS during the call; never written)
-_SCALARS = {np.dtype(np.float32): {v: np.array([v], dtype=np.float32) for v in (0.0, 1.0)},
-            np.dtype(np.float64): {v: np.array([v], dtype=np.float64) for v in (0.0, 1.0)}}
-
-
-def _lib():
-    from cupy_backends.cuda.libs import cublas
-    return cublas
-
-
-def _handle(tf32: bool):
-    """CuPy's cuBLAS handle of the current device, set up for one pysrm call."""
-    import cupy
-    lib = _lib()
-    h = cupy.cuda.device.get_cublas_handle()
-    lib.setPointerMode(h, _POINTER_MODE_HOST)
-    lib.setMathMode(h, _TF32_TENSOR_OP_MATH if tf32 else _DEFAULT_MATH)
-    return h
-
-
-def _stream_ok():
-    import cupy
-    return cupy.cuda.get_current_stream().ptr == 0
-
-
-def _ptr(a, offset: int = 0) -> int:
-    """Device address of element ``offset`` of device array ``a`` (C-contiguous)."""
-    return int(a.__cuda_array_interface__["data"][0]) + int(offset) * a.dtype.itemsize
-
-
-@functools.lru_cache(maxsize=1)
-def _state():
-    """``(ok, reason)``: cuBLAS usable here; decided once per process by a small product checked
-    against NumPy (an immutable result)."""
-    if dev.SIMULATOR:
-        return False, "the CUDA simulator cannot run CuPy / cuBLAS"
-    if dev.cupy_module() is None:
-        return False, f"CuPy not used: {dev._cupy_state()[1]}"
-    try:
-        rng = np.random.default_rng(0)
-        for dt in (np.float32, np.float64):
-            a = rng.normal(size=(2, 3, 4)).astype(dt)
-            w = rng.normal(size=(5, 3)).astype(dt)
-            da, dw = dev.to_device(a), dev.to_device(w)
-            out = dev.empty((2, 5, 4), dt)
-            gemm_rm(dw, da, out, 5, 4, 3, False, False, 3, 4, 4, batch=2, sA=0, sB=12, sC=20, tf32=False)
-            ref = np.einsum("oi,bit->bot", w, a)
-            got = out.copy_to_host()
-            if not np.allclose(got, ref, rtol=1e-4, atol=1e-5):
-                return False, f"check product wrong ({dt.__name__}): max error {np.abs(got - ref).max():.3g}"
-            t = dev.empty((3, 5), dt)
-            transpose_into(dw, t, 5, 3)
-            if not np.array_equal(t.copy_to_host(), w.T):
-                return False, f"check transpose wrong ({dt.__name__})"
-        return True, ""
-    except Exception as exc:
-        return False, f"{type(exc).__name__}: {exc}"
-
-
-def available() -> bool:
-    """True where pysrm calls cuBLAS (see the module docstring)."""
-    return _state()[0]
-
-
-def why_unavailable() -> str:
-    """Empty where :func:`available`, else the reason."""
-    return _state()[1]
-
-
-def gemm_rm(A, B, C, M: int, N: int, K: int, trans_a: bool, trans_b: bool, lda: int, ldb: int, ldc: int,
-            batch: int = 1, sA: int = 0, sB: int = 0, sC: int = 0, beta: float = 0.0, tf32: bool | None = None,
-            offA: int = 0, offB: int = 0, offC: int = 0) -> None:
-    r"""Row-major ``C[b] (M x N) = op(A[b]) (M x K) . op(B[b]) (K x N) + beta C[b]`` for ``b < batch``.
-
-    ``A``, ``B``, ``C``: device arrays of one dtype (float32/float64); matrix ``b`` of each starts at
-    element ``off + b * stride`` and has leading dimension ``ld`` (row length in elements).
-    ``op(A) = A^T`` with ``trans_a`` (``A`` stored ``K x M``).  ``beta`` 0 or 1.  ``tf32`` None takes
-    :func:`pysrm.cuda.current_math`.  One ``cublasGemmStridedBatchedEx`` call (cuBLAS is column-major:
-    it computes ``C^T = op(B)^T op(A)^T``).
-    """
-    if M == 0 or N == 0 or batch == 0:
-        return
-    dt = np.dtype(C.dtype)
-    if not (A.dtype == B.dtype == dt):
-        raise TypeError(f"gemm_rm: dtypes differ ({A.dtype}, {B.dtype}, {dt})")
-    if tf32 is None:
-        tf32 = dev.current_math().tf32
-    tf32 = bool(tf32) and dt == np.float32
-    if dt == np.float32:
-        rtype, ctype = _R_32F, (_COMPUTE_32F_FAST_TF32 if tf32 else _COMPUTE_32F)
-    elif dt == np.float64:
-        rtype, ctype = _R_64F, _COMPUTE_64F
-    else:
-        raise TypeError(f"gemm_rm: dtype {dt} is not float32/float64")
-    if K < 1:
-        raise ValueError("gemm_rm: K must be >= 1 (an empty reduction is the caller's case)")
-    sc = _SCALARS[dt]
-    lib = _lib()
-    if not _stream_ok():
-        import cupy
-        with cupy.cuda.Stream.null:
-            return gemm_rm(A, B, C, M, N, K, trans_a, trans_b, lda, ldb, ldc, batch, sA, sB, sC, beta, tf32,
-                           offA, offB, offC)
-    h = _handle(tf32)
-    dev.note("blas", "gemm_strided_batched")
-    lib.gemmStridedBatchedEx(h, _OP_T if trans_b else _OP_N, _OP_T if trans_a else _OP_N, int(N), int(M),
-                             int(K), sc[1.0].ctypes.data,
-                             _ptr(B, offB), rtype, int(ldb), int(sB),
-                             _ptr(A, offA), rtype, int(lda), int(sA),
-                             sc[1.0 if beta else 0.0].ctypes.data,
-                             _ptr(C, offC), rtype, int(ldc), int(sC), int(batch), ctype, _GEMM_DEFAULT)
-
-
-def transpose_into(X, Y, R: int, Cc: int, accumulate: bool = False) -> None:
-    """``Y (Cc x R) = X^T`` (``+ Y`` with ``accumulate``) for row-major ``X (R x Cc)``; one ``geam``."""
-    if R == 0 or Cc == 0:
-        return
-    dt = np.dtype(Y.dtype)
-    sc = _SCALARS[dt]
-    lib = _lib()
-    if not _stream_ok():
-        import cupy
-        with cupy.cuda.Stream.null:
-            return transpose_into(X, Y, R, Cc, accumulate)
-    h = _handle(False)
-    geam = lib.sgeam if dt == np.float32 else lib.dgeam
-    dev.note("blas", "geam")
-    # column-major: Y' (R x Cc, ld R) = 1 * X'^T + beta * Y'  with X' (Cc x R, ld Cc); in place in B = C
-    geam(h, _OP_T, _OP_N, int(R), int(Cc), sc[1.0].ctypes.data, _ptr(X), int(Cc),
-         sc[1.0 if accumulate else 0.0].ctypes.data, _ptr(Y), int(R), _ptr(Y), int(R))
 
 
 # --------------------------------------------------------------------------- im2col / col2im
@@ -201,29 +64,14 @@ def transpose_into(X, Y, R: int, Cc: int, accumulate: bool = False) -> None:
 def _im2col_kernel(x, col, g, zero):
     # col[b, (ci, ky, kx), (oy, ox, t)] = x[b, ci, sy*oy + ky - py, sx*ox + kx - px, t] (0 outside)
     # one thread per col element, t fastest (coalesced reads and writes); g: ProductGeometry
-    Ci, H, W, Co, Ho, Wo, KH, KW, sy, sx, py, px, T = g
-    K = Ci * KH * KW
-    P = Ho * Wo * T
+    K = g.Ci * g.KH * g.KW
+    P = g.Ho * g.Wo * g.T
     n = col.shape[0]
     for idx in range(cuda.grid(1), n, cuda.gridsize(1)):
         q = idx // P
-        p = idx - q * P
         b = q // K
-        kk = q - b * K
-        ci = kk // (KH * KW)
-        rem = kk - ci * (KH * KW)
-        ky = rem // KW
-        kx = rem - ky * KW
-        pp = p // T
-        t = p - pp * T
-        oy = pp // Wo
-        ox = pp - oy * Wo
-        iy = oy * sy + ky - py
-        ix = ox * sx + kx - px
-        v = zero
-        if iy >= 0 and iy < H and ix >= 0 and ix < W:
-            v = x[(((b * Ci + ci) * H + iy) * W + ix) * T + t]
-        col[idx] = v
+        src = im2col_source(b, q - b * K, idx - q * P, g)
+        col[idx] = x[src] if src >= 0 else zero
 
 
 @cuda.jit(cache=True)
@@ -231,33 +79,23 @@ def _col2im_kernel(dcol, gx, g, zero):
     # gx[b, ci, iy, ix, t] = sum over (ky, kx) with iy = sy*oy + ky - py, ix = sx*ox + kx - px of
     # dcol[b, (ci, ky, kx), (oy, ox, t)]; ky, kx ascending; one thread per gx element, t fastest;
     # g: ProductGeometry
-    Ci, H, W, Co, Ho, Wo, KH, KW, sy, sx, py, px, T = g
-    K = Ci * KH * KW
+    KH, KW, Ho, Wo, T = g.KH, g.KW, g.Ho, g.Wo, g.T
+    K = g.Ci * KH * KW
     P = Ho * Wo * T
     n = gx.shape[0]
     for idx in range(cuda.grid(1), n, cuda.gridsize(1)):
+        q, iy, ix = unravel3(idx // T, g.H, g.W)
         t = idx % T
-        q = idx // T
-        ix = q % W
-        q = q // W
-        iy = q % H
-        q = q // H
-        ci = q % Ci
-        b = q // Ci
+        b = q // g.Ci
+        ci = q - b * g.Ci
         acc = zero
         for ky in range(KH):
-            ny = iy + py - ky
-            if ny < 0:
-                continue
-            oy = ny // sy
-            if oy * sy != ny or oy >= Ho:
+            oy = tap_output(iy, ky, g.sy, g.py, Ho)
+            if oy < 0:
                 continue
             for kx in range(KW):
-                nx = ix + px - kx
-                if nx < 0:
-                    continue
-                ox = nx // sx
-                if ox * sx != nx or ox >= Wo:
+                ox = tap_output(ix, kx, g.sx, g.px, Wo)
+                if ox < 0:
                     continue
                 acc += dcol[(b * K + (ci * KH + ky) * KW + kx) * P + (oy * Wo + ox) * T + t]
         gx[idx] = acc

@@ -50,6 +50,7 @@ from numba import cuda
 
 from .. import cuda as dev
 from ..cuda import GEMM_BLOCK, GEMM_MICRO, GEMM_THREADS, GRID_Z_MAX
+from ._conv_index import col2im_source, im2col_source
 from ._records import CONV_FWD, CONV_GW, CONV_GX, DENSE_FWD, DENSE_GW, DENSE_GX, ProductGeometry
 
 _REDUCED = (DENSE_GW, CONV_GW)
@@ -90,44 +91,11 @@ def _b_index(mode, b, k, c, g):
         return (b * Co + k) * T + c
     if mode == DENSE_GW:
         return (b * Ci + c) * T + k
-    if mode == CONV_FWD or mode == CONV_GW:
-        if mode == CONV_FWD:
-            q = k
-            p = c
-        else:
-            q = c
-            p = k
-        ci = q // (KH * KW)
-        rem = q - ci * (KH * KW)
-        ky = rem // KW
-        kx = rem - ky * KW
-        pp = p // T
-        t = p - pp * T
-        oy = pp // Wo
-        ox = pp - oy * Wo
-        iy = oy * sy + ky - py
-        ix = ox * sx + kx - px
-        if iy < 0 or iy >= H or ix < 0 or ix >= W:
-            return -1
-        return (((b * Ci + ci) * H + iy) * W + ix) * T + t
-    # CONV_GX: k = (co, ky, kx), c = (iy, ix, t)
-    co = k // (KH * KW)
-    rem = k - co * (KH * KW)
-    ky = rem // KW
-    kx = rem - ky * KW
-    pp = c // T
-    t = c - pp * T
-    iy = pp // W
-    ix = pp - iy * W
-    ny = iy + py - ky
-    nx = ix + px - kx
-    if ny < 0 or nx < 0:
-        return -1
-    oy = ny // sy
-    ox = nx // sx
-    if oy * sy != ny or ox * sx != nx or oy >= Ho or ox >= Wo:
-        return -1
-    return (((b * Co + co) * Ho + oy) * Wo + ox) * T + t
+    if mode == CONV_FWD:  # k = (ci, ky, kx), c = (oy, ox, t)
+        return im2col_source(b, k, c, g)
+    if mode == CONV_GW:  # c = (ci, ky, kx), k = (oy, ox, t)
+        return im2col_source(b, c, k, g)
+    return col2im_source(b, k, c, g)  # CONV_GX: k = (co, ky, kx), c = (iy, ix, t)
 
 
 @cuda.jit(device=True, cache=True)

@@ -48,7 +48,7 @@ ProductGeometry = namedtuple("ProductGeometry", "Ci H W Co Ho Wo KH KW sy sx py 
 #: conv forward, input and weight gradient; the weight gradients are reduced over the batch
 DENSE_FWD, DENSE_GX, DENSE_GW, CONV_FWD, CONV_GX, CONV_GW = range(6)
 
-#: a batch of events on the GPU, one entry per event (``pysrm.cuda.DeviceSpikeEvents``' arrays): its sample,
+#: a batch of events on the GPU, one entry per event (``pysrm.events_cuda.DeviceSpikeEvents``' arrays): its sample,
 #: neuron, time bin and value
 EventList = namedtuple("EventList", "sample neuron time value")
 

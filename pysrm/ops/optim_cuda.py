@@ -12,7 +12,7 @@ rounding of fused multiply-adds on a real GPU).
 
 Thread mapping: one thread per parameter element in a grid-stride loop (flat
 arrays); every update, weight decay and clamp is one fused kernel per
-parameter -- or, for the parameters of a :class:`pysrm.cuda.ParameterPack` (one flat buffer each for
+parameter -- or, for the parameters of a :class:`ParameterPack` (below) (one flat buffer each for
 data, gradients and every optimiser state), one kernel for all of them (``*_update_many``; each
 element finds its parameter's clamp in the pack's segment table, a short loop over the few
 parameters).  :func:`nonfinite_flags` reduces one "has NaN/inf" flag per gradient (atomic
@@ -27,6 +27,7 @@ import numpy as np
 from numba import cuda
 
 from .. import cuda as dev
+from ..backend import is_device_array
 from ._elementwise import adam_element, sgd_element  # the per-element math, shared with the CPU kernels
 from .optim import _common, adam_step  # the host-side scalars, shared
 
@@ -81,7 +82,7 @@ def _flat(a):
 
 
 def sgd_update_many(pack, v, lr, momentum, weight_decay=0.0):
-    """SGD step on every parameter of ``pack`` (:class:`pysrm.cuda.ParameterPack`) in one launch; ``v``
+    """SGD step on every parameter of ``pack`` (:class:`ParameterPack` (below)) in one launch; ``v``
     the flat velocity (None without momentum)."""
     dt, _, _, wd, use_wd = _common(pack.data, None, weight_decay)
     vv = v if v is not None else pack.data
@@ -149,3 +150,89 @@ def nonfinite_flags(arrays) -> np.ndarray:
     for j, a in enumerate(arrays):
         dev.launch(_nonfinite_flag_kernel, a.size, _flat(a), flag, j)
     return flag.copy_to_host()[:len(arrays)]
+
+
+# --------------------------------------------------------------------------- parameters in one buffer
+
+class ParameterPack:
+    """The device parameters of a network in one flat data buffer and one flat gradient buffer.
+
+    Made by :meth:`pack` (``Network.to('cuda')`` calls it): every parameter's ``data`` and ``grad``
+    become views of ``data`` / ``grad`` (same values; the parameter objects are kept), so that zeroing
+    the gradients (:meth:`zero_grad`) and an optimiser step (:mod:`pysrm.ops.optim_cuda`,
+    ``*_update_many``) are one launch for all parameters.  ``offsets[i]`` is the first element of
+    parameter ``i``; the per-parameter clamp (``lower``) is a segment table on the device.
+    :meth:`of` returns the pack only while it is intact (the same parameters, in order, still holding
+    the views: replacing ``p.data`` -- ``Layer.astype``, ``Parameter.to`` -- breaks it, and the callers
+    then work per parameter).
+    """
+
+    def __init__(self, params):
+        self.params = list(params)
+        dt = np.dtype(self.params[0].data.dtype)
+        sizes = [int(p.data.size) for p in self.params]
+        self.dtype = dt
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.size = int(self.offsets[-1])
+        self.data = dev.empty((self.size,), dt)
+        self.grad = dev.empty((self.size,), dt)
+        self._data_views = self.views_of(self.data)
+        self._grad_views = self.views_of(self.grad)
+        for p, dv, gv in zip(self.params, self._data_views, self._grad_views):
+            dev.copy(dv, p.data)
+            dev.copy(gv, p.grad)
+            p.data, p.grad = dv, gv
+            p._pysrm_pack = self
+        lower = np.array([p.lower if p.lower is not None else 0.0 for p in self.params], dtype=dt)
+        use = np.array([p.lower is not None for p in self.params], dtype=np.int8)
+        self.seg_end = dev.to_device(self.offsets[1:].copy())
+        self.seg_lower = dev.to_device(lower)
+        self.seg_use_lower = dev.to_device(use)
+
+    def views_of(self, flat) -> list:
+        """Views of the flat device array ``flat`` shaped like the parameters, in order."""
+        return [flat[int(a):int(b)].reshape(p.data.shape) if int(b) > int(a) else flat[0:0]
+                for p, a, b in zip(self.params, self.offsets[:-1], self.offsets[1:])]
+
+    @classmethod
+    def pack(cls, params):
+        """Pack ``params`` (device parameters of one dtype, at least one); None where that does not hold."""
+        params = list(params)
+        if not params or not all(is_device_array(p.data) and is_device_array(p.grad) for p in params):
+            return None
+        if len({np.dtype(p.data.dtype) for p in params}) != 1 or any(p.data.size == 0 for p in params):
+            return None
+        return cls(params)
+
+    def intact(self, params) -> bool:
+        params = list(params)
+        return (len(params) == len(self.params) and all(a is b for a, b in zip(params, self.params))
+                and all(p.data is dv and p.grad is gv
+                        for p, dv, gv in zip(params, self._data_views, self._grad_views)))
+
+    @staticmethod
+    def of(params):
+        """The intact pack holding exactly ``params`` (in order), else None."""
+        params = list(params)
+        if not params:
+            return None
+        pk = getattr(params[0], "_pysrm_pack", None)
+        return pk if pk is not None and pk.intact(params) else None
+
+    def zero_grad(self) -> None:
+        """Every parameter's gradient set to 0: one memset (or one fill launch)."""
+        dev.memset_zero(self.grad)
+
+
+def zero_grads(params) -> None:
+    """``p.grad[...] = 0`` for device parameters: one launch when they form an intact
+    :class:`ParameterPack`, else one per parameter."""
+    pk = ParameterPack.of(params)
+    if pk is not None:
+        pk.zero_grad()
+        return
+    for p in params:
+        if is_device_array(p.grad):
+            dev.memset_zero(p.grad)
+        else:
+            p.grad[...] = 0
