@@ -132,8 +132,9 @@ def test_cublas_transposes_and_one_sample_per_call(dev, dtype, monkeypatch):
     assert_close(out, x.T + 1, dtype, "geam transpose + accumulate")
     A, Bm, M, Ncol, K, g = _operands(rng, G.DENSE_GW, GEOMS[0], 4, dtype)
     ref = G.gemm(G.DENSE_GW, dev.to_device(A), dev.to_device(Bm), M, Ncol, K, 4, g, dtype, backend="numba")
-    monkeypatch.setattr(B, "PARTIAL_LIMIT", 0)  # the per-sample accumulating GEMMs
-    got = G.gemm(G.DENSE_GW, dev.to_device(A), dev.to_device(Bm), M, Ncol, K, 4, g, dtype, backend="cublas")
+    from pysrm import settings
+    with settings.override(cublas_partial_limit=0):  # the per-sample accumulating GEMMs
+        got = G.gemm(G.DENSE_GW, dev.to_device(A), dev.to_device(Bm), M, Ncol, K, 4, g, dtype, backend="cublas")
     assert_close(got, dev.to_host(ref), dtype, "per-sample accumulation")
 
 

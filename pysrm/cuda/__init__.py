@@ -30,13 +30,13 @@ from __future__ import annotations
 
 from .blas import backend_info, gemm_backend, transpose2d
 from .counters import LaunchCount, count_launches, note
-from .launches import (DEFAULT_LAUNCH, GEMM_BLOCK, GEMM_MICRO, GEMM_THREADS, GRID_Z_MAX, SIMULATOR, TRANSPOSE_TILE,
+from .launches import (DEFAULT_LAUNCH, GEMM_BLOCK, GEMM_MICRO, GEMM_THREADS, SIMULATOR, TRANSPOSE_TILE,
                      LaunchConfig, ceil_div, current_launch, launch, launch_config, launch_grid, launch_settings,
                      synchronize)
 from .memory import (accumulate, accumulate_, astype, axpy, constant, copy, copy_new, cupy_module, empty,
                      empty_like, fill, maximum, memset_zero, scale, sum_async, sum_rows, total, transpose, zeros,
                      zeros_like)
-from .settings import DEFAULT_MATH, MathConfig, current_math, math_settings
+from .settings import MathConfig, current_math, default_math, math_settings
 from .transfer import to_device, to_host
 from ..backend import is_device_array  # noqa: F401 (dev.is_device_array in the CUDA ops)
 
@@ -57,6 +57,6 @@ __all__ = [
     "SIMULATOR", "LaunchConfig", "DEFAULT_LAUNCH", "current_launch", "launch_settings", "launch_config", "launch",
     "launch_grid", "empty", "zeros", "empty_like", "zeros_like", "fill", "axpy", "accumulate", "scale", "copy",
     "copy_new", "maximum", "astype", "sum_rows", "sum_async", "total", "transpose", "transpose2d", "count_launches",
-    "LaunchCount", "math_settings", "current_math", "MathConfig", "gemm_backend", "backend_info", "memset_zero",
+    "LaunchCount", "math_settings", "current_math", "default_math", "MathConfig", "gemm_backend", "backend_info", "memset_zero",
     "cupy_module", "constant", "to_device", "to_host", "synchronize", "ceil_div",
 ]

@@ -21,7 +21,6 @@ This is the module of the package that imports ``numba.cuda`` first (with numba-
 from __future__ import annotations
 
 import contextvars
-import os
 from contextlib import contextmanager
 
 import numpy as np
@@ -101,8 +100,6 @@ GEMM_MICRO = 2 if SIMULATOR else 4
 GEMM_BLOCK = GEMM_THREADS * GEMM_MICRO
 TRANSPOSE_TILE = 4 if SIMULATOR else 32
 _TRANSPOSE_PAD = TRANSPOSE_TILE + 1  # a global constant: Numba does not fold ``TILE + 1`` in a shape
-#: Largest ``gridDim.z`` of the batched kernels (they stride over the rest of the batch).
-GRID_Z_MAX = int(os.environ.get("PYSRM_CUDA_GRID_Z_MAX", "2" if SIMULATOR else "65535"))
 
 
 def launch_config(n: int, threads_per_block: int | None = None) -> tuple:
@@ -146,4 +143,4 @@ def ceil_div(a: int, b: int) -> int:
 
 __all__ = ["SIMULATOR", "LaunchConfig", "DEFAULT_LAUNCH", "current_launch", "launch_settings", "launch_config",
            "launch", "launch_grid", "synchronize", "ceil_div", "GEMM_THREADS", "GEMM_MICRO", "GEMM_BLOCK",
-           "TRANSPOSE_TILE", "GRID_Z_MAX"]
+           "TRANSPOSE_TILE"]

@@ -29,7 +29,6 @@ Constants
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections import OrderedDict
 
@@ -37,7 +36,8 @@ import numpy as np
 
 from ..backend import is_device_array
 from .counters import counting, note
-from .launches import GRID_Z_MAX, SIMULATOR, TRANSPOSE_TILE, _TRANSPOSE_PAD, cuda, current_launch, launch, \
+from .. import settings
+from .launches import SIMULATOR, TRANSPOSE_TILE, _TRANSPOSE_PAD, cuda, current_launch, launch, \
     launch_config, launch_grid
 
 # --------------------------------------------------------------------------- kernels
@@ -163,12 +163,12 @@ def _flat(a):
 @functools.lru_cache(maxsize=1)
 def _cupy_state():
     """``(cupy module or None, reason)``: whether pysrm may use CuPy here (a real GPU, CuPy importable,
-    ``PYSRM_CUDA_CUPY`` not ``0``, and a round trip through a CuPy-allocated buffer with a Numba
+    the setting ``cuda_cupy`` true (:mod:`pysrm.settings`; ``PYSRM_CUDA_CUPY=0`` turns it off), and a round trip through a CuPy-allocated buffer with a Numba
     kernel gives the right values).  Decided once per process (an immutable result)."""
     if SIMULATOR:
         return None, "the CUDA simulator cannot run CuPy"
-    if os.environ.get("PYSRM_CUDA_CUPY", "1") == "0":
-        return None, "disabled by PYSRM_CUDA_CUPY=0"
+    if not settings.current().cuda_cupy:
+        return None, "disabled by the setting cuda_cupy (PYSRM_CUDA_CUPY=0)"
     try:
         import cupy
         if cupy.cuda.runtime.getDeviceCount() < 1:
@@ -317,7 +317,7 @@ def transpose(x, out=None):
         return out
     kern = _transpose_f32 if x.dtype == np.float32 else _transpose_f64
     t = TRANSPOSE_TILE
-    grid = ((C + t - 1) // t, (R + t - 1) // t, min(B, GRID_Z_MAX))
+    grid = ((C + t - 1) // t, (R + t - 1) // t, min(B, settings.current().cuda_grid_z_max))
     launch_grid(kern, grid, (t, t), x, out)
     return out
 

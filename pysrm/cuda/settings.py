@@ -3,14 +3,16 @@
 products (``"auto"``: cuBLAS where :func:`pysrm.cuda.blas.available`, else the Numba GEMM;
 ``"cublas"``; ``"numba"``; :func:`pysrm.cuda.blas.gemm_backend` resolves it) and whether cuBLAS may use
 TF32 tensor cores for float32 products (default **off**: float32 FMA products, whose spikes agree with the
-CPU's; TF32 rounds the inputs of the products to 10-bit mantissas).  Defaults from the environment at
-import: ``PYSRM_CUDA_GEMM`` and ``PYSRM_CUDA_TF32=1``.  Pure Python: this module imports no CUDA.
+CPU's; TF32 rounds the inputs of the products to 10-bit mantissas).  Defaults: the fields ``cuda_gemm`` and
+``cuda_tf32`` of :mod:`pysrm.settings` (environment ``PYSRM_CUDA_GEMM``, ``PYSRM_CUDA_TF32=1``).  Pure
+Python: this module imports no CUDA.
 """
 from __future__ import annotations
 
 import contextvars
-import os
 from contextlib import contextmanager
+
+from .. import settings
 
 
 class MathConfig:
@@ -33,21 +35,26 @@ class MathConfig:
         return f"MathConfig(gemm={self.gemm!r}, tf32={self.tf32})"
 
 
-#: the default GEMM settings (environment at import: PYSRM_CUDA_GEMM, PYSRM_CUDA_TF32=1)
-DEFAULT_MATH = MathConfig(os.environ.get("PYSRM_CUDA_GEMM", "auto") or "auto",
-                          os.environ.get("PYSRM_CUDA_TF32", "0") == "1")
-_MATH = contextvars.ContextVar("pysrm_cuda_math", default=DEFAULT_MATH)
+_MATH = contextvars.ContextVar("pysrm_cuda_math", default=None)
+
+
+def default_math() -> MathConfig:
+    """The GEMM settings outside any :func:`math_settings` block: :attr:`pysrm.settings.Settings.cuda_gemm`
+    and :attr:`~pysrm.settings.Settings.cuda_tf32` of the settings in force."""
+    s = settings.current()
+    return MathConfig(s.cuda_gemm, s.cuda_tf32)
 
 
 def current_math() -> MathConfig:
     """The GEMM settings in effect in this thread / context."""
-    return _MATH.get()
+    cfg = _MATH.get()
+    return default_math() if cfg is None else cfg
 
 
 @contextmanager
 def math_settings(gemm: str | None = None, tf32: bool | None = None):
     """Within this block (this thread or task only) the GEMM-shaped products use these settings."""
-    cur = _MATH.get()
+    cur = current_math()
     cfg = MathConfig(cur.gemm if gemm is None else gemm, cur.tf32 if tf32 is None else tf32)
     token = _MATH.set(cfg)
     try:
@@ -56,4 +63,4 @@ def math_settings(gemm: str | None = None, tf32: bool | None = None):
         _MATH.reset(token)
 
 
-__all__ = ["MathConfig", "DEFAULT_MATH", "current_math", "math_settings"]
+__all__ = ["MathConfig", "default_math", "current_math", "math_settings"]

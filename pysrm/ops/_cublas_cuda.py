@@ -19,7 +19,7 @@ mode   product          cuBLAS calls
 1      dense grad x     ``gx[b] (I x T) = w^T . g[b] (O x T)``: one strided-batched GEMM
 2      dense grad w     ``P[b] = g[b] (O x T) . x[b]^T`` (strided batched), then
                         ``sum_b P[b]`` in order of ``b`` (:func:`pysrm.cuda.sum_rows`, or added to
-                        ``accumulate_into``); above :data:`PARTIAL_LIMIT` elements of ``P``: one
+                        ``accumulate_into``); above the setting ``cublas_partial_limit`` (:mod:`pysrm.settings`) elements of ``P``: one
                         GEMM per sample accumulating (beta = 1), in order of ``b``
 3      conv forward     ``col[b] = im2col(x[b])`` (``(Ci KH KW) x (Ho Wo T)``, a Numba kernel), then
                         ``a[b] = w (Co x Ci KH KW) . col[b]``: one strided-batched GEMM
@@ -43,19 +43,19 @@ cuBLAS is available here (:func:`pysrm.cuda.blas.available`) and the backend cho
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 from numba import cuda
 
 from .. import cuda as dev
+from .. import settings
 from ..cuda.blas import available, gemm_rm, transpose_into, why_unavailable  # noqa: F401 (this module's API)
 from ._conv_index import im2col_source, tap_output, unravel3
 from ._records import CONV_FWD, CONV_GW, CONV_GX, DENSE_FWD, DENSE_GW, DENSE_GX
 
 #: above this many elements of the per-sample partial weight gradients (mode 2/5), one GEMM per
 #: sample accumulating instead (memory)
-PARTIAL_LIMIT = int(os.environ.get("PYSRM_CUBLAS_PARTIAL_LIMIT", str(1 << 27)))
+
 
 
 # --------------------------------------------------------------------------- im2col / col2im
@@ -137,7 +137,7 @@ def _reduce_partials(part, M, Ncol, nbatch, dtype, accumulate_into):
 def _batch_reduced(gmat, bmat, M, Ncol, K, nbatch, ld_b, sB, dtype, accumulate_into):
     """``sum_b gmat[b] (M x K) . bmat[b]^T`` where ``bmat[b]`` is ``Ncol x K`` (leading dim ``ld_b``,
     batch stride ``sB``); result ``(M, Ncol)``, or added to ``accumulate_into``."""
-    if nbatch * M * Ncol <= PARTIAL_LIMIT or nbatch == 1:
+    if nbatch * M * Ncol <= settings.current().cublas_partial_limit or nbatch == 1:
         if nbatch == 1:
             out = accumulate_into if accumulate_into is not None else dev.empty((M, Ncol), dtype)
             gemm_rm(gmat, bmat, out, M, Ncol, K, False, True, K, ld_b, Ncol,

@@ -43,13 +43,13 @@ forces one (``tests/test_cuda_cublas.py`` compares them on a real GPU).
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 from numba import cuda
 
 from .. import cuda as dev
-from ..cuda import GEMM_BLOCK, GEMM_MICRO, GEMM_THREADS, GRID_Z_MAX
+from .. import settings
+from ..cuda import GEMM_BLOCK, GEMM_MICRO, GEMM_THREADS
 from ._conv_index import col2im_source, im2col_source
 from ._records import CONV_FWD, CONV_GW, CONV_GX, DENSE_FWD, DENSE_GW, DENSE_GX, ProductGeometry
 
@@ -59,8 +59,7 @@ _REDUCED = (DENSE_GW, CONV_GW)
 #: on an SM (ptxas, sm_90: float32 126 registers and no spills; float64 128 with a few bytes spilled)
 _GEMM_JIT = dict(cache=True) if dev.SIMULATOR else dict(cache=True, max_registers=128)
 
-#: target number of blocks when splitting a batch-reduced product over ``blockIdx.z``
-SPLIT_TARGET_BLOCKS = int(os.environ.get("PYSRM_CUDA_SPLIT_BLOCKS", "3" if dev.SIMULATOR else "1024"))
+
 
 
 @cuda.jit(device=True, cache=True)
@@ -240,6 +239,7 @@ def gemm(mode: int, A, B, M: int, Ncol: int, K: int, nbatch: int, geom: tuple, d
         dev.accumulate(accumulate_into.reshape(M, Ncol), res)
         return accumulate_into
     kern = _gemm_f32 if dtype == np.float32 else _gemm_f64
+    cfg = settings.current()  # cuda_split_blocks, cuda_grid_z_max
     A1 = A.reshape(A.size)
     B1 = B.reshape(B.size)
     tiles_x = dev.ceil_div(Ncol, GEMM_BLOCK)
@@ -248,7 +248,7 @@ def gemm(mode: int, A, B, M: int, Ncol: int, K: int, nbatch: int, geom: tuple, d
     zero = dtype.type(0)
     if mode in _REDUCED:
         work = nbatch * dev.ceil_div(K, GEMM_THREADS)
-        nsplit = max(1, min(work, dev.ceil_div(SPLIT_TARGET_BLOCKS, tiles_x * tiles_y), GRID_Z_MAX))
+        nsplit = max(1, min(work, dev.ceil_div(cfg.cuda_split_blocks, tiles_x * tiles_y), cfg.cuda_grid_z_max))
         if M == 0 or Ncol == 0:
             return dev.zeros((M, Ncol), dtype)
         if work == 0:
@@ -265,6 +265,6 @@ def gemm(mode: int, A, B, M: int, Ncol: int, K: int, nbatch: int, geom: tuple, d
     if K == 0:
         dev.fill(C, 0)
         return C
-    dev.launch_grid(kern, (tiles_x, tiles_y, min(nbatch, GRID_Z_MAX)), block, mode, A1, B1, C, M, Ncol, K, nbatch,
+    dev.launch_grid(kern, (tiles_x, tiles_y, min(nbatch, cfg.cuda_grid_z_max)), block, mode, A1, B1, C, M, Ncol, K, nbatch,
                     False, geom, zero)
     return C
