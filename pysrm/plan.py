@@ -341,11 +341,13 @@ class Planner:
         for prev, step in zip(steps, steps[1:]):
             events = EVENTS in kinds and EVENTS in prev.gives and EVENTS in step.takes
             prev.output = Link(EVENTS, step.events_max_density) if events else Link()
-            deferred = DENSE_INPUT_GRAD in kinds and DENSE_INPUT_GRAD in step.grad_gives and DENSE_INPUT_GRAD in prev.grad_takes
+            deferred = (DENSE_INPUT_GRAD in kinds and DENSE_INPUT_GRAD in step.grad_gives
+                        and DENSE_INPUT_GRAD in prev.grad_takes)
             step.grad_output = DENSE_INPUT_GRAD if deferred else ARRAY
         if steps:
             steps[-1].output = Link()
             steps[0].grad_output = ARRAY
+
 
 def default_planner(device: str = "cpu") -> Planner:
     """A new :class:`Planner` with the standard blocks of ``device``: the CPU blocks

@@ -10,8 +10,9 @@ of :mod:`pysrm.ops.srm_cuda` (``srm_forward``, ``srm_backward``, ``applies``), t
 of :mod:`pysrm.ops.delay_cuda`; each block class below is one schedule over them with its own
 ``forward`` and ``backward`` (the shared pieces are the mixins' helpers).
 
-Imported by :func:`pysrm.plan.default_planner` only for ``device="cuda"`` (:func:`pysrm.blocks.cuda_blocks`);
-the blocks apply only in a plan for that device, with ``fuse=True`` and ``strategy="auto"`` (``Network.to('cuda')`` builds such a plan;
+Imported by :func:`pysrm.plan.default_planner` only for ``device="cuda"``
+(:func:`pysrm.blocks.cuda_blocks`); the blocks apply only in a plan for that device, with
+``fuse=True`` and ``strategy="auto"`` (``Network.to('cuda')`` builds such a plan;
 ``net.configure(fuse=False)`` runs every layer's own CUDA ops instead).  Every block runs the same
 arithmetic as the layers it covers (the kernels of :mod:`pysrm.ops.srm_cuda` are the separate ops
 fused; tests: ``tests/test_cuda_plan.py`` under the CUDA simulator, against the CPU network and the
