@@ -100,8 +100,8 @@ def main():
     ap.add_argument("--memory-gb", type=float, help="the network's memory budget (GiB; versions that have it)")
     args = ap.parse_args()
     if args.conv_unfused:
-        import pysrm.plan
-        pysrm.plan.FUSED_CONV_MIN_BATCH = 10 ** 9
+        import pysrm.blocks.conv
+        pysrm.blocks.conv.FUSED_CONV_MIN_BATCH = 10 ** 9
     net, sim, step = setup(args.case, args.T, args.memory_gb)
     data = batches(args.case, args.batch, args.steps + 3, sim, np.random.default_rng(0))
     for x, y in data[:3]:

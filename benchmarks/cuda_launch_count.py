@@ -5,7 +5,7 @@
 
 Counts (:func:`pysrm.cuda.count_launches`) the kernel launches, cuBLAS calls and memsets of one
 training step (the event batch copied to the device, forward, spikemax loss, backward, Adam update,
-after a warm-up step) and of one inference forward, for the fused CUDA plan (:mod:`pysrm.plan_cuda`)
+after a warm-up step) and of one inference forward, for the fused CUDA plan (:mod:`pysrm.blocks.cuda`)
 and the layer-by-layer plan (``fuse=False``).  Launch counts do not depend on the sizes of the layers
 (``--tiny`` keeps every layer of the three networks, with small inputs and T, so that the CUDA
 simulator can run them); only the number of samples changes nothing either, except where a

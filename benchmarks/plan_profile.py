@@ -25,7 +25,7 @@ def main():
     ap.add_argument("--memory-gb", type=float, default=2.0)
     args = ap.parse_args()
     import cnn_case
-    from pysrm import plan as P
+    from pysrm.blocks import conv as C
     net, sim, step = cnn_case.setup(args.case, 300, args.memory_gb)
     data = cnn_case.batches(args.case, args.batch, args.steps + 3, sim, np.random.default_rng(0))
     times = {}
@@ -51,8 +51,8 @@ def main():
         print(f"{name:45s} {1000 * sum(v) / len(v):8.1f} ms")
     print(f"{'whole step (loss and update included)':45s} {1000 * total:8.1f} ms")
     for st in net.plan:
-        if isinstance(st, P.ConvBlock):
-            print(f"{st.conv.name}: {'fused' if st._layer_steps is None else 'layers on their own'}")
+        if isinstance(st, C.ConvBlock):
+            print(f"{st.conv.name}: {'fused' if st.last_schedule == C.FUSED else 'layers on their own'}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@ r"""The stateless half of pysrm: every op's forward and backward as plain functi
 
 These functions take and return NumPy arrays (or Numba CUDA device arrays,
 which dispatch to the CUDA kernels); the layers in :mod:`pysrm.layers` and the
-blocks in :mod:`pysrm.plan` call them.  Each op's module (:mod:`pysrm.ops.psp`,
+blocks in :mod:`pysrm.blocks` call them.  Each op's module (:mod:`pysrm.ops.psp`,
 :mod:`pysrm.ops.spike`, ...) opens with its definition and its gradient, then its
 plain loop and its fast strategies (``strategy=``: ``"plain"`` is the definition,
 ``"auto"`` the default choice), with its CUDA twin in ``pysrm/ops/<op>_cuda.py``
@@ -39,9 +39,20 @@ from .ops.dropout import dropout, dropout_backward, dropout_mask
 from .ops.pool import pool, pool_backward, pool_output_size
 from .ops.psp import psp, psp_backward
 from .ops.spike import spike, spike_backward, surrogate
-from .ops.srm import (dense_srm_forward, srm_backward, srm_dense_backward_through_delay, srm_dense_backward_weights,
-                       srm_forward)
+from .ops.srm import srm_backward, srm_forward
 from .responses import refractory_kernel, srm_kernel
+
+#: the fused first-layer engines, which live with their block in :mod:`pysrm.blocks.dense_srm` (a module
+#: that imports the layers, which import this one): loaded on first access
+_BLOCK_ENGINES = ("dense_srm_forward", "srm_dense_backward_weights", "srm_dense_backward_through_delay")
+
+
+def __getattr__(name):
+    if name in _BLOCK_ENGINES:
+        from .blocks import dense_srm
+        return getattr(dense_srm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "srm_kernel", "refractory_kernel", "psp", "psp_backward", "spike", "spike_backward", "surrogate", "srm_forward", "srm_backward",

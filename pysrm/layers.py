@@ -5,8 +5,16 @@ Every layer has ``forward(x, train=False)``, ``backward(grad) -> grad_input``
 (accumulating ``+=`` into its parameters' ``grad``), ``parameters()`` and
 ``output_shape(input_shape)``.  Shapes are ``(C, H, W)`` per sample; tensors
 are ``(N, C, H, W, T)``.  A layer keeps only its own parameters and the caches of
-its own last forward pass; it never reads another layer.  Sequences of layers run
-as fused passes are the blocks of :mod:`pysrm.plan`, which keep their own caches.
+its own last forward pass (:attr:`Layer.cache`); it never reads another layer.
+Sequences of layers run as fused passes are the blocks of :mod:`pysrm.blocks`, which
+keep their own caches.
+
+Each layer declares the kinds of value (:mod:`pysrm.plan`) its ``forward`` takes and
+gives and its ``backward`` takes and gives (``takes``, ``gives``, ``grad_takes``,
+``grad_gives``; by default arrays only); the planner links neighbouring steps by them.
+The one kind beyond arrays and spike events is a dense layer's deferred input gradient
+(:class:`~pysrm.ops.dense.DenseInputGrad`): :class:`Dense` can give it
+(:meth:`Layer.backward_as`), :class:`Delay` takes it.
 
 Two settings a :class:`~pysrm.network.Network` gives its layers: ``strategy``
 (``"auto"`` or ``"plain"``: the ops' fast strategies, or the plain definitions) and
@@ -25,8 +33,9 @@ import numpy as np
 from . import functional as F
 from .backend import is_device_array
 from .events import SpikeEvents
-from .ops.dense import DenseInputGrad, events_if_sparse
+from .ops.dense import CONV_EVENT_DENSITY_THRESHOLD, EVENT_DENSITY_THRESHOLD, DenseInputGrad, events_if_sparse
 from .params import NeuronParams, SimParams
+from .plan import ARRAY, DENSE_INPUT_GRAD, EVENTS
 from .responses import check_responses
 
 DENSE_WEIGHT_SCALE = 10.0
@@ -90,12 +99,38 @@ class Parameter:
 
 
 class Layer:
-    """Base class: no parameters, identity shape."""
+    """Base class: no parameters, identity shape.
+
+    Attributes
+    ----------
+    takes, gives : tuple of str
+        the kinds of value (:data:`pysrm.plan.VALUE_KINDS`) ``forward`` takes (prefers to be given) and
+        gives; default arrays only
+    events_max_density : float
+        where ``forward`` takes events: the fraction of active values up to which it prefers them
+    grad_takes, grad_gives : tuple of str
+        the kinds ``backward`` takes and :meth:`backward_as` can give
+    cache : dict
+        what ``backward`` needs from the last forward pass; emptied by :meth:`release`
+    """
 
     name = "layer"
     need_input_grad = True
     strategy = "auto"
     workspace = None
+    takes = (ARRAY,)
+    gives = (ARRAY,)
+    events_max_density = 1.0
+    grad_takes = (ARRAY,)
+    grad_gives = (ARRAY,)
+
+    @property
+    def cache(self) -> dict:
+        """What the backward needs from the last forward pass (made on first use)."""
+        c = self.__dict__.get("_cache")
+        if c is None:
+            c = self.__dict__["_cache"] = {}
+        return c
 
     def parameters(self) -> list:
         return []
@@ -108,12 +143,15 @@ class Layer:
         return tuple(in_shape)
 
     def release(self):
-        """Drop the caches and records of the last forward pass (a network calls this before each forward)."""
-        for name in ("_x", "_u", "_mask", "_shape"):
-            if name in self.__dict__:
-                setattr(self, name, None)
-        if "_spikes" in self.__dict__:
-            self.record(None)
+        """Drop the caches of the last forward pass (a network calls this before each forward)."""
+        self.cache.clear()
+
+    def cached(self, name: str):
+        """``cache[name]``; RuntimeError when the last forward did not keep it (no ``train=True``)."""
+        value = self.cache.get(name)
+        if value is None:
+            raise RuntimeError(f"{self.name}: backward called without a forward(train=True)")
+        return value
 
     def check_input(self, x):
         """ValueError unless ``x`` is ``(N, *in_shape, T)`` (layers without ``in_shape`` accept any)."""
@@ -126,6 +164,13 @@ class Layer:
 
     def backward(self, grad):  # pragma: no cover - interface
         raise NotImplementedError
+
+    def backward_as(self, grad, kind: str = ARRAY):
+        """:meth:`backward`, its input gradient handed on as ``kind`` (one of ``grad_gives``; what the
+        plan links, :meth:`pysrm.plan.Planner.link`).  The base class gives arrays only."""
+        if kind != ARRAY:
+            raise ValueError(f"{self.name}: backward cannot give {kind!r}; it gives {self.grad_gives}")
+        return self.backward(grad)
 
     def astype(self, dtype):
         for p in self.parameters():
@@ -145,11 +190,6 @@ class Layer:
         return ""
 
 
-def _check_forward(layer, cache):
-    if cache is None:
-        raise RuntimeError(f"{layer.name}: backward called without a forward(train=True)")
-
-
 def _check_input_shape(layer, x, in_shape):
     shape = x.shape
     if len(shape) != 5 or tuple(shape[1:4]) != tuple(in_shape):
@@ -167,7 +207,12 @@ class Dense(Layer):
         w = rng.uniform(-bound, bound, size=(int(out_features), fan_in)) * weight_scale
         self.weight = Parameter(w.astype(dtype), f"{name}.weight")
         self.name = name
-        self._x = None
+
+    takes = (ARRAY, EVENTS)
+    #: event inputs up to the dense op's event threshold (:data:`pysrm.ops.dense.EVENT_DENSITY_THRESHOLD`)
+    events_max_density = EVENT_DENSITY_THRESHOLD
+    #: its input gradient can be handed on uncomputed (CPU), to a step that reads it row by row
+    grad_gives = (ARRAY, DENSE_INPUT_GRAD)
 
     def parameters(self):
         return [self.weight]
@@ -179,19 +224,26 @@ class Dense(Layer):
         _check_input_shape(self, x, self.in_shape)
         if self.strategy == "auto":
             x = events_if_sparse(x, "dense")  # found once, reused by the backward
-        self._x = x if train else None
+        if train:
+            self.cache["x"] = x
         return F.dense(self.weight.data, x, strategy=self.strategy, workspace=self.workspace)
 
-    def backward(self, grad, defer_input_grad: bool = False):
-        """Accumulates the weight gradient; returns the input gradient (None for a first layer), or with
-        ``defer_input_grad`` a :class:`~pysrm.ops.dense.DenseInputGrad` (not yet computed; CPU only)."""
-        _check_forward(self, self._x)
-        defer = defer_input_grad and self.need_input_grad and not self.weight.on_device
-        gx, gw = F.dense_backward(self.weight.data, self._x, grad, self.need_input_grad and not defer,
+    def backward(self, grad):
+        """Accumulates the weight gradient; returns the input gradient (None for a first layer)."""
+        return self.backward_as(grad, ARRAY)
+
+    def backward_as(self, grad, kind: str = ARRAY):
+        """:meth:`backward`; with ``kind`` :data:`~pysrm.plan.DENSE_INPUT_GRAD` the input gradient is
+        returned as a :class:`~pysrm.ops.dense.DenseInputGrad` (not yet computed; CPU only)."""
+        if kind not in self.grad_gives:
+            return super().backward_as(grad, kind)
+        x = self.cached("x")
+        defer = kind == DENSE_INPUT_GRAD and self.need_input_grad and not self.weight.on_device
+        gx, gw = F.dense_backward(self.weight.data, x, grad, self.need_input_grad and not defer,
                                   strategy=self.strategy, workspace=self.workspace)
         self.weight.accumulate_grad(gw)
         if defer:
-            return DenseInputGrad(self.weight.data, grad, self._x.shape)
+            return DenseInputGrad(self.weight.data, grad, x.shape)
         return gx
 
     def describe(self):
@@ -213,11 +265,14 @@ class Conv(Layer):
         w = rng.uniform(-bound, bound, size=(int(out_channels), cin, int(kernel), int(kernel))) * weight_scale
         self.weight = Parameter(w.astype(dtype), f"{name}.weight")
         self.name = name
-        self._x = None
         ho, wo = F.conv_output_size(self.in_shape[1], self.in_shape[2], int(kernel), self.stride, self.padding)
         if ho < 1 or wo < 1:
             raise ValueError(f"{name}: kernel {kernel} (padding {self.padding}, stride {self.stride}) does not fit "
                              f"input {self.in_shape}")
+
+    takes = (ARRAY, EVENTS)
+    #: event inputs up to the conv op's event threshold (:data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD`)
+    events_max_density = CONV_EVENT_DENSITY_THRESHOLD
 
     def parameters(self):
         return [self.weight]
@@ -230,12 +285,12 @@ class Conv(Layer):
         _check_input_shape(self, x, self.in_shape)
         if self.strategy == "auto":
             x = events_if_sparse(x, "conv")  # found once, reused by the backward
-        self._x = x if train else None
+        if train:
+            self.cache["x"] = x
         return F.conv(self.weight.data, x, self.stride, self.padding, strategy=self.strategy)
 
     def backward(self, grad):
-        _check_forward(self, self._x)
-        gx, gw = F.conv_backward(self.weight.data, self._x, grad, self.stride, self.padding, self.need_input_grad,
+        gx, gw = F.conv_backward(self.weight.data, self.cached("x"), grad, self.stride, self.padding, self.need_input_grad,
                                  strategy=self.strategy)
         self.weight.accumulate_grad(gw)
         return gx
@@ -253,20 +308,23 @@ class Pool(Layer):
         self.kernel = int(kernel)
         self.weight = 1.1 * float(theta)
         self.name = name
-        self._shape = None
+
+    takes = (ARRAY, EVENTS)
+    #: event inputs as the conv layers take them (pool's own strategy picks its path)
+    events_max_density = CONV_EVENT_DENSITY_THRESHOLD
 
     def output_shape(self, in_shape):
         return (in_shape[0],) + F.pool_output_size(in_shape[1], in_shape[2], self.kernel)
 
     def forward(self, x, train=False):
         _check_input_shape(self, x, self.in_shape)
-        self._shape = x.shape
+        self.cache["shape"] = x.shape
         return F.pool(x, self.kernel, self.weight, strategy=self.strategy)
 
     def backward(self, grad):
         if not self.need_input_grad:
             return None
-        return F.pool_backward(grad, self._shape, self.kernel, self.weight)
+        return F.pool_backward(grad, self.cached("shape"), self.kernel, self.weight)
 
     def describe(self):
         return f"{self.kernel}x{self.kernel}, weight {self.weight:g}"
@@ -287,7 +345,6 @@ class SRM(Layer):
         check_responses(neuron, sim, srm_tolerance, ref_tolerance)  # an all-zero response is an error
         self.srm = F.srm_kernel(neuron, sim, srm_tolerance)
         self.ref = F.refractory_kernel(neuron, sim, ref_tolerance)
-        self._u = None
         self._spikes = None
         self.last_events = None
 
@@ -302,7 +359,8 @@ class SRM(Layer):
         psp = "plain" if self.strategy == "plain" else "auto"
         u = F.psp(a, self.srm, self.sim.ts, strategy=psp)
         s, u_post = F.spike(u, self.ref, self.neuron.theta, self.sim.ts)
-        self._u = u_post if train else None
+        if train:
+            self.cache["u"] = u_post
         self.record(s)
         return s
 
@@ -314,10 +372,15 @@ class SRM(Layer):
         else:
             self._spikes, self.last_events = spikes, None
 
+    def release(self):
+        """Drop the caches and the recorded spikes of the last forward pass."""
+        super().release()
+        self.record(None)
+
     def backward(self, grad):
-        _check_forward(self, self._u)
+        u = self.cached("u")
         strategy = "plain" if self.strategy == "plain" else "auto"
-        return F.srm_backward(grad, self._u, self.neuron, self.srm, self.sim.ts, strategy=strategy)
+        return F.srm_backward(grad, u, self.neuron, self.srm, self.sim.ts, strategy=strategy)
 
     def describe(self):
         n = self.neuron
@@ -337,10 +400,10 @@ class Delay(Layer):
         shape = self.in_shape if per == "neuron" else (self.in_shape[0], 1, 1)
         self.delay = Parameter(np.zeros(shape, dtype=dtype), f"{name}.delay", lower=0.0)
         self.sim, self.per, self.name = sim, per, name
-        self._x = None
 
+    takes = (ARRAY, EVENTS)
     #: its backward takes a following dense layer's uncomputed input gradient (pysrm.plan)
-    accepts_dense_input_grad = True
+    grad_takes = (ARRAY, DENSE_INPUT_GRAD)
 
     def parameters(self):
         return [self.delay]
@@ -348,7 +411,8 @@ class Delay(Layer):
     def forward(self, x, train=False):
         """Delayed ``x``: a dense array for a dense ``x``; for spikes given as SpikeEvents the delayed
         events (:func:`pysrm.ops.delay.delay_events`, the dense result's events bitwise)."""
-        self._x = x if train else None
+        if train:
+            self.cache["x"] = x
         if isinstance(x, SpikeEvents):
             if self.strategy == "plain":
                 return F.delay(x.to_dense(), self.delay.data, self.sim.ts)
@@ -359,8 +423,7 @@ class Delay(Layer):
         """Accumulates the delay gradient; returns the input gradient.  ``grad`` may be the uncomputed
         input gradient of a following dense layer (:class:`~pysrm.ops.dense.DenseInputGrad`): it is then
         made row by row inside the delay backward (:func:`pysrm.ops.delay.delay_backward_from_dense`)."""
-        _check_forward(self, self._x)
-        x = self._x
+        x = self.cached("x")
         if isinstance(grad, DenseInputGrad):
             gx, gd = F.delay_backward_from_dense(grad.w, grad.g, x, self.delay.data, self.sim.ts)
             self.delay.accumulate_grad(gd)
@@ -383,22 +446,23 @@ class Dropout(Layer):
         if not (0.0 <= float(p) < 1.0):
             raise ValueError(f"dropout p must be in [0, 1), got {p!r}")
         self.p, self.rng, self.name = float(p), rng, name
-        self._mask = None
 
     def forward(self, x, train=False):
         if not train or self.p == 0.0:
-            self._mask = None
+            self.cache.pop("mask", None)
             return x
         if isinstance(x, SpikeEvents) or (is_device_array(x) and hasattr(x, "to_dense")):
             x = x.to_dense()
-        self._mask = F.dropout_mask(tuple(x.shape), self.p, self.rng, x.dtype)
+        mask = F.dropout_mask(tuple(x.shape), self.p, self.rng, x.dtype)
         if is_device_array(x):  # the mask is drawn on the host (same draws as on the CPU), copied once
             from . import cuda as dev
-            self._mask = dev.to_device(self._mask)
-        return F.dropout(x, self._mask)
+            mask = dev.to_device(mask)
+        self.cache["mask"] = mask
+        return F.dropout(x, mask)
 
     def backward(self, grad):
-        return grad if self._mask is None else F.dropout_backward(grad, self._mask)
+        mask = self.cache.get("mask")
+        return grad if mask is None else F.dropout_backward(grad, mask)
 
     def describe(self):
         return f"p {self.p:g}"
@@ -414,17 +478,17 @@ class Flatten(Layer):
 
     def forward(self, x, train=False):
         if isinstance(x, SpikeEvents):
-            self._shape = x.shape
+            self.cache["shape"] = x.shape
             n, c, h, w, t = x.shape
             return SpikeEvents((n, c * h * w, 1, 1, t), x.offsets, x.neuron, x.time, x.value)
         if is_device_array(x):  # device array or DeviceSpikeEvents (shape is a plain tuple)
-            self._shape = tuple(x.shape)
-            n, c, h, w, t = self._shape
+            shape = self.cache["shape"] = tuple(x.shape)
+            n, c, h, w, t = shape
             if hasattr(x, "reshape_neurons"):
                 return x.reshape_neurons((n, c * h * w, 1, 1, t))
             return x.reshape(n, c * h * w, 1, 1, t)
-        self._shape = x.shape
+        self.cache["shape"] = x.shape
         return x.reshape(x.shape[0], -1, 1, 1, x.shape[-1])
 
     def backward(self, grad):
-        return None if grad is None else grad.reshape(self._shape)
+        return None if grad is None else grad.reshape(self.cached("shape"))

@@ -22,8 +22,10 @@ was trained on (DVS Gesture: 300 ms training windows, 1.5 s test samples).
 ``layer_spikes`` (for spike counts per layer).
 
 A network runs its layers through an execution plan (:mod:`pysrm.plan`): ``forward`` and
-``backward`` are loops over the plan's steps, single layers or fused blocks (on the CPU: Dense ->
-SRM on event inputs, Dense -> SRM -> Delay handing its spikes on as events, and their backwards).
+``backward`` are loops over the plan's steps, single layers or fused blocks (:mod:`pysrm.blocks`;
+on the CPU: Dense -> SRM [-> Delay] on event inputs and the conv blocks; on the GPU the CUDA blocks),
+built by a :class:`~pysrm.plan.Planner` (``Network(..., planner=...)``; by default
+:func:`pysrm.plan.default_planner` of the network's device).
 ``Network(..., fuse=False)`` runs every layer on its own; ``strategy="plain"`` runs every op's plain
 definition (slow; for reading and checking).  ``net.plan`` lists the steps.  The blocks give the
 separate layers' results (bitwise, or to float rounding where a sum's order differs; tested).
@@ -47,7 +49,7 @@ from .backend import is_device_array, resolve_device
 from .events import SpikeEvents
 from .layers import SRM, Conv, Delay, Dense, Dropout, Layer, Pool
 from .params import NeuronParams, SimParams
-from .plan import MEMORY_BUDGET, PlanOptions, build_plan, materialize
+from .plan import MEMORY_BUDGET, PlanOptions, Planner, default_planner, materialize
 from .workspace import Workspace
 
 #: values of the ``strategy`` option
@@ -128,15 +130,18 @@ class Network:
     spec : str or None
         the shorthand string it was built from (for messages)
     fuse : bool
-        run layer sequences as the fused blocks of :mod:`pysrm.plan` where they apply
+        run layer sequences as the fused blocks of :mod:`pysrm.blocks` where they apply
     strategy : str
         ``"auto"`` (the ops' fast strategies) or ``"plain"`` (every op's plain definition; implies no
         fusion)
     memory_budget : int
         bytes (default 2 GiB, :data:`pysrm.plan.MEMORY_BUDGET`): the conv layers whose convs run as BLAS
         products run unfused (faster) when the whole network's unfused conv layers fit in it, else as
-        fused blocks (:class:`pysrm.plan.ConvBlock`); spikes are the same either way, weight gradients
-        equal to float rounding
+        fused blocks (:class:`pysrm.blocks.conv.ConvBlock`); spikes are the same either way, weight
+        gradients equal to float rounding
+    planner : Planner or None
+        the :class:`~pysrm.plan.Planner` that builds the plan (its blocks); None: a new
+        :func:`~pysrm.plan.default_planner` of the network's device each time the plan is built
 
     Raises
     ------
@@ -145,11 +150,13 @@ class Network:
     """
 
     def __init__(self, layers: list, input_shape, neuron: NeuronParams, sim: SimParams, spec: str | None = None,
-                 fuse: bool = True, strategy: str = "auto", memory_budget: int = MEMORY_BUDGET):
+                 fuse: bool = True, strategy: str = "auto", memory_budget: int = MEMORY_BUDGET,
+                 planner: Planner | None = None):
         self.layers = list(layers)
         self.input_shape = tuple(input_shape)
         self.neuron, self.sim, self.spec = neuron, sim, spec
         self.device = "cpu"
+        self.planner = planner
         self.workspace = Workspace()
         for i, layer in enumerate(self.layers):
             layer.need_input_grad = i > 0
@@ -172,7 +179,8 @@ class Network:
         for layer in self.layers:
             layer.strategy = strategy
             layer.workspace = self.workspace
-        self.plan = build_plan(self.layers, self.options)
+        planner = self.planner if self.planner is not None else default_planner(self.device)
+        self.plan = planner.build(self.layers, self.options)
         return self
 
     options = PlanOptions()
@@ -183,9 +191,10 @@ class Network:
                     delays: bool = False, delay_per: str = "neuron", dropout: float = 0.0, seed: int = 0,
                     dtype=np.float32, srm_tolerance: float = 0.01, ref_tolerance: float = 0.01,
                     dense_weight_scale: float = 10.0, conv_weight_scale: float = 100.0, fuse: bool = True,
-                    strategy: str = "auto", memory_budget: int = MEMORY_BUDGET) -> "Network":
-        """Build a network from a shorthand string (see the module docstring); ``fuse``, ``strategy`` and
-        ``memory_budget`` as for :class:`Network`."""
+                    strategy: str = "auto", memory_budget: int = MEMORY_BUDGET,
+                    planner: Planner | None = None) -> "Network":
+        """Build a network from a shorthand string (see the module docstring); ``fuse``, ``strategy``,
+        ``memory_budget`` and ``planner`` as for :class:`Network`."""
         neuron = neuron or NeuronParams()
         sim = sim or SimParams()
         dtype = np.dtype(dtype)
@@ -214,7 +223,8 @@ class Network:
             layers.append(SRM(neuron, sim, srm_tolerance, ref_tolerance, name=f"{name}.srm" if not last else "output"))
             if delays and kind != "pool" and not last:
                 layers.append(Delay(shape, sim, per=delay_per, dtype=dtype, name=f"{name}.delay"))
-        return cls(layers, in_shape, neuron, sim, spec, fuse=fuse, strategy=strategy, memory_budget=memory_budget)
+        return cls(layers, in_shape, neuron, sim, spec, fuse=fuse, strategy=strategy, memory_budget=memory_budget,
+                   planner=planner)
 
     def _shape_after(self, n):
         shape = self.input_shape

@@ -1,51 +1,63 @@
 r"""Execution plans: a network's layers as a sequence of steps, single layers or fused blocks.
 
-A :class:`~pysrm.network.Network` does not run its layers one by one itself: it compiles them into a
-plan (:func:`build_plan`) and its ``forward`` and ``backward`` are loops over the plan's steps::
+A :class:`~pysrm.network.Network` does not run its layers one by one itself: a :class:`Planner`
+compiles them into a plan (:meth:`Planner.build`) and the network's ``forward`` and ``backward`` are
+loops over the plan's steps::
 
     for step in plan:           x = step.forward(x, train)
     for step in reversed(plan): grad = step.backward(grad)
 
-A step is either a :class:`LayerStep` (one layer, its own ``forward``/``backward``) or a fused
-**block**: a class that declares the layer ``pattern`` it covers (e.g. ``(Dense, SRM, Delay)``) and
-runs those layers' ops as fewer passes over memory, keeping what its backward needs in its own
-fields.  One matcher builds the plan: at each position it takes the first registered block (longest
-pattern first) whose :meth:`Step.matches` accepts the layers there, else a single-layer step.  Adding
-a block is a new class decorated with :func:`register_block`; it touches no other block and not
-``Network``.
+**Steps.**  A step is either a :class:`LayerStep` (one layer, its own ``forward``/``backward``) or a
+fused **block** (the package :mod:`pysrm.blocks`, one module per block family): a :class:`Step`
+subclass that declares the layer ``pattern`` it covers (e.g. ``(Dense, SRM, Delay)``), its conditions
+(:meth:`Step.applies`), and runs those layers' ops as fewer passes over memory.
+
+**The planner.**  A :class:`Planner` owns its block classes (:meth:`Planner.register`; no module-level
+registry).  At each position of the layer list it takes the first of its blocks (longest pattern
+first, then in the order registered) whose :meth:`Step.matches` accepts the layers there, else a
+single-layer step.  :func:`default_planner` returns a new planner with the standard blocks of a device
+(:func:`pysrm.blocks.cpu_blocks`; with :func:`pysrm.blocks.cuda_blocks` as well for ``"cuda"``), so a
+block registered in one planner changes no other.  A network uses the default planner unless given
+one (``Network(..., planner=...)``).
+
+**Value kinds.**  What passes between two steps is one of three kinds of value:
+
+==========================  ===========================================================================
+kind                        what it is
+==========================  ===========================================================================
+:data:`ARRAY`               a dense ``(N, C, H, W, T)`` array (a gradient: of that shape)
+:data:`EVENTS`              spikes as :class:`~pysrm.events.SpikeEvents` (forward only)
+:data:`DENSE_INPUT_GRAD`    a dense layer's input gradient not yet computed
+                            (:class:`pysrm.ops.dense.DenseInputGrad`; backward only)
+==========================  ===========================================================================
+
+Every step declares the kinds its forward takes and gives (``takes``, ``gives``; a step that takes
+events also says up to which density it prefers them, ``events_max_density``) and the kinds its
+backward takes and gives (``grad_takes``, ``grad_gives``); a :class:`LayerStep` declares its layer's
+(:class:`pysrm.layers.Layer`).  The planner connects each pair of neighbouring steps
+(:meth:`Planner.link`): a step hands on events where it can give them and the next step takes them
+(its ``Step.output``, a :class:`Link`), else an array; its backward hands on a deferred dense
+input gradient where it can and the step before takes one (``Step.grad_output``), else an array.
+Kinds other than arrays are linked only in a fused CPU plan (:attr:`PlanOptions.linked_kinds`); the
+network's output is an array.  No block looks at the layers around its pattern.
+
+**Network-wide facts.**  Every step of a plan gets the plan's :class:`PlanContext`: the options and
+the facts about the whole network a block's policy may need, each computed once per plan (e.g. the
+conv output values per sample and bin that the conv blocks' memory rule reads).
+
+**Caches.**  A step keeps what its backward needs in ``Step.cache`` (a dict) and its layers keep
+theirs in :attr:`pysrm.layers.Layer.cache`; :meth:`Step.release` empties both (a network calls it
+before each forward).
+
+**The device is fixed per plan.**  A plan is built for ``PlanOptions.device``: a CPU plan holds CPU
+blocks and layers only and never imports a CUDA module (tested in a fresh process); a CUDA plan's
+blocks (:mod:`pysrm.blocks.cuda`) are imported by :func:`default_planner` for ``"cuda"`` only.
 
 Fusion is an option of the network (``Network(..., fuse=True)``, the default; ``fuse=False`` runs
 every layer on its own), and so is ``strategy="plain"`` (every op's plain definition, no fusion).
-The blocks below match only on the CPU; the CUDA blocks (:mod:`pysrm.plan_cuda`, imported by
-:func:`build_plan` for ``device="cuda"``) only on the GPU.
-
-Blocks of this module (CPU; their ops are in :mod:`pysrm.ops.srm`, :mod:`pysrm.ops.delay` and
-:mod:`pysrm.ops.convblock`):
-
-``DenseSRMBlock``       Dense -> SRM.  Forward: one pass per sample in cache on an event input
-                        (:func:`pysrm.ops.srm.dense_srm_forward`) from
-                        :data:`FUSED_MIN_OUTPUTS` outputs up; bitwise the two layers.  Backward of a
-                        first layer: the fused weight gradient
-                        (:func:`pysrm.ops.srm.srm_dense_backward_weights`; bitwise).
-``DenseSRMDelayBlock``  Dense -> SRM -> Delay.  As above; when a dense or conv layer follows, the
-                        spikes are handed to the delay as events and delayed as events
-                        (:func:`pysrm.ops.delay.delay_events`; bitwise).  Backward from a following
-                        dense layer with few outputs: that layer's input gradient made row by row
-                        inside the delay backward (:func:`pysrm.ops.delay.delay_backward_from_dense`),
-                        and for a first layer inside its fused weight-gradient pass
-                        (:func:`pysrm.ops.srm.srm_dense_backward_through_delay`); equal to the
-                        unfused plan to float rounding (the dense input gradient's sum runs in another
-                        order than BLAS).
-``ConvBlock`` family    Conv -> SRM [-> Delay] [-> Pool -> SRM] per sample in cache-sized tiles, spikes
-                        as events, the backward recomputing each sample's forward (or reading the
-                        potentials the forward kept); nothing of size batch x T x neurons is kept.
-                        Spikes and input gradients bitwise, weight and delay gradients bitwise or to
-                        float rounding (:class:`ConvBlock`).
-
-A dense layer's input gradient crosses a step boundary uncomputed when the step before can use it so
-(:class:`pysrm.ops.dense.DenseInputGrad`; the plan sets ``defer_input_grad`` on the dense step exactly
-then); every other step receives arrays.  Tests: ``tests/test_plan.py`` (every block against the
-unfused plan, bitwise or to rounding as stated; finite differences through the plan).
+Tests: ``tests/test_plan.py`` (the planner, value kinds, a block registered in its own planner, the
+plain strategy), ``tests/test_blocks_dense_srm.py``, ``tests/test_blocks_conv.py`` (every block
+against the unfused plan), ``tests/test_cuda_plan.py`` (the CUDA blocks, under the simulator).
 """
 from __future__ import annotations
 
@@ -53,43 +65,42 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import functional as F
-from .events import SpikeEvents
-from .layers import SRM, Conv, Delay, Dense, Layer
-from .ops.dense import CONV_EVENT_DENSITY_THRESHOLD, EVENT_DENSITY_THRESHOLD, DenseInputGrad, events_if_sparse
-from .ops.srm import fused_forward_applies
+from .ops.dense import DenseInputGrad
 
-#: below this many outputs the fused Dense -> SRM forward is slower than the three ops (measured: 10
-#: outputs 0.68 vs 0.35 ms, 32 about even, 64 1.4 vs 1.7 ms at N-MNIST batch-32 shapes), unless its
-#: spikes are wanted as events
-FUSED_MIN_OUTPUTS = 48
-#: a conv block whose conv takes BLAS products (a dense-ish input) runs fused only when the batch's conv
-#: output would take more than this many bytes: below it the separate layers are faster (N-MNIST CNN conv3
-#: at batch 8: 480 vs 950 ms per step, benchmarks/RESULTS.md), above it the fused block keeps the memory
-#: small (the same spikes; weight gradients to rounding)
-BLAS_BLOCK_MIN_BYTES = 128 * 2 ** 20
-#: conv blocks run fused from this batch size up: they parallelise over the samples (and the backward's
-#: fixed parts of the batch), so a batch of one or two runs on one thread, where the separate layers'
-#: kernels use every core (measured DVS Gesture batch 1: 2.9 fused vs 4.0 separate samples/s training).
-#: A batch-size rule, never a thread-count rule: results stay independent of NUMBA_NUM_THREADS.
-FUSED_CONV_MIN_BATCH = 4
+#: a dense array (forward: values or spikes; backward: a gradient)
+ARRAY = "array"
+#: spikes as :class:`~pysrm.events.SpikeEvents` (forward only)
+EVENTS = "events"
+#: a dense layer's input gradient not yet computed (:class:`~pysrm.ops.dense.DenseInputGrad`; backward only)
+DENSE_INPUT_GRAD = "dense_input_grad"
+#: every kind of value a plan hands between steps
+VALUE_KINDS = (ARRAY, EVENTS, DENSE_INPUT_GRAD)
+
 #: the default :attr:`PlanOptions.memory_budget`: 2 GiB
 MEMORY_BUDGET = 2 * 2 ** 30
-#: bytes an unfused training step of a conv network holds per conv output value (neuron x bin of the
-#: batch) at its peak, in units of the dtype's size: the conv output, the spikes, the surrogate's input
-#: and the next layer's copy (measured: the DVS Gesture network at batch 16 with its BLAS-mode conv2 on its
-#: own and conv1 fused peaks at 1.82 GB for 16 x 29.5 MB of conv outputs, 3.9x; benchmarks/RESULTS.md,
-#: issue 17)
-UNFUSED_VALUES_PER_OUTPUT = 4
 
 
 @dataclass(frozen=True)
 class PlanOptions:
-    """What a plan is built for: ``fuse`` (use blocks), ``strategy`` (``"auto"`` or ``"plain"``),
-    ``device`` (``"cpu"`` or ``"cuda"``) and ``memory_budget`` (bytes; default :data:`MEMORY_BUDGET`):
-    a conv block whose conv runs as BLAS products runs its layers one by one (faster: no recompute, the
-    unfused backward's larger products) when the whole network's unfused conv layers would fit in it,
-    else fused (see :class:`ConvBlock`)."""
+    """What a plan is built for.
+
+    Parameters
+    ----------
+    fuse : bool
+        use blocks where they apply
+    strategy : str
+        ``"auto"`` (the ops' fast strategies) or ``"plain"`` (every op's plain definition, no fusion)
+    device : str
+        ``"cpu"`` or ``"cuda"``: the device of every step of the plan
+    memory_budget : int
+        bytes (default :data:`MEMORY_BUDGET`): what a block may plan to hold at once (the conv blocks'
+        schedule rule, :class:`pysrm.blocks.conv.ConvBlock`)
+
+    Raises
+    ------
+    ValueError
+        a ``memory_budget`` that is not a number of bytes >= 0
+    """
 
     fuse: bool = True
     strategy: str = "auto"
@@ -106,6 +117,47 @@ class PlanOptions:
         """True when CPU blocks may match."""
         return self.fuse and self.strategy == "auto" and self.device == "cpu"
 
+    @property
+    def linked_kinds(self) -> frozenset:
+        """Which kinds of value the planner may hand between steps (all of :data:`VALUE_KINDS` in a fused
+        CPU plan, only :data:`ARRAY` otherwise, i.e. in a layer-by-layer or plain plan and a CUDA plan)."""
+        return frozenset(VALUE_KINDS) if self.cpu_fusion else frozenset((ARRAY,))
+
+
+@dataclass(frozen=True)
+class Link:
+    """What a step's forward hands on (set by :meth:`Planner.link`): ``kind`` (:data:`ARRAY` or
+    :data:`EVENTS`) and, for events, ``max_density``: the fraction of active values above which the
+    next step prefers an array (its ``events_max_density``)."""
+
+    kind: str = ARRAY
+    max_density: float = 1.0
+
+
+class PlanContext:
+    """What every step of one plan shares: the plan's ``options`` and facts about the whole network
+    (``layers``: all of its layers, in order), each computed once per plan and kept here.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+    options : PlanOptions
+    """
+
+    def __init__(self, layers, options: PlanOptions):
+        self.layers = tuple(layers)
+        self.options = options
+        self._output_values = {}
+
+    def output_values(self, layer_type) -> int:
+        """The output values per sample and time bin of the network's layers of ``layer_type`` together
+        (e.g. ``Conv``: what the conv blocks' memory rule reads).  Computed once per type."""
+        n = self._output_values.get(layer_type)
+        if n is None:
+            n = self._output_values[layer_type] = sum(int(np.prod(l.output_shape(l.in_shape))) for l in self.layers
+                                                      if isinstance(l, layer_type))
+        return n
+
 
 def materialize(grad):
     """``grad`` as an array (a :class:`~pysrm.ops.dense.DenseInputGrad` is computed; None stays None)."""
@@ -115,20 +167,43 @@ def materialize(grad):
 class Step:
     """One step of a plan: covers ``layers`` (consecutive layers of the network).
 
-    Subclasses set ``pattern`` (the layer types, in order) and implement ``forward(x, train)`` and
-    ``backward(grad)``.  ``backward`` returns the gradient of the step's input (None for a first
-    step); it receives an array, or a :class:`~pysrm.ops.dense.DenseInputGrad` only when the class
-    sets ``accepts_dense_input_grad``.
+    Subclasses set ``pattern`` (the layer types, in order; an entry may be a tuple of types) and
+    implement ``forward(x, train)`` and ``backward(grad)``; they may override :meth:`applies` (the
+    block's own conditions) and the value kinds below.  ``backward`` returns the gradient of the step's
+    input (None for a first step).
+
+    Attributes
+    ----------
+    takes, gives : tuple of str
+        the value kinds (:data:`VALUE_KINDS`) the forward takes and can give
+    events_max_density : float
+        where the forward takes events: the fraction of active values up to which it prefers them
+    grad_takes, grad_gives : tuple of str
+        the kinds the backward takes and can give
+    output : Link
+        what the forward hands on (set by the planner)
+    grad_output : str
+        what the backward hands on (set by the planner)
+    cache : dict
+        what the backward needs from the last forward; emptied by :meth:`release`
+    context : PlanContext
+        the plan's options and network-wide facts (``options`` is ``context.options``)
     """
 
     pattern: tuple = ()
-    accepts_dense_input_grad = False
+    takes = (ARRAY,)
+    gives = (ARRAY,)
+    events_max_density = 1.0
+    grad_takes = (ARRAY,)
+    grad_gives = (ARRAY,)
 
-    def __init__(self, layers, options: PlanOptions, following=()):
+    def __init__(self, layers, context: PlanContext):
         self.layers = tuple(layers)
-        self.options = options
-        self.following = tuple(following)  # the layers after this step (for blocks that look ahead)
-        self.defer_input_grad = False       # set by build_plan when the step before accepts it
+        self.context = context
+        self.options = context.options
+        self.output = Link()
+        self.grad_output = ARRAY
+        self.cache = {}
 
     @classmethod
     def matches(cls, layers, i: int, options: PlanOptions) -> bool:
@@ -143,14 +218,13 @@ class Step:
 
     @classmethod
     def applies(cls, layers, options: PlanOptions) -> bool:
+        """The block's conditions beyond the layer types (default: none)."""
         return True
 
     def release(self):
-        """Drop the caches of the last forward pass: the step's own fields named ``_x``, ``_u``, ``_x_delay``,
-        ``_saved``, and its layers' (:meth:`pysrm.layers.Layer.release`)."""
-        for name in ("_x", "_u", "_x_delay", "_saved"):
-            if name in self.__dict__:
-                setattr(self, name, None)
+        """Drop the caches of the last forward pass: ``cache`` and the layers' own
+        (:meth:`pysrm.layers.Layer.release`)."""
+        self.cache.clear()
         for layer in self.layers:
             layer.release()
 
@@ -158,6 +232,13 @@ class Step:
     def first(self) -> bool:
         """True for a step whose input needs no gradient (the network's first)."""
         return not self.layers[0].need_input_grad
+
+    def cached(self, name: str):
+        """``cache[name]``; RuntimeError when the last forward did not keep it (no ``train=True``)."""
+        value = self.cache.get(name)
+        if value is None:
+            raise RuntimeError(f"{self.describe()}: backward called without a forward(train=True)")
+        return value
 
     def forward(self, x, train: bool = False):  # pragma: no cover - interface
         raise NotImplementedError
@@ -173,324 +254,110 @@ class Step:
 
 
 class LayerStep(Step):
-    """One layer on its own: its ``forward`` and ``backward``."""
+    """One layer on its own: its ``forward`` and ``backward``; the value kinds are the layer's
+    (:class:`pysrm.layers.Layer`)."""
 
-    def __init__(self, layer: Layer, options: PlanOptions, following=()):
-        super().__init__((layer,), options, following)
+    def __init__(self, layer, context: PlanContext):
+        super().__init__((layer,), context)
         self.layer = layer
-
-    @property
-    def accepts_dense_input_grad(self) -> bool:
-        return bool(getattr(self.layer, "accepts_dense_input_grad", False))
+        self.takes, self.gives = layer.takes, layer.gives
+        self.events_max_density = layer.events_max_density
+        self.grad_takes, self.grad_gives = layer.grad_takes, layer.grad_gives
+        self._materialize = DENSE_INPUT_GRAD not in layer.grad_takes
 
     def forward(self, x, train: bool = False):
         return self.layer.forward(x, train)
 
     def backward(self, grad):
-        if not self.accepts_dense_input_grad:
+        if self._materialize:
             grad = materialize(grad)
-        if isinstance(self.layer, Dense):
-            return self.layer.backward(grad, defer_input_grad=self.defer_input_grad)
-        return self.layer.backward(grad)
+        return self.layer.backward_as(grad, self.grad_output)
 
     def describe(self) -> str:
         return self.layer.name
 
 
-_BLOCKS: list = []
+class Planner:
+    """Builds plans from the block classes it owns.
+
+    Parameters
+    ----------
+    blocks : iterable of type
+        :class:`Step` subclasses with a non-empty ``pattern`` (registered in this order)
+
+    Raises
+    ------
+    TypeError
+        a block that is not a :class:`Step` subclass with a pattern
+    """
+
+    def __init__(self, blocks=()):
+        self._blocks = []
+        for cls in blocks:
+            self.register(cls)
+
+    def register(self, cls):
+        """Make ``cls`` available to this planner (no other); longer patterns are tried first, equal ones
+        in the order registered.  Returns ``cls`` (usable as a class decorator of a planner's blocks)."""
+        if not (isinstance(cls, type) and issubclass(cls, Step)) or not cls.pattern:
+            raise TypeError(f"{cls!r} must be a Step subclass with a non-empty pattern")
+        self._blocks.append(cls)
+        self._blocks.sort(key=lambda c: -len(c.pattern))
+        return cls
+
+    @property
+    def blocks(self) -> tuple:
+        """The block classes tried, in order."""
+        return tuple(self._blocks)
+
+    def build(self, layers, options: PlanOptions) -> list:
+        """The steps that run ``layers`` for ``options``, linked (:meth:`link`)."""
+        layers = list(layers)
+        context = PlanContext(layers, options)
+        steps = []
+        i = 0
+        while i < len(layers):
+            step = None
+            if options.fuse:
+                for cls in self._blocks:
+                    if cls.matches(layers, i, options):
+                        step = cls(layers[i:i + len(cls.pattern)], context)
+                        break
+            if step is None:
+                step = LayerStep(layers[i], context)
+            steps.append(step)
+            i += len(step.layers)
+        self.link(steps, options)
+        return steps
+
+    @staticmethod
+    def link(steps, options: PlanOptions):
+        """Connect neighbouring steps by the value kinds they declare (module docstring): a step's
+        ``output`` is events where it gives them and the next step takes them, else an array
+        (the last step's: an array); its ``grad_output`` is a deferred dense input gradient
+        where it gives one and the step before takes one, else an array.  Only the kinds of
+        ``options.linked_kinds`` are linked."""
+        kinds = options.linked_kinds
+        for prev, step in zip(steps, steps[1:]):
+            events = EVENTS in kinds and EVENTS in prev.gives and EVENTS in step.takes
+            prev.output = Link(EVENTS, step.events_max_density) if events else Link()
+            deferred = (DENSE_INPUT_GRAD in kinds and DENSE_INPUT_GRAD in step.grad_gives
+                        and DENSE_INPUT_GRAD in prev.grad_takes)
+            step.grad_output = DENSE_INPUT_GRAD if deferred else ARRAY
+        if steps:
+            steps[-1].output = Link()
+            steps[0].grad_output = ARRAY
 
 
-def register_block(cls):
-    """Class decorator: make ``cls`` (a :class:`Step` subclass with a ``pattern``) available to
-    :func:`build_plan`.  Longer patterns are tried first."""
-    if not issubclass(cls, Step) or not cls.pattern:
-        raise TypeError(f"{cls!r} must be a Step subclass with a non-empty pattern")
-    _BLOCKS.append(cls)
-    _BLOCKS.sort(key=lambda c: -len(c.pattern))
-    return cls
+def default_planner(device: str = "cpu") -> Planner:
+    """A new :class:`Planner` with the standard blocks of ``device``: the CPU blocks
+    (:func:`pysrm.blocks.cpu_blocks`), and for ``"cuda"`` the CUDA blocks as well
+    (:func:`pysrm.blocks.cuda_blocks`, imported only then)."""
+    from .blocks import cpu_blocks, cuda_blocks
+    return Planner(cpu_blocks() + (cuda_blocks() if device == "cuda" else ()))
 
 
-def registered_blocks() -> tuple:
-    """The block classes :func:`build_plan` tries, in order."""
-    return tuple(_BLOCKS)
-
-
-def build_plan(layers, options: PlanOptions) -> list:
-    """The steps that run ``layers`` (see the module docstring)."""
-    if options.device == "cuda":
-        from . import plan_cuda  # noqa: F401  (registers the CUDA blocks, pysrm/plan_cuda.py)
-    layers = list(layers)
-    steps = []
-    i = 0
-    while i < len(layers):
-        step = None
-        if options.fuse:
-            for cls in _BLOCKS:
-                if cls.matches(layers, i, options):
-                    n = len(cls.pattern)
-                    step = cls(layers[i:i + n], options, layers[i + n:])
-                    break
-        if step is None:
-            step = LayerStep(layers[i], options, layers[i + 1:])
-        steps.append(step)
-        i += len(step.layers)
-    for prev, step in zip(steps, steps[1:]):
-        step.defer_input_grad = options.cpu_fusion and prev.accepts_dense_input_grad
-    conv_outputs = sum(int(np.prod(l.output_shape(l.in_shape))) for l in layers if isinstance(l, Conv))
-    for step in steps:
-        if isinstance(step, ConvBlock):
-            step.network_conv_outputs = conv_outputs
-    return steps
-
-
-# --------------------------------------------------------------------------- CPU blocks
-
-@register_block
-class DenseSRMBlock(Step):
-    """Dense -> SRM on the CPU (module docstring)."""
-
-    pattern = (Dense, SRM)
-
-    @classmethod
-    def applies(cls, layers, options):
-        return options.cpu_fusion
-
-    def __init__(self, layers, options, following=()):
-        super().__init__(layers, options, following)
-        self.dense, self.srm = layers[0], layers[1]
-        self.emit_events = False
-        self._x = self._u = None
-        self._u_time_major = False
-
-    def _fused_forward_wanted(self, x) -> bool:
-        return (isinstance(x, SpikeEvents) and fused_forward_applies(self.dense.weight.data, x, self.srm.srm)
-                and (self.dense.weight.data.shape[0] >= FUSED_MIN_OUTPUTS or self.emit_events))
-
-    def forward(self, x, train: bool = False):
-        dense, srm = self.dense, self.srm
-        dense.check_input(x)
-        w = dense.weight.data
-        x = events_if_sparse(x, "dense")
-        self._x = x if train else None
-        if self._fused_forward_wanted(x):
-            time_major = train and self.first
-            s, u, *ev = F.dense_srm_forward(w, x, srm.srm, srm.ref, srm.neuron.theta, srm.sim.ts,
-                                            need_potential=train, need_events=self.emit_events,
-                                            need_dense_spikes=False, time_major_potential=time_major,
-                                            workspace=dense.workspace)
-            out = ev[0] if self.emit_events and ev[0] is not None else s
-            self._u, self._u_time_major = u, time_major and u is not None
-        else:
-            a = F.dense(w, x, workspace=dense.workspace)
-            s, u = F.srm_forward(a, srm.srm, srm.ref, srm.neuron.theta, srm.sim.ts)
-            self._u, self._u_time_major = (u if train else None), False
-            out = s
-        srm.record(out)
-        return out
-
-    def _backward_srm_dense(self, grad):
-        """From the gradient of the spikes (an array) to the input gradient of the dense layer."""
-        dense, srm = self.dense, self.srm
-        if self._u is None:
-            raise RuntimeError(f"{srm.name}: backward called without a forward(train=True)")
-        w = dense.weight
-        if self.first:
-            F.srm_dense_backward_weights(grad, self._u, srm.neuron, srm.srm, srm.sim.ts, w.data, self._x,
-                                         self._u_time_major, accumulate_into=w.grad, workspace=dense.workspace)
-            return None
-        g_a = F.srm_backward(grad, self._u, srm.neuron, srm.srm, srm.sim.ts)
-        gx, gw = F.dense_backward(w.data, self._x, g_a, need_input_grad=not self.defer_input_grad,
-                                  workspace=dense.workspace)
-        w.accumulate_grad(gw)
-        if self.defer_input_grad:
-            return DenseInputGrad(w.data, g_a, self._x.shape)
-        return gx
-
-    def backward(self, grad):
-        return self._backward_srm_dense(materialize(grad))
-
-
-@register_block
-class DenseSRMDelayBlock(DenseSRMBlock):
-    """Dense -> SRM -> Delay on the CPU (module docstring)."""
-
-    pattern = (Dense, SRM, Delay)
-    accepts_dense_input_grad = True
-
-    @classmethod
-    def applies(cls, layers, options):
-        return options.cpu_fusion and layers[2].sim.ts == layers[1].sim.ts
-
-    def __init__(self, layers, options, following=()):
-        super().__init__(layers, options, following)
-        self.delay = layers[2]
-        nxt = self.following[0] if self.following else None
-        self.next_kind = "dense" if isinstance(nxt, Dense) else "conv" if isinstance(nxt, Conv) else None
-        self.emit_events = self.next_kind is not None
-        self._x_delay = None
-
-    def forward(self, x, train: bool = False):
-        s = super().forward(x, train)
-        d, ts = self.delay.delay.data, self.delay.sim.ts
-        if isinstance(s, SpikeEvents):
-            threshold = EVENT_DENSITY_THRESHOLD if self.next_kind == "dense" else CONV_EVENT_DENSITY_THRESHOLD
-            y = F.delay_events(s, d, ts)
-            if y.n_events > threshold * int(np.prod(y.shape)):  # too dense for the next layer's event paths
-                s = s.to_dense()
-                y = F.delay(s, d, ts)
-        else:
-            y = F.delay(s, d, ts)
-        self._x_delay = s if train else None
-        return y
-
-    def backward(self, grad):
-        if self._x_delay is None:
-            raise RuntimeError(f"{self.delay.name}: backward called without a forward(train=True)")
-        srm, delay, dense = self.srm, self.delay, self.dense
-        d = delay.delay
-        if isinstance(grad, DenseInputGrad):
-            if self.first:
-                w = dense.weight
-                _, gd = F.srm_dense_backward_through_delay(
-                    grad.g, grad.w, self._x_delay, d.data, delay.sim.ts, self._u, srm.neuron, srm.srm, w.data,
-                    self._x, self._u_time_major, accumulate_into=w.grad, workspace=dense.workspace)
-                d.accumulate_grad(gd)
-                return None
-            gs, gd = F.delay_backward_from_dense(grad.w, grad.g, self._x_delay, d.data, delay.sim.ts)
-        else:
-            gs, gd = F.delay_backward(grad, self._x_delay, d.data, delay.sim.ts)
-        d.accumulate_grad(gd)
-        return self._backward_srm_dense(gs)
-
-
-
-
-class ConvBlock(Step):
-    """Conv -> SRM [-> Delay] [-> Pool -> SRM] on the CPU, per sample in cache
-    (:mod:`pysrm.ops.convblock`); the subclasses set the pattern.  The conv runs as the unfused conv layer
-    would: event driven up to :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD` of its input active,
-    else as BLAS products (stride 1), from :data:`FUSED_CONV_MIN_BATCH` samples up.  A BLAS-mode block
-    runs its layers one by one instead (faster, more memory) when its batch's conv output is at most
-    :data:`BLAS_BLOCK_MIN_BYTES`, or when the unfused conv layers of the whole network fit in the plan's
-    memory budget: ``UNFUSED_VALUES_PER_OUTPUT x N x T x (conv outputs of all conv layers per bin) x
-    itemsize <= PlanOptions.memory_budget`` (:data:`UNFUSED_VALUES_PER_OUTPUT`; e.g. the DVS Gesture CNN
-    at its batch 16 runs unfused in 1.8 GB, at batch 32 fused in 1.2 GB).  A strided conv on a dense
-    input always runs unfused.  The choice depends only on shapes, dtype, batch size and budget (never
-    on threads or timing).  The
-    spikes leave as events; the backward recomputes each sample's forward (nothing of size batch x T x
-    neurons is kept).  Spikes and input gradients bitwise those of the unfused plan; weight gradients
-    bitwise (event driven) or to float rounding (BLAS: summed over fixed parts of the batch); delay
-    gradients to float rounding (summed by parts over the spikes)."""
-
-    @classmethod
-    def applies(cls, layers, options):
-        srms = [l for l in layers if isinstance(l, SRM)]
-        delays = [l for l in layers if isinstance(l, Delay)]
-        ts = srms[0].sim.ts
-        return (options.cpu_fusion and all(s.sim.ts == ts for s in srms) and all(d.sim.ts == ts for d in delays))
-
-    def __init__(self, layers, options, following=()):
-        from .layers import Pool
-        super().__init__(layers, options, following)
-        self.conv, self.srm1 = layers[0], layers[1]
-        self.delay = next((l for l in layers if isinstance(l, Delay)), None)
-        self.pool = next((l for l in layers if isinstance(l, Pool)), None)
-        self.srm2 = layers[-1] if self.pool is not None else None
-        nxt = self.following[0] if self.following else None
-        self.next_kind = "dense" if isinstance(nxt, Dense) else "conv"
-        self._x = None
-        self._saved = None
-        self._stages = {}
-        self._layer_steps = None  # set when the input was too dense: the layers run one by one
-        self.network_conv_outputs = 0  # conv output values per bin and sample of the whole network (build_plan)
-
-    def _stage(self, srm, dtype):
-        from .ops.convblock import NeuronStage
-        key = (id(srm), np.dtype(dtype).str)
-        st = self._stages.get(key)
-        if st is None:
-            st = self._stages[key] = NeuronStage(srm.neuron, srm.srm, srm.ref, srm.sim.ts, dtype)
-        return st
-
-    def _args(self):
-        w = self.conv.weight.data
-        delay = (self.delay.delay.data, self.delay.sim.ts) if self.delay is not None else None
-        pool = (self.pool.kernel, self.pool.weight) if self.pool is not None else None
-        st2 = self._stage(self.srm2, w.dtype) if self.pool is not None else None
-        return w, delay, pool, self._stage(self.srm1, w.dtype), st2
-
-    def forward(self, x, train: bool = False):
-        from .ops.convblock import conv_block_forward
-        self.conv.check_input(x)
-        from .ops.convblock import uses_blas
-        x = x if isinstance(x, SpikeEvents) else SpikeEvents.from_dense(x)
-        out_bytes = int(np.prod(self.conv.output_shape(self.conv.in_shape))) * x.shape[0] * x.shape[4] * \
-            self.conv.weight.data.itemsize
-        if x.shape[0] < FUSED_CONV_MIN_BATCH or (x.density > CONV_EVENT_DENSITY_THRESHOLD and (
-                not uses_blas(x, self.conv.stride) or out_bytes <= BLAS_BLOCK_MIN_BYTES
-                or self.unfused_bytes(x.shape[0], x.shape[4]) <= self.options.memory_budget)):
-            # the layers one by one, as the unfused plan: a small batch (FUSED_CONV_MIN_BATCH), or a dense-ish
-            # input where the conv is strided (its direct loops) or the batch small enough (BLAS_BLOCK_MIN_BYTES,
-            # the memory budget)
-            x = x.to_dense()
-            self._layer_steps = [LayerStep(l, self.options) for l in self.layers]
-            for step in self._layer_steps:
-                x = step.forward(x, train)
-            return x
-        self._layer_steps = None
-        from .ops.convblock import STORE_POTENTIALS_BYTES, potential_bytes
-        w, delay, pool, st1, st2 = self._args()
-        keep = train and potential_bytes(w, x, self.conv.stride, self.conv.padding, pool) <= STORE_POTENTIALS_BYTES
-        out = conv_block_forward(w, x, self.conv.stride, self.conv.padding, st1, delay, pool, st2, keep_potentials=keep)
-        s1, s2 = out[0], out[1]
-        self._saved = out[2] if keep else None
-        self._x = x if train else None
-        self.srm1.record(s1)
-        if self.pool is not None:
-            self.srm2.record(s2)
-            return s2
-        if self.delay is None:
-            return s1
-        d, ts = delay
-        y = F.delay_events(s1, d, ts)
-        threshold = EVENT_DENSITY_THRESHOLD if self.next_kind == "dense" else CONV_EVENT_DENSITY_THRESHOLD
-        if y.n_events > threshold * int(np.prod(y.shape)):  # too dense for the next layer's event paths
-            return y.to_dense()  # bitwise F.delay of the dense spikes (delay_events' contract)
-        return y
-
-    def unfused_bytes(self, n: int, t: int) -> int:
-        """The estimated peak bytes of the network's conv layers run unfused for a batch of ``n`` samples
-        of ``t`` bins: ``UNFUSED_VALUES_PER_OUTPUT x n x t x network_conv_outputs x itemsize``."""
-        outputs = self.network_conv_outputs or int(np.prod(self.conv.output_shape(self.conv.in_shape)))
-        return UNFUSED_VALUES_PER_OUTPUT * n * t * outputs * self.conv.weight.data.itemsize
-
-    def backward(self, grad):
-        from .ops.convblock import conv_block_backward
-        if self._layer_steps is not None:
-            for step in reversed(self._layer_steps):
-                grad = step.backward(grad)
-            return grad
-        if self._x is None:
-            raise RuntimeError(f"{self.conv.name}: backward called without a forward(train=True)")
-        w, delay, pool, st1, st2 = self._args()
-        gx, gw, gd = conv_block_backward(w, self._x, self.conv.stride, self.conv.padding, st1, materialize(grad),
-                                         delay, pool, st2, need_input_grad=not self.first, saved=self._saved)
-        self._saved = None
-        self.conv.weight.accumulate_grad(gw)
-        if self.delay is not None:
-            self.delay.delay.accumulate_grad(gd)
-        return gx
-
-
-def _conv_block(pattern, name):
-    from .layers import Pool
-    types = {"conv": Conv, "srm": SRM, "delay": Delay, "pool": Pool}
-    cls = type(name, (ConvBlock,), {"pattern": tuple(types[p] for p in pattern),
-                                    "__doc__": " -> ".join(p.capitalize() for p in pattern) + " (see ConvBlock)."})
-    return register_block(cls)
-
-
-ConvSRMDelayPoolSRMBlock = _conv_block(("conv", "srm", "delay", "pool", "srm"), "ConvSRMDelayPoolSRMBlock")
-ConvSRMPoolSRMBlock = _conv_block(("conv", "srm", "pool", "srm"), "ConvSRMPoolSRMBlock")
-ConvSRMDelayBlock = _conv_block(("conv", "srm", "delay"), "ConvSRMDelayBlock")
-ConvSRMBlock = _conv_block(("conv", "srm"), "ConvSRMBlock")
+def build_plan(layers, options: PlanOptions, planner: Planner | None = None) -> list:
+    """The steps that run ``layers``: ``planner.build(layers, options)``, by default with
+    :func:`default_planner` of ``options.device``."""
+    return (planner or default_planner(options.device)).build(layers, options)

@@ -1,4 +1,4 @@
-"""The CUDA blocks of the execution plan (pysrm/plan_cuda.py): whole training steps against the CPU
+"""The CUDA blocks of the execution plan (pysrm/blocks/cuda.py): whole training steps against the CPU
 network and against the layer-by-layer CUDA plan, on tiny networks.
 
 Run under Numba's CUDA simulator (no GPU needed)::

@@ -1,8 +1,8 @@
 """The kernels' interfaces (issue 24): short parameter lists, and a CPU network that never touches CUDA.
 
 * No Numba-compiled function takes more than :data:`MAX_PARAMETERS` parameters: a kernel takes named
-  records (:mod:`pysrm.ops._records`, the records of :mod:`pysrm.ops.convblock` and
-  :mod:`pysrm.ops.srm`, the optimisers' ``AdamStep``, the CUDA kernels' records) instead of long
+  records (:mod:`pysrm.ops._records`, the records of :mod:`pysrm.blocks.conv` and
+  :mod:`pysrm.blocks.dense_srm`, the optimisers' ``AdamStep``, the CUDA kernels' records) instead of long
   positional lists.  :data:`NOT_YET` lists exceptions (none now); it only shrinks: a listed function that
   takes few parameters fails the test until it is taken off the list.
 * A CPU network's forward, backward and optimiser step import no pysrm CUDA module (checked in a fresh

@@ -3,7 +3,7 @@
 Numba compiles a :func:`collections.namedtuple` of scalars and arrays as a struct passed by value; a
 kernel reads a field as ``stage.theta``.  Each distinct combination of field types is its own
 compilation (e.g. float32 and float64 networks), as with positional arguments.  The records are built
-by the Python wrappers of :mod:`pysrm.ops.srm` and :mod:`pysrm.ops.convblock`.
+by the Python wrappers of :mod:`pysrm.blocks.dense_srm` and :mod:`pysrm.blocks.conv`.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ Sparse input (:class:`~pysrm.cuda.DeviceSpikeEvents`), event driven:
 * input gradient (only when asked): the dense product of mode 4.
 
 Through cuBLAS where available (:mod:`pysrm.ops._cublas_cuda`: im2col / col2im kernels around
-strided-batched GEMMs), else the Numba implicit GEMM.  For the fused blocks of :mod:`pysrm.plan_cuda`:
+strided-batched GEMMs), else the Numba implicit GEMM.  For the fused blocks of :mod:`pysrm.blocks.cuda`:
 ``conv(..., channels_last=True)`` returns the event path's ``(N, Ho, Wo, T, Co)`` sum untransposed,
 ``keep_col=True`` also returns the im2col matrix (cuBLAS; reused by the weight gradient),
 ``conv_backward`` takes the output gradient channels-last (``grad_channels_last``) and adds the weight

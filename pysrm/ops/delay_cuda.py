@@ -25,7 +25,7 @@ Thread mapping (grid-stride loops):
   by ``T_s`` to the gradient array (``accumulate_into``: a parameter's gradient) or writes it.  The
   CPU sums per ``(n, neuron)`` row first and rounds in between: the two agree to float rounding.
   The gradient may be read through a following sum pool (``pool=``; the fused blocks of
-  :mod:`pysrm.plan_cuda`).
+  :mod:`pysrm.blocks.cuda`).
 
 Everything stays on the device, including the delays (a trained parameter);
 negative delays (which the CPU op rejects and the optimiser clamps away) read

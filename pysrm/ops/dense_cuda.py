@@ -25,7 +25,7 @@ Sparse input (a :class:`~pysrm.cuda.DeviceSpikeEvents`), event driven:
 
 The dense products run through cuBLAS where available (:mod:`pysrm.ops._cublas_cuda`), else the
 Numba GEMM; the transposes of the event paths through cuBLAS ``geam`` or the transpose kernel
-(:func:`pysrm.cuda.transpose2d`).  For the fused blocks of :mod:`pysrm.plan_cuda`: ``dense(...,
+(:func:`pysrm.cuda.transpose2d`).  For the fused blocks of :mod:`pysrm.blocks.cuda`: ``dense(...,
 time_major=True)`` returns the event path's ``(N, T, O)`` sum untransposed, ``dense_backward`` takes
 the output gradient time-major (``grad_time_major``, read by the event weight gradient directly) and
 adds the weight gradient to ``accumulate_into`` (the parameter's gradient) instead of returning a new

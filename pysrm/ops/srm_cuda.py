@@ -48,7 +48,7 @@ bins after it, then all threads the correlation.  Rows are grouped channel-faste
 channels-last array is read or written.
 
 Limits: the fused kernels take spike responses of at most :data:`MAX_KERNEL` samples and refractory
-responses of at most 64 (``applies``); the blocks of :mod:`pysrm.plan_cuda` fall back to the
+responses of at most 64 (``applies``); the blocks of :mod:`pysrm.blocks.cuda` fall back to the
 separate ops otherwise.  Under the CUDA simulator the tiles are tiny (4 rows x 4 bins, 16 threads,
 responses up to 16 samples), so small tests cross tiles and halos.
 """

@@ -39,8 +39,36 @@ Memory: per task a few ``(T, neurons)`` work arrays of one sample (the N-MNIST C
 about 60 MB), plus the output events; nothing grows with the batch but the events and, for a hidden
 conv layer, the gradient of its output during the backward.
 
-Used by the conv blocks of :mod:`pysrm.plan` (``ConvSRMBlock`` and its variants); tested against the
-unfused plan in ``tests/test_plan.py``.  CPU only; on the GPU the separate ops run.
+Blocks and their policy (the plan's steps, :mod:`pysrm.plan`; CPU plans with ``fuse=True`` and
+``strategy="auto"``, all SRM and delay layers on one time step): :class:`ConvSRMDelayPoolSRMBlock`,
+:class:`ConvSRMPoolSRMBlock`, :class:`ConvSRMDelayBlock`, :class:`ConvSRMBlock`.  A block has two
+schedules, chosen per forward by :meth:`ConvBlock.schedule` from shapes, dtype, batch size and the
+plan's memory budget only (never threads or timing, so results stay independent of
+``NUMBA_NUM_THREADS``):
+
+* ``"fused"`` -- :func:`conv_block_forward` / :func:`conv_block_backward` above, the conv event driven
+  up to :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD` of its input active, else as BLAS products
+  (stride 1; :func:`uses_blas`);
+* ``"layers"`` -- the layers one by one, as the unfused plan (faster where the fused block would
+  parallelise badly or where the unfused layers' memory is affordable):
+
+  - a batch below :data:`FUSED_CONV_MIN_BATCH` (the fused block parallelises over the samples;
+    measured DVS Gesture batch 1: 2.9 fused vs 4.0 separate samples/s training);
+  - a dense-ish input (above the conv event threshold) where the conv is strided (its direct loops),
+    or whose batch's conv output takes at most :data:`BLAS_BLOCK_MIN_BYTES`, or where the unfused conv
+    layers of the whole network fit in the plan's memory budget:
+    ``UNFUSED_VALUES_PER_OUTPUT x N x T x (conv outputs per sample and bin of all conv layers) x
+    itemsize <= PlanOptions.memory_budget`` (:data:`UNFUSED_VALUES_PER_OUTPUT`; e.g. the DVS Gesture
+    CNN at its batch 16 runs unfused in 1.8 GB, at batch 32 fused in 1.2 GB).
+
+Fused, the spikes leave as events where the next step takes events (a delayed output as an array where
+it is denser than the next step takes), else as an array.  Spikes and input gradients are bitwise those
+of the unfused plan; weight gradients bitwise (event driven) or to float rounding (BLAS: summed over
+fixed parts of the batch); delay gradients to float rounding (summed by parts over the spikes).
+
+Tests: ``tests/test_blocks_conv.py`` (every block and schedule against the unfused plan, the delay
+gradient against finite differences, kept against recomputed potentials, the memory-budget rule).
+CPU only; on the GPU the CUDA blocks (:mod:`pysrm.blocks.cuda`) or the separate ops run.
 """
 from __future__ import annotations
 
@@ -49,12 +77,17 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange
 
-from ._fastexp import rho_row
-from ._blas_call import NO_TRANS, TRANS, gemm
-from .conv import GEMM_ROWS, WGRAD_PARTS, _decode, _output_index
-from ._records import NeuronBackward, NeuronForward, events_of
-from .spike import flag_words, scan_bin_time_major
-from .srm import correlation_time_major, psp_time_major
+from ..ops._fastexp import rho_row
+from ..ops._blas_call import NO_TRANS, TRANS, gemm
+from ..ops.conv import GEMM_ROWS, WGRAD_PARTS, _decode, _output_index
+from ..ops._records import NeuronBackward, NeuronForward, events_of
+from ..ops.spike import flag_words, scan_bin_time_major
+from ..ops.srm import correlation_time_major, psp_time_major
+from .. import functional as F
+from ..events import SpikeEvents
+from ..layers import SRM, Conv, Delay, Pool
+from ..ops.dense import CONV_EVENT_DENSITY_THRESHOLD
+from ..plan import ARRAY, EVENTS, LayerStep, Step, materialize
 
 
 # --------------------------------------------------------------------------- the kernels' records
@@ -742,9 +775,9 @@ class NeuronStage:
     """
 
     def __init__(self, neuron, srm_kernel, refractory_kernel, ts, dtype):
-        from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters
-        from .spike import firing_threshold
-        from ._util import response_as
+        from ..ops.psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters
+        from ..ops.spike import firing_threshold
+        from ..ops._util import response_as
         dt = np.dtype(dtype).type
         alpha = alpha_parameters(srm_kernel)
         L = len(srm_kernel)
@@ -761,7 +794,7 @@ class NeuronStage:
 
 
 def _geometry(w, x, stride, padding, pool_k):
-    from .conv import _check
+    from ..ops.conv import _check
     shape, (sy, sx, py, px), (ho, wo) = _check(w, x, stride, padding)
     H2, W2 = ((ho + pool_k - 1) // pool_k, (wo + pool_k - 1) // pool_k) if pool_k else (1, 1)
     return shape, (sy, sx, py, px), (ho, wo), (H2, W2)
@@ -770,7 +803,7 @@ def _geometry(w, x, stride, padding, pool_k):
 def _delay_args(d, ts, Co, Ho, Wo, dtype, n_cols):
     """Per channels-last column (``n_cols``, padding included): the integer shift, its fraction and
     1 - fraction (pysrm.ops.delay)."""
-    from .delay import _shift_bins
+    from ..ops.delay import _shift_bins
     M = Co * Ho * Wo
     dm = np.zeros(n_cols, dtype=np.int64)
     df = np.zeros(n_cols, dtype=dtype)
@@ -785,8 +818,8 @@ def uses_blas(x, stride) -> bool:
     """Whether the block's conv runs as BLAS products (stride 1 and an input above
     :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD`, where pysrm.ops.conv's ``"auto"`` takes its BLAS
     path) rather than event driven."""
-    from .conv import _pair
-    from .dense import CONV_EVENT_DENSITY_THRESHOLD
+    from ..ops.conv import _pair
+    from ..ops.dense import CONV_EVENT_DENSITY_THRESHOLD
     return x.density > CONV_EVENT_DENSITY_THRESHOLD and _pair("stride", stride) == (1, 1)
 
 
@@ -898,8 +931,8 @@ def conv_block_backward(w, x, stride, padding, stage1, grad, delay=None, pool=No
     Returns ``(grad_x, grad_w, grad_d)``: the input gradient ``(N, Ci, H, W, T)`` (None unless
     ``need_input_grad``), the weight gradient like ``w`` and the delay gradient of the shape of ``d``
     (None without a delay)."""
-    from .conv import conv_input_grad
-    from .delay import _delay_grad, _shift_bins
+    from ..ops.conv import conv_input_grad
+    from ..ops.delay import _delay_grad, _shift_bins
     (ev, wT, geo, dp, til), (shape, Co, Ho, Wo, H2, W2, n1, tw1) = _kernel_args(w, x, stride, padding, stage1,
                                                                                  delay, pool, stage2)
     N, Ci, H, W, T = shape
@@ -913,7 +946,7 @@ def conv_block_backward(w, x, stride, padding, stage1, grad, delay=None, pool=No
     parts = np.zeros((wgrad_parts(N), Ci, KH, KW, Co) if not dense_conv else (1, 1, 1, 1, 1), dtype=dtype)
     gwk_parts = np.zeros((wgrad_parts(N), KH * KW, Co * Ci) if dense_conv else (1, 1, 1), dtype=dtype)
     gd_rows = np.zeros((N, Co * Ho * Wo) if delay is not None else (1, 1), dtype=dtype)
-    from .conv import _pair
+    from ..ops.conv import _pair
     sy, sx = _pair("stride", stride)
     py, px = _pair("padding", padding)
     gx_blas = bool(need_input_grad) and sy == sx == 1 and py <= KH - 1 and px <= KW - 1
@@ -939,3 +972,171 @@ def conv_block_backward(w, x, stride, padding, stage1, grad, delay=None, pool=No
         grad_d = _delay_grad(canon_rows, (N, Co, Ho, Wo, T), d_shape, ts)
     grad_x = gx if gx_blas else (conv_input_grad(w, ga, stride, padding, (H, W)) if need_input_grad else None)
     return grad_x, grad_w, grad_d
+
+
+# --------------------------------------------------------------------------- blocks
+
+#: a conv block whose conv takes BLAS products (a dense-ish input) runs fused only when the batch's conv
+#: output would take more than this many bytes: below it the separate layers are faster (N-MNIST CNN conv3
+#: at batch 8: 480 vs 950 ms per step, benchmarks/RESULTS.md), above it the fused block keeps the memory
+#: small (the same spikes; weight gradients to rounding)
+BLAS_BLOCK_MIN_BYTES = 128 * 2 ** 20
+#: conv blocks run fused from this batch size up: they parallelise over the samples (and the backward's
+#: fixed parts of the batch), so a batch of one or two runs on one thread, where the separate layers'
+#: kernels use every core (measured DVS Gesture batch 1: 2.9 fused vs 4.0 separate samples/s training).
+#: A batch-size rule, never a thread-count rule: results stay independent of NUMBA_NUM_THREADS.
+FUSED_CONV_MIN_BATCH = 4
+#: bytes an unfused training step of a conv network holds per conv output value (neuron x bin of the
+#: batch) at its peak, in units of the dtype's size: the conv output, the spikes, the surrogate's input
+#: and the next layer's copy (measured: the DVS Gesture network at batch 16 with its BLAS-mode conv2 on its
+#: own and conv1 fused peaks at 1.82 GB for 16 x 29.5 MB of conv outputs, 3.9x; benchmarks/RESULTS.md,
+#: issue 17)
+UNFUSED_VALUES_PER_OUTPUT = 4
+
+#: the schedules of a conv block (:meth:`ConvBlock.schedule`)
+FUSED, LAYERS = "fused", "layers"
+
+
+class ConvBlock(Step):
+    """Conv -> SRM [-> Delay] [-> Pool -> SRM] on the CPU (module docstring: its schedules and policy);
+    the subclasses set the pattern.  Its cache in the fused schedule: ``x`` (the input events) and
+    ``saved`` (the potentials a training forward kept, :data:`STORE_POTENTIALS_BYTES`).
+
+    Attributes
+    ----------
+    last_schedule : str or None
+        the schedule of the last forward (``"fused"`` or ``"layers"``; None before any)
+    """
+
+    takes = (ARRAY, EVENTS)
+    gives = (ARRAY, EVENTS)
+    events_max_density = Conv.events_max_density
+
+    @classmethod
+    def applies(cls, layers, options):
+        srms = [l for l in layers if isinstance(l, SRM)]
+        delays = [l for l in layers if isinstance(l, Delay)]
+        ts = srms[0].sim.ts
+        return (options.cpu_fusion and all(s.sim.ts == ts for s in srms) and all(d.sim.ts == ts for d in delays))
+
+    def __init__(self, layers, context):
+        super().__init__(layers, context)
+        self.conv, self.srm1 = layers[0], layers[1]
+        self.delay = next((l for l in layers if isinstance(l, Delay)), None)
+        self.pool = next((l for l in layers if isinstance(l, Pool)), None)
+        self.srm2 = layers[-1] if self.pool is not None else None
+        self.last_schedule = None
+        self._stages = {}  # NeuronStage per (SRM layer, dtype): derived from parameters, not a forward cache
+        self._layer_steps = [LayerStep(l, context) for l in self.layers]  # the "layers" schedule
+
+    # -- the policy ----------------------------------------------------------------------------------------
+    def schedule(self, x) -> str:
+        """The schedule for input events ``x`` (:data:`FUSED` or :data:`LAYERS`; the rule of the module
+        docstring: batch size, input density, stride, the batch's conv output bytes against
+        :data:`BLAS_BLOCK_MIN_BYTES`, :meth:`unfused_bytes` against the plan's memory budget)."""
+        n, t = x.shape[0], x.shape[4]
+        if n < FUSED_CONV_MIN_BATCH:
+            return LAYERS
+        if x.density <= CONV_EVENT_DENSITY_THRESHOLD:
+            return FUSED  # event-driven conv
+        out_bytes = int(np.prod(self.conv.output_shape(self.conv.in_shape))) * n * t * self.conv.weight.data.itemsize
+        if (not uses_blas(x, self.conv.stride) or out_bytes <= BLAS_BLOCK_MIN_BYTES
+                or self.unfused_bytes(n, t) <= self.options.memory_budget):
+            return LAYERS
+        return FUSED
+
+    def unfused_bytes(self, n: int, t: int) -> int:
+        """The estimated peak bytes of the network's conv layers run unfused for a batch of ``n`` samples
+        of ``t`` bins: ``UNFUSED_VALUES_PER_OUTPUT x n x t x (conv outputs of the network) x itemsize``
+        (the network's conv outputs per sample and bin: :meth:`pysrm.plan.PlanContext.output_values`)."""
+        outputs = self.context.output_values(Conv) or int(np.prod(self.conv.output_shape(self.conv.in_shape)))
+        return UNFUSED_VALUES_PER_OUTPUT * n * t * outputs * self.conv.weight.data.itemsize
+
+    # -- the schedules ---------------------------------------------------------------------------------------
+    def _stage(self, srm, dtype):
+        key = (id(srm), np.dtype(dtype).str)
+        st = self._stages.get(key)
+        if st is None:
+            st = self._stages[key] = NeuronStage(srm.neuron, srm.srm, srm.ref, srm.sim.ts, dtype)
+        return st
+
+    def _args(self):
+        w = self.conv.weight.data
+        delay = (self.delay.delay.data, self.delay.sim.ts) if self.delay is not None else None
+        pool = (self.pool.kernel, self.pool.weight) if self.pool is not None else None
+        st2 = self._stage(self.srm2, w.dtype) if self.pool is not None else None
+        return w, delay, pool, self._stage(self.srm1, w.dtype), st2
+
+    def forward(self, x, train: bool = False):
+        self.conv.check_input(x)
+        x = x if isinstance(x, SpikeEvents) else SpikeEvents.from_dense(x)
+        self.last_schedule = self.schedule(x)
+        if self.last_schedule == LAYERS:
+            x = x.to_dense()
+            for step in self._layer_steps:
+                x = step.forward(x, train)
+            return x
+        return self._forward_fused(x, train)
+
+    def _forward_fused(self, x, train):
+        w, delay, pool, st1, st2 = self._args()
+        keep = train and potential_bytes(w, x, self.conv.stride, self.conv.padding, pool) <= STORE_POTENTIALS_BYTES
+        out = conv_block_forward(w, x, self.conv.stride, self.conv.padding, st1, delay, pool, st2, keep_potentials=keep)
+        s1, s2 = out[0], out[1]
+        saved = out[2] if keep else None
+        if train:
+            self.cache.update(x=x, saved=saved)
+        self.srm1.record(s1)
+        if self.pool is not None:
+            self.srm2.record(s2)
+            return self._hand_on(s2)
+        if self.delay is None:
+            return self._hand_on(s1)
+        d, ts = delay
+        y = F.delay_events(s1, d, ts)
+        if self.output.kind == EVENTS and y.n_events <= self.output.max_density * int(np.prod(y.shape)):
+            return y
+        return y.to_dense()  # bitwise F.delay of the dense spikes (delay_events' contract)
+
+    def _hand_on(self, s):
+        """The block's output spikes as the next step takes them (the planner's link)."""
+        return s if self.output.kind == EVENTS else s.to_dense()
+
+    def backward(self, grad):
+        if self.last_schedule == LAYERS:
+            for step in reversed(self._layer_steps):
+                grad = step.backward(grad)
+            return grad
+        x = self.cached("x")
+        w, delay, pool, st1, st2 = self._args()
+        gx, gw, gd = conv_block_backward(w, x, self.conv.stride, self.conv.padding, st1, materialize(grad),
+                                         delay, pool, st2, need_input_grad=not self.first,
+                                         saved=self.cache.pop("saved", None))
+        self.conv.weight.accumulate_grad(gw)
+        if self.delay is not None:
+            self.delay.delay.accumulate_grad(gd)
+        return gx
+
+
+class ConvSRMDelayPoolSRMBlock(ConvBlock):
+    """Conv -> SRM -> Delay -> Pool -> SRM (see :class:`ConvBlock`)."""
+    pattern = (Conv, SRM, Delay, Pool, SRM)
+
+
+class ConvSRMPoolSRMBlock(ConvBlock):
+    """Conv -> SRM -> Pool -> SRM (see :class:`ConvBlock`)."""
+    pattern = (Conv, SRM, Pool, SRM)
+
+
+class ConvSRMDelayBlock(ConvBlock):
+    """Conv -> SRM -> Delay (see :class:`ConvBlock`)."""
+    pattern = (Conv, SRM, Delay)
+
+
+class ConvSRMBlock(ConvBlock):
+    """Conv -> SRM (see :class:`ConvBlock`)."""
+    pattern = (Conv, SRM)
+
+
+#: the blocks of this family, in the order a planner registers them
+BLOCKS = (ConvSRMDelayPoolSRMBlock, ConvSRMPoolSRMBlock, ConvSRMDelayBlock, ConvSRMBlock)
