@@ -237,7 +237,7 @@ class Network:
 
         On ``'cuda'`` every op runs as a CUDA kernel and the arrays stay on the GPU; inputs
         given on the host are copied there by :meth:`forward`; the parameters and their gradients are
-        packed into one device buffer each (:class:`pysrm.cuda.ParameterPack`: the gradients are zeroed
+        packed into one device buffer each (:class:`pysrm.ops.optim_cuda.ParameterPack`: the gradients are zeroed
         and the optimisers update all parameters in one launch).  ``'cuda'`` without a usable
         GPU raises :class:`~pysrm.backend.CudaUnavailableError`; ``'auto'`` falls back to
         the CPU.  Returns the network.
@@ -246,8 +246,8 @@ class Network:
         for p in self.parameters():
             p.to(device)
         if device == "cuda":  # all parameters (and gradients) in one buffer: one launch to zero / update
-            from . import cuda as dev
-            dev.ParameterPack.pack(self.parameters())
+            from .ops.optim_cuda import ParameterPack
+            ParameterPack.pack(self.parameters())
         self.device = device
         self.workspace.clear()
         return self.configure()
@@ -310,8 +310,8 @@ class Network:
     def zero_grad(self):
         params = self.parameters()
         if self.device == "cuda":
-            from . import cuda as dev
-            dev.zero_grads(params)  # one launch when the parameters are packed (Network.to)
+            from .ops.optim_cuda import zero_grads
+            zero_grads(params)  # one launch when the parameters are packed (Network.to)
             return
         for p in params:
             p.zero_grad()

@@ -53,7 +53,7 @@ at most 64); elsewhere the layers run one by one.  There is no run-time switch. 
 """
 from __future__ import annotations
 
-from ..cuda import DeviceSpikeEvents
+from ..events_cuda import DeviceSpikeEvents
 from ..layers import SRM, Conv, Delay, Dense, Pool
 from ..ops import conv_cuda, delay_cuda, dense_cuda, pool_cuda, srm_cuda
 from ..plan import PlanOptions, Step, materialize
