@@ -100,8 +100,15 @@ def main():
     ap.add_argument("--memory-gb", type=float, help="the network's memory budget (GiB; versions that have it)")
     args = ap.parse_args()
     if args.conv_unfused:
-        import pysrm.blocks.conv
-        pysrm.blocks.conv.FUSED_CONV_MIN_BATCH = 10 ** 9
+        try:  # the settings record (issue 24 on)
+            from pysrm import settings
+            settings_ctx = settings.override(fused_conv_min_batch=10 ** 9)
+        except ImportError:  # older versions: the module constant
+            import contextlib
+            import pysrm.plan
+            pysrm.plan.FUSED_CONV_MIN_BATCH = 10 ** 9
+            settings_ctx = contextlib.nullcontext()
+        settings_ctx.__enter__()  # for the rest of this process
     net, sim, step = setup(args.case, args.T, args.memory_gb)
     data = batches(args.case, args.batch, args.steps + 3, sim, np.random.default_rng(0))
     for x, y in data[:3]:

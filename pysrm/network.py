@@ -49,7 +49,7 @@ from .backend import is_device_array, resolve_device
 from .events import SpikeEvents
 from .layers import SRM, Conv, Delay, Dense, Dropout, Layer, Pool
 from .params import NeuronParams, SimParams
-from .plan import MEMORY_BUDGET, PlanOptions, Planner, default_planner, materialize
+from .plan import PlanOptions, Planner, default_planner, materialize
 from .workspace import Workspace
 
 #: values of the ``strategy`` option
@@ -134,9 +134,9 @@ class Network:
     strategy : str
         ``"auto"`` (the ops' fast strategies) or ``"plain"`` (every op's plain definition; implies no
         fusion)
-    memory_budget : int
-        bytes (default 2 GiB, :data:`pysrm.plan.MEMORY_BUDGET`): the conv layers whose convs run as BLAS
-        products run unfused (faster) when the whole network's unfused conv layers fit in it, else as
+    memory_budget : int, optional
+        bytes (default: the setting ``memory_budget`` of :mod:`pysrm.settings`, 2 GiB): the conv layers
+        whose convs run as BLAS products run unfused (faster) when the whole network's unfused conv layers fit in it, else as
         fused blocks (:class:`pysrm.blocks.conv.ConvBlock`); spikes are the same either way, weight
         gradients equal to float rounding
     planner : Planner or None
@@ -150,7 +150,7 @@ class Network:
     """
 
     def __init__(self, layers: list, input_shape, neuron: NeuronParams, sim: SimParams, spec: str | None = None,
-                 fuse: bool = True, strategy: str = "auto", memory_budget: int = MEMORY_BUDGET,
+                 fuse: bool = True, strategy: str = "auto", memory_budget: int | None = None,
                  planner: Planner | None = None):
         self.layers = list(layers)
         self.input_shape = tuple(input_shape)
@@ -191,7 +191,7 @@ class Network:
                     delays: bool = False, delay_per: str = "neuron", dropout: float = 0.0, seed: int = 0,
                     dtype=np.float32, srm_tolerance: float = 0.01, ref_tolerance: float = 0.01,
                     dense_weight_scale: float = 10.0, conv_weight_scale: float = 100.0, fuse: bool = True,
-                    strategy: str = "auto", memory_budget: int = MEMORY_BUDGET,
+                    strategy: str = "auto", memory_budget: int | None = None,
                     planner: Planner | None = None) -> "Network":
         """Build a network from a shorthand string (see the module docstring); ``fuse``, ``strategy``,
         ``memory_budget`` and ``planner`` as for :class:`Network`."""

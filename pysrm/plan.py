@@ -65,6 +65,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import settings
 from .ops.dense import DenseInputGrad
 
 #: a dense array (forward: values or spikes; backward: a gradient)
@@ -75,9 +76,6 @@ EVENTS = "events"
 DENSE_INPUT_GRAD = "dense_input_grad"
 #: every kind of value a plan hands between steps
 VALUE_KINDS = (ARRAY, EVENTS, DENSE_INPUT_GRAD)
-
-#: the default :attr:`PlanOptions.memory_budget`: 2 GiB
-MEMORY_BUDGET = 2 * 2 ** 30
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,7 @@ class PlanOptions:
     device : str
         ``"cpu"`` or ``"cuda"``: the device of every step of the plan
     memory_budget : int
-        bytes (default :data:`MEMORY_BUDGET`): what a block may plan to hold at once (the conv blocks'
+        bytes (default: the setting ``memory_budget`` of :mod:`pysrm.settings`, 2 GiB): what a block may plan to hold at once (the conv blocks'
         schedule rule, :class:`pysrm.blocks.conv.ConvBlock`)
 
     Raises
@@ -105,9 +103,11 @@ class PlanOptions:
     fuse: bool = True
     strategy: str = "auto"
     device: str = "cpu"
-    memory_budget: int = MEMORY_BUDGET
+    memory_budget: int = None
 
     def __post_init__(self):
+        if self.memory_budget is None:
+            object.__setattr__(self, "memory_budget", settings.current().memory_budget)
         b = self.memory_budget
         if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 0:
             raise ValueError(f"memory_budget must be a number of bytes >= 0; got {b!r}")

@@ -25,9 +25,15 @@ Three kinds of fields:
   order (each op's docstring says which);
 * **partitions** (``*_parts``, ``*_chunks``): a reduction is split into this many fixed parts by shape,
   so a result depends on them (to float rounding) but never on the thread count;
-* **CUDA kernel shapes** (``cuda_*``): read by the CUDA modules when they are first imported, because
-  Numba compiles them into the kernels; an :func:`override` of them after that import has no effect on
-  the kernels (the CUDA modules say which of their constants come from here).
+* **CUDA launch shapes** (``cuda_split_blocks``, ``cuda_event_chunk``, ``cuda_grid_z_max``): read when
+  a kernel is launched.
+
+Not here, because Numba compiles them into the kernels as constants (changing them means recompiling,
+and a run-time value could disagree with the compiled one): the tile and block sizes of the CUDA kernels
+(``pysrm.cuda.launches``: ``GEMM_THREADS``, ``GEMM_MICRO``, ``TRANSPOSE_TILE``; ``pysrm.ops.srm_cuda``:
+``TILE``, ``ROWS``, ``THREADS``, ``MAX_KERNEL``, ``MAX_REFRACTORY``; ``pysrm.ops.delay_cuda.GRAD_THREADS``),
+and the conv block's ``ROW_SCAN_MIN_LENGTH`` (:mod:`pysrm.blocks.conv`: refractory responses longer than
+16 bins take the row-by-row spike scan, chosen inside the compiled block).
 
 The plan's ``memory_budget`` (:class:`pysrm.plan.PlanOptions`) defaults to :attr:`Settings.memory_budget`.
 """
@@ -105,10 +111,6 @@ class Settings:
     conv_block_tile: int = _doc(
         "columns (neurons x positions) per tile of a conv block's per-neuron passes without pooling: a "
         "(T, tile) block of one sample stays in L2 (whole output rows, at least one)", default=512)
-    row_scan_min_length: int = _doc(
-        "bins: refractory responses longer than this take the conv block's row-by-row spike scan (the "
-        "additions after a spike are contiguous there; the time-major scan touches one cache line per "
-        "bin)", default=16)
     fused_dense_max_outputs: int = _doc(
         "outputs: a dense layer with at most this many outputs has its input gradient made row by row "
         "inside the delay backward before it", default=64)
@@ -266,7 +268,7 @@ Settings.__doc__ = inspect.cleandoc(Settings.__doc__) + _parameters_section(Sett
 _CHOICES = {"cuda_gemm": ("auto", "cublas", "numba")}
 _FRACTIONS = ("event_density_threshold", "conv_event_density_threshold")
 _NON_NEGATIVE = ("memory_budget", "blas_block_min_bytes", "store_potentials_bytes", "fused_min_outputs",
-                 "fused_dense_max_outputs", "train_prefetch", "cublas_partial_limit", "row_scan_min_length")
+                 "fused_dense_max_outputs", "train_prefetch", "cublas_partial_limit")
 
 
 def _check(name: str, v) -> None:

@@ -11,7 +11,8 @@ from pysrm.blocks import conv as C
 from pysrm.layers import Conv
 from pysrm.losses import make_loss
 from pysrm.network import Network
-from pysrm.plan import EVENTS, MEMORY_BUDGET, Link
+from pysrm import settings
+from pysrm.plan import EVENTS, Link
 
 
 def test_conv_block_schedule_rule_and_links():
@@ -22,14 +23,14 @@ def test_conv_block_schedule_rule_and_links():
     assert net.plan[0].output == Link(EVENTS, Conv.events_max_density)
     assert net.plan[1].output == Link(EVENTS, net.plan[2].events_max_density)
     rng = np.random.default_rng(0)
-    sparse = SpikeEvents.from_dense((rng.random((C.FUSED_CONV_MIN_BATCH, 2, 10, 10, 20)) < 0.02).astype(np.float32))
+    sparse = SpikeEvents.from_dense((rng.random((settings.current().fused_conv_min_batch, 2, 10, 10, 20)) < 0.02).astype(np.float32))
     assert net.plan[0].schedule(sparse) == C.FUSED
-    small = SpikeEvents.from_dense((rng.random((C.FUSED_CONV_MIN_BATCH - 1, 2, 10, 10, 20)) < 0.02).astype(np.float32))
+    small = SpikeEvents.from_dense((rng.random((settings.current().fused_conv_min_batch - 1, 2, 10, 10, 20)) < 0.02).astype(np.float32))
     assert net.plan[0].schedule(small) == C.LAYERS
     last = Network.from_string("10x10x2-4c3-3c3", NEURON, SIM)
     assert step_names(last) == ["ConvSRMBlock", "ConvSRMBlock"] and last.plan[-1].output == Link()
     out = last.forward(sparse)
-    assert isinstance(out, np.ndarray) and out.shape == (C.FUSED_CONV_MIN_BATCH, 3, 10, 10, 20)
+    assert isinstance(out, np.ndarray) and out.shape == (settings.current().fused_conv_min_batch, 3, 10, 10, 20)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -49,7 +50,7 @@ def test_conv_blocks_equal_the_unfused_plan(spec, delays, density, dtype):
     _compare_fused_with_unfused(spec, delays, density, dtype)
 
 
-def _compare_fused_with_unfused(spec, delays, density, dtype, memory_budget=MEMORY_BUDGET):
+def _compare_fused_with_unfused(spec, delays, density, dtype, memory_budget=None):
     rng = np.random.default_rng(11)
     shape = Network.from_string(spec, NEURON, SIM).input_shape
     x = (rng.random((5,) + shape + (40,)) < density).astype(dtype)
@@ -103,7 +104,7 @@ def test_conv_block_delay_gradient_agrees_with_finite_differences():
 @pytest.mark.parametrize("pool,density", [(True, 0.05), (False, 0.05), (True, 0.3)])
 def test_conv_block_backward_recomputes_exactly_what_it_would_have_kept(pool, density):
     """The fused conv block keeps its potentials for the backward at small batches and recomputes each
-    sample's forward at large ones (pysrm.blocks.conv.STORE_POTENTIALS_BYTES): bitwise the same gradients."""
+    sample's forward at large ones (the setting store_potentials_bytes): bitwise the same gradients."""
     from pysrm.blocks.conv import NeuronStage, conv_block_backward, conv_block_forward
     from pysrm import functional as F
     rng = np.random.default_rng(8)
@@ -123,37 +124,38 @@ def test_conv_block_backward_recomputes_exactly_what_it_would_have_kept(pool, de
 
 
 @pytest.mark.parametrize("spec", ["12x12x2-4c3-2a-8c3-2a-16-3", "10x10x2-4c3-6c3-16-3"])
-def test_conv_blocks_with_blas_convs_equal_the_unfused_plan(spec, monkeypatch):
-    """Dense-ish inputs in a large batch take the fused block with BLAS convs (BLAS_BLOCK_MIN_BYTES, set to 0
-    here so that a small test batch takes it): spikes bitwise, gradients to float rounding."""
-    monkeypatch.setattr(C, "BLAS_BLOCK_MIN_BYTES", 0)
-    for dtype in (np.float32, np.float64):
-        net = _compare_fused_with_unfused(spec, True, 0.3, dtype, memory_budget=0)
-        first = net.plan[0]
-        assert isinstance(first, C.ConvBlock) and first.last_schedule == C.FUSED  # ran fused, with BLAS convs
+def test_conv_blocks_with_blas_convs_equal_the_unfused_plan(spec):
+    """Dense-ish inputs in a large batch take the fused block with BLAS convs (the setting
+    blas_block_min_bytes, set to 0 here so that a small test batch takes it): spikes bitwise, gradients to
+    float rounding."""
+    with settings.override(blas_block_min_bytes=0):
+        for dtype in (np.float32, np.float64):
+            net = _compare_fused_with_unfused(spec, True, 0.3, dtype, memory_budget=0)
+            first = net.plan[0]
+            assert isinstance(first, C.ConvBlock) and first.last_schedule == C.FUSED  # ran fused, with BLAS convs
 
 
-def test_memory_budget_decides_whether_blas_conv_blocks_run_fused(monkeypatch):
+def test_memory_budget_decides_whether_blas_conv_blocks_run_fused():
     """A conv block whose conv takes BLAS products runs its layers one by one when the whole network's
-    unfused conv layers fit in the memory budget (UNFUSED_VALUES_PER_OUTPUT x N x T x conv outputs x
+    unfused conv layers fit in the memory budget (unfused_values_per_output x N x T x conv outputs x
     itemsize), else fused; the rule is the same on every call (shapes, batch and budget only), and both
     executions give the same spikes and gradients to float rounding."""
-    monkeypatch.setattr(C, "BLAS_BLOCK_MIN_BYTES", 0)
-    spec = "12x12x2-4c3-2a-8c3-2a-16-3"
-    net = Network.from_string(spec, NEURON, SIM)
-    conv_outputs = 4 * 12 * 12 + 8 * 6 * 6
-    blocks = [s for s in net.plan if isinstance(s, C.ConvBlock)]
-    assert len(blocks) == 2 and all(b.context.output_values(Conv) == conv_outputs for b in blocks)
-    need = C.UNFUSED_VALUES_PER_OUTPUT * 5 * 40 * conv_outputs * 4   # batch 5, T 40, float32
-    assert blocks[0].unfused_bytes(5, 40) == need
-    rng = np.random.default_rng(2)
-    x = (rng.random((5,) + net.input_shape + (40,)) < 0.3).astype(np.float32)
-    for budget, fused in ((need, False), (need - 1, True), (0, True), (10 * need, False)):
-        net.configure(memory_budget=budget)
-        for _ in range(2):
-            net.forward(x, train=True)
-            assert (net.plan[0].last_schedule == C.FUSED) == fused, budget
-            assert net.plan[0].schedule(SpikeEvents.from_dense(x)) == net.plan[0].last_schedule
-    _compare_fused_with_unfused(spec, True, 0.3, np.float32, memory_budget=need - 1)
-    with pytest.raises(ValueError, match="memory_budget"):
-        net.configure(memory_budget=-1)
+    with settings.override(blas_block_min_bytes=0):
+        spec = "12x12x2-4c3-2a-8c3-2a-16-3"
+        net = Network.from_string(spec, NEURON, SIM)
+        conv_outputs = 4 * 12 * 12 + 8 * 6 * 6
+        blocks = [s for s in net.plan if isinstance(s, C.ConvBlock)]
+        assert len(blocks) == 2 and all(b.context.output_values(Conv) == conv_outputs for b in blocks)
+        need = settings.current().unfused_values_per_output * 5 * 40 * conv_outputs * 4   # batch 5, T 40, float32
+        assert blocks[0].unfused_bytes(5, 40) == need
+        rng = np.random.default_rng(2)
+        x = (rng.random((5,) + net.input_shape + (40,)) < 0.3).astype(np.float32)
+        for budget, fused in ((need, False), (need - 1, True), (0, True), (10 * need, False)):
+            net.configure(memory_budget=budget)
+            for _ in range(2):
+                net.forward(x, train=True)
+                assert (net.plan[0].last_schedule == C.FUSED) == fused, budget
+                assert net.plan[0].schedule(SpikeEvents.from_dense(x)) == net.plan[0].last_schedule
+        _compare_fused_with_unfused(spec, True, 0.3, np.float32, memory_budget=need - 1)
+        with pytest.raises(ValueError, match="memory_budget"):
+            net.configure(memory_budget=-1)

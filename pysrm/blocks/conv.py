@@ -52,13 +52,13 @@ plan's memory budget only (never threads or timing, so results stay independent 
 * ``"layers"`` -- the layers one by one, as the unfused plan (faster where the fused block would
   parallelise badly or where the unfused layers' memory is affordable):
 
-  - a batch below :data:`FUSED_CONV_MIN_BATCH` (the fused block parallelises over the samples;
+  - a batch below the setting ``fused_conv_min_batch`` (the fused block parallelises over the samples;
     measured DVS Gesture batch 1: 2.9 fused vs 4.0 separate samples/s training);
   - a dense-ish input (above the conv event threshold) where the conv is strided (its direct loops),
-    or whose batch's conv output takes at most :data:`BLAS_BLOCK_MIN_BYTES`, or where the unfused conv
+    or whose batch's conv output takes at most the setting ``blas_block_min_bytes``, or where the unfused conv
     layers of the whole network fit in the plan's memory budget:
-    ``UNFUSED_VALUES_PER_OUTPUT x N x T x (conv outputs per sample and bin of all conv layers) x
-    itemsize <= PlanOptions.memory_budget`` (:data:`UNFUSED_VALUES_PER_OUTPUT`; e.g. the DVS Gesture
+    ``unfused_values_per_output x N x T x (conv outputs per sample and bin of all conv layers) x
+    itemsize <= PlanOptions.memory_budget`` (the setting ``unfused_values_per_output``; e.g. the DVS Gesture
     CNN at its batch 16 runs unfused in 1.8 GB, at batch 32 fused in 1.2 GB).
 
 Fused, the spikes leave as events where the next step takes events (a delayed output as an array where
@@ -84,6 +84,7 @@ from ..ops._records import NeuronBackward, NeuronForward, events_of
 from ..ops.spike import flag_words, scan_bin_time_major
 from ..ops.srm import correlation_time_major, psp_time_major
 from .. import functional as F
+from .. import settings
 from ..events import SpikeEvents
 from ..layers import SRM, Conv, Delay, Pool
 from ..ops.dense import CONV_EVENT_DENSITY_THRESHOLD
@@ -120,14 +121,11 @@ BackwardArrays = namedtuple("BackwardArrays",
 
 # --------------------------------------------------------------------------- per-tile stages (time-major)
 
-#: about this many columns per tile of the per-neuron passes without pooling (whole output rows, at least
-#: one: a (T, tile) block of a sample stays in L2); with pooling a tile is the input rows of one pooled row
-TILE = 512
-
-
 def tile_rows(has_pool: bool, pk: int, Wo: int, Co: int) -> int:
-    """Output rows of the conv layer per tile."""
-    return pk if has_pool else max(1, TILE // (Wo * Co))
+    """Output rows of the conv layer per tile: with pooling the input rows of one pooled row, else about
+    the setting ``conv_block_tile`` columns (:mod:`pysrm.settings`; whole output rows, at least one: a
+    (T, tile) block of a sample stays in L2)."""
+    return pk if has_pool else max(1, settings.current().conv_block_tile // (Wo * Co))
 
 
 def tile_width(has_pool: bool, pk: int, Ho: int, Wo: int, Co: int) -> int:
@@ -259,7 +257,8 @@ def _spike_scan_tm(buf, nu, theta, flag, found, col_times, col_count):
 
 
 #: refractory responses longer than this take the row-by-row scan (_spike_scan_rows): their additions after
-#: a spike are contiguous there, where the time-major scan touches one cache line per bin
+#: a spike are contiguous there, where the time-major scan touches one cache line per bin.  A compile-time
+#: constant of the block's kernels (not a setting of :mod:`pysrm.settings`: the choice is made inside them)
 ROW_SCAN_MIN_LENGTH = 16
 
 
@@ -846,10 +845,6 @@ def _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2):
     return (ev, wT, geo, dp, til), (shape, Co, Ho, Wo, H2, W2, n1, tw1)
 
 
-#: a training forward keeps the block's potentials for the backward (instead of recomputing each sample's
-#: forward there) when they take at most this many bytes for the batch: faster at small batches, the same
-#: results (the recomputed potentials are bitwise the kept ones)
-STORE_POTENTIALS_BYTES = 128 * 2 ** 20
 
 
 def potential_bytes(w, x, stride, padding, pool) -> int:
@@ -976,22 +971,6 @@ def conv_block_backward(w, x, stride, padding, stage1, grad, delay=None, pool=No
 
 # --------------------------------------------------------------------------- blocks
 
-#: a conv block whose conv takes BLAS products (a dense-ish input) runs fused only when the batch's conv
-#: output would take more than this many bytes: below it the separate layers are faster (N-MNIST CNN conv3
-#: at batch 8: 480 vs 950 ms per step, benchmarks/RESULTS.md), above it the fused block keeps the memory
-#: small (the same spikes; weight gradients to rounding)
-BLAS_BLOCK_MIN_BYTES = 128 * 2 ** 20
-#: conv blocks run fused from this batch size up: they parallelise over the samples (and the backward's
-#: fixed parts of the batch), so a batch of one or two runs on one thread, where the separate layers'
-#: kernels use every core (measured DVS Gesture batch 1: 2.9 fused vs 4.0 separate samples/s training).
-#: A batch-size rule, never a thread-count rule: results stay independent of NUMBA_NUM_THREADS.
-FUSED_CONV_MIN_BATCH = 4
-#: bytes an unfused training step of a conv network holds per conv output value (neuron x bin of the
-#: batch) at its peak, in units of the dtype's size: the conv output, the spikes, the surrogate's input
-#: and the next layer's copy (measured: the DVS Gesture network at batch 16 with its BLAS-mode conv2 on its
-#: own and conv1 fused peaks at 1.82 GB for 16 x 29.5 MB of conv outputs, 3.9x; benchmarks/RESULTS.md,
-#: issue 17)
-UNFUSED_VALUES_PER_OUTPUT = 4
 
 #: the schedules of a conv block (:meth:`ConvBlock.schedule`)
 FUSED, LAYERS = "fused", "layers"
@@ -1000,7 +979,7 @@ FUSED, LAYERS = "fused", "layers"
 class ConvBlock(Step):
     """Conv -> SRM [-> Delay] [-> Pool -> SRM] on the CPU (module docstring: its schedules and policy);
     the subclasses set the pattern.  Its cache in the fused schedule: ``x`` (the input events) and
-    ``saved`` (the potentials a training forward kept, :data:`STORE_POTENTIALS_BYTES`).
+    ``saved`` (the potentials a training forward kept, the setting ``store_potentials_bytes``).
 
     Attributes
     ----------
@@ -1033,24 +1012,25 @@ class ConvBlock(Step):
     def schedule(self, x) -> str:
         """The schedule for input events ``x`` (:data:`FUSED` or :data:`LAYERS`; the rule of the module
         docstring: batch size, input density, stride, the batch's conv output bytes against
-        :data:`BLAS_BLOCK_MIN_BYTES`, :meth:`unfused_bytes` against the plan's memory budget)."""
+        the setting ``blas_block_min_bytes``, :meth:`unfused_bytes` against the plan's memory budget)."""
         n, t = x.shape[0], x.shape[4]
-        if n < FUSED_CONV_MIN_BATCH:
+        cfg = settings.current()
+        if n < cfg.fused_conv_min_batch:
             return LAYERS
         if x.density <= CONV_EVENT_DENSITY_THRESHOLD:
             return FUSED  # event-driven conv
         out_bytes = int(np.prod(self.conv.output_shape(self.conv.in_shape))) * n * t * self.conv.weight.data.itemsize
-        if (not uses_blas(x, self.conv.stride) or out_bytes <= BLAS_BLOCK_MIN_BYTES
+        if (not uses_blas(x, self.conv.stride) or out_bytes <= cfg.blas_block_min_bytes
                 or self.unfused_bytes(n, t) <= self.options.memory_budget):
             return LAYERS
         return FUSED
 
     def unfused_bytes(self, n: int, t: int) -> int:
         """The estimated peak bytes of the network's conv layers run unfused for a batch of ``n`` samples
-        of ``t`` bins: ``UNFUSED_VALUES_PER_OUTPUT x n x t x (conv outputs of the network) x itemsize``
+        of ``t`` bins: ``unfused_values_per_output x n x t x (conv outputs of the network) x itemsize``
         (the network's conv outputs per sample and bin: :meth:`pysrm.plan.PlanContext.output_values`)."""
         outputs = self.context.output_values(Conv) or int(np.prod(self.conv.output_shape(self.conv.in_shape)))
-        return UNFUSED_VALUES_PER_OUTPUT * n * t * outputs * self.conv.weight.data.itemsize
+        return settings.current().unfused_values_per_output * n * t * outputs * self.conv.weight.data.itemsize
 
     # -- the schedules ---------------------------------------------------------------------------------------
     def _stage(self, srm, dtype):
@@ -1080,7 +1060,7 @@ class ConvBlock(Step):
 
     def _forward_fused(self, x, train):
         w, delay, pool, st1, st2 = self._args()
-        keep = train and potential_bytes(w, x, self.conv.stride, self.conv.padding, pool) <= STORE_POTENTIALS_BYTES
+        keep = train and potential_bytes(w, x, self.conv.stride, self.conv.padding, pool) <= settings.current().store_potentials_bytes
         out = conv_block_forward(w, x, self.conv.stride, self.conv.padding, st1, delay, pool, st2, keep_potentials=keep)
         s1, s2 = out[0], out[1]
         saved = out[2] if keep else None

@@ -34,7 +34,7 @@ Blocks and their policy (the plan's steps, :mod:`pysrm.plan`; CPU plans with ``f
 
 ``DenseSRMBlock``       Dense -> SRM.  Forward: the fused pass on an event input whose spike response
                         is an alpha function long enough for the recursion
-                        (:func:`fused_forward_applies`) from :data:`FUSED_MIN_OUTPUTS` outputs up, or
+                        (:func:`fused_forward_applies`) from the setting ``fused_min_outputs`` outputs up, or
                         whenever its spikes are handed on as events; else the dense op and the SRM op.
                         Backward of a first layer: the fused weight gradient; of a hidden one the SRM
                         backward and the dense backward, the input gradient handed on uncomputed
@@ -73,14 +73,9 @@ from ..ops.dense import dense as dense_op
 from ..ops.psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters
 from ..ops.spike import firing_threshold, flag_words, scan_bin_time_major
 from ..ops.srm import alpha_time_major, correlation_time_major, srm_backward, srm_forward
+from .. import settings
 from ..plan import ARRAY, DENSE_INPUT_GRAD, EVENTS, Step, materialize
 
-#: at most this many tasks for the per-sample fused kernels (sample_chunks)
-SAMPLE_CHUNKS = 16
-#: below this many outputs the fused Dense -> SRM forward is slower than the three ops (measured: 10
-#: outputs 0.68 vs 0.35 ms, 32 about even, 64 1.4 vs 1.7 ms at N-MNIST batch-32 shapes), unless its
-#: spikes are wanted as events
-FUSED_MIN_OUTPUTS = 48
 
 
 # --------------------------------------------------------------------------- engines
@@ -173,8 +168,8 @@ def _dense_srm_events_cpu(ev, wT, stage, amp, T, n_chunks, out):
 
 def sample_chunks(N: int) -> int:
     """Tasks of the per-sample fused kernels for a batch of ``N``: by shape (at most
-    :data:`SAMPLE_CHUNKS`), never by thread count."""
-    return max(1, min(N, SAMPLE_CHUNKS))
+    :mod:`pysrm.settings`' ``sample_chunks``), never by thread count."""
+    return max(1, min(N, settings.current().sample_chunks))
 
 
 def fused_forward_applies(w, x, srm_kernel) -> bool:
@@ -466,7 +461,7 @@ class DenseSRMBlock(Step):
 
     def _fused_forward_wanted(self, x) -> bool:
         return (isinstance(x, SpikeEvents) and fused_forward_applies(self.dense.weight.data, x, self.srm.srm)
-                and (self.dense.weight.data.shape[0] >= FUSED_MIN_OUTPUTS or self.emit_events))
+                and (self.dense.weight.data.shape[0] >= settings.current().fused_min_outputs or self.emit_events))
 
     def _dense_srm(self, x, train: bool):
         """The spikes of Dense -> SRM: events where handed on as events and the fused pass ran, else an array."""
