@@ -178,6 +178,77 @@ def test_alpha_step_is_the_recursive_psp(dtype):
     np.testing.assert_allclose(out, psp(x, k, 1.0, strategy="plain"), rtol=1e-5, atol=1e-5)
 
 
+# --------------------------------------------------------------------------- delay, pool, event indices
+
+@njit(cache=False)
+def _delay_rows(x, shift):
+    # y[t] = (1-f) x[t-m] + f x[t-m-1] from the primitives, f rounded to the dtype as the op does
+    out = np.empty_like(x)
+    zero = x.dtype.type(0.0)
+    for r in range(x.shape[0]):
+        m, fq = P.delay_split_cpu(shift[r])
+        f = x.dtype.type(fq)
+        g = x.dtype.type(1.0) - f
+        for t in range(x.shape[1]):
+            x0 = x[r, t - m] if 0 <= t - m else zero
+            x1 = x[r, t - m - 1] if 0 <= t - m - 1 else zero
+            out[r, t] = P.interpolate_cpu(x0, x1, g, f)
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_delay_split_and_interpolate_are_the_delay(dtype):
+    rng = np.random.default_rng(6)
+    x = _drive(rng, (2, 3, 2, 2, 19), dtype)
+    d = (rng.random((3, 2, 2)) * 4.0).astype(dtype)
+    d[0, 0, 0] = 2.0  # an integer shift
+    ref = delay(x, d, 0.5)
+    shift = np.tile((np.asarray(d, np.float64) / 0.5).astype(dtype).reshape(-1), 2)
+    out = _delay_rows(x.reshape(-1, 19), shift).reshape(x.shape)
+    np.testing.assert_array_equal(out, ref)
+
+
+@njit(cache=False)
+def _pool_flat(x, shape, k, wp, Ho, Wo):
+    N, C, H, W, T = shape
+    out = np.empty((N, C, Ho, Wo, T), dtype=x.dtype)
+    gx = np.empty(N * C * H * W * T, dtype=x.dtype)
+    for idx in range(N * C * Ho * Wo * T):
+        n, c, oy, ox, t = P.unravel5_cpu(idx, C, Ho, Wo, T)
+        out[n, c, oy, ox, t] = P.pool_window_sum_cpu(x, (n * C + c) * H * W * T + t, W, T, oy, ox, k, H, wp,
+                                                     x.dtype.type(0.0))
+    g = out.ravel()
+    for idx in range(N * C * H * W * T):
+        n, c, iy, ix, t = P.unravel5_cpu(idx, C, H, W, T)
+        gx[idx] = P.pooled_grad_cpu(g, (n * C + c) * Ho * Wo * T + t, Wo, T, iy, ix, k, wp)
+    return out, gx
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hw,k", [((5, 4), 2), ((6, 6), 3)])
+def test_pool_primitives_are_the_pool(dtype, hw, k):
+    rng = np.random.default_rng(7)
+    x = _drive(rng, (2, 3) + hw + (5,), dtype)
+    ref = pool(x, k, 1.3, strategy="plain")
+    out, gx = _pool_flat(x.ravel(), x.shape, k, dtype(1.3), ref.shape[2], ref.shape[3])
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(gx.reshape(x.shape), pool_backward(ref, x.shape, k, 1.3))
+
+
+def test_event_indices():
+    dec = njit(cache=False)(lambda i, H, W: P.decode_neuron_cpu(i, H, W))
+    oi = njit(cache=False)(lambda i, p, k, s, n: P.output_index_cpu(i, p, k, s, n))
+    H, W = 5, 7
+    for idx in range(3 * H * W):
+        assert dec(idx, H, W) == (idx // (H * W), (idx % (H * W)) // W, idx % W)
+    for i in range(9):
+        for pad in range(3):
+            for kk in range(3):
+                for s in (1, 2, 3):
+                    hits = [o for o in range(4) if s * o + kk - pad == i]
+                    assert oi(i, pad, kk, s, 4) == (hits[0] if hits else -1)
+
+
 # --------------------------------------------------------------------------- CUDA forms (simulator)
 
 @pytest.fixture(scope="module")
@@ -231,3 +302,58 @@ def test_cuda_spike_and_psp_primitives_equal_the_cpu_forms(cu, dtype):
     _run1(cuda, sums, u, k, dtype(0), out, g, out2)
     np.testing.assert_array_equal(out, _causal(u, k, dtype(0)))
     np.testing.assert_array_equal(out2, _correlation(g, k))
+
+
+@needs_device
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_delay_pool_index_primitives_equal_the_cpu_forms(cu, dtype):
+    cuda, D = cu
+
+    @cuda.jit
+    def pooled(x, shape, k, wp, out, g, gx, zero):
+        N, C, H, W, T = shape
+        Ho, Wo = out.shape[2], out.shape[3]
+        for idx in range(N * C * Ho * Wo * T):
+            n, c, oy, ox, t = D.unravel5(idx, C, Ho, Wo, T)
+            out[n, c, oy, ox, t] = D.pool_window_sum(x, (n * C + c) * H * W * T + t, W, T, oy, ox, k, H, wp, zero)
+        for idx in range(N * C * H * W * T):
+            n, c, iy, ix, t = D.unravel5(idx, C, H, W, T)
+            gx[idx] = D.pooled_grad(g, (n * C + c) * Ho * Wo * T + t, Wo, T, iy, ix, k, wp)
+
+    @cuda.jit
+    def misc(q, ms, fs, vals, H, W, dec, oidx):
+        for i in range(q.shape[0]):
+            m, f = D.delay_split(q[i])
+            ms[i] = m
+            fs[i] = f
+            vals[i] = D.interpolate(q[i], 1.5, 1.0 - f, f)
+        for i in range(dec.shape[0]):
+            c, y, x = D.decode_neuron(i, H, W)
+            dec[i, 0] = c
+            dec[i, 1] = y
+            dec[i, 2] = x
+            oidx[i] = D.output_index(i % 9, 1, i % 3, 2, 4)
+
+    rng = np.random.default_rng(8)
+    x = _drive(rng, (2, 2, 5, 4, 3), dtype)
+    k, wp = 2, dtype(1.3)
+    out = np.empty((2, 2, 3, 2, 3), dtype)
+    ref, gref = _pool_flat(x.ravel(), x.shape, k, wp, 3, 2)
+    gx = np.empty(x.size, dtype)
+    _run1(cuda, pooled, x.ravel(), x.shape, k, wp, out, ref.ravel(), gx, dtype(0))
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(gx, gref)
+    q = rng.random(6) * 5.0
+    ms, fs, vals = np.empty(6, np.int64), np.empty(6), np.empty(6)
+    dec, oidx = np.empty((30, 3), np.int64), np.empty(30, np.int64)
+    _run1(cuda, misc, q, ms, fs, vals, 2, 5, dec, oidx)
+    split = njit(cache=False)(lambda v: P.delay_split_cpu(v))
+    dec_c = njit(cache=False)(lambda i, H, W: P.decode_neuron_cpu(i, H, W))
+    oi_c = njit(cache=False)(lambda i, p, kk, s, n: P.output_index_cpu(i, p, kk, s, n))
+    for i in range(6):
+        m, f = split(q[i])
+        assert (ms[i], fs[i]) == (m, f)
+        assert vals[i] == P.interpolate(q[i], 1.5, 1.0 - f, f)
+    for i in range(30):
+        assert tuple(dec[i]) == dec_c(i, 2, 5)
+        assert oidx[i] == oi_c(i % 9, 1, i % 3, 2, 4)
