@@ -134,6 +134,31 @@ def test_spike_step_masked_is_the_spike_op(dtype):
     np.testing.assert_array_equal(uu, u_ref)
 
 
+@njit(cache=False)
+def _spike_times(u, nu, theta, times, count):
+    # the schedule of the fused conv block's row scan: the spike bins of each row listed
+    T = u.shape[1]
+    for r in range(u.shape[0]):
+        t = P.next_spike_cpu(u[r], 0, nu, theta)
+        while t < T:
+            times[r, count[r]] = t
+            count[r] += 1
+            t = P.next_spike_cpu(u[r], t + 1, nu, theta)
+
+
+def test_next_spike_lists_the_spike_op_times():
+    rng = np.random.default_rng(9)
+    _, _, nu = _responses(dtype=np.float32)
+    u = _drive(rng, (6, 31), np.float32)
+    s_ref, u_ref = spike(u, nu, 1.5, 1.0)
+    times, count = np.zeros((6, 31), np.int64), np.zeros(6, np.int64)
+    uu = u.copy()
+    _spike_times(uu, nu, firing_threshold(1.5, np.float32), times, count)
+    np.testing.assert_array_equal(uu, u_ref)
+    for r in range(6):
+        np.testing.assert_array_equal(times[r, :count[r]], np.flatnonzero(s_ref[r]))
+
+
 def test_highest_bit():
     hb = njit(cache=False)(lambda m: P.highest_bit_cpu(m))
     for b in range(63):

@@ -12,8 +12,8 @@ promised bitwise results).  ``tests/test_primitives.py`` checks every primitive 
 Spike generation (:mod:`pysrm.ops.spike`)
     ``fires(v, theta)`` the threshold test with the tie rule folded into ``theta``
     (``theta`` = :func:`pysrm.ops.spike.firing_threshold`); ``add_response(dst, nu)`` the refractory
-    response added to the bins from a spike on (``dst`` starts at the spike's bin); ``spike_scan_row`` the
-    scan of one neuron's row in place; ``highest_bit``, ``refractory_from_mask`` and
+    response added to the bins from a spike on (``dst`` starts at the spike's bin); ``next_spike`` the scan
+    of one neuron's row in place up to its next spike, ``spike_scan_row`` the whole row's scan; ``highest_bit``, ``refractory_from_mask`` and
     ``spike_step_masked`` the same scan one bin at a time with the spikes of the last ``len(nu) - 1``
     bins kept in a 64-bit mask (the fused CUDA kernel's schedule: it carries no array across tiles).
 Post-synaptic potential (:mod:`pysrm.ops.psp`)
@@ -39,7 +39,6 @@ function's globals rebound), so it is written once as well.  The CUDA forms are 
 """
 from __future__ import annotations
 
-import math
 import types
 
 import numpy as np
@@ -75,16 +74,31 @@ def add_response(dst, nu):
         dst[q] += nu[q]
 
 
-def spike_scan_row(u, s, nu, theta, amp):
-    """The spike scan of one neuron's row in place: in bin order, where ``fires(u[t], theta)`` the spike
-    ``s[t] = amp`` is written and the refractory response added to ``u[t:]``.  ``s`` is written only at
-    spikes (the caller zeroes it).  Returns the number of spikes."""
-    count = 0
-    for t in range(u.shape[0]):
+def next_spike(u, t, nu, theta):
+    """The scan of one neuron's row ``u`` in place from bin ``t`` to its next spike: the first bin ``t' >= t``
+    where ``fires(u[t'], theta)``, whose refractory response is then added to ``u[t':]``; returns ``t'``, or
+    ``len(u)`` when there is none.  Repeated from ``t' + 1`` it is the op's scan (every schedule that scans
+    a row: :func:`spike_scan_row`, the fused conv block's row scan)."""
+    T = u.shape[0]
+    while t < T:
         if fires(u[t], theta):
-            s[t] = amp
             add_response(u[t:], nu)
-            count += 1
+            return t
+        t += 1
+    return T
+
+
+def spike_scan_row(u, s, nu, theta, amp):
+    """The spike scan of one neuron's row in place (:func:`next_spike` repeated): in bin order, where
+    ``fires(u[t], theta)`` the spike ``s[t] = amp`` is written and the refractory response added to
+    ``u[t:]``.  ``s`` is written only at spikes (the caller zeroes it).  Returns the number of spikes."""
+    T = u.shape[0]
+    count = 0
+    t = next_spike(u, 0, nu, theta)
+    while t < T:
+        s[t] = amp
+        count += 1
+        t = next_spike(u, t + 1, nu, theta)
     return count
 
 
@@ -179,7 +193,7 @@ def alpha_output(F, a_old, f_old, aL, L, gain):
 def delay_split(q):
     """A shift of ``q >= 0`` bins as ``(m, f)``: the integer ``m = floor(q)`` and ``f = q - m`` (in ``q``'s
     arithmetic, float64 for a float32 ``q``; callers round ``f`` to their dtype)."""
-    m = int(math.floor(q))
+    m = int(np.floor(q))
     return m, q - m
 
 
@@ -250,7 +264,8 @@ def _cpu(fn, **forms):
 
 fires_cpu = _cpu(fires)
 add_response_cpu = _cpu(add_response)
-spike_scan_row_cpu = _cpu(spike_scan_row, fires=fires_cpu, add_response=add_response_cpu)
+next_spike_cpu = _cpu(next_spike, fires=fires_cpu, add_response=add_response_cpu)
+spike_scan_row_cpu = _cpu(spike_scan_row, next_spike=next_spike_cpu)
 highest_bit_cpu = _cpu(highest_bit)
 refractory_from_mask_cpu = _cpu(refractory_from_mask, highest_bit=highest_bit_cpu)
 spike_step_masked_cpu = _cpu(spike_step_masked, fires=fires_cpu, refractory_from_mask=refractory_from_mask_cpu)

@@ -15,7 +15,8 @@ def _dev(fn, **forms):
 
 fires = _dev(P.fires)
 add_response = _dev(P.add_response)
-spike_scan_row = _dev(P.spike_scan_row, fires=fires, add_response=add_response)
+next_spike = _dev(P.next_spike, fires=fires, add_response=add_response)
+spike_scan_row = _dev(P.spike_scan_row, next_spike=next_spike)
 highest_bit = _dev(P.highest_bit)
 refractory_from_mask = _dev(P.refractory_from_mask, highest_bit=highest_bit)
 spike_step_masked = _dev(P.spike_step_masked, fires=fires, refractory_from_mask=refractory_from_mask)
