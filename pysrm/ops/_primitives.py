@@ -228,21 +228,16 @@ def pooled_grad(g, base, Wo, T, iy, ix, k, wp):
 
 def decode_neuron(idx, H, W):
     """Channel, row and column of the flat input index ``idx = c H W + y W + x``."""
-    c = idx // (H * W)
-    rem = idx - c * (H * W)
-    y = rem // W
-    return c, y, rem - y * W
+    rem = idx % (H * W)
+    return idx // (H * W), rem // W, rem % W
 
 
 def output_index(i, pad, k, stride, n_out):
     """The output position ``o`` with ``stride o + k - pad == i``, or -1 when there is none."""
     n = i + pad - k
-    if n < 0:
+    if n < 0 or n % stride != 0 or n // stride >= n_out:
         return -1
-    o = n // stride
-    if o * stride != n or o >= n_out:
-        return -1
-    return o
+    return n // stride
 
 
 def unravel5(idx, C, H, W, T):
