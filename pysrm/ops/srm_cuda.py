@@ -64,7 +64,8 @@ from .._checks import positive
 from ._elementwise import surrogate_element
 from . import _primitives_cuda as prim
 from ._util import response_as
-from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters
+from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD
+from .psp_cuda import _scaled  # the device response in the CPU path's precision, as the separate op
 from ._records import DelayArgs, PoolRead, RowGeometry
 from .delay_cuda import _g_at
 from .delay_cuda import delay_shift as _delay_shift
@@ -306,15 +307,6 @@ def _srm_bwd_f64(gsrc, gr, geo, grp_cl, u, st, out, omode):
 
 
 # --------------------------------------------------------------------------- host side
-
-def _scaled(kernel, dtype, ts, min_recursive):
-    """The device response ``ts * kernel`` and the accumulator zero, in the precision of the CPU path
-    (as :func:`pysrm.ops.psp_cuda._scaled`)."""
-    dtype = np.dtype(dtype)
-    if len(kernel) >= min_recursive and alpha_parameters(kernel) is not None:
-        return dev.constant(response_as("kernel", kernel, np.float64) * float(ts)), np.float64(0)
-    return dev.constant(response_as("kernel", kernel, dtype) * dtype.type(ts)), dtype.type(0)
-
 
 def applies(srm_kernel, refractory_kernel) -> bool:
     """True when the fused kernels take these responses (lengths 1 .. :data:`MAX_KERNEL` and
