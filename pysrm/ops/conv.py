@@ -60,6 +60,7 @@ from numba import njit, prange
 from .._checks import float_array, same_dtype
 from ..backend import is_device_array
 from ..events import SpikeEvents
+from ._primitives import decode_neuron_cpu, output_index_cpu
 from ._util import check_5d, check_strategy
 from ._blas_call import NO_TRANS, TRANS, gemm
 from .dense import as_dense, as_events, events_if_sparse
@@ -112,20 +113,12 @@ def _conv_dense_cpu(x, w, out, sy, sx, py, px):
                                 out[n, co, oy, ox, t] += wv * x[n, ci, iy, ix, t]
 
 
-@njit(cache=True, inline="always")
-def _decode(idx, H, W):
-    """Channel, row and column of the flat input index ``idx = c*H*W + y*W + x``."""
-    rem = idx % (H * W)
-    return idx // (H * W), rem // W, rem % W
-
-
-@njit(cache=True, inline="always")
-def _output_index(i, pad, k, stride, n_out):
-    """The output position ``o`` with ``stride*o + k - pad == i``, or -1 when there is none."""
-    n = i + pad - k
-    if n < 0 or n % stride != 0 or n // stride >= n_out:
-        return -1
-    return n // stride
+#: channel, row and column of the flat input index ``idx = c*H*W + y*W + x`` (the event paths' decoding,
+#: pysrm.ops._primitives.decode_neuron)
+_decode = decode_neuron_cpu
+#: the output position ``o`` with ``stride*o + k - pad == i``, or -1 when there is none
+#: (pysrm.ops._primitives.output_index)
+_output_index = output_index_cpu
 
 
 @njit(parallel=True, cache=True)

@@ -17,7 +17,9 @@ Dense input: implicit-GEMM tiled shared-memory products (:mod:`pysrm.ops._gemm_c
 
 The im2col operand is never stored; its entries are read through the index map.
 
-Sparse input (:class:`~pysrm.cuda.DeviceSpikeEvents`), event driven:
+Sparse input (:class:`~pysrm.cuda.DeviceSpikeEvents`), event driven (the event's neuron decoded and the
+outputs it reaches found by the CPU event paths' primitives ``decode_neuron`` / ``output_index`` of
+``pysrm.ops._primitives``):
 
 * forward: one thread per ``(event, ky, kx, co)`` (``co`` fastest) scatters
   ``value * w[co, ci, ky, kx]`` into ``out^T[n, oy, ox, t, co]`` (atomic add,
@@ -44,6 +46,7 @@ from numba import cuda
 from .. import cuda as dev
 from ..cuda import DeviceSpikeEvents
 from . import _gemm_cuda as G
+from . import _primitives_cuda as prim
 from ._records import EventList
 from .conv import _pair, conv_output_size
 from .dense_cuda import EVENT_CHUNK
@@ -63,18 +66,10 @@ def _conv_events_kernel(sample, neuron, time, value, wT, outT, H, W, sy, sx, py,
         rem = j - ky * (KW * Co)
         kx = rem // Co
         co = rem - kx * Co
-        nidx = neuron[k]
-        ci = nidx // (H * W)
-        rem2 = nidx - ci * (H * W)
-        iy = rem2 // W
-        ix = rem2 - iy * W
-        ny = iy + py - ky
-        nx = ix + px - kx
-        if ny < 0 or nx < 0:
-            continue
-        oy = ny // sy
-        ox = nx // sx
-        if oy * sy != ny or ox * sx != nx or oy >= Ho or ox >= Wo:
+        ci, iy, ix = prim.decode_neuron(neuron[k], H, W)
+        oy = prim.output_index(iy, py, ky, sy, Ho)
+        ox = prim.output_index(ix, px, kx, sx, Wo)
+        if oy < 0 or ox < 0:
             continue
         cuda.atomic.add(outT, (sample[k], oy, ox, time[k], co), value[k] * wT[ci, ky, kx, co])
 
@@ -102,22 +97,14 @@ def _conv_events_wgrad_kernel(ev, gT, gwT, g, chunk, zero):
             cur = neuron[k0] // (H * W)
             acc = zero
             for k in range(k0, k1):
-                nidx = neuron[k]
-                ci = nidx // (H * W)
+                ci, iy, ix = prim.decode_neuron(neuron[k], H, W)
                 if ci != cur:
                     cuda.atomic.add(gwT, (cur, ky, kx, co), acc)
                     acc = zero
                     cur = ci
-                rem2 = nidx - ci * (H * W)
-                iy = rem2 // W
-                ix = rem2 - iy * W
-                ny = iy + py - ky
-                nx = ix + px - kx
-                if ny < 0 or nx < 0:
-                    continue
-                oy = ny // sy
-                ox = nx // sx
-                if oy * sy != ny or ox * sx != nx or oy >= Ho or ox >= Wo:
+                oy = prim.output_index(iy, py, ky, sy, Ho)
+                ox = prim.output_index(ix, px, kx, sx, Wo)
+                if oy < 0 or ox < 0:
                     continue
                 acc += value[k] * gT[sample[k], oy, ox, time[k], co]
             cuda.atomic.add(gwT, (cur, ky, kx, co), acc)

@@ -42,6 +42,7 @@ from numba import njit, prange
 
 from .._checks import float_array, positive
 from ..backend import is_device_array
+from ._primitives import delay_split_cpu, interpolate_cpu
 from ._util import check_5d, check_strategy
 
 
@@ -54,9 +55,8 @@ def _delay_cpu(x, shift, out):
     for job in prange(N * M):
         n = job // M
         j = job % M
-        d = shift[j]
-        m = int(np.floor(d))
-        f = x.dtype.type(d - m)
+        m, fq = delay_split_cpu(shift[j])
+        f = x.dtype.type(fq)
         g = x.dtype.type(1.0) - f
         xr = x[n, j]
         o = out[n, j]
@@ -74,8 +74,8 @@ def _delay_cpu(x, shift, out):
 def _delay_shift_back(gr, d, o):
     # one neuron: o[t] = (1-f) g[t+m] + f g[t+m+1] (g[>= T] = 0)
     T = gr.shape[0]
-    m = int(np.floor(d))
-    f = gr.dtype.type(d - m)
+    m, fq = delay_split_cpu(d)
+    f = gr.dtype.type(fq)
     h = gr.dtype.type(1.0) - f
     if m < T:
         gs = gr[m:]
@@ -90,7 +90,7 @@ def _delay_shift_back(gr, d, o):
 def _delay_grad_term(gr, xr, d):
     # sum_t g[t] (x[t-m-1] - x[t-m]) = -g[m] x[0] + sum_k g[m+1+k] (x[k] - x[k+1])
     T = gr.shape[0]
-    m = int(np.floor(d))
+    m, _ = delay_split_cpu(d)
     acc = 0.0
     if m < T:
         acc -= gr[m] * xr[0]
@@ -196,10 +196,9 @@ def _delay_back_time_major(gy, w, n, shift, offsets, neuron, time, value, G, out
     fs = np.empty(M, dtype=out.dtype)
     hs = np.empty(M, dtype=out.dtype)
     for j in range(M):
-        d = shift[j]
-        m = int(np.floor(d))
+        m, fq = delay_split_cpu(shift[j])
         ms[j] = m
-        fs[j] = dt(d - m)
+        fs[j] = dt(fq)
         hs[j] = dt(1.0) - fs[j]
     j0 = 0
     while j0 < M:
@@ -214,7 +213,7 @@ def _delay_back_time_major(gy, w, n, shift, offsets, neuron, time, value, G, out
             b = G[t + m + 1, j0:j1]
             o = out[t, j0:j1]
             for q in range(j1 - j0):
-                o[q] = h[q] * a[q] + f[q] * b[q]
+                o[q] = interpolate_cpu(a[q], b[q], h[q], f[q])
         if 0 <= T - m - 1 < T:
             a = G[T - 1, j0:j1]
             o = out[T - m - 1, j0:j1]
@@ -239,7 +238,7 @@ def _delay_back_time_major(gy, w, n, shift, offsets, neuron, time, value, G, out
 def _delay_grad_by_events(gr, d, offsets, neuron, time, value, n, j):
     # sum_(tau, a) a (g[tau+m+1] - g[tau+m]) over the input events of neuron j of sample n (g[>= T] = 0)
     T = gr.shape[0]
-    m = int(np.floor(d))
+    m, _ = delay_split_cpu(d)
     a = offsets[n]
     b = offsets[n + 1]
     k = a + np.searchsorted(neuron[a:b], j)
@@ -283,8 +282,8 @@ def _delay_neuron_events(time, value, k, e, d, T, j, out_n, out_t, out_v, pos, w
     # gives (1-f) a at tau+m and f a at tau+m+1; where the second meets the next event's first
     # (tau' = tau+1) the bin holds (1-f) a' + f a, computed as _delay_cpu does (g * x[t-m] + f * x[t-m-1]);
     # zero values and bins >= T are dropped, as SpikeEvents.from_dense of the dense result would.
-    m = int(np.floor(d))
-    f = value.dtype.type(d - m)
+    m, fq = delay_split_cpu(d)
+    f = value.dtype.type(fq)
     g = value.dtype.type(1.0) - f
     for q in range(k, e):
         tau = time[q]
@@ -292,11 +291,11 @@ def _delay_neuron_events(time, value, k, e, d, T, j, out_n, out_t, out_v, pos, w
         if b >= T:
             break
         if q > k and time[q - 1] == tau - 1:
-            v = g * value[q] + f * value[q - 1]
+            v = interpolate_cpu(value[q], value[q - 1], g, f)
         elif b == m:
             v = g * value[q]
         else:
-            v = g * value[q] + f * value.dtype.type(0.0)
+            v = interpolate_cpu(value[q], value.dtype.type(0.0), g, f)
         if v != 0:
             if write:
                 out_n[pos] = j
@@ -304,7 +303,7 @@ def _delay_neuron_events(time, value, k, e, d, T, j, out_n, out_t, out_v, pos, w
                 out_v[pos] = v
             pos += 1
         if b + 1 < T and not (q + 1 < e and time[q + 1] == tau + 1):
-            v = g * value.dtype.type(0.0) + f * value[q]
+            v = interpolate_cpu(value.dtype.type(0.0), value[q], g, f)
             if v != 0:
                 if write:
                     out_n[pos] = j

@@ -33,13 +33,13 @@ nothing out of range.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from numba import cuda
 
 from .. import cuda as dev
 from .._checks import positive
+from . import _primitives_cuda as prim
 from ._records import DelayArgs, PoolRead, RowGeometry
 
 
@@ -59,14 +59,13 @@ def delay_shift(dl, j, P, Wn):
     q = d3[(cd * Hd + hd) * Wd + wd] / ts
     if is32:
         q = np.float64(np.float32(q))
-    m = int(math.floor(q))
-    return m, q - m
+    return prim.delay_split(q)
 
 
 @cuda.jit(cache=True)
 def _shift_interp_kernel(x, dl, P, Wn, out, sign):
     # out[n, j, t] = (1-f) x[n, j, t + sign*m] + f x[n, j, t + sign*(m+1)] with m + f = d_j / ts
-    # (sign -1: the delay; +1: its adjoint), float64 sums as _interp_shift_kernel
+    # (sign -1: the delay; +1: its adjoint), in float64 (the primitive interpolate of the CPU op)
     N, M, T = x.shape
     total = N * M * T
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
@@ -76,29 +75,26 @@ def _shift_interp_kernel(x, dl, P, Wn, out, sign):
         n = q // M
         m, f = delay_shift(dl, j, P, Wn)
         a = t + sign * m
-        v = 0.0
+        x0 = 0.0
+        x1 = 0.0
         if a >= 0 and a < T:
-            v += (1.0 - f) * x[n, j, a]
+            x0 = x[n, j, a]
         a += sign
         if a >= 0 and a < T:
-            v += f * x[n, j, a]
-        out[n, j, t] = v
+            x1 = x[n, j, a]
+        out[n, j, t] = prim.interpolate(x0, x1, 1.0 - f, f)
 
 
 @cuda.jit(device=True, cache=True)
 def _g_at(g, gmode, r, t, geo, pr):
     # the delay output's gradient at row r, bin t: g[r, t], or through a following sum pool (gmode 2; pr:
     # PoolRead); geo: RowGeometry of the rows
-    T, C, P, Wn = geo.T, geo.C, geo.P, geo.Wn
+    T, P, Wn = geo.T, geo.P, geo.Wn
     if gmode == 2:
-        pk, Ho, Wo, wp = pr.pk, pr.Ho, pr.Wo, pr.wp
-        n = r // (C * P)
-        rem = r - n * (C * P)
-        c = rem // P
-        p = rem - c * P
+        nc = r // P  # n * C + c
+        p = r - nc * P
         iy = p // Wn
-        ix = p - iy * Wn
-        return wp * g[(((n * C + c) * Ho + iy // pk) * Wo + ix // pk) * T + t]
+        return prim.pooled_grad(g, nc * pr.Ho * pr.Wo * T + t, pr.Wo, T, iy, p - iy * Wn, pr.pk, pr.wp)
     return g[r * T + t]
 
 

@@ -10,10 +10,12 @@ r"""CUDA kernels of sum pooling (see :mod:`pysrm.ops.pool`).
 Thread mapping (grid-stride loops, ``t`` fastest so accesses are coalesced):
 
 * dense forward: one thread per output element gathers its ``k x k`` window
-  (in the CPU kernel's order of additions, in the input dtype);
+  (in the CPU kernel's order of additions, in the input dtype: the primitive ``pool_window_sum`` of
+  ``pysrm.ops._primitives``, which the fused SRM kernel reads its pooled input with);
 * event-driven forward (:class:`~pysrm.cuda.DeviceSpikeEvents`): one thread per
   event adds ``w_p * value`` into its output element (atomic add);
-* backward: one thread per input element reads its window's gradient.
+* backward: one thread per input element reads its window's gradient (``pooled_grad``, as the
+  delay's and the fused kernels' reads through a pool).
 """
 from __future__ import annotations
 
@@ -23,60 +25,39 @@ from numba import cuda
 from .. import cuda as dev
 from .._checks import positive, positive_int
 from ..cuda import DeviceSpikeEvents
+from . import _primitives_cuda as prim
 from .pool import pool_output_size
 
 
 @cuda.jit(cache=True)
-def _pool_kernel(x, k, wp, out, zero):
-    N, C, H, W, T = x.shape
+def _pool_kernel(x, shape, k, wp, out, zero):
+    # x: the flat (N, C, H, W, T) input (shape); out: (N, C, Ho, Wo, T), one thread per output element,
+    # its window summed by the primitive pool_window_sum (the CPU op's order)
+    N, C, H, W, T = shape
     Ho, Wo = out.shape[2], out.shape[3]
     total = N * C * Ho * Wo * T
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
-        t = idx % T
-        q = idx // T
-        ox = q % Wo
-        q = q // Wo
-        oy = q % Ho
-        q = q // Ho
-        c = q % C
-        n = q // C
-        acc = zero
-        for ky in range(k):
-            iy = oy * k + ky
-            if iy < H:
-                for kx in range(k):
-                    ix = ox * k + kx
-                    if ix < W:
-                        acc += wp * x[n, c, iy, ix, t]
-        out[n, c, oy, ox, t] = acc
+        n, c, oy, ox, t = prim.unravel5(idx, C, Ho, Wo, T)
+        out[n, c, oy, ox, t] = prim.pool_window_sum(x, (n * C + c) * H * W * T + t, W, T, oy, ox, k, H, wp, zero)
 
 
 @cuda.jit(cache=True)
 def _pool_events_kernel(sample, neuron, time, value, H, W, k, wp, out):
     E = neuron.shape[0]
     for e in range(cuda.grid(1), E, cuda.gridsize(1)):
-        idx = neuron[e]
-        c = idx // (H * W)
-        rem = idx - c * (H * W)
-        iy = rem // W
-        ix = rem - iy * W
+        c, iy, ix = prim.decode_neuron(neuron[e], H, W)
         cuda.atomic.add(out, (sample[e], c, iy // k, ix // k, time[e]), wp * value[e])
 
 
 @cuda.jit(cache=True)
 def _pool_backward_kernel(g, k, wp, gx):
+    # g: the flat pool output gradient (N, C, Ho, Wo, T); one thread per input element (pooled_grad)
     N, C, H, W, T = gx.shape
+    Ho, Wo = (H + k - 1) // k, (W + k - 1) // k
     total = N * C * H * W * T
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
-        t = idx % T
-        q = idx // T
-        ix = q % W
-        q = q // W
-        iy = q % H
-        q = q // H
-        c = q % C
-        n = q // C
-        gx[n, c, iy, ix, t] = wp * g[n, c, iy // k, ix // k, t]
+        n, c, iy, ix, t = prim.unravel5(idx, C, H, W, T)
+        gx[n, c, iy, ix, t] = prim.pooled_grad(g, (n * C + c) * Ho * Wo * T + t, Wo, T, iy, ix, k, wp)
 
 
 def pool(x, k: int, weight: float):
@@ -94,7 +75,7 @@ def pool(x, k: int, weight: float):
         dev.launch(_pool_events_kernel, x.n_events, x.sample, x.neuron, x.time, x.value, H, W, k, dt.type(weight), out)
         return out
     out = dev.empty((N, C, ho, wo, T), dt)
-    dev.launch(_pool_kernel, out.size, x, k, dt.type(weight), out, dt.type(0))
+    dev.launch(_pool_kernel, out.size, x.reshape(x.size), (N, C, H, W, T), k, dt.type(weight), out, dt.type(0))
     return out
 
 
@@ -108,5 +89,5 @@ def pool_backward(grad, input_shape, k: int, weight: float):
         raise ValueError(f"grad has shape {tuple(grad.shape)}; expected the pool output shape {expected}")
     dt = np.dtype(grad.dtype)
     gx = dev.empty((N, C, H, W, T), dt)
-    dev.launch(_pool_backward_kernel, gx.size, grad, k, dt.type(weight), gx)
+    dev.launch(_pool_backward_kernel, gx.size, grad.reshape(grad.size), k, dt.type(weight), gx)
     return gx

@@ -50,6 +50,7 @@ from numba import njit, prange
 
 from .._checks import positive
 from ..backend import is_device_array
+from ._primitives import alpha_output_cpu, alpha_step_cpu
 from ._util import as_rows, check_strategy, response_as
 
 #: alpha responses at least this long use the recursive form (forward / backward); shorter ones are
@@ -90,7 +91,8 @@ def _psp_backward_cpu(g, k, out):
 @njit(cache=True)
 def _alpha_1row(x0, o0, a, gain, L):
     # o[t] = gain * (F[t] - a^L (F[t-L] + L A[t-L])), A/F the recursions of the module docstring, in
-    # float64; ring buffers hold A and F of the last L steps
+    # float64 (one step: pysrm.ops._primitives.alpha_step / alpha_output); ring buffers hold A and F of
+    # the last L steps
     T = x0.shape[0]
     aL = a ** L
     hist_a = np.zeros(L)
@@ -99,9 +101,8 @@ def _alpha_1row(x0, o0, a, gain, L):
     F = 0.0
     j = 0
     for t in range(T):
-        F = a * (F + A)
-        A = a * A + x0[t]
-        o0[t] = gain * (F - aL * (hist_f[j] + L * hist_a[j]))
+        A, F = alpha_step_cpu(A, F, x0[t], a)
+        o0[t] = alpha_output_cpu(F, hist_a[j], hist_f[j], aL, L, gain)
         hist_a[j] = A
         hist_f[j] = F
         j += 1
@@ -123,20 +124,16 @@ def _alpha_4rows(x0, x1, x2, x3, o0, o1, o2, o3, a, gain, L):
     F0 = F1 = F2 = F3 = 0.0
     j = 0
     for t in range(T):
-        F0 = a * (F0 + A0)
-        A0 = a * A0 + x0[t]
-        F1 = a * (F1 + A1)
-        A1 = a * A1 + x1[t]
-        F2 = a * (F2 + A2)
-        A2 = a * A2 + x2[t]
-        F3 = a * (F3 + A3)
-        A3 = a * A3 + x3[t]
+        A0, F0 = alpha_step_cpu(A0, F0, x0[t], a)
+        A1, F1 = alpha_step_cpu(A1, F1, x1[t], a)
+        A2, F2 = alpha_step_cpu(A2, F2, x2[t], a)
+        A3, F3 = alpha_step_cpu(A3, F3, x3[t], a)
         h_a = ha[j]
         h_f = hf[j]
-        o0[t] = gain * (F0 - aL * (h_f[0] + L * h_a[0]))
-        o1[t] = gain * (F1 - aL * (h_f[1] + L * h_a[1]))
-        o2[t] = gain * (F2 - aL * (h_f[2] + L * h_a[2]))
-        o3[t] = gain * (F3 - aL * (h_f[3] + L * h_a[3]))
+        o0[t] = alpha_output_cpu(F0, h_a[0], h_f[0], aL, L, gain)
+        o1[t] = alpha_output_cpu(F1, h_a[1], h_f[1], aL, L, gain)
+        o2[t] = alpha_output_cpu(F2, h_a[2], h_f[2], aL, L, gain)
+        o3[t] = alpha_output_cpu(F3, h_a[3], h_f[3], aL, L, gain)
         h_a[0] = A0
         h_a[1] = A1
         h_a[2] = A2

@@ -15,7 +15,8 @@ Backward, the correlation:
 Thread mapping: one thread per output element ``(r, t)`` (flat index, ``t``
 fastest, so neighbouring threads read neighbouring bins: coalesced), in a
 grid-stride loop; each thread gathers its ``<= L`` terms (the forward skips
-zero inputs and sums oldest input first, the order of the CPU scatter).
+zero inputs and sums oldest input first, the order of the CPU scatter): the primitives
+``causal_sum`` and ``correlation_sum`` of ``pysrm.ops._primitives``, shared with the fused kernels.
 
 The GPU always evaluates this direct (truncated-kernel) form, which is
 parallel over the bins, and follows the CPU op's precision:
@@ -38,44 +39,32 @@ import numpy as np
 from numba import cuda
 
 from .. import cuda as dev
+from . import _primitives_cuda as prim
 from ._util import response_as
 from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters
 
 
 @cuda.jit(cache=True)
 def _psp_kernel(x, k, out, zero):
+    # one thread per (r, t): the direct causal sum (pysrm.ops._primitives.causal_sum)
     rows, T = x.shape
-    L = k.shape[0]
     n = rows * T
     for idx in range(cuda.grid(1), n, cuda.gridsize(1)):
         r = idx // T
         t = idx - r * T
-        acc = zero
-        t0 = t - L + 1
-        if t0 < 0:
-            t0 = 0
-        for s in range(t0, t + 1):
-            v = x[r, s]
-            if v != 0.0:
-                acc += v * k[t - s]
-        out[r, t] = acc
+        out[r, t] = prim.causal_sum(x[r], k, t, 0, zero)
 
 
 @cuda.jit(cache=True)
 def _psp_backward_kernel(g, k, out):
+    # one thread per (r, t): the correlation, float64 sum of products in k's precision
+    # (pysrm.ops._primitives.correlation_sum)
     rows, T = g.shape
-    L = k.shape[0]
     n = rows * T
     for idx in range(cuda.grid(1), n, cuda.gridsize(1)):
         r = idx // T
         t = idx - r * T
-        m = L
-        if T - t < m:
-            m = T - t
-        acc = 0.0
-        for i in range(m):
-            acc += np.float64(g[r, t + i] * k[i])  # float64 sum of products in k's precision
-        out[r, t] = acc
+        out[r, t] = prim.correlation_sum(g[r], k, t, T)
 
 
 def _scaled(kernel, dtype, ts, min_recursive):

@@ -49,6 +49,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from .._checks import positive
 from ..backend import is_device_array
 from ._fastexp import rho_row
+from ._primitives import add_response_cpu, fires_cpu, spike_scan_row_cpu
 from ._util import as_rows, response_as
 
 #: relative tolerance of the threshold test per dtype (module docstring, "Exact ties")
@@ -64,12 +65,12 @@ def firing_threshold(theta: float, dtype) -> float:
 
 @njit(parallel=True, cache=True)
 def _spike_cpu(u_in, nu, theta, amp, u, s):
-    # per row: u = u_in, then scan time; a spike at t writes s[t] = amp and adds nu to u[t:t+L].
-    # u and s are written completely here (one pass, the row in cache): no separate copy / zero fill.
+    # per row: u = u_in, s = 0, then the scan of the row (pysrm.ops._primitives.spike_scan_row: in bin
+    # order, u[t] >= theta spikes and adds nu to u[t:t+L]).  u and s are written completely here (one pass,
+    # the row in cache): no separate copy / zero fill.
     # (Skipping 16-bin blocks below theta was tried: 1.5x on 0.6 % spikes, no gain at the 2.6 % of
     # the N-MNIST hidden layer, so the plain scan stays.)
     rows, T = u_in.shape
-    L = nu.shape[0]
     for r in prange(rows):
         ur = u[r]
         sr = s[r]
@@ -77,18 +78,13 @@ def _spike_cpu(u_in, nu, theta, amp, u, s):
         for t in range(T):
             ur[t] = ui[t]
             sr[t] = 0.0
-        for t in range(T):
-            if ur[t] >= theta:
-                sr[t] = amp
-                n = min(L, T - t)
-                for j in range(n):
-                    ur[t + j] += nu[j]
+        spike_scan_row_cpu(ur, sr, nu, theta, amp)
 
 
 # --------------------------------------------------------------------------- time-major scan (fused blocks)
 # The fused CPU blocks (pysrm.ops.srm's first layer, pysrm.ops.convblock) keep a sample time-major, a row per
-# time bin of M neurons; their spike scan runs bin by bin with these two primitives.  Per neuron the
-# operations and their order are _spike_cpu's (the threshold test of a bin, then nu added to its following
+# time bin of M neurons; their spike scan runs bin by bin with these two functions (over the primitives
+# fires and add_response of pysrm.ops._primitives).  Per neuron the operations and their order are _spike_cpu's (the threshold test of a bin, then nu added to its following
 # bins), so the spikes and potentials are bitwise the op's (tested through the blocks).
 
 @njit(cache=True)
@@ -110,12 +106,10 @@ def scan_bin_time_major(buf, t, nu, theta, flag, words, found):
     of the whole bin is vectorised into the flag bytes ``flag`` (``words``: :func:`flag_words`), then only
     the spiking neurons are visited, ascending.  Their indices go to ``found[:k]``; returns ``k``.
     """
-    T = buf.shape[0]
     row = buf[t]
     M = row.shape[0]
-    m = min(nu.shape[0], T - t)
     for j in range(M):
-        flag[j] = row[j] >= theta
+        flag[j] = fires_cpu(row[j], theta)
     k = 0
     for w in range(words.shape[0]):
         bits = words[w]
@@ -124,8 +118,7 @@ def scan_bin_time_major(buf, t, nu, theta, flag, words, found):
             bits &= bits - np.uint64(1)
             found[k] = j
             k += 1
-            for q in range(m):
-                buf[t + q, j] += nu[q]
+            add_response_cpu(buf[t:, j], nu)
     return k
 
 

@@ -14,8 +14,8 @@ Backward (elementwise surrogate on the post-refractory potential):
 
 Thread mapping.  Forward: ``u`` is first copied to ``u_post`` (one thread per
 element, coalesced); then one thread per row (neuron) scans its ``T`` bins in
-order and adds the refractory response in place, exactly as the CPU kernel
-(same order of additions, the same firing threshold :func:`pysrm.ops.spike.firing_threshold`
+order and adds the refractory response in place with the CPU kernel's row scan
+(``pysrm.ops._primitives.spike_scan_row``: same order of additions, the same firing threshold :func:`pysrm.ops.spike.firing_threshold`
 and amplitude in the input dtype, so the spike trains are identical for identical potentials).
 The surrogate is :func:`pysrm.ops._elementwise.surrogate_element`, the CPU's float64 function.  Backward: one thread per
 element in a grid-stride loop.
@@ -29,23 +29,17 @@ from .. import cuda as dev
 from .._checks import positive
 from ._util import response_as
 from ._elementwise import surrogate_element
+from . import _primitives_cuda as prim
 from .spike import firing_threshold
 
 
 @cuda.jit(cache=True)
 def _spike_kernel(u, nu, theta, amp, s):
-    # u: (rows, T) potential, modified in place; s: (rows, T) zeros on entry
-    rows, T = u.shape
-    L = nu.shape[0]
+    # u: (rows, T) potential, modified in place; s: (rows, T) zeros on entry; one thread per row scans it
+    # with the CPU's primitive (pysrm.ops._primitives.spike_scan_row)
+    rows = u.shape[0]
     for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
-        for t in range(T):
-            if u[r, t] >= theta:
-                s[r, t] = amp
-                m = L
-                if T - t < m:
-                    m = T - t
-                for j in range(m):
-                    u[r, t + j] += nu[j]
+        prim.spike_scan_row(u[r], s[r], nu, theta, amp)
 
 
 _surrogate_element = cuda.jit(device=True, cache=True)(surrogate_element)  # the CPU's per-element function

@@ -62,8 +62,10 @@ from numba import cuda
 from .. import cuda as dev
 from .._checks import positive
 from ._elementwise import surrogate_element
+from . import _primitives_cuda as prim
 from ._util import response_as
-from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters
+from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD
+from .psp_cuda import _scaled  # the device response in the CPU path's precision, as the separate op
 from ._records import DelayArgs, PoolRead, RowGeometry
 from .delay_cuda import _g_at
 from .delay_cuda import delay_shift as _delay_shift
@@ -131,42 +133,10 @@ def _src_val(src, sr, r, t, geo):
     p = rem - c * P
     if mode == SRC_CHANNELS_LAST:
         return src[((n * P + p) * T + t) * C + c]
-    # sum pooling of (N, C, H, W, T): the window of output (oy, ox), ky outer, kx inner (pysrm.ops.pool)
+    # sum pooling of (N, C, H, W, T): the window of output (oy, ox), ky outer, kx inner (pysrm.ops.pool's
+    # order; the primitive of pysrm.ops.pool_cuda)
     oy = p // Wo
-    ox = p - oy * Wo
-    acc = zdt
-    for ky in range(pk):
-        iy = oy * pk + ky
-        if iy < H:
-            for kx in range(pk):
-                ix = ox * pk + kx
-                if ix < W:
-                    acc += wp * src[(((n * C + c) * H + iy) * W + ix) * T + t]
-    return acc
-
-
-@cuda.jit(device=True, cache=True)
-def _hibit(m):
-    # index of the highest set bit of m > 0 (int64)
-    b = 0
-    if (m >> 32) != 0:
-        b += 32
-        m >>= 32
-    if (m >> 16) != 0:
-        b += 16
-        m >>= 16
-    if (m >> 8) != 0:
-        b += 8
-        m >>= 8
-    if (m >> 4) != 0:
-        b += 4
-        m >>= 4
-    if (m >> 2) != 0:
-        b += 2
-        m >>= 2
-    if (m >> 1) != 0:
-        b += 1
-    return b
+    return prim.pool_window_sum(src, (n * C + c) * H * W * T + t, W, T, oy, p - oy * Wo, pk, H, wp, zdt)
 
 
 @cuda.jit(device=True, cache=True)
@@ -201,41 +171,24 @@ def _fwd_body(src, sr, geo, grp_cl, st, out, tin, tu, tsp):
                     v = _src_val(src, sr, _row_of(q0 + i, grp_cl, C, P), t, geo)
                 tin[i, j] = v
             cuda.syncthreads()
-            # 2. psp of the tile's bins (pysrm.ops.psp_cuda: oldest input first, zeros skipped)
+            # 2. psp of the tile's bins (the primitive causal_sum of pysrm.ops.psp_cuda: oldest input first,
+            #    zeros skipped)
             for e in range(tid, ROWS * TILE, nth):
                 i = e // TILE
                 tt = e - i * TILE
                 t = t0 + tt
-                if q0 + i < rows and t < T:
-                    acc = zacc
-                    s0 = t - L + 1
-                    if s0 < 0:
-                        s0 = 0
-                    for s in range(s0, t + 1):
-                        v = tin[i, s - h0]
-                        if v != 0.0:
-                            acc += v * k[t - s]
-                    tu[i, tt] = acc
+                if q0 + i < rows and t < T:  # bin t is tin[i, t - h0]; bins before 0 are tin[i, :-h0]
+                    tu[i, tt] = prim.causal_sum(tin[i], k, t - h0, -h0, zacc)
             cuda.syncthreads()
-            # 3. the spike scan, one lane per row (pysrm.ops.spike_cuda's additions, oldest spike first)
+            # 3. the spike scan, one lane per row (the primitive spike_step_masked: the CPU scan's additions,
+            #    oldest spike first)
             if tid < ROWS and q0 + tid < rows:
                 for tt in range(TILE):
                     t = t0 + tt
                     if t < T:
-                        v = tu[tid, tt]
-                        mm = mask
-                        while mm != 0:
-                            b = _hibit(mm)
-                            v += nu[b + 1]
-                            mm ^= 1 << b
-                        spk = v >= theta
-                        if spk:
-                            v += nu[0]
-                            tsp[tid, tt] = 1
-                        else:
-                            tsp[tid, tt] = 0
+                        v, spk, mask = prim.spike_step_masked(tu[tid, tt], mask, nu, theta, lim)
+                        tsp[tid, tt] = 1 if spk else 0
                         tu[tid, tt] = v
-                        mask = ((mask << 1) | (1 if spk else 0)) & lim
             cuda.syncthreads()
             # 4. store s and u_ref (time fastest: each row's tile is one contiguous segment)
             for e in range(tid, ROWS * TILE, nth):
@@ -279,14 +232,15 @@ def _g_val(gsrc, gr, r, t, geo):
     T, C, P = geo.T, geo.C, geo.P
     if gr.gmode & G_DELAY:
         m, f = _delay_shift(gr.dl, r % (C * P), P, geo.Wn)
-        v = 0.0
+        g0 = 0.0
+        g1 = 0.0
         a = t + m
         if a >= 0 and a < T:
-            v += (1.0 - f) * _g_base(gsrc, gr, r, a, geo)
+            g0 = _g_base(gsrc, gr, r, a, geo)
         a += 1
         if a >= 0 and a < T:
-            v += f * _g_base(gsrc, gr, r, a, geo)
-        return v
+            g1 = _g_base(gsrc, gr, r, a, geo)
+        return prim.interpolate(g0, g1, 1.0 - f, f)  # the delay's adjoint, as pysrm.ops.delay_cuda
     return _g_base(gsrc, gr, r, t, geo)
 
 
@@ -317,7 +271,7 @@ def _bwd_body(gsrc, gr, geo, grp_cl, u, st, out, omode, tg):
                 else:
                     tg[i, j] = zdt
             cuda.syncthreads()
-            # 2. the correlation with the spike response (float64 sum, as psp_cuda.psp_backward)
+            # 2. the correlation with the spike response (float64 sum: correlation_sum, as psp_cuda.psp_backward)
             for e in range(tid, ROWS * TILE, nth):
                 if omode == OUT_CHANNELS_LAST:
                     i = e % ROWS
@@ -327,12 +281,7 @@ def _bwd_body(gsrc, gr, geo, grp_cl, u, st, out, omode, tg):
                     i = e // TILE
                 t = t0 + tt
                 if q0 + i < rows and t < T:
-                    m = L
-                    if T - t < m:
-                        m = T - t
-                    acc = 0.0
-                    for i2 in range(m):
-                        acc += np.float64(tg[i, tt + i2] * k[i2])
+                    acc = prim.correlation_sum(tg[i], k, tt, T - t0)  # tg[i, j] is bin t0 + j
                     r = _row_of(q0 + i, grp_cl, C, P)
                     if omode == OUT_CHANNELS_LAST:
                         n = r // (C * P)
@@ -358,15 +307,6 @@ def _srm_bwd_f64(gsrc, gr, geo, grp_cl, u, st, out, omode):
 
 
 # --------------------------------------------------------------------------- host side
-
-def _scaled(kernel, dtype, ts, min_recursive):
-    """The device response ``ts * kernel`` and the accumulator zero, in the precision of the CPU path
-    (as :func:`pysrm.ops.psp_cuda._scaled`)."""
-    dtype = np.dtype(dtype)
-    if len(kernel) >= min_recursive and alpha_parameters(kernel) is not None:
-        return dev.constant(response_as("kernel", kernel, np.float64) * float(ts)), np.float64(0)
-    return dev.constant(response_as("kernel", kernel, dtype) * dtype.type(ts)), dtype.type(0)
-
 
 def applies(srm_kernel, refractory_kernel) -> bool:
     """True when the fused kernels take these responses (lengths 1 .. :data:`MAX_KERNEL` and
