@@ -80,6 +80,7 @@ from numba import njit, prange
 from ..ops._fastexp import rho_row
 from ..ops._blas_call import NO_TRANS, TRANS, gemm
 from ..ops.conv import GEMM_ROWS, WGRAD_PARTS, _decode, _output_index
+from ..ops._primitives import delay_split_cpu, interpolate_cpu, next_spike_cpu
 from ..ops._records import NeuronBackward, NeuronForward, events_of
 from ..ops.spike import flag_words, scan_bin_time_major
 from ..ops.srm import correlation_time_major, psp_time_major
@@ -267,7 +268,6 @@ def _spike_scan_rows(buf, nu, theta, trans, times, count):
     # _spike_scan_tm on a transposed copy (trans (M, T): one row per neuron, pysrm.ops.spike._spike_cpu's
     # loop), for long refractory responses; the same operations per neuron: bitwise its result
     T, M = buf.shape
-    L = nu.shape[0]
     for j0 in range(0, M, 16):
         j1 = min(M, j0 + 16)
         for t in range(T):
@@ -277,12 +277,11 @@ def _spike_scan_rows(buf, nu, theta, trans, times, count):
     total = 0
     for j in range(M):
         r = trans[j]
-        for t in range(T):
-            if r[t] >= theta:
-                times[j, count[j]] = t
-                count[j] += 1
-                for q in range(min(L, T - t)):
-                    r[t + q] += nu[q]
+        t = next_spike_cpu(r, 0, nu, theta)
+        while t < T:
+            times[j, count[j]] = t
+            count[j] += 1
+            t = next_spike_cpu(r, t + 1, nu, theta)
         total += count[j]
     for j0 in range(0, M, 16):
         j1 = min(M, j0 + 16)
@@ -331,9 +330,9 @@ def _delay_pool_tile(col_times, col_count, dp, c0, rows, Wo, C, out):
                     if t0 >= T:
                         break
                     prev = amp if (q > 0 and times[q - 1] == tau - 1) else zero
-                    out[t0, ob + c] += wp * (g * amp + f * prev)
+                    out[t0, ob + c] += wp * interpolate_cpu(amp, prev, g, f)
                     if t0 + 1 < T and not (q + 1 < n_sp and times[q + 1] == tau + 1):
-                        out[t0 + 1, ob + c] += wp * (g * zero + f * amp)
+                        out[t0 + 1, ob + c] += wp * interpolate_cpu(zero, amp, g, f)
 
 
 @njit(cache=True)
@@ -561,13 +560,13 @@ def _delay_back_tile(gy, times, count, dm, df, dg, amp, zero, gd):
         drow = gy[t]
         for q in range(nb):
             m = dm[q]
-            drow[q] = dg[q] * gy[t + m, q] + df[q] * gy[t + m + 1, q]
+            drow[q] = interpolate_cpu(gy[t + m, q], gy[t + m + 1, q], dg[q], df[q])
     for t in range(t_safe, T):
         drow = gy[t]
         for q in range(nb):
             m = dm[q]
             if t + m + 1 < T:
-                drow[q] = dg[q] * gy[t + m, q] + df[q] * gy[t + m + 1, q]
+                drow[q] = interpolate_cpu(gy[t + m, q], gy[t + m + 1, q], dg[q], df[q])
             elif t + m < T:
                 drow[q] = dg[q] * gy[t + m, q]
             else:
@@ -734,10 +733,9 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
 def _delay_coefficients(shift, dm, df, dg):
     # per neuron: m = floor(d), f = d - m, g = 1 - f in the dtype of shift (as pysrm.ops.delay._delay_cpu)
     for j in range(shift.shape[0]):
-        d = shift[j]
-        m = int(np.floor(d))
+        m, fq = delay_split_cpu(shift[j])  # fq in float64 (its own name: a reassigned f would unify to float64)
         dm[j] = m
-        df[j] = shift.dtype.type(d - m)
+        df[j] = shift.dtype.type(fq)
         dg[j] = shift.dtype.type(1.0) - df[j]
 
 

@@ -40,6 +40,7 @@ from .._checks import positive
 from ..backend import is_device_array
 from ._util import as_rows, check_strategy, response_as
 from ._fastexp import rho_row
+from ._primitives import alpha_output_cpu, alpha_step_cpu
 from .psp import RECURSIVE_MIN_LENGTH_BACKWARD, alpha_filter_rows, alpha_parameters, psp, psp_backward
 from .spike import spike, spike_backward
 
@@ -117,9 +118,8 @@ def alpha_time_major(buf, alpha, gain, L, hist, reverse):
         a_old = hist[0, j]
         f_old = hist[1, j]
         for o in range(O):
-            F = alpha * (f_prev[o] + a_prev[o])
-            A = alpha * a_prev[o] + row[o]
-            row[o] = gain * (F - aL * (f_old[o] + L * a_old[o]))
+            A, F = alpha_step_cpu(a_prev[o], f_prev[o], row[o], alpha)
+            row[o] = alpha_output_cpu(F, a_old[o], f_old[o], aL, L, gain)
             a_old[o] = A
             f_old[o] = F
         prev = j
