@@ -33,7 +33,8 @@ import numpy as np
 from . import functional as F
 from .backend import is_device_array
 from .events import SpikeEvents
-from .ops.dense import CONV_EVENT_DENSITY_THRESHOLD, EVENT_DENSITY_THRESHOLD, DenseInputGrad, events_if_sparse
+from . import settings
+from .ops.dense import DenseInputGrad, events_if_sparse
 from .params import NeuronParams, SimParams
 from .plan import ARRAY, DENSE_INPUT_GRAD, EVENTS
 from .responses import check_responses
@@ -209,8 +210,10 @@ class Dense(Layer):
         self.name = name
 
     takes = (ARRAY, EVENTS)
-    #: event inputs up to the dense op's event threshold (:data:`pysrm.ops.dense.EVENT_DENSITY_THRESHOLD`)
-    events_max_density = EVENT_DENSITY_THRESHOLD
+    @property
+    def events_max_density(self) -> float:
+        """Event inputs up to the dense op's event threshold (the setting ``event_density_threshold``)."""
+        return settings.current().event_density_threshold
     #: its input gradient can be handed on uncomputed (CPU), to a step that reads it row by row
     grad_gives = (ARRAY, DENSE_INPUT_GRAD)
 
@@ -271,8 +274,10 @@ class Conv(Layer):
                              f"input {self.in_shape}")
 
     takes = (ARRAY, EVENTS)
-    #: event inputs up to the conv op's event threshold (:data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD`)
-    events_max_density = CONV_EVENT_DENSITY_THRESHOLD
+    @property
+    def events_max_density(self) -> float:
+        """Event inputs up to the conv op's event threshold (the setting ``conv_event_density_threshold``)."""
+        return settings.current().conv_event_density_threshold
 
     def parameters(self):
         return [self.weight]
@@ -310,8 +315,10 @@ class Pool(Layer):
         self.name = name
 
     takes = (ARRAY, EVENTS)
-    #: event inputs as the conv layers take them (pool's own strategy picks its path)
-    events_max_density = CONV_EVENT_DENSITY_THRESHOLD
+    @property
+    def events_max_density(self) -> float:
+        """Event inputs as the conv layers take them (pool's own strategy picks its path)."""
+        return settings.current().conv_event_density_threshold
 
     def output_shape(self, in_shape):
         return (in_shape[0],) + F.pool_output_size(in_shape[1], in_shape[2], self.kernel)

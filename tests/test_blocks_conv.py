@@ -16,21 +16,23 @@ from pysrm.plan import EVENTS, Link
 
 
 def test_conv_block_schedule_rule_and_links():
-    """Small batches run layer by layer (FUSED_CONV_MIN_BATCH), sparse inputs fused; a block hands its
-    spikes on as events to a conv or dense step (with its density limit), as an array at the end."""
+    """Small batches run layer by layer (the setting fused_conv_min_batch), sparse inputs fused; a block hands
+    its spikes on as events to a conv or dense step (with its density limit), as an array at the end."""
     net = Network.from_string("10x10x2-4c3-6c3-16-3", NEURON, SIM, delays=True)
     assert step_names(net) == ["ConvSRMDelayBlock", "ConvSRMDelayBlock", "DenseSRMDelayBlock", "DenseSRMBlock"]
-    assert net.plan[0].output == Link(EVENTS, Conv.events_max_density)
+    assert net.plan[0].output == Link(EVENTS, settings.current().conv_event_density_threshold)
+    assert net.plan[1].events_max_density == settings.current().conv_event_density_threshold
     assert net.plan[1].output == Link(EVENTS, net.plan[2].events_max_density)
     rng = np.random.default_rng(0)
-    sparse = SpikeEvents.from_dense((rng.random((settings.current().fused_conv_min_batch, 2, 10, 10, 20)) < 0.02).astype(np.float32))
+    n = settings.current().fused_conv_min_batch
+    sparse = SpikeEvents.from_dense((rng.random((n, 2, 10, 10, 20)) < 0.02).astype(np.float32))
     assert net.plan[0].schedule(sparse) == C.FUSED
-    small = SpikeEvents.from_dense((rng.random((settings.current().fused_conv_min_batch - 1, 2, 10, 10, 20)) < 0.02).astype(np.float32))
+    small = SpikeEvents.from_dense((rng.random((n - 1, 2, 10, 10, 20)) < 0.02).astype(np.float32))
     assert net.plan[0].schedule(small) == C.LAYERS
     last = Network.from_string("10x10x2-4c3-3c3", NEURON, SIM)
     assert step_names(last) == ["ConvSRMBlock", "ConvSRMBlock"] and last.plan[-1].output == Link()
     out = last.forward(sparse)
-    assert isinstance(out, np.ndarray) and out.shape == (settings.current().fused_conv_min_batch, 3, 10, 10, 20)
+    assert isinstance(out, np.ndarray) and out.shape == (n, 3, 10, 10, 20)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

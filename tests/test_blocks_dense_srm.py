@@ -7,8 +7,7 @@ from plan_helpers import NEURON, SIM, step_names, train_step
 
 from pysrm import SpikeEvents
 from pysrm import plan as P
-from pysrm.blocks import dense_srm
-from pysrm.layers import Conv
+from pysrm import settings
 from pysrm.losses import make_loss
 from pysrm.network import Network
 
@@ -19,11 +18,11 @@ def test_links_of_the_dense_blocks():
     net = Network.from_string("34x34x2-512-10", NEURON, SIM, delays=True)
     assert step_names(net) == ["DenseSRMDelayBlock", "DenseSRMBlock"]
     first, second = net.plan
-    assert first.output == P.Link(P.EVENTS, dense_srm.DenseSRMBlock.events_max_density) and first.emit_events
+    assert first.output == P.Link(P.EVENTS, settings.current().event_density_threshold) and first.emit_events
     assert second.output == P.Link() and not second.emit_events
     assert second.grad_output == P.DENSE_INPUT_GRAD and first.grad_output == P.ARRAY
     conv_next = Network.from_string("6x6x2-64-4c3-3", NEURON, SIM, delays=True)
-    assert conv_next.plan[0].output == P.Link(P.EVENTS, Conv.events_max_density)
+    assert conv_next.plan[0].output == P.Link(P.EVENTS, settings.current().conv_event_density_threshold)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -60,14 +60,18 @@ def test_conv_errors():
                                            ((3, 3), (0, 0), (5, 5)), ((2, 3), (3, 1), (6, 6))])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [None, 12])
-def test_stride_one_conv_as_blas_products_matches_the_direct_loops(kernel, pad, hw, dtype, rows, monkeypatch):
+def test_stride_one_conv_as_blas_products_matches_the_direct_loops(kernel, pad, hw, dtype, rows):
     """Dense stride-1 inputs take BLAS products (the flat-offset forms of pysrm.ops.conv): forward, weight
     gradient and input gradient (the flipped-kernel conv; the direct loop where the padding exceeds
     kernel - 1, last case) equal the direct loops to float rounding (the sums run in another order).
     rows=12: products over two output columns at a time (several chunks per row, the last one short)."""
     from pysrm.ops import conv as C
-    if rows is not None:
-        monkeypatch.setattr(C, "GEMM_ROWS", rows)
+    from pysrm import settings
+    with settings.override(**({} if rows is None else {"gemm_rows": rows})):
+        _blas_against_direct(C, kernel, pad, hw, dtype)
+
+
+def _blas_against_direct(C, kernel, pad, hw, dtype):
     rng = np.random.default_rng(7)
     N, Ci, Co, T = 3, 4, 20, 6
     x = rng.normal(size=(N, Ci) + hw + (T,)).astype(dtype)

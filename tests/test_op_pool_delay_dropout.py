@@ -104,7 +104,7 @@ def test_delay_backward_from_dense_equals_the_two_backwards(dshape, dtype):
         assert gx.dtype == gd.dtype == dtype and gd.shape == dshape
         np.testing.assert_allclose(gx, gx_ref, rtol=tol, atol=tol)
         np.testing.assert_allclose(gd, gd_ref, rtol=tol, atol=tol)
-    # where the fused form does not apply (more than FUSED_DENSE_MAX_OUTPUTS outputs) the two ops run:
+    # where the fused form does not apply (more than the setting fused_dense_max_outputs outputs) the two ops run:
     # the same numbers, never None
     w65 = rng.normal(size=(65, 6)).astype(dtype)
     gy65 = rng.normal(size=(3, 65, 1, 1, T)).astype(dtype)

@@ -88,12 +88,13 @@ def test_fused_dense_srm_forward_is_bitwise_the_composition(tau_sr, T, dtype):
     spikes and potentials of the three ops run one after the other, including T shorter than the
     response and a sample without events."""
     from pysrm.functional import dense, dense_srm_forward, srm_forward, srm_kernel
-    from pysrm.ops.psp import RECURSIVE_MIN_LENGTH, alpha_parameters
+    from pysrm import settings
+    from pysrm.ops.psp import alpha_parameters
     rng = np.random.default_rng(5)
     neuron = NeuronParams(theta=1.0, tau_sr=tau_sr, tau_ref=1.5)
     sim = SimParams(1.0, float(T))
     eps, nu = srm_kernel(neuron, sim), refractory_kernel(neuron, sim)
-    assert len(eps) >= RECURSIVE_MIN_LENGTH and alpha_parameters(eps) is not None  # the fused path runs
+    assert len(eps) >= settings.current().recursive_min_length and alpha_parameters(eps) is not None  # the fused path runs
     x, x_dense = _event_input(rng, 4, 30, T, 60, dtype)
     w = rng.normal(0.0, 1.0, size=(13, 30)).astype(dtype)
     s, u = dense_srm_forward(w, x, eps, nu, neuron.theta, sim.ts)
@@ -136,7 +137,7 @@ def test_fused_first_layer_weight_gradient_is_bitwise_the_composition(tau_sr, T,
     """srm_dense_backward_weights = dense_backward(w, x, srm_backward(grad_s, u))[1], bitwise, for the
     direct (short response) and the recursive correlation, with more samples than partial sums."""
     from pysrm.functional import dense_backward, srm_backward, srm_dense_backward_weights, srm_kernel
-    from pysrm.ops.psp import RECURSIVE_MIN_LENGTH_BACKWARD
+    from pysrm import settings
     rng = np.random.default_rng(8)
     neuron = NeuronParams(theta=1.0, tau_sr=tau_sr, tau_ref=1.5, tau_rho=0.5)
     sim = SimParams(1.0, float(T))
@@ -153,7 +154,7 @@ def test_fused_first_layer_weight_gradient_is_bitwise_the_composition(tau_sr, T,
     np.testing.assert_array_equal(srm_dense_backward_weights(g, u_tm, neuron, eps, sim.ts, w, x, u_time_major=True),
                                   gw_ref)
     if T > 20:  # both correlation forms are covered (T = 9 truncates the response)
-        assert (len(eps) >= RECURSIVE_MIN_LENGTH_BACKWARD) == (tau_sr > 2)
+        assert (len(eps) >= settings.current().recursive_min_length_backward) == (tau_sr > 2)
 
 
 @pytest.mark.parametrize("tau_sr,delays", [(1.0, "mixed"), (4.0, "mixed"), (1.0, "runs")])
@@ -314,7 +315,7 @@ def test_fused_functions_work_where_their_fused_pass_does_not_apply():
         np.testing.assert_allclose(gw, gw_ref, rtol=1e-12, atol=1e-12)
     with pytest.raises(TypeError, match="same dtype"):
         srm_dense_backward_weights(g.astype(np.float32), u, neuron, eps, sim.ts, w, x)
-    # through a delay into a dense layer with 70 outputs (> FUSED_DENSE_MAX_OUTPUTS): the separate ops
+    # through a delay into a dense layer with 70 outputs (> the setting fused_dense_max_outputs): the separate ops
     w2 = rng.normal(size=(70, 6))
     d = rng.uniform(0.2, 3.0, size=(6, 1, 1))
     gy = rng.normal(size=(3, 70, 1, 1, 30))

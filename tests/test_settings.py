@@ -55,3 +55,16 @@ def test_environment_read_in_one_place():
     with pytest.raises(ValueError, match="PYSRM_CUDA_CUPY='yes': expected 0 or 1"):
         S.Settings.from_environment({"PYSRM_CUDA_CUPY": "yes"})
 
+
+
+def test_no_module_of_pysrm_reads_its_tunables_from_the_environment():
+    """The PYSRM_* tunables are read by pysrm.settings only (paths such as PYSRM_DATA_DIR and
+    PYSRM_CACHE_DIR are locations, read where they are used)."""
+    import pathlib
+    root = pathlib.Path(S.__file__).parent
+    for path in root.rglob("*.py"):
+        if path.name == "settings.py":
+            continue
+        text = path.read_text()
+        for var in S.ENVIRONMENT:
+            assert var not in text or f'"{var}"' not in text.replace("'", '"'), (path, var)

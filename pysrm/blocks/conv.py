@@ -47,7 +47,7 @@ plan's memory budget only (never threads or timing, so results stay independent 
 ``NUMBA_NUM_THREADS``):
 
 * ``"fused"`` -- :func:`conv_block_forward` / :func:`conv_block_backward` above, the conv event driven
-  up to :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD` of its input active, else as BLAS products
+  up to the setting ``conv_event_density_threshold`` of its input active, else as BLAS products
   (stride 1; :func:`uses_blas`);
 * ``"layers"`` -- the layers one by one, as the unfused plan (faster where the fused block would
   parallelise badly or where the unfused layers' memory is affordable):
@@ -79,7 +79,7 @@ from numba import njit, prange
 
 from ..ops._fastexp import rho_row
 from ..ops._blas_call import NO_TRANS, TRANS, gemm
-from ..ops.conv import GEMM_ROWS, WGRAD_PARTS, _decode, _output_index
+from ..ops.conv import _decode, _output_index
 from ..ops._primitives import delay_split_cpu, interpolate_cpu, next_spike_cpu
 from ..ops._records import NeuronBackward, NeuronForward, events_of
 from ..ops.spike import flag_words, scan_bin_time_major
@@ -88,7 +88,6 @@ from .. import functional as F
 from .. import settings
 from ..events import SpikeEvents
 from ..layers import SRM, Conv, Delay, Pool
-from ..ops.dense import CONV_EVENT_DENSITY_THRESHOLD
 from ..plan import ARRAY, EVENTS, LayerStep, Step, materialize
 
 
@@ -751,8 +750,8 @@ def channels_last_index(C: int, H: int, W: int) -> np.ndarray:
 
 def wgrad_parts(N: int) -> int:
     """Partial sums of the fused weight gradient for a batch of ``N``: the event-driven conv weight
-    gradient's partition (by shape; at most :data:`pysrm.ops.conv.WGRAD_PARTS`)."""
-    return max(1, min(N // 2, WGRAD_PARTS))
+    gradient's partition (by shape; at most the setting ``conv_wgrad_parts``)."""
+    return max(1, min(N // 2, settings.current().conv_wgrad_parts))
 
 
 class NeuronStage:
@@ -772,15 +771,16 @@ class NeuronStage:
     """
 
     def __init__(self, neuron, srm_kernel, refractory_kernel, ts, dtype):
-        from ..ops.psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters
+        from ..ops.psp import alpha_parameters
         from ..ops.spike import firing_threshold
         from ..ops._util import response_as
         dt = np.dtype(dtype).type
         alpha = alpha_parameters(srm_kernel)
         L = len(srm_kernel)
         k = response_as("srm_kernel", srm_kernel, dtype) * dt(ts)
-        fwd_alpha = alpha is not None and L >= RECURSIVE_MIN_LENGTH
-        bwd_alpha = alpha is not None and L >= RECURSIVE_MIN_LENGTH_BACKWARD
+        cfg = settings.current()
+        fwd_alpha = alpha is not None and L >= cfg.recursive_min_length
+        bwd_alpha = alpha is not None and L >= cfg.recursive_min_length_backward
         a, K = alpha if alpha is not None else (0.0, 0.0)
         self.forward = NeuronForward(float(a), float(K * ts), L, k, fwd_alpha,
                                      response_as("refractory_kernel", refractory_kernel, dtype),
@@ -813,11 +813,10 @@ def _delay_args(d, ts, Co, Ho, Wo, dtype, n_cols):
 
 def uses_blas(x, stride) -> bool:
     """Whether the block's conv runs as BLAS products (stride 1 and an input above
-    :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD`, where pysrm.ops.conv's ``"auto"`` takes its BLAS
+    the setting ``conv_event_density_threshold``, where pysrm.ops.conv's ``"auto"`` takes its BLAS
     path) rather than event driven."""
     from ..ops.conv import _pair
-    from ..ops.dense import CONV_EVENT_DENSITY_THRESHOLD
-    return x.density > CONV_EVENT_DENSITY_THRESHOLD and _pair("stride", stride) == (1, 1)
+    return x.density > settings.current().conv_event_density_threshold and _pair("stride", stride) == (1, 1)
 
 
 def _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2):
@@ -839,7 +838,7 @@ def _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2):
     dp = DelayPool(delay is not None, dm, df, dg, pool is not None, pk, wp, H2, W2, stage1.amp)
     til = Tiling(n1, tw1, channels_last_index(Co, Ho, Wo),
                  channels_last_index(Co, H2, W2) if pool else np.zeros(1, np.int32),
-                 uses_blas(x, stride), wk, max(1, GEMM_ROWS // shape[4]))
+                 uses_blas(x, stride), wk, max(1, settings.current().gemm_rows // shape[4]))
     return (ev, wT, geo, dp, til), (shape, Co, Ho, Wo, H2, W2, n1, tw1)
 
 
@@ -1015,7 +1014,7 @@ class ConvBlock(Step):
         cfg = settings.current()
         if n < cfg.fused_conv_min_batch:
             return LAYERS
-        if x.density <= CONV_EVENT_DENSITY_THRESHOLD:
+        if x.density <= cfg.conv_event_density_threshold:
             return FUSED  # event-driven conv
         out_bytes = int(np.prod(self.conv.output_shape(self.conv.in_shape))) * n * t * self.conv.weight.data.itemsize
         if (not uses_blas(x, self.conv.stride) or out_bytes <= cfg.blas_block_min_bytes

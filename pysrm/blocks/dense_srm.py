@@ -70,7 +70,7 @@ from ..ops._util import as_rows, response_as
 from ..ops.delay import _delay_back_time_major, delay, delay_backward, delay_backward_from_dense, delay_events
 from ..ops.dense import DenseInputGrad, add_event_rows_by_neuron, add_weighted_rows, dense_backward, events_if_sparse
 from ..ops.dense import dense as dense_op
-from ..ops.psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters
+from ..ops.psp import alpha_parameters
 from ..ops.spike import firing_threshold, flag_words, scan_bin_time_major
 from ..ops.srm import alpha_time_major, correlation_time_major, srm_backward, srm_forward
 from .. import settings
@@ -174,9 +174,9 @@ def sample_chunks(N: int) -> int:
 
 def fused_forward_applies(w, x, srm_kernel) -> bool:
     """True where :func:`dense_srm_forward` runs fused (a CPU weight, an event input, an alpha spike
-    response of at least ``RECURSIVE_MIN_LENGTH`` samples); elsewhere it composes the three ops."""
+    response of at least the setting ``recursive_min_length`` samples); elsewhere it composes the three ops."""
     from ..events import SpikeEvents
-    return (not is_device_array(w) and isinstance(x, SpikeEvents) and len(srm_kernel) >= RECURSIVE_MIN_LENGTH
+    return (not is_device_array(w) and isinstance(x, SpikeEvents) and len(srm_kernel) >= settings.current().recursive_min_length
             and alpha_parameters(srm_kernel) is not None)
 
 
@@ -190,7 +190,7 @@ def dense_srm_forward(w, x, srm_kernel, refractory_kernel, theta: float, ts: flo
     cache, instead of three passes over ``(N, O, T)`` arrays in memory (pysrm.ops.dense, .psp,
     .spike: same operations in the same order, bitwise the same result, tested).  Used when ``x`` is
     a :class:`~pysrm.events.SpikeEvents` on the CPU and the spike response is an alpha function long
-    enough for the recursion (``pysrm.ops.psp.RECURSIVE_MIN_LENGTH``); otherwise it is the
+    enough for the recursion (the setting ``recursive_min_length``); otherwise it is the
     composition of the three ops.  With ``need_potential=False`` (inference) ``u_ref`` is not written
     and None is returned in its place.  With ``need_events=True`` a third item is returned: the output
     spikes as :class:`~pysrm.events.SpikeEvents` (listed by the scan itself, no pass over ``s``; None
@@ -359,7 +359,7 @@ def _fused_wgrad(g, ur, neuron, srm_kernel, ts, w, x, through, accumulate_into, 
     N, T, O = ur.shape
     dt = w.dtype.type
     width = neuron.tau_rho * neuron.theta
-    alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH_BACKWARD else None
+    alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= settings.current().recursive_min_length_backward else None
     k = response_as("srm_kernel", srm_kernel, w.dtype) * dt(ts)
     parts, touched = partial_sums_workspace((wgrad_parts(N, w), w.shape[1], O), w.dtype, workspace)
     if through is None:  # a DelayThrough that is not used: arrays of the right types, no data
@@ -381,11 +381,10 @@ def _fused_wgrad(g, ur, neuron, srm_kernel, ts, w, x, through, accumulate_into, 
 def through_delay_applies(grad_dense, w2, x_delay, w, x) -> bool:
     """True where :func:`srm_dense_backward_through_delay` runs as one fused pass: CPU arrays, event
     inputs to the first layer and to the delay, at most
-    :data:`pysrm.ops.delay.FUSED_DENSE_MAX_OUTPUTS` outputs of ``w2``, one dtype."""
+    the setting ``fused_dense_max_outputs`` outputs of ``w2``, one dtype."""
     from ..events import SpikeEvents
-    from ..ops.delay import FUSED_DENSE_MAX_OUTPUTS
     return (not is_device_array(grad_dense) and not is_device_array(w) and isinstance(x_delay, SpikeEvents)
-            and isinstance(x, SpikeEvents) and w2.shape[0] <= FUSED_DENSE_MAX_OUTPUTS
+            and isinstance(x, SpikeEvents) and w2.shape[0] <= settings.current().fused_dense_max_outputs
             and w2.dtype == w.dtype == x_delay.dtype == grad_dense.dtype)
 
 

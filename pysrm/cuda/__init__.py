@@ -38,19 +38,6 @@ from .memory import (accumulate, accumulate_, astype, axpy, constant, copy, copy
                      zeros_like)
 from .settings import MathConfig, current_math, default_math, math_settings
 from .transfer import to_device, to_host
-from ..backend import is_device_array  # noqa: F401 (dev.is_device_array in the CUDA ops)
-
-#: names that moved out of this package, still reachable here (imported on first use) until their
-#: importers use their new homes: name -> module
-_MOVED = {"DeviceSpikeEvents": "pysrm.events_cuda", "ParameterPack": "pysrm.ops.optim_cuda",
-          "zero_grads": "pysrm.ops.optim_cuda"}
-
-
-def __getattr__(name):
-    if name in _MOVED:
-        import importlib
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module 'pysrm.cuda' has no attribute {name!r}")
 
 
 __all__ = [

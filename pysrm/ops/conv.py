@@ -30,7 +30,7 @@ Strategies (``strategy=``; tested against ``"plain"`` and finite differences in
 ``tests/test_op_conv.py``; CUDA twin :mod:`pysrm.ops.conv_cuda`, tested under the CUDA simulator):
 ``"plain"`` is the definition as direct loops (any stride).  Sparse inputs (a
 :class:`~pysrm.events.SpikeEvents` or a dense array with a density under
-:data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD`) take the ``"event"`` paths that scatter every input event into the ``KH x KW x Co`` outputs it
+the setting ``conv_event_density_threshold`` (:mod:`pysrm.settings`)) take the ``"event"`` paths that scatter every input event into the ``KH x KW x Co`` outputs it
 reaches (forward) and gather the matching gradient entries (weight gradient).
 
 Dense inputs with stride 1 use BLAS products (``"blas"``) (:mod:`pysrm.ops._blas_call`). With
@@ -57,6 +57,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .. import settings
 from .._checks import float_array, same_dtype
 from ..backend import is_device_array
 from ..events import SpikeEvents
@@ -287,8 +288,6 @@ def _conv_gemm_cpu(xp, S, wk, Ci, KW, out, Wp, cols):
                 out[n, c, oy, ox0 + q] = wide[c * M + q * T:c * M + (q + 1) * T]
 
 
-#: output columns per task of the BLAS conv (about 1,500 rows of the product at T = 300)
-GEMM_ROWS = 1536
 
 
 @njit(parallel=True, cache=True)
@@ -340,7 +339,7 @@ def _conv_gemm(w, x, py, px, ho, wo):
     xp, S = _padded(x, py, px, KW)
     wk = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(KH * KW, Co * Ci)
     out = np.empty((N, Co, ho, wo, T), dtype=w.dtype)
-    _conv_gemm_cpu(xp, S, wk, Ci, KW, out, W + 2 * px, max(1, GEMM_ROWS // T))
+    _conv_gemm_cpu(xp, S, wk, Ci, KW, out, W + 2 * px, max(1, settings.current().gemm_rows // T))
     return out
 
 
@@ -368,9 +367,6 @@ def _check(w, x, stride, padding):
 
 #: strategies of :func:`conv` / :func:`conv_backward`
 STRATEGIES = ("auto", "plain", "event", "blas")
-#: the event-driven weight gradient is split into at most this many partial sums over the batch
-#: (by shape, never by thread count: results are the same with any number of threads)
-WGRAD_PARTS = 4
 
 
 def _resolve(strategy, x, sy, sx):
@@ -395,7 +391,7 @@ def conv(w, x, stride=1, padding=0, strategy: str = "auto"):
     stride, padding : int or pair (default 1 and 0)
     strategy : ``"plain"`` (the direct loops of the definition, any stride), ``"event"`` (scatter each
         input event), ``"blas"`` (stride 1: one BLAS product per kernel offset) or ``"auto"`` (event for
-        a SpikeEvents or at most :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD` non-zero bins,
+        a SpikeEvents or at most the setting ``conv_event_density_threshold`` (:mod:`pysrm.settings`) non-zero bins,
         else blas for stride 1, else plain)
 
     Returns ndarray (N, Co, Ho, Wo, T) (:func:`conv_output_size`).  Raises TypeError for other or
@@ -443,7 +439,7 @@ def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True,
     g = np.ascontiguousarray(grad)
     strategy, x = _resolve(strategy, x, sy, sx)
     if strategy == "event":
-        chunks = max(1, min(N // 2, WGRAD_PARTS))
+        chunks = max(1, min(N // 2, settings.current().conv_wgrad_parts))
         gwT = np.zeros((chunks, Ci) + w.shape[2:] + (Co,), dtype=w.dtype)
         gT = np.empty((N, ho, wo, T, Co), dtype=w.dtype)
         _channels_cpu(g, gT, True)

@@ -17,7 +17,7 @@ Dense input: implicit-GEMM tiled shared-memory products (:mod:`pysrm.ops._gemm_c
 
 The im2col operand is never stored; its entries are read through the index map.
 
-Sparse input (:class:`~pysrm.cuda.DeviceSpikeEvents`), event driven (the event's neuron decoded and the
+Sparse input (:class:`~pysrm.events_cuda.DeviceSpikeEvents`), event driven (the event's neuron decoded and the
 outputs it reaches found by the CPU event paths' primitives ``decode_neuron`` / ``output_index`` of
 ``pysrm.ops._primitives``):
 
@@ -44,12 +44,13 @@ import numpy as np
 from numba import cuda
 
 from .. import cuda as dev
-from ..cuda import DeviceSpikeEvents
+from ..backend import is_device_array
+from .. import settings
+from ..events_cuda import DeviceSpikeEvents
 from . import _gemm_cuda as G
 from . import _primitives_cuda as prim
 from ._records import EventList
 from .conv import _pair, conv_output_size
-from .dense_cuda import EVENT_CHUNK
 
 
 @cuda.jit(cache=True)
@@ -116,7 +117,7 @@ def _check(w, x, stride, padding):
     shape = tuple(x.shape)
     if len(shape) != 5:
         raise ValueError(f"x must have 5 dimensions, got shape {shape}")
-    if not isinstance(x, DeviceSpikeEvents) and not dev.is_device_array(x):
+    if not isinstance(x, DeviceSpikeEvents) and not is_device_array(x):
         raise TypeError(f"x must be a device array or DeviceSpikeEvents when w is on the device, "
                         f"got {type(x).__name__}; move it with pysrm.cuda.to_device")
     if w.shape[1] != shape[1]:
@@ -200,10 +201,11 @@ def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True,
             else:
                 gT = dev.transpose(grad.reshape(N, Co, ho * wo * T)).reshape(N, ho, wo, T, Co)
             per = KH * KW * Co
-            blocks = min(dev.ceil_div(x.n_events, EVENT_CHUNK), dev.current_launch().max_blocks)
+            chunk = settings.current().cuda_event_chunk
+            blocks = min(dev.ceil_div(x.n_events, chunk), dev.current_launch().max_blocks)
             tpb = min(dev.current_launch().threads_per_block, max(32 if not dev.SIMULATOR else 1, per))
             dev.launch_grid(_conv_events_wgrad_kernel, blocks, tpb, EventList(x.sample, x.neuron, x.time, x.value), gT,
-                            gwT, geom, EVENT_CHUNK, dt.type(0))
+                            gwT, geom, chunk, dt.type(0))
         if accumulate_into is not None:
             grad_w = dev.transpose2d(gwT, Kc, Co, out=accumulate_into, accumulate=True)
         else:

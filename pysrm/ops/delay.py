@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .. import settings
 from .._checks import float_array, positive
 from ..backend import is_device_array
 from ._primitives import delay_split_cpu, interpolate_cpu
@@ -442,16 +443,12 @@ def delay_backward(grad, x, d, ts: float, strategy: str = "auto"):
     return gx.reshape(x.shape), _delay_grad(gd_rows, x.shape, d_shape, ts)
 
 
-#: dense layers with at most this many outputs fuse their input gradient into the delay backward
-FUSED_DENSE_MAX_OUTPUTS = 64
-#: tasks of the fused kernel (rows split by shape, never by thread count)
-ROW_CHUNKS = 64
 
 
 def from_dense_applies(w, grad_dense, x) -> bool:
     """True where :func:`delay_backward_from_dense` makes the dense input gradient row by row (CPU arrays,
-    at most :data:`FUSED_DENSE_MAX_OUTPUTS` outputs, one dtype); elsewhere it runs the two ops."""
-    return (not is_device_array(grad_dense) and not is_device_array(w) and w.shape[0] <= FUSED_DENSE_MAX_OUTPUTS
+    at most the setting ``fused_dense_max_outputs`` outputs, one dtype); elsewhere it runs the two ops."""
+    return (not is_device_array(grad_dense) and not is_device_array(w) and w.shape[0] <= settings.current().fused_dense_max_outputs
             and w.dtype == x.dtype == grad_dense.dtype)
 
 
@@ -491,7 +488,7 @@ def delay_backward_from_dense(w, grad_dense, x, d, ts: float):
     gy = np.ascontiguousarray(grad_dense).reshape(N, O, T)
     gx = np.empty((N, M, T), dtype=x.dtype)
     gd_rows = np.empty((N, M), dtype=x.dtype)
-    chunks = max(1, min(N * M, ROW_CHUNKS))
+    chunks = max(1, min(N * M, settings.current().delay_row_chunks))
     if events:
         x3 = np.empty((1, 1, 1), dtype=x.dtype)
         ev = (x.offsets, x.neuron, x.time, x.value)

@@ -36,7 +36,7 @@ float rounding where the order of a sum differs, tested against ``"plain"``):
     outputs (weight gradient, ``G X^T`` with ``G`` and ``X`` laid out as ``(O, N*T)`` and
     ``(N*T, I)``), in parallel Numba loops over those fixed blocks.
 ``"auto"`` (default)
-    ``"event"`` when ``x`` is a SpikeEvents or at most :data:`EVENT_DENSITY_THRESHOLD` of its bins are
+    ``"event"`` when ``x`` is a SpikeEvents or at most the setting ``event_density_threshold`` (:mod:`pysrm.settings`) of its bins are
     non-zero (:func:`resolve`), else ``"blas"``.
 
 Work arrays (the transposed weight, the partial sums) come from the ``workspace`` argument
@@ -48,23 +48,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .. import settings
 from .._checks import float_array, same_dtype
 from ..backend import is_device_array
 from ..events import SpikeEvents
 from ._util import check_5d, check_strategy
 
-#: inputs with at most this fraction of non-zero bins take the event-driven paths under ``"auto"``.  Set
-#: from the crossovers measured in the fourth session (benchmarks/RESULTS.md, "event-driven versus dense
-#: paths": dense above 0.3 for the forward and the weight gradient, conv about 0.13 / 0.2); the dense
-#: threshold was 0.15 until the fifth session, when the N-MNIST CNN's dense1 input (conv3's delayed
-#: spikes, 15.5 % active) showed that the dense path's copies (the input and its transpose, 200 MB each
-#: at batch 32) cost memory for no speed; the conv threshold stays below its crossover.
-EVENT_DENSITY_THRESHOLD = 0.3
-#: the same for conv and pooling layers (fraction of non-zero bins; see :data:`EVENT_DENSITY_THRESHOLD`)
-CONV_EVENT_DENSITY_THRESHOLD = 0.08
-#: the event-driven dense weight gradient is split into at most this many partial sums over the batch
-#: (the parallelism of that kernel; a constant so that results do not depend on the number of threads)
-WGRAD_PARTS = 4
 #: strategies of :func:`dense` / :func:`dense_backward`
 STRATEGIES = ("auto", "plain", "event", "blas")
 
@@ -282,9 +271,9 @@ def transposed_weights(w, workspace=None):
 def wgrad_parts(N: int, w) -> int:
     """Number of partial sums of the event weight gradient for a batch of ``N``: it depends on the
     shapes only (at least 4 samples per part -- each part costs a zeroed (I, O) buffer --, at most
-    WGRAD_PARTS, at most 256 MB), never on the thread count, so results are bitwise the same with any
+    the setting ``dense_wgrad_parts``, at most 256 MB), never on the thread count, so results are bitwise the same with any
     number of threads (sweeps and resumed runs equal serial runs)."""
-    return max(1, min(max(1, N // 4), WGRAD_PARTS, (1 << 28) // max(1, w.size * w.itemsize)))
+    return max(1, min(max(1, N // 4), settings.current().dense_wgrad_parts, (1 << 28) // max(1, w.size * w.itemsize)))
 
 
 def partial_sums_workspace(shape, dtype, workspace=None):
@@ -302,7 +291,8 @@ def events_if_sparse(x, kind: str = "dense"):
     backward reuses the events."""
     if isinstance(x, SpikeEvents) or is_device_array(x):
         return x
-    threshold = EVENT_DENSITY_THRESHOLD if kind == "dense" else CONV_EVENT_DENSITY_THRESHOLD
+    cfg = settings.current()
+    threshold = cfg.event_density_threshold if kind == "dense" else cfg.conv_event_density_threshold
     ev = SpikeEvents.from_dense(x, max_density=threshold)
     return x if ev is None else ev
 

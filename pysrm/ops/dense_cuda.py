@@ -10,13 +10,13 @@ Dense input (a device array ``(N, C, H, W, T)``): the three products are tiled
 shared-memory matrix products (:mod:`pysrm.ops._gemm_cuda`, modes 0-2; the
 weight gradient is split over batch and K tiles and reduced deterministically).
 
-Sparse input (a :class:`~pysrm.cuda.DeviceSpikeEvents`), event driven:
+Sparse input (a :class:`~pysrm.events_cuda.DeviceSpikeEvents`), event driven:
 
 * forward: one thread per ``(event, o)`` (``o`` fastest) adds
   ``value * w[o, i]`` into ``out^T[n, t, o]`` with an atomic add (coalesced,
   reading the transposed weights ``w^T``); the result is transposed back to
   ``(N, O, T)`` through shared-memory tiles -- cost O(events x O);
-* weight gradient: one block per chunk of :data:`EVENT_CHUNK` consecutive events,
+* weight gradient: one block per chunk of ``cuda_event_chunk`` (:mod:`pysrm.settings`) consecutive events,
   its threads striding over ``o``; each thread sums ``value * g^T[n, t, o]``
   over the chunk's events in a register and flushes the sum into
   ``grad_w^T[i, o]`` (atomic add) whenever the event's neuron ``i`` changes --
@@ -33,17 +33,16 @@ array.
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 from numba import cuda
 
 from .. import cuda as dev
-from ..cuda import DeviceSpikeEvents
+from ..backend import is_device_array
+from .. import settings
+from ..events_cuda import DeviceSpikeEvents
 from . import _gemm_cuda as G
 
-#: events per block of the event-driven weight gradients
-EVENT_CHUNK = int(os.environ.get("PYSRM_CUDA_EVENT_CHUNK", "5" if dev.SIMULATOR else "128"))
 
 
 @cuda.jit(cache=True)
@@ -91,7 +90,7 @@ def _check(w, x):
                          f"C*H*W = {n_in} input neurons; expected w of shape (outputs, {n_in})")
     if w.dtype != x.dtype:
         raise TypeError(f"w has dtype {w.dtype} but x has dtype {x.dtype}; they must match")
-    if not isinstance(x, DeviceSpikeEvents) and not dev.is_device_array(x):
+    if not isinstance(x, DeviceSpikeEvents) and not is_device_array(x):
         raise TypeError(f"x must be a device array or DeviceSpikeEvents when w is on the device, "
                         f"got {type(x).__name__}; move it with pysrm.cuda.to_device")
     return shape
@@ -144,10 +143,11 @@ def dense_backward(w, x, grad, need_input_grad: bool = True, accumulate_into=Non
         gwT = dev.zeros((I, O), dt)
         if x.n_events:
             gT = grad_time_major if grad_time_major is not None else dev.transpose(grad.reshape(N, O, T))
-            blocks = min(dev.ceil_div(x.n_events, EVENT_CHUNK), dev.current_launch().max_blocks)
+            chunk = settings.current().cuda_event_chunk
+            blocks = min(dev.ceil_div(x.n_events, chunk), dev.current_launch().max_blocks)
             tpb = min(dev.current_launch().threads_per_block, max(32 if not dev.SIMULATOR else 1, O))
             dev.launch_grid(_dense_events_wgrad_kernel, blocks, tpb, x.sample, x.neuron, x.time, x.value, gT, gwT,
-                            EVENT_CHUNK, dt.type(0))
+                            chunk, dt.type(0))
         if accumulate_into is not None:
             grad_w = dev.transpose2d(gwT, I, O, out=accumulate_into, accumulate=True)
         else:

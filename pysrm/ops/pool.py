@@ -99,7 +99,7 @@ def pool(x, k: int, weight: float, strategy: str = "auto"):
     k : int >= 1, the window size and stride; weight : float > 0, the fixed weight (SLAYER: 1.1 theta)
     strategy : ``"plain"`` (the dense sum of the definition), ``"event"`` (each input event added to its
         window's output) or ``"auto"`` (event for a SpikeEvents or at most
-        :data:`pysrm.ops.dense.CONV_EVENT_DENSITY_THRESHOLD` non-zero bins)
+        the setting ``conv_event_density_threshold`` (:mod:`pysrm.settings`) non-zero bins)
 
     Returns ndarray (N, C, ceil(H/k), ceil(W/k), T).  Both strategies add the same terms in the same
     order per output element (bitwise equal; tested).  Raises TypeError/ValueError for a non-float or

@@ -12,7 +12,7 @@ Thread mapping (grid-stride loops, ``t`` fastest so accesses are coalesced):
 * dense forward: one thread per output element gathers its ``k x k`` window
   (in the CPU kernel's order of additions, in the input dtype: the primitive ``pool_window_sum`` of
   ``pysrm.ops._primitives``, which the fused SRM kernel reads its pooled input with);
-* event-driven forward (:class:`~pysrm.cuda.DeviceSpikeEvents`): one thread per
+* event-driven forward (:class:`~pysrm.events_cuda.DeviceSpikeEvents`): one thread per
   event adds ``w_p * value`` into its output element (atomic add);
 * backward: one thread per input element reads its window's gradient (``pooled_grad``, as the
   delay's and the fused kernels' reads through a pool).
@@ -24,7 +24,7 @@ from numba import cuda
 
 from .. import cuda as dev
 from .._checks import positive, positive_int
-from ..cuda import DeviceSpikeEvents
+from ..events_cuda import DeviceSpikeEvents
 from . import _primitives_cuda as prim
 from .pool import pool_output_size
 

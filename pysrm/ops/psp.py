@@ -37,8 +37,8 @@ tests in ``tests/test_op_psp.py``):
   whatever ``L`` is; accumulated in float64, so the result equals the direct
   (truncated-kernel) definition to float rounding (tested).
 
-``"auto"`` takes the recursion for alpha responses of at least :data:`RECURSIVE_MIN_LENGTH` samples
-(backward: :data:`RECURSIVE_MIN_LENGTH_BACKWARD`), else the direct sums.  Both are exact (linear) and
+``"auto"`` takes the recursion for alpha responses of at least the setting ``recursive_min_length`` (:mod:`pysrm.settings`) samples
+(backward: the setting ``recursive_min_length_backward``), else the direct sums.  Both are exact (linear) and
 checked by finite differences; they agree to float rounding (tested).
 """
 from __future__ import annotations
@@ -48,16 +48,12 @@ import functools
 import numpy as np
 from numba import njit, prange
 
+from .. import settings
 from .._checks import positive
 from ..backend import is_device_array
 from ._primitives import alpha_output_cpu, alpha_step_cpu
 from ._util import as_rows, check_strategy, response_as
 
-#: alpha responses at least this long use the recursive form (forward / backward); shorter ones are
-#: cheaper directly (measured on 2 cores, see benchmarks/RESULTS.md)
-RECURSIVE_MIN_LENGTH = 6
-#: the same for the backward (the correlation)
-RECURSIVE_MIN_LENGTH_BACKWARD = 12
 #: strategies of :func:`psp` / :func:`psp_backward`
 STRATEGIES = ("auto", "plain", "recursive")
 
@@ -240,7 +236,7 @@ def psp(x, kernel, ts: float, strategy: str = "auto"):
     x : ndarray (..., T), float32 or float64 (time last; any leading shape), or a CUDA device array
     kernel : 1-D array, the sampled response from lag 0 (:func:`pysrm.responses.srm_kernel`)
     ts : float, the time step in ms
-    strategy : ``"auto"`` (recursive for alpha kernels of at least :data:`RECURSIVE_MIN_LENGTH`
+    strategy : ``"auto"`` (recursive for alpha kernels of at least the setting ``recursive_min_length`` (:mod:`pysrm.settings`)
         samples, else plain), ``"plain"`` (the direct sum) or ``"recursive"``
 
     Returns an array like ``x``.  Raises TypeError/ValueError for non-float or non-finite ``x``, an empty
@@ -249,16 +245,16 @@ def psp(x, kernel, ts: float, strategy: str = "auto"):
     if is_device_array(x):
         from . import psp_cuda
         return psp_cuda.psp(x, kernel, ts)
-    return _filter("x", x, kernel, ts, RECURSIVE_MIN_LENGTH, _psp_alpha_cpu, _psp_cpu, strategy)
+    return _filter("x", x, kernel, ts, settings.current().recursive_min_length, _psp_alpha_cpu, _psp_cpu, strategy)
 
 
 def psp_backward(grad, kernel, ts: float, strategy: str = "auto"):
     r"""Adjoint of :func:`psp` (the correlation): ``out[..., t] = ts * sum_i kernel[i] * grad[..., t+i]``.
 
     Same arguments, strategies (``"auto"`` uses the recursion from
-    :data:`RECURSIVE_MIN_LENGTH_BACKWARD` samples) and errors as :func:`psp`."""
+    the setting ``recursive_min_length_backward`` samples) and errors as :func:`psp`."""
     if is_device_array(grad):
         from . import psp_cuda
         return psp_cuda.psp_backward(grad, kernel, ts)
-    return _filter("grad", grad, kernel, ts, RECURSIVE_MIN_LENGTH_BACKWARD, _psp_alpha_backward_cpu,
+    return _filter("grad", grad, kernel, ts, settings.current().recursive_min_length_backward, _psp_alpha_backward_cpu,
                    _psp_backward_cpu, strategy)

@@ -26,7 +26,7 @@ parallel over the bins, and follows the CPU op's precision:
   forward accumulates in the data dtype and the backward sums the dtype
   products in float64 -- the same arithmetic, so the same result;
 * where the CPU uses the O(T) alpha recursion (:func:`pysrm.ops.psp.alpha_parameters`,
-  responses of at least ``RECURSIVE_MIN_LENGTH`` / ``RECURSIVE_MIN_LENGTH_BACKWARD``
+  responses of at least the settings ``recursive_min_length`` / ``recursive_min_length_backward``
   samples), which works in float64, the GPU takes ``k`` in float64 and
   accumulates in float64 too: both round the same float64 value to the dtype.
 
@@ -41,7 +41,8 @@ from numba import cuda
 from .. import cuda as dev
 from . import _primitives_cuda as prim
 from ._util import response_as
-from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD, alpha_parameters
+from .. import settings
+from .psp import alpha_parameters
 
 
 @cuda.jit(cache=True)
@@ -82,7 +83,7 @@ def _rows(x):
 
 def psp(x, kernel, ts: float):
     """Device version of :func:`pysrm.ops.psp.psp` (same arguments; ``x`` a device array)."""
-    k, zero = _scaled(kernel, x.dtype, ts, RECURSIVE_MIN_LENGTH)
+    k, zero = _scaled(kernel, x.dtype, ts, settings.current().recursive_min_length)
     out = dev.empty(x.shape, x.dtype)
     dev.launch(_psp_kernel, x.size, _rows(x), k, _rows(out), zero)
     return out
@@ -90,7 +91,7 @@ def psp(x, kernel, ts: float):
 
 def psp_backward(grad, kernel, ts: float):
     """Device version of :func:`pysrm.ops.psp.psp_backward`."""
-    k, _ = _scaled(kernel, grad.dtype, ts, RECURSIVE_MIN_LENGTH_BACKWARD)
+    k, _ = _scaled(kernel, grad.dtype, ts, settings.current().recursive_min_length_backward)
     out = dev.empty(grad.shape, grad.dtype)
     dev.launch(_psp_backward_kernel, grad.size, _rows(grad), k, _rows(out))
     return out

@@ -82,7 +82,7 @@ def _spike_cpu(u_in, nu, theta, amp, u, s):
 
 
 # --------------------------------------------------------------------------- time-major scan (fused blocks)
-# The fused CPU blocks (pysrm.ops.srm's first layer, pysrm.ops.convblock) keep a sample time-major, a row per
+# The fused CPU blocks (pysrm.blocks.dense_srm's first layer, pysrm.blocks.conv) keep a sample time-major, a row per
 # time bin of M neurons; their spike scan runs bin by bin with these two functions (over the primitives
 # fires and add_response of pysrm.ops._primitives).  Per neuron the operations and their order are _spike_cpu's (the threshold test of a bin, then nu added to its following
 # bins), so the spikes and potentials are bitwise the op's (tested through the blocks).

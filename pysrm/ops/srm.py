@@ -41,7 +41,8 @@ from ..backend import is_device_array
 from ._util import as_rows, check_strategy, response_as
 from ._fastexp import rho_row
 from ._primitives import alpha_output_cpu, alpha_step_cpu
-from .psp import RECURSIVE_MIN_LENGTH_BACKWARD, alpha_filter_rows, alpha_parameters, psp, psp_backward
+from .. import settings
+from .psp import alpha_filter_rows, alpha_parameters, psp, psp_backward
 from .spike import spike, spike_backward
 
 
@@ -199,7 +200,7 @@ def srm_backward(grad_s, u, neuron, srm_kernel, ts: float, strategy: str = "auto
     strategy : ``"plain"`` (:func:`pysrm.ops.spike.spike_backward` then
         :func:`pysrm.ops.psp.psp_backward`, both plain), ``"fused"`` (one pass per row: the surrogate
         and then the correlation, by the alpha recursion for alpha kernels of at least
-        ``RECURSIVE_MIN_LENGTH_BACKWARD`` samples, else the direct sum) or ``"auto"`` (= ``"fused"`` on
+        the setting ``recursive_min_length_backward`` samples, else the direct sum) or ``"auto"`` (= ``"fused"`` on
         the CPU).  They agree to float rounding (tested).
 
     Returns the gradient of the potential's input ``a`` (like ``grad_s``).  Raises ValueError for
@@ -218,7 +219,7 @@ def srm_backward(grad_s, u, neuron, srm_kernel, ts: float, strategy: str = "auto
     out = np.empty_like(g)
     dt = g.dtype.type
     width = neuron.tau_rho * neuron.theta
-    alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= RECURSIVE_MIN_LENGTH_BACKWARD else None
+    alpha = alpha_parameters(srm_kernel) if len(srm_kernel) >= settings.current().recursive_min_length_backward else None
     if alpha is not None:
         _srm_backward_alpha_cpu(g, ur, dt(neuron.theta), dt(neuron.scale_rho), dt(width), alpha[0],
                                 alpha[1] * ts, len(srm_kernel), out)

@@ -64,7 +64,7 @@ from .._checks import positive
 from ._elementwise import surrogate_element
 from . import _primitives_cuda as prim
 from ._util import response_as
-from .psp import RECURSIVE_MIN_LENGTH, RECURSIVE_MIN_LENGTH_BACKWARD
+from .. import settings
 from .psp_cuda import _scaled  # the device response in the CPU path's precision, as the separate op
 from ._records import DelayArgs, PoolRead, RowGeometry
 from .delay_cuda import _g_at
@@ -345,7 +345,7 @@ def srm_forward(src, rows_shape, srm_kernel, refractory_kernel, theta: float, ts
     mode = {"rows": SRC_ROWS, "channels_last": SRC_CHANNELS_LAST, "pool": SRC_POOL}[src_mode]
     P = H * W
     rows = N * C * P
-    k, zacc = _scaled(srm_kernel, dt, ts, RECURSIVE_MIN_LENGTH)
+    k, zacc = _scaled(srm_kernel, dt, ts, settings.current().recursive_min_length)
     nu = dev.constant(response_as("refractory_kernel", refractory_kernel, dt))
     lim = np.int64((1 << (len(refractory_kernel) - 1)) - 1)
     s = dev.empty((N, C, H, W, T), dt)
@@ -383,7 +383,7 @@ def srm_backward(grad, u, neuron, srm_kernel, ts: float, delay=None, pool=None, 
         raise TypeError(f"grad has dtype {grad.dtype} but u has dtype {dt}; they must match")
     P = H * W
     rows = N * C * P
-    k, _ = _scaled(srm_kernel, dt, ts, RECURSIVE_MIN_LENGTH_BACKWARD)
+    k, _ = _scaled(srm_kernel, dt, ts, settings.current().recursive_min_length_backward)
     if len(srm_kernel) > MAX_KERNEL:
         raise ValueError(f"srm_cuda.srm_backward: a response of {len(srm_kernel)} samples; at most {MAX_KERNEL}")
     gmode = 0
