@@ -274,6 +274,23 @@ def test_event_indices():
                     assert oi(i, pad, kk, s, 4) == (hits[0] if hits else -1)
 
 
+def test_event_taps_are_the_taps_of_the_conv_definition():
+    """event_taps lists, in ky-then-kx order, exactly the (ky, kx, oy, ox) of the conv's definition
+    (out[oy, ox] += w[ky, kx] x[sy oy + ky - py, sx ox + kx - px]) that an input at (iy, ix) reaches."""
+    taps_of = njit(cache=False)(lambda iy, ix, KH, KW, py, px, sy, sx, Ho, Wo, taps:
+                                P.event_taps_cpu(iy, ix, KH, KW, py, px, sy, sx, Ho, Wo, taps))
+    for (KH, KW), (py, px), (sy, sx), (H, W) in [((3, 3), (1, 1), (1, 1), (6, 5)), ((5, 3), (2, 0), (2, 1), (9, 7)),
+                                                  ((2, 2), (0, 1), (2, 2), (6, 6)), ((1, 1), (0, 0), (1, 1), (3, 3))]:
+        Ho, Wo = (H + 2 * py - KH) // sy + 1, (W + 2 * px - KW) // sx + 1
+        taps = np.full((KH * KW, 4), -7, dtype=np.int64)
+        for iy in range(H):
+            for ix in range(W):
+                want = [(ky, kx, oy, ox) for ky in range(KH) for kx in range(KW) for oy in range(Ho) for ox in range(Wo)
+                        if sy * oy + ky - py == iy and sx * ox + kx - px == ix]
+                n = taps_of(iy, ix, KH, KW, py, px, sy, sx, Ho, Wo, taps)
+                assert [tuple(t) for t in taps[:n]] == want
+
+
 # --------------------------------------------------------------------------- CUDA forms (simulator)
 
 @pytest.fixture(scope="module")

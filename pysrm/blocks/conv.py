@@ -79,8 +79,8 @@ from numba import njit, prange
 
 from ..ops._fastexp import rho_row
 from ..ops._blas_call import NO_TRANS, TRANS, gemm
-from ..ops.conv import _decode, _output_index
-from ..ops._primitives import delay_split_cpu, interpolate_cpu, next_spike_cpu
+from ..ops.conv import _decode
+from ..ops._primitives import delay_split_cpu, event_taps_cpu, interpolate_cpu, next_spike_cpu
 from ..ops._records import NeuronBackward, NeuronForward, events_of
 from ..ops.spike import flag_words, scan_bin_time_major
 from ..ops.srm import correlation_time_major, psp_time_major
@@ -107,7 +107,7 @@ DelayPool = namedtuple("DelayPool", "has_delay dm df dg has_pool pk wp H2 W2 amp
 Tiling = namedtuple("Tiling", "n1 tw1 canon1 canon2 dense_conv wk cols")
 #: the work arrays of one tile's forward (see _tile_forward)
 TileWork = namedtuple("TileWork",
-                      "buf1 buf2 row1 row2 hist1 hist2 flag found times1 count1 times2 count2 xp S wide trans")
+                      "buf1 buf2 row1 row2 hist1 hist2 flag found times1 count1 times2 count2 xp S wide trans taps")
 #: the shape of the stride-1 conv's BLAS products on a padded sample (_conv_gemm_row): the padded sample's
 #: channel stride S and width Wp, the input channels K_in, the kernel width KW, the output channels K_out
 #: and width Wo, the bins T and the output columns per product
@@ -146,7 +146,7 @@ def _row_starts(e0, e1, neuron, W, starts):
 
 
 @njit(cache=True)
-def _scatter_tile(buf, c0, starts, ev, wT, geo, iy_lo, iy_hi):
+def _scatter_tile(buf, c0, starts, ev, wT, geo, iy_lo, iy_hi, taps):
     # buf (T, tw), the tile's columns c0 <= b < c0 + tw (b = (oy Wo + ox) Co + co), zeroed, then
     # buf[t, b - c0] += v * wT[ci, ky, kx, co] for the sample's events of the input rows iy_lo..iy_hi (those
     # that can reach the tile; starts: _row_starts), in their stored order, at the output positions in the
@@ -162,20 +162,13 @@ def _scatter_tile(buf, c0, starts, ev, wT, geo, iy_lo, iy_hi):
         ci, iy, ix = _decode(neuron[k], H, W)
         row = buf[time[k]]
         v = value[k]
-        for ky in range(KH):
-            oy = _output_index(iy, py, ky, sy, Ho)
-            if oy < 0:
+        for j in range(event_taps_cpu(iy, ix, KH, KW, py, px, sy, sx, Ho, Wo, taps)):
+            off = (taps[j, 2] * Wo + taps[j, 3]) * Co - c0
+            if off < 0 or off >= tw:
                 continue
-            for kx in range(KW):
-                ox = _output_index(ix, px, kx, sx, Wo)
-                if ox < 0:
-                    continue
-                off = (oy * Wo + ox) * Co - c0
-                if off < 0 or off >= tw:
-                    continue
-                wk = wT[ci, ky, kx]
-                for co in range(Co):
-                    row[off + co] += v * wk[co]
+            wk = wT[ci, taps[j, 0], taps[j, 1]]
+            for co in range(Co):
+                row[off + co] += v * wk[co]
 
 
 @njit(cache=True)
@@ -391,7 +384,7 @@ def _tile_forward(r, starts, ev, wT, geo, s1, s2, dp, til, work):
         if rows * Wo * Co < tw1:
             buf1[:, rows * Wo * Co:] = 0.0
     else:
-        _scatter_tile(buf1, c0, starts, ev, wT, geo, iy_lo, iy_hi)
+        _scatter_tile(buf1, c0, starts, ev, wT, geo, iy_lo, iy_hi, work.taps)
     psp_time_major(buf1, work.row1, work.hist1, s1)
     c1 = _scan(buf1, s1.nu, s1.theta, work.flag, work.found, work.trans, work.times1, work.count1)
     c2 = 0
@@ -484,8 +477,9 @@ def _sample_forward(n, ev, wT, geo, s1, s2, dp, til, saved):
     trans = np.empty((max(tw1, tw2), T) if max(s1.nu.shape[0], s2.nu.shape[0]) > ROW_SCAN_MIN_LENGTH else (1, 1),
                      dtype=wT.dtype)
     found = np.empty(max(tw1, tw2), dtype=np.int64)  # the spiking columns of a bin (the scan's work array)
+    taps = np.empty((wT.shape[1] * wT.shape[2], 4), dtype=np.int64)  # the kernel taps of one event
     work = TileWork(buf1, buf2, row1, row2, hist1, hist2, flag, found, times1, count1, times2, count2, xp, S, wide,
-                    trans)
+                    trans, taps)
     for r in range(til.n1):
         _tile_forward(r, starts, ev, wT, geo, s1, s2, dp, til, work)
         if saved.stored:
@@ -636,8 +630,9 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
         trans = np.empty((max(tw1, tw2), T) if max(s1.nu.shape[0], s2.nu.shape[0]) > ROW_SCAN_MIN_LENGTH else (1, 1),
                          dtype=wT.dtype)
         found = np.empty(max(tw1, tw2), dtype=np.int64)
+        taps = np.empty((KH * KW, 4), dtype=np.int64)
         work = TileWork(buf1, buf2, row1, row2, hist1, hist2, flag, found, times1, count1, times2, count2, xp, S,
-                        wide, trans)
+                        wide, trans, taps)
         gs_in = GemmShape(Sq, Wq, Co, KW, Ci, W, T, cols)   # the input gradient's products (flipped kernel)
         first_n = True
         for n in range(p * step, min(N, (p + 1) * step)):
@@ -691,20 +686,13 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
                     ci, iy, ix = _decode(neuron[k], H, W)
                     row = gu1[time[k]]
                     v = value[k]
-                    for ky in range(KH):
-                        oy = _output_index(iy, py, ky, sy, Ho)
-                        if oy < 0:
+                    for j in range(event_taps_cpu(iy, ix, KH, KW, py, px, sy, sx, Ho, Wo, work.taps)):
+                        off = (work.taps[j, 2] * Wo + work.taps[j, 3]) * Co - c0
+                        if off < 0 or off >= tw1:
                             continue
-                        for kx in range(KW):
-                            ox = _output_index(ix, px, kx, sx, Wo)
-                            if ox < 0:
-                                continue
-                            off = (oy * Wo + ox) * Co - c0
-                            if off < 0 or off >= tw1:
-                                continue
-                            gk = gwp[ci, ky, kx]
-                            for co in range(Co):
-                                gk[co] += v * row[off + co]
+                        gk = gwp[ci, work.taps[j, 0], work.taps[j, 1]]
+                        for co in range(Co):
+                            gk[co] += v * row[off + co]
                 if need_ga:
                     gan = ga_out[n]
                     for j0 in range(0, width, Co):

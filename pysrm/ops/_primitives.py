@@ -242,6 +242,30 @@ def output_index(i, pad, k, stride, n_out):
     return n // stride
 
 
+def event_taps(iy, ix, KH, KW, py, px, sy, sx, Ho, Wo, taps):
+    """The kernel taps through which an input event at row ``iy``, column ``ix`` reaches the output of a
+    ``KH x KW`` conv (padding ``py, px``, stride ``sy, sx``, output ``Ho x Wo``): ``taps[j] = (ky, kx, oy,
+    ox)`` with ``sy oy + ky - py == iy`` and ``sx ox + kx - px == ix``, in ``ky``-then-``kx`` order (the
+    order every event-driven conv loop adds in); ``taps``: int64 ``(>= KH KW, 4)``.  Returns how many.
+    The event scatter of the conv forward, its event weight gradient and the conv block's tile schedules
+    loop over these taps."""
+    n = 0
+    for ky in range(KH):
+        oy = output_index(iy, py, ky, sy, Ho)
+        if oy < 0:
+            continue
+        for kx in range(KW):
+            ox = output_index(ix, px, kx, sx, Wo)
+            if ox < 0:
+                continue
+            taps[n, 0] = ky
+            taps[n, 1] = kx
+            taps[n, 2] = oy
+            taps[n, 3] = ox
+            n += 1
+    return n
+
+
 def unravel5(idx, C, H, W, T):
     """``(n, c, y, x, t)`` of the flat index of an ``(N, C, H, W, T)`` array (time fastest)."""
     t = idx % T
@@ -277,3 +301,4 @@ pooled_grad_cpu = _cpu(pooled_grad)
 decode_neuron_cpu = _cpu(decode_neuron)
 output_index_cpu = _cpu(output_index)
 unravel5_cpu = _cpu(unravel5)
+event_taps_cpu = _cpu(event_taps, output_index=output_index_cpu)

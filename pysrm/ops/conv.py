@@ -61,7 +61,7 @@ from .. import settings
 from .._checks import float_array, same_dtype
 from ..backend import is_device_array
 from ..events import SpikeEvents
-from ._primitives import decode_neuron_cpu, output_index_cpu
+from ._primitives import decode_neuron_cpu, event_taps_cpu, output_index_cpu
 from ._util import check_5d, check_strategy
 from ._blas_call import NO_TRANS, TRANS, gemm
 from .dense import as_dense, as_events, events_if_sparse
@@ -129,20 +129,15 @@ def _conv_events_cpu(offsets, neuron, time, value, wT, outT, H, W, sy, sx, py, p
     KH, KW, Co = wT.shape[1], wT.shape[2], wT.shape[3]
     Ho, Wo = outT.shape[1], outT.shape[2]
     for n in prange(N):
+        taps = np.empty((KH * KW, 4), dtype=np.int64)
         for k in range(offsets[n], offsets[n + 1]):
             ci, iy, ix = _decode(neuron[k], H, W)
             t = time[k]
             v = value[k]
-            for ky in range(KH):
-                oy = _output_index(iy, py, ky, sy, Ho)
-                if oy < 0:
-                    continue
-                for kx in range(KW):
-                    ox = _output_index(ix, px, kx, sx, Wo)
-                    if ox < 0:
-                        continue
-                    for co in range(Co):
-                        outT[n, oy, ox, t, co] += v * wT[ci, ky, kx, co]
+            for j in range(event_taps_cpu(iy, ix, KH, KW, py, px, sy, sx, Ho, Wo, taps)):
+                ky, kx, oy, ox = taps[j, 0], taps[j, 1], taps[j, 2], taps[j, 3]
+                for co in range(Co):
+                    outT[n, oy, ox, t, co] += v * wT[ci, ky, kx, co]
 
 
 @njit(parallel=True, cache=True)
@@ -203,21 +198,16 @@ def _conv_weight_grad_events_cpu(offsets, neuron, time, value, gT, gwT, H, W, sy
     Ho, Wo = gT.shape[1], gT.shape[2]
     step = (N + chunks - 1) // chunks
     for c in prange(chunks):
+        taps = np.empty((KH * KW, 4), dtype=np.int64)
         for n in range(c * step, min(N, (c + 1) * step)):
             for k in range(offsets[n], offsets[n + 1]):
                 ci, iy, ix = _decode(neuron[k], H, W)
                 t = time[k]
                 v = value[k]
-                for ky in range(KH):
-                    oy = _output_index(iy, py, ky, sy, Ho)
-                    if oy < 0:
-                        continue
-                    for kx in range(KW):
-                        ox = _output_index(ix, px, kx, sx, Wo)
-                        if ox < 0:
-                            continue
-                        for co in range(Co):
-                            gwT[c, ci, ky, kx, co] += v * gT[n, oy, ox, t, co]
+                for j in range(event_taps_cpu(iy, ix, KH, KW, py, px, sy, sx, Ho, Wo, taps)):
+                    ky, kx, oy, ox = taps[j, 0], taps[j, 1], taps[j, 2], taps[j, 3]
+                    for co in range(Co):
+                        gwT[c, ci, ky, kx, co] += v * gT[n, oy, ox, t, co]
 
 
 @njit(parallel=True, cache=True)
