@@ -49,7 +49,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from .._checks import positive
 from ..backend import is_device_array
 from ._fastexp import rho_row
-from ._primitives import add_response_cpu, fires_cpu, spike_scan_row_cpu
+from ._primitives import add_response_column_cpu, fires_cpu, spike_scan_row_cpu
 from ._util import as_rows, response_as
 
 #: relative tolerance of the threshold test per dtype (module docstring, "Exact ties")
@@ -118,7 +118,7 @@ def scan_bin_time_major(buf, t, nu, theta, flag, words, found):
             bits &= bits - np.uint64(1)
             found[k] = j
             k += 1
-            add_response_cpu(buf[t:, j], nu)
+            add_response_column_cpu(buf, t, j, nu)
     return k
 
 
