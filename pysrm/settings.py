@@ -30,7 +30,7 @@ Three kinds of fields:
 
 Not here, because Numba compiles them into the kernels as constants (changing them means recompiling,
 and a run-time value could disagree with the compiled one): the tile and block sizes of the CUDA kernels
-(``pysrm.cuda.launches``: ``GEMM_THREADS``, ``GEMM_MICRO``, ``TRANSPOSE_TILE``; ``pysrm.ops.srm_cuda``:
+(``pysrm.cuda.launches``: ``GEMM_THREADS``, ``GEMM_MICRO``, ``TRANSPOSE_TILE``; ``pysrm.blocks.srm_cuda``:
 ``TILE``, ``ROWS``, ``THREADS``, ``MAX_KERNEL``, ``MAX_REFRACTORY``; ``pysrm.ops.delay_cuda.GRAD_THREADS``),
 and the conv block's ``ROW_SCAN_MIN_LENGTH`` (:mod:`pysrm.blocks.conv`: refractory responses longer than
 16 bins take the row-by-row spike scan, chosen inside the compiled block).

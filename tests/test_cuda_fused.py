@@ -1,4 +1,4 @@
-"""The fused SRM kernels (pysrm/ops/srm_cuda.py) and the one-launch delay kernels against the CPU ops.
+"""The fused SRM kernels (pysrm/blocks/srm_cuda.py) and the one-launch delay kernels against the CPU ops.
 
 Run under Numba's CUDA simulator (no GPU needed), like tests/test_cuda_ops.py::
 
@@ -45,7 +45,7 @@ def _drive(rng, shape, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", ["long", "short"])
 def test_fused_forward_equals_the_separate_ops(dev, dtype, kind):
-    from pysrm.ops import srm_cuda
+    from pysrm.blocks import srm_cuda
     neuron, sim, k, nu = _responses(kind)
     assert srm_cuda.applies(k, nu) and len(k) > srm_cuda.TILE
     rng = np.random.default_rng(3)
@@ -72,7 +72,7 @@ def test_fused_forward_equals_the_separate_ops(dev, dtype, kind):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("in_hw,k", [((4, 6), 2), ((5, 3), 2), ((3, 3), 3)])
 def test_fused_pool_forward(dev, dtype, in_hw, k):
-    from pysrm.ops import srm_cuda
+    from pysrm.blocks import srm_cuda
     neuron, sim, kern, nu = _responses("long")
     rng = np.random.default_rng(4)
     x = np.where(rng.random((2, 2) + in_hw + (11,)) < 0.4, 1.0, 0.0).astype(dtype)
@@ -89,7 +89,7 @@ def test_fused_pool_forward(dev, dtype, in_hw, k):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("through", ["none", "delay", "pool", "delay+pool"])
 def test_fused_backward(dev, dtype, through):
-    from pysrm.ops import srm_cuda
+    from pysrm.blocks import srm_cuda
     neuron, sim, kern, nu = _responses("long")
     rng = np.random.default_rng(5)
     shape = (2, 3, 4, 2, 11)
@@ -116,7 +116,7 @@ def test_fused_backward(dev, dtype, through):
 
 @needs_device
 def test_fused_limits_and_errors(dev):
-    from pysrm.ops import srm_cuda
+    from pysrm.blocks import srm_cuda
     neuron, sim, kern, nu = _responses("long")
     long_k = np.concatenate([kern, np.full(srm_cuda.MAX_KERNEL, 1e-3)])
     assert not srm_cuda.applies(long_k, nu) and not srm_cuda.applies(kern, np.ones(65))

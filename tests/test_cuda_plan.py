@@ -99,7 +99,7 @@ def test_fused_plan_equals_the_unfused_plan_with_fewer_launches(dev):
 @needs_device
 def test_long_responses_fall_back_to_single_layers(dev):
     from pysrm.network import Network
-    from pysrm.ops import srm_cuda
+    from pysrm.blocks import srm_cuda
     neuron = NeuronParams(theta=2.0, tau_sr=8.0, tau_ref=2.0)
     sim = SimParams(1.0, 40.0)
     net = Network.from_string("3-2", neuron, sim, dtype=np.float64)

@@ -5,7 +5,7 @@ What they fuse: :math:`a = W x` (or :math:`W \star x`, or a sum pool), :math:`u 
 :math:`(s, u_{ref}) = \mathrm{spike}(u)`, the delay :math:`y[t] = (1-f) s[t-m] + f s[t-m-1]` and a
 following pool and neurons; backward the surrogate and the correlation, the delay's adjoint and
 gradient, the pool's adjoint read inside the loads, and the synapse's products.  The kernels are those
-of :mod:`pysrm.ops.srm_cuda` (``srm_forward``, ``srm_backward``, ``applies``), the synapse's of
+of :mod:`pysrm.blocks.srm_cuda` (``srm_forward``, ``srm_backward``, ``applies``), the synapse's of
 :mod:`pysrm.ops.dense_cuda` / :mod:`pysrm.ops.conv_cuda` / :mod:`pysrm.ops.pool_cuda` and the delay's
 of :mod:`pysrm.ops.delay_cuda`; each block class below is one schedule over them with its own
 ``forward`` and ``backward`` (the shared pieces are the mixins' helpers).
@@ -14,7 +14,7 @@ Imported by :func:`pysrm.plan.default_planner` only for ``device="cuda"``
 (:func:`pysrm.blocks.cuda_blocks`); the blocks apply only in a plan for that device, with
 ``fuse=True`` and ``strategy="auto"`` (``Network.to('cuda')`` builds such a plan;
 ``net.configure(fuse=False)`` runs every layer's own CUDA ops instead).  Every block runs the same
-arithmetic as the layers it covers (the kernels of :mod:`pysrm.ops.srm_cuda` are the separate ops
+arithmetic as the layers it covers (the kernels of :mod:`pysrm.blocks.srm_cuda` are the separate ops
 fused; tests: ``tests/test_cuda_plan.py`` under the CUDA simulator, against the CPU network and the
 unfused CUDA plan).
 
@@ -46,7 +46,7 @@ its output gradient in that layout back (two transposes less), the weight gradie
 parameters' gradients by the product itself (no separate add).  Counts: ``benchmarks/cuda_launch_count.py``.
 
 Policy: a block applies where every SRM layer it covers fits the fused kernels (``srm_cuda.applies``:
-a spike response of at most :data:`pysrm.ops.srm_cuda.MAX_KERNEL` samples, a refractory response of
+a spike response of at most :data:`pysrm.blocks.srm_cuda.MAX_KERNEL` samples, a refractory response of
 at most 64); elsewhere the layers run one by one.  There is no run-time switch.  Cache per block:
 ``x`` (the synapse's input), ``col`` (a conv's im2col matrix), ``layout`` (of the synapse's output),
 ``u`` / ``u2`` (the potentials), ``s`` (the delay's input), ``x_shape`` (a pool's input shape).
@@ -55,7 +55,8 @@ from __future__ import annotations
 
 from ..events_cuda import DeviceSpikeEvents
 from ..layers import SRM, Conv, Delay, Dense, Pool
-from ..ops import conv_cuda, delay_cuda, dense_cuda, pool_cuda, srm_cuda
+from ..ops import conv_cuda, delay_cuda, dense_cuda, pool_cuda
+from . import srm_cuda
 from ..plan import PlanOptions, Step, materialize
 
 _SYN = (Dense, Conv)

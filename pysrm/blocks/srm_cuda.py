@@ -61,15 +61,15 @@ from numba import cuda
 
 from .. import cuda as dev
 from .._checks import positive
-from ._elementwise import surrogate_element
-from . import _primitives_cuda as prim
-from ._util import response_as
+from ..ops._elementwise import surrogate_element
+from ..ops import _primitives_cuda as prim
+from ..ops._util import response_as
 from .. import settings
-from .psp_cuda import _scaled  # the device response in the CPU path's precision, as the separate op
-from ._records import DelayArgs, PoolRead, RowGeometry
-from .delay_cuda import _g_at
-from .delay_cuda import delay_shift as _delay_shift
-from .spike import firing_threshold
+from ..ops.psp_cuda import _scaled  # the device response in the CPU path's precision, as the separate op
+from ..ops._records import DelayArgs, PoolRead, RowGeometry
+from ..ops.delay_cuda import _g_at
+from ..ops.delay_cuda import delay_shift as _delay_shift
+from ..ops.spike import firing_threshold
 
 SIM = dev.SIMULATOR
 #: time bins per tile (4 under the simulator, to keep its runs short)
