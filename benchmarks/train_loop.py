@@ -89,7 +89,12 @@ from pysrm.optim import make_optimizer
 cfg = TrainConfig.from_toml(sys.argv[1]).updated({"data_dir": sys.argv[2], "epochs": int(sys.argv[3]),
                                                   "test_every": 0})
 runs = int(sys.argv[4])
-has_prefetch = hasattr(T, "TRAIN_PREFETCH")
+try:  # the prefetch depth: a setting (issue 24 on), a module constant before
+    from pysrm import settings as S
+    has_prefetch = "train_prefetch" in S.Settings.__dataclass_fields__
+except ImportError:
+    S = None
+    has_prefetch = hasattr(T, "TRAIN_PREFETCH")
 make_loader = T.make_loader
 waits = []
 
@@ -152,10 +157,14 @@ def step_alone():
 
 
 def loop(prefetch):
-    if has_prefetch:
+    import contextlib
+    ctx = contextlib.nullcontext()
+    if has_prefetch and S is not None:
+        ctx = S.override(train_prefetch=prefetch)
+    elif has_prefetch:
         T.TRAIN_PREFETCH = prefetch
     del waits[:]
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, ctx:
         T.train(cfg, run_dir=d + "/run")
         rows = [json.loads(l) for l in open(d + "/run/metrics.jsonl") if l.strip()]
     return [r["samples_per_s"] for r in rows], [w / r["seconds"] for w, r in zip(waits, rows)]
@@ -195,9 +204,13 @@ def run_loop(repo: Path, data_dir: Path, epochs: int, prefetch: int | None = Non
                 "--test-every", "0", "--out", str(out)]
         if prefetch is None:
             cmd = [sys.executable, "-m", "cli.main"] + args
-        else:  # the same command with the training loop's prefetch depth set (pysrm.train.TRAIN_PREFETCH)
-            cmd = [sys.executable, "-c", "import sys, pysrm.train as t; t.TRAIN_PREFETCH = int(sys.argv[1]); "
-                   "from cli.main import main; sys.argv = ['pysrm'] + sys.argv[2:]; main()", str(prefetch)] + args
+        else:  # the same command with the training loop's prefetch depth set (the setting train_prefetch;
+            # pysrm.train.TRAIN_PREFETCH before issue 24)
+            cmd = [sys.executable, "-c", "import sys, contextlib, pysrm.train as t\n"
+                   "try:\n    from pysrm import settings\n    ctx = settings.override(train_prefetch=int(sys.argv[1]))\n"
+                   "except ImportError:\n    t.TRAIN_PREFETCH = int(sys.argv[1]); ctx = contextlib.nullcontext()\n"
+                   "from cli.main import main\nsys.argv = ['pysrm'] + sys.argv[2:]\nwith ctx:\n    main()",
+                   str(prefetch)] + args
         p = subprocess.run(cmd, cwd=repo, env=_env(repo, data_dir), capture_output=True, text=True)
         if p.returncode != 0:
             raise RuntimeError(f"pysrm train failed:\n{p.stderr[-2000:]}")
@@ -235,7 +248,7 @@ def main(argv=None):
     ap.add_argument("--ab", type=int, default=0, metavar="ROUNDS",
                     help="also run ROUNDS of the in-process interleaved comparison (step / loop / loop with prefetch)")
     ap.add_argument("--prefetch", type=int, default=None,
-                    help="set the training loop's prefetch depth (default: the code's own, TRAIN_PREFETCH)")
+                    help="set the training loop's prefetch depth (default: the code's own, the setting train_prefetch)")
     args = ap.parse_args(argv)
     if args.epochs < 2:
         ap.error("--epochs must be >= 2 (epoch 1 includes compilation and parsing)")

@@ -49,6 +49,7 @@ from .backend import is_device_array, resolve_device
 from .events import SpikeEvents
 from .layers import SRM, Conv, Delay, Dense, Dropout, Layer, Pool
 from .params import NeuronParams, SimParams
+from . import settings
 from .plan import PlanOptions, Planner, default_planner, materialize
 from .workspace import Workspace
 
@@ -167,9 +168,11 @@ class Network:
                   memory_budget: int | None = None) -> "Network":
         """Change the execution options (``fuse``, ``strategy``, ``memory_budget``; None keeps the current
         one) and rebuild the plan.  Returns the network."""
-        fuse = self.options.fuse if fuse is None else bool(fuse)
-        strategy = self.options.strategy if strategy is None else strategy
-        memory_budget = self.options.memory_budget if memory_budget is None else memory_budget
+        old = self.options  # None on the first call (from __init__)
+        fuse = (old.fuse if old is not None else True) if fuse is None else bool(fuse)
+        strategy = (old.strategy if old is not None else "auto") if strategy is None else strategy
+        if memory_budget is None and old is not None:
+            memory_budget = old.memory_budget  # else None: PlanOptions takes the setting in force now
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(map(repr, STRATEGIES))}")
         if isinstance(memory_budget, float) and memory_budget.is_integer():
@@ -183,7 +186,8 @@ class Network:
         self.plan = planner.build(self.layers, self.options)
         return self
 
-    options = PlanOptions()
+    options = None  # the PlanOptions of the plan (configure)
+    _forward_settings = None  # the settings the last training forward ran with (its backward uses them)
 
     # -- construction -----------------------------------------------------------------------------------
     @classmethod
@@ -281,6 +285,8 @@ class Network:
         _check_finite_input("network input", x)
         for step in self.plan:  # the last forward's caches and records go now, not after this forward's peak
             step.release()
+        cfg = settings.current()
+        self._forward_settings = cfg if train else None
         with compute_scope(), trusted_inputs():
             for step in self.plan:
                 x = step.forward(x, train)
@@ -292,7 +298,8 @@ class Network:
         """Back-propagate ``dL/d(output spikes)``; accumulates into every parameter's ``grad``.  Returns the
         gradient of the network input (None: the first layer needs none)."""
         _check_finite_input("gradient of the network output", grad)
-        with compute_scope(), trusted_inputs():
+        cfg = self._forward_settings if self._forward_settings is not None else settings.current()
+        with compute_scope(), trusted_inputs(), settings.use(cfg):  # the forward's settings: they agree
             for step in reversed(self.plan):
                 grad = step.backward(grad)
                 if grad is None:

@@ -15,8 +15,13 @@ Where the numbers come from, in order:
    thread or task only: a :mod:`contextvars` variable), e.g. in tests::
 
        from pysrm import settings
-       with settings.override(event_density_threshold=0.0):   # never event driven
+       with settings.override(event_density_threshold=0.0):   # dense inputs never go event driven
            net.forward(x)
+
+   A :class:`~pysrm.network.Network` runs each backward pass with the settings its forward pass ran with
+   (so a forward and its backward always agree), and the links of its plan (whether a block hands its
+   spikes on as events, up to which density) are fixed when the plan is built: ``net.configure()``
+   rebuilds it under the settings in force.
 
 Three kinds of fields:
 
@@ -46,7 +51,7 @@ import inspect
 import os
 from dataclasses import dataclass, field, fields
 
-__all__ = ["Settings", "current", "override", "ENVIRONMENT"]
+__all__ = ["Settings", "current", "override", "use", "ENVIRONMENT"]
 
 
 def _simulator(environ) -> bool:
@@ -159,7 +164,7 @@ class Settings:
         "elements: above this many elements of the per-sample partial weight gradients, one GEMM per "
         "sample accumulating instead (memory; environment PYSRM_CUBLAS_PARTIAL_LIMIT)", default=1 << 27)
 
-    # ---------------------------------------------------------------- CUDA kernel shapes (compile time)
+    # ---------------------------------------------------------------- CUDA launch shapes (read at launch)
     cuda_split_blocks: int = _doc(
         "target number of blocks when a batch-reduced product is split over blockIdx.z (environment "
         "PYSRM_CUDA_SPLIT_BLOCKS; 3 under the simulator)", default=None)
@@ -327,6 +332,35 @@ def current() -> Settings:
     if not _PROCESS:
         _PROCESS.append(Settings.from_environment())
     return _PROCESS[0]
+
+
+@contextlib.contextmanager
+def use(record: Settings):
+    """Put ``record`` in force for the code inside the ``with`` block (this thread or task only), e.g. the
+    settings a forward pass ran with, for its backward.
+
+    Parameters
+    ----------
+    record : Settings
+        the settings to use.
+
+    Yields
+    ------
+    Settings
+        ``record``.
+
+    Raises
+    ------
+    TypeError
+        ``record`` is not a :class:`Settings`.
+    """
+    if not isinstance(record, Settings):
+        raise TypeError(f"expected a pysrm.settings.Settings, got {type(record).__name__}")
+    token = _CURRENT.set(record)
+    try:
+        yield record
+    finally:
+        _CURRENT.reset(token)
 
 
 @contextlib.contextmanager

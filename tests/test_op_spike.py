@@ -84,7 +84,7 @@ def _event_input(rng, N, I, T, per_sample, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("tau_sr,T", [(1.0, 40), (4.0, 40), (4.0, 9), (10.0, 120)])
 def test_fused_dense_srm_forward_is_bitwise_the_composition(tau_sr, T, dtype):
-    """dense -> psp -> spike in one pass per sample (pysrm.ops.srm.dense_srm_forward) gives exactly the
+    """dense -> psp -> spike in one pass per sample (pysrm.blocks.dense_srm.dense_srm_forward) gives exactly the
     spikes and potentials of the three ops run one after the other, including T shorter than the
     response and a sample without events."""
     from pysrm.functional import dense, dense_srm_forward, srm_forward, srm_kernel

@@ -68,3 +68,32 @@ def test_no_module_of_pysrm_reads_its_tunables_from_the_environment():
         text = path.read_text()
         for var in S.ENVIRONMENT:
             assert var not in text or f'"{var}"' not in text.replace("'", '"'), (path, var)
+
+
+def test_network_takes_the_settings_in_force_and_its_backward_those_of_its_forward():
+    """A Network built inside an override takes its memory budget from it; a backward runs with the
+    settings its forward ran with (a conv block's kept potentials are tiled by conv_block_tile: a backward
+    outside the forward's override gives the same gradients as one inside it)."""
+    import numpy as np
+    from pysrm import NeuronParams, SimParams
+    from pysrm.network import Network
+    neuron, sim = NeuronParams(theta=10.0, tau_sr=1.0, tau_ref=1.0), SimParams(1.0, 30.0)
+    with S.override(memory_budget=12345):
+        net = Network.from_string("10x10x2-4c3-2a-8-3", neuron, sim, delays=True, seed=0)
+    assert net.options.memory_budget == 12345
+    assert Network.from_string("10x10x2-8-3", neuron, sim).options.memory_budget == S.current().memory_budget
+    rng = np.random.default_rng(0)
+    x = (rng.random((6, 2, 10, 10, 30)) < 0.05).astype(np.float32)
+    g = rng.normal(size=(6, 3, 1, 1, 30)).astype(np.float32)
+    grads = []
+    for outside in (False, True):
+        net.zero_grad()
+        with S.override(conv_block_tile=40):
+            net.forward(x, train=True)
+            if not outside:
+                net.backward(g)
+        if outside:
+            net.backward(g)
+        grads.append([p.grad.copy() for p in net.parameters()])
+    for a, b in zip(*grads):
+        np.testing.assert_array_equal(a, b)

@@ -941,6 +941,10 @@ def conv_block_backward(w, x, stride, padding, stage1, grad, delay=None, pool=No
     wkf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(2, 3, 1, 0)).reshape(KH * KW, Ci * Co)
     s2 = stage2 if stage2 is not None else stage1
     store1, store2 = saved if saved is not None else (np.empty((1, 1, 1, 1), dtype), np.empty((1, 1, 1, 1), dtype))
+    if saved is not None and store1.shape != (N, n1, T, tw1):
+        # the kept potentials were tiled under other settings (conv_block_tile) than this backward's
+        raise ValueError(f"saved potentials have shape {store1.shape}; this backward tiles them as "
+                         f"{(N, n1, T, tw1)}: run the backward under the settings of its forward")
     io = BackwardArrays(g, parts, gwk_parts, gd_rows, need_ga, ga, gx_blas, wkf, KH - 1 - py, KW - 1 - px, gx)
     _block_backward_cpu(ev, wT, geo, stage1.forward, s2.forward, dp, til, stage1.backward, s2.backward,
                         SavedPotentials(saved is not None, store1, store2), io)
@@ -995,7 +999,7 @@ class ConvBlock(Step):
         self.pool = next((l for l in layers if isinstance(l, Pool)), None)
         self.srm2 = layers[-1] if self.pool is not None else None
         self.last_schedule = None
-        self._stages = {}  # NeuronStage per (SRM layer, dtype): derived from parameters, not a forward cache
+        self._stages = {}  # NeuronStage per (SRM layer, dtype, recursion settings): derived, not a forward cache
         self._layer_steps = [LayerStep(l, context) for l in self.layers]  # the "layers" schedule
 
     # -- the policy ----------------------------------------------------------------------------------------
@@ -1024,7 +1028,8 @@ class ConvBlock(Step):
 
     # -- the schedules ---------------------------------------------------------------------------------------
     def _stage(self, srm, dtype):
-        key = (id(srm), np.dtype(dtype).str)
+        cfg = settings.current()  # the stage's psp strategy depends on the recursion lengths
+        key = (id(srm), np.dtype(dtype).str, cfg.recursive_min_length, cfg.recursive_min_length_backward)
         st = self._stages.get(key)
         if st is None:
             st = self._stages[key] = NeuronStage(srm.neuron, srm.srm, srm.ref, srm.sim.ts, dtype)

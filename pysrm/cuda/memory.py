@@ -160,15 +160,22 @@ def _flat(a):
     return a.reshape(a.size)
 
 
-@functools.lru_cache(maxsize=1)
 def _cupy_state():
-    """``(cupy module or None, reason)``: whether pysrm may use CuPy here (a real GPU, CuPy importable,
-    the setting ``cuda_cupy`` true (:mod:`pysrm.settings`; ``PYSRM_CUDA_CUPY=0`` turns it off), and a round trip through a CuPy-allocated buffer with a Numba
-    kernel gives the right values).  Decided once per process (an immutable result)."""
+    """``(cupy module or None, reason)``: whether pysrm uses CuPy here: the setting ``cuda_cupy`` true
+    (:mod:`pysrm.settings`, read on each call; ``PYSRM_CUDA_CUPY=0`` turns it off) and the probe
+    (:func:`_cupy_probe`) passed."""
+    if not SIMULATOR and not settings.current().cuda_cupy:
+        return None, "disabled by the setting cuda_cupy (PYSRM_CUDA_CUPY=0)"
+    return _cupy_probe()
+
+
+@functools.lru_cache(maxsize=1)
+def _cupy_probe():
+    """``(cupy module or None, reason)``: whether CuPy works here (a real GPU, CuPy importable, and a round
+    trip through a CuPy-allocated buffer with a Numba kernel gives the right values).  Probed once per
+    process (an immutable result)."""
     if SIMULATOR:
         return None, "the CUDA simulator cannot run CuPy"
-    if not settings.current().cuda_cupy:
-        return None, "disabled by the setting cuda_cupy (PYSRM_CUDA_CUPY=0)"
     try:
         import cupy
         if cupy.cuda.runtime.getDeviceCount() < 1:

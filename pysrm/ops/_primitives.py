@@ -1,6 +1,8 @@
 r"""Per-row and per-element building blocks of the ops, written once and compiled for both targets: the CPU
 kernels (``numba.njit``, inlined) and the CUDA kernels (``numba.cuda.jit(device=True)``), as
-:mod:`pysrm.ops._elementwise` does for the surrogate and the optimisers.
+:mod:`pysrm.ops._elementwise` does for the surrogate and the optimisers.  (``event_taps``,
+``add_response_column``, ``alpha_step`` and ``alpha_output`` have only their CPU forms so far: no CUDA
+kernel schedules them yet.)
 
 The plain loop of each op (its ``"plain"`` strategy, the definition a reader starts from) stays written
 out in the op's module; the fast CPU strategies, the fused blocks and the CUDA kernels (the single ops'
