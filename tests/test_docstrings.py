@@ -33,6 +33,8 @@ import pytest
 #: (next: "pysrm.ops.psp", "pysrm.ops.spike", "pysrm.ops.dense", "pysrm.layers", "pysrm.network",
 #: "pysrm.losses", ...)
 MODULES = [
+    "pysrm.ops.psp", "pysrm.ops.spike", "pysrm.ops.dense", "pysrm.ops.conv", "pysrm.ops.pool", "pysrm.ops.delay",
+    "pysrm.ops.srm", "pysrm.ops.dropout", "pysrm.layers", "pysrm.network", "pysrm.losses", "pysrm.functional",
     "pysrm.params",
     "pysrm.responses",
     "pysrm.events",
