@@ -44,10 +44,19 @@ CONV_WEIGHT_SCALE = 100.0
 
 
 class Parameter:
-    """A trainable array with its gradient; ``lower`` is an optional clamp applied after each update.
+    r"""A trainable array with its gradient, and an optional lower clamp applied after each update.
 
     ``data`` and ``grad`` are NumPy arrays, or CUDA device arrays after :meth:`to` ``("cuda")``;
     the methods below work on either.
+
+    Parameters
+    ----------
+    data : ndarray
+        The initial values (any shape, float32 or float64; kept as given, not copied).
+    name : str
+        The parameter's name, e.g. ``"dense.weight"`` (the key in a state dict).
+    lower : float or None, default None
+        Where given, :meth:`clamp` keeps ``data >= lower`` (e.g. 0 ms for delays).
     """
 
     def __init__(self, data: np.ndarray, name: str, lower: float | None = None):
@@ -58,10 +67,22 @@ class Parameter:
 
     @property
     def on_device(self) -> bool:
+        """True when ``data`` is a CUDA device array."""
         return is_device_array(self.data)
 
     def to(self, device: str) -> "Parameter":
-        """Move ``data`` and ``grad`` to ``'cuda'`` (device arrays) or ``'cpu'`` (NumPy arrays)."""
+        r"""Move ``data`` and ``grad`` to ``'cuda'`` (device arrays) or ``'cpu'`` (NumPy arrays).
+
+        Parameters
+        ----------
+        device : {"cuda", "cpu"}
+            Where to; an array already there (or another value) is left as it is.
+
+        Returns
+        -------
+        Parameter
+            ``self``.
+        """
         if device == "cuda" and not self.on_device:
             from . import cuda as dev
             self.data = dev.to_device(self.data)
@@ -73,7 +94,14 @@ class Parameter:
         return self
 
     def accumulate_grad(self, g):
-        """``grad += g`` (on the device with the CUDA accumulate kernel)."""
+        r"""``grad += g`` (on the device with the CUDA accumulate kernel).
+
+        Parameters
+        ----------
+        g : ndarray or CUDA device array
+            A gradient of ``data``'s shape and dtype (a host array is copied to the device when ``grad`` is
+            there).
+        """
         if is_device_array(self.grad):
             from . import cuda as dev
             dev.accumulate(self.grad, dev.to_device(g))
@@ -81,6 +109,7 @@ class Parameter:
             self.grad += g
 
     def zero_grad(self):
+        """Set ``grad`` to zero in place."""
         if is_device_array(self.grad):
             from . import cuda as dev
             dev.memset_zero(self.grad)
@@ -88,6 +117,7 @@ class Parameter:
             self.grad[...] = 0
 
     def clamp(self):
+        """``data = max(data, lower)`` in place, where ``lower`` is given."""
         if self.lower is not None:
             if self.on_device:
                 from . import cuda as dev
@@ -127,20 +157,40 @@ class Layer:
 
     @property
     def cache(self) -> dict:
-        """What the backward needs from the last forward pass (made on first use)."""
+        """What the backward needs from the last forward pass, a dict (made on first use)."""
         c = self.__dict__.get("_cache")
         if c is None:
             c = self.__dict__["_cache"] = {}
         return c
 
     def parameters(self) -> list:
+        r"""The layer's trainable parameters.
+
+        Returns
+        -------
+        list of Parameter
+            Empty for the base class.
+        """
         return []
 
     def zero_grad(self):
+        """Set the gradients of :meth:`parameters` to zero."""
         for p in self.parameters():
             p.zero_grad()
 
     def output_shape(self, in_shape):
+        r"""The per-sample output shape for a per-sample input shape.
+
+        Parameters
+        ----------
+        in_shape : tuple of int
+            ``(C, H, W)``.
+
+        Returns
+        -------
+        tuple of int
+            ``(C', H', W')``; the base class returns ``in_shape``.
+        """
         return tuple(in_shape)
 
     def release(self):
@@ -148,32 +198,129 @@ class Layer:
         self.cache.clear()
 
     def cached(self, name: str):
-        """``cache[name]``; RuntimeError when the last forward did not keep it (no ``train=True``)."""
+        r"""``cache[name]``, kept by the last forward pass.
+
+        Parameters
+        ----------
+        name : str
+            The cache entry, e.g. ``"x"`` or ``"u"``.
+
+        Returns
+        -------
+        object
+            The cached value.
+
+        Raises
+        ------
+        RuntimeError
+            The last forward did not keep it (no ``forward(train=True)`` before the backward).
+        """
         value = self.cache.get(name)
         if value is None:
             raise RuntimeError(f"{self.name}: backward called without a forward(train=True)")
         return value
 
     def check_input(self, x):
-        """ValueError unless ``x`` is ``(N, *in_shape, T)`` (layers without ``in_shape`` accept any)."""
+        r"""Check that ``x`` is ``(N, *in_shape, T)`` (layers without ``in_shape`` accept any).
+
+        Parameters
+        ----------
+        x : ndarray, SpikeEvents or CUDA device array
+            The input tensor.
+
+        Raises
+        ------
+        ValueError
+            ``x`` is not 5-D or its ``(C, H, W)`` is not ``in_shape``.
+        """
         in_shape = getattr(self, "in_shape", None)
         if in_shape is not None:
             _check_input_shape(self, x, in_shape)
 
     def forward(self, x, train: bool = False):  # pragma: no cover - interface
+        r"""The layer's output for input ``x`` (an interface: subclasses implement it).
+
+        Parameters
+        ----------
+        x : ndarray, SpikeEvents or CUDA device array
+            Shape (N, C, H, W, T), float32 or float64.
+        train : bool, default False
+            True keeps in :attr:`cache` what :meth:`backward` needs.
+
+        Returns
+        -------
+        ndarray, SpikeEvents or CUDA device array
+            Shape ``(N, *output_shape((C, H, W)), T)``.
+
+        Raises
+        ------
+        NotImplementedError
+            Always, in the base class.
+        """
         raise NotImplementedError
 
     def backward(self, grad):  # pragma: no cover - interface
+        r"""The input gradient for the output gradient ``grad``; accumulates into the parameters' ``grad``.
+
+        An interface: subclasses implement it.
+
+        Parameters
+        ----------
+        grad : ndarray or CUDA device array
+            The loss gradient with respect to the last forward's output, its shape and dtype.
+
+        Returns
+        -------
+        ndarray, CUDA device array or None
+            The gradient with respect to the input (None where ``need_input_grad`` is False).
+
+        Raises
+        ------
+        NotImplementedError
+            Always, in the base class.
+        """
         raise NotImplementedError
 
     def backward_as(self, grad, kind: str = ARRAY):
-        """:meth:`backward`, its input gradient handed on as ``kind`` (one of ``grad_gives``; what the
-        plan links, :meth:`pysrm.plan.Planner.link`).  The base class gives arrays only."""
+        r""":meth:`backward`, its input gradient handed on as ``kind``.
+
+        ``kind`` is one of ``grad_gives``: what the plan links (:meth:`pysrm.plan.Planner.link`).  The base
+        class gives arrays only.
+
+        Parameters
+        ----------
+        grad : ndarray or CUDA device array
+            The loss gradient with respect to the last forward's output.
+        kind : str, default ARRAY
+            A value kind of :mod:`pysrm.plan` (``"array"``, ...).
+
+        Returns
+        -------
+        ndarray, CUDA device array or None
+            The input gradient, as :meth:`backward`.
+
+        Raises
+        ------
+        ValueError
+            ``kind`` is not one this layer gives.
+        """
         if kind != ARRAY:
             raise ValueError(f"{self.name}: backward cannot give {kind!r}; it gives {self.grad_gives}")
         return self.backward(grad)
 
     def astype(self, dtype):
+        r"""Convert the parameters to ``dtype`` (on their device) and reset their gradients to zero.
+
+        Parameters
+        ----------
+        dtype : numpy dtype
+            float32 or float64.
+
+        Returns
+        -------
+        Layer
+            ``self``.
+        """
         for p in self.parameters():
             if p.on_device:
                 from . import cuda as dev
@@ -188,6 +335,13 @@ class Layer:
         return f"{type(self).__name__}({self.describe()})"
 
     def describe(self) -> str:
+        r"""A short description of the layer's configuration (for ``repr`` and summaries).
+
+        Returns
+        -------
+        str
+            Empty for the base class.
+        """
         return ""
 
 
@@ -198,7 +352,26 @@ def _check_input_shape(layer, x, in_shape):
 
 
 class Dense(Layer):
-    """Fully connected synapse ``(C, H, W) -> (out_features, 1, 1)`` (see :mod:`pysrm.ops.dense`)."""
+    r"""Fully connected synapse ``(C, H, W) -> (out_features, 1, 1)`` (see :mod:`pysrm.ops.dense`).
+
+    ``a[n, o, t] = sum_i w[o, i] x[n, i, t]``; the weights start as
+    :math:`\mathcal U(-1/\sqrt{f}, 1/\sqrt{f})` times ``weight_scale``, with fan-in ``f = C*H*W``.
+
+    Parameters
+    ----------
+    in_shape : tuple of int
+        The input's ``(C, H, W)``.
+    out_features : int
+        The number of outputs ``O``.
+    rng : numpy.random.Generator
+        The source of the initial weights.
+    weight_scale : float, default 10.0
+        The factor on the initial weights (``DENSE_WEIGHT_SCALE``, SLAYER's).
+    dtype : numpy dtype, default float32
+        The weights' dtype (float32 or float64).
+    name : str, default "dense"
+        The layer's name (the weight is ``"<name>.weight"``, shape ``(O, C*H*W)``).
+    """
 
     def __init__(self, in_shape, out_features: int, rng: np.random.Generator, weight_scale: float = DENSE_WEIGHT_SCALE,
                  dtype=np.float32, name: str = "dense"):
@@ -218,12 +391,52 @@ class Dense(Layer):
     grad_gives = (ARRAY, DENSE_INPUT_GRAD)
 
     def parameters(self):
+        r"""The weight, ``(O, C*H*W)``.
+
+        Returns
+        -------
+        list of Parameter
+            ``[weight]``.
+        """
         return [self.weight]
 
     def output_shape(self, in_shape):
+        r"""The output shape ``(O, 1, 1)``.
+
+        Parameters
+        ----------
+        in_shape : tuple of int
+            The input's ``(C, H, W)`` (not used: the weight fixes the output).
+
+        Returns
+        -------
+        tuple of int
+            ``(O, 1, 1)``.
+        """
         return (self.weight.data.shape[0], 1, 1)
 
     def forward(self, x, train=False):
+        r"""The synaptic input ``a[n, o, t] = sum_i w[o, i] x[n, i, t]`` (:func:`pysrm.ops.dense.dense`).
+
+        Parameters
+        ----------
+        x : ndarray, SpikeEvents or CUDA device array
+            Shape (N, C, H, W, T) with ``(C, H, W) == in_shape``, the weights' dtype.
+        train : bool, default False
+            True keeps ``x`` (as events when sparse) for :meth:`backward`.
+
+        Returns
+        -------
+        ndarray or CUDA device array
+            Shape (N, O, 1, 1, T), the weights' dtype.
+
+        Raises
+        ------
+        ValueError
+            ``x`` is not ``(N, *in_shape, T)``; errors of the op (non-finite values, ...).
+        TypeError
+            The op's dtype errors (``x`` not float32/float64, or not the weights' dtype).
+        """
         _check_input_shape(self, x, self.in_shape)
         if self.strategy == "auto":
             x = events_if_sparse(x, "dense")  # found once, reused by the backward
@@ -232,12 +445,48 @@ class Dense(Layer):
         return F.dense(self.weight.data, x, strategy=self.strategy, workspace=self.workspace)
 
     def backward(self, grad):
-        """Accumulates the weight gradient; returns the input gradient (None for a first layer)."""
+        r"""Accumulate the weight gradient; return the input gradient.
+
+        ``grad_w[o, i] = sum_{n,t} g[n, o, t] x[n, i, t]``, ``grad_x[n, i, t] = sum_o w[o, i] g[n, o, t]``.
+
+        Parameters
+        ----------
+        grad : ndarray or CUDA device array
+            Shape (N, O, 1, 1, T), the weights' dtype.
+
+        Returns
+        -------
+        ndarray, CUDA device array or None
+            Shape (N, C, H, W, T); None for a first layer (``need_input_grad`` False).
+        """
         return self.backward_as(grad, ARRAY)
 
     def backward_as(self, grad, kind: str = ARRAY):
-        """:meth:`backward`; with ``kind`` :data:`~pysrm.plan.DENSE_INPUT_GRAD` the input gradient is
-        returned as a :class:`~pysrm.ops.dense.DenseInputGrad` (not yet computed; CPU only)."""
+        r""":meth:`backward`, the input gradient handed on as ``kind``.
+
+        With ``kind`` :data:`~pysrm.plan.DENSE_INPUT_GRAD` the input gradient is returned as a
+        :class:`~pysrm.ops.dense.DenseInputGrad` (not yet computed; CPU only).
+
+        Parameters
+        ----------
+        grad : ndarray or CUDA device array
+            Shape (N, O, 1, 1, T), the weights' dtype.
+        kind : str, default ARRAY
+            ``"array"`` or :data:`~pysrm.plan.DENSE_INPUT_GRAD`.
+
+        Returns
+        -------
+        ndarray, DenseInputGrad, CUDA device array or None
+            The input gradient, shape (N, C, H, W, T); None for a first layer.
+
+        Raises
+        ------
+        RuntimeError
+            No ``forward(train=True)`` ran before (:meth:`Layer.cached`).
+        ValueError
+            ``grad`` does not have the output's shape, or holds non-finite values.
+            ``kind`` is not one this layer gives (from :meth:`Layer.backward_as`).
+        """
         if kind not in self.grad_gives:
             return super().backward_as(grad, kind)
         x = self.cached("x")
@@ -250,11 +499,48 @@ class Dense(Layer):
         return gx
 
     def describe(self):
+        r"""``"<inputs> -> <outputs>"``.
+
+        Returns
+        -------
+        str
+            The description.
+        """
         return f"{int(np.prod(self.in_shape))} -> {self.weight.data.shape[0]}"
 
 
 class Conv(Layer):
-    """2-D convolution synapse (see :mod:`pysrm.ops.conv`); default padding ``kernel // 2``."""
+    r"""2-D convolution synapse (see :mod:`pysrm.ops.conv`); default padding ``kernel // 2``.
+
+    The weights start as :math:`\mathcal U(-1/\sqrt{f}, 1/\sqrt{f})` times ``weight_scale``, with
+    fan-in ``f = C * kernel**2``.
+
+    Parameters
+    ----------
+    in_shape : tuple of int
+        The input's ``(C, H, W)``.
+    out_channels : int
+        The number of output channels ``Co``.
+    kernel : int
+        The kernel size ``K`` (pixels; square kernels ``K x K``).
+    rng : numpy.random.Generator
+        The source of the initial weights.
+    stride : int, default 1
+        The stride (pixels).
+    padding : int or None, default None
+        The zero padding (pixels); None means ``kernel // 2``.
+    weight_scale : float, default 100.0
+        The factor on the initial weights (``CONV_WEIGHT_SCALE``, SLAYER's).
+    dtype : numpy dtype, default float32
+        The weights' dtype (float32 or float64).
+    name : str, default "conv"
+        The layer's name (the weight is ``"<name>.weight"``, shape ``(Co, C, K, K)``).
+
+    Raises
+    ------
+    ValueError
+        The kernel (with its padding and stride) does not fit the input.
+    """
 
     def __init__(self, in_shape, out_channels: int, kernel: int, rng: np.random.Generator, stride: int = 1,
                  padding: int | None = None, weight_scale: float = CONV_WEIGHT_SCALE, dtype=np.float32,
@@ -280,13 +566,53 @@ class Conv(Layer):
         return settings.current().conv_event_density_threshold
 
     def parameters(self):
+        r"""The weight, ``(Co, C, K, K)``.
+
+        Returns
+        -------
+        list of Parameter
+            ``[weight]``.
+        """
         return [self.weight]
 
     def output_shape(self, in_shape):
+        r"""The output shape ``(Co, Ho, Wo)`` (:func:`pysrm.ops.conv.conv_output_size`).
+
+        Parameters
+        ----------
+        in_shape : tuple of int
+            The input's ``(C, H, W)``.
+
+        Returns
+        -------
+        tuple of int
+            ``(Co, Ho, Wo)``.
+        """
         k = self.weight.data.shape[2]
         return (self.weight.data.shape[0],) + F.conv_output_size(in_shape[1], in_shape[2], k, self.stride, self.padding)
 
     def forward(self, x, train=False):
+        r"""The synaptic input, the per-time-bin convolution (:func:`pysrm.ops.conv.conv`).
+
+        Parameters
+        ----------
+        x : ndarray, SpikeEvents or CUDA device array
+            Shape (N, C, H, W, T) with ``(C, H, W) == in_shape``, the weights' dtype.
+        train : bool, default False
+            True keeps ``x`` (as events when sparse) for :meth:`backward`.
+
+        Returns
+        -------
+        ndarray or CUDA device array
+            Shape (N, Co, Ho, Wo, T), the weights' dtype.
+
+        Raises
+        ------
+        ValueError
+            ``x`` is not ``(N, *in_shape, T)``; errors of the op (non-finite values, ...).
+        TypeError
+            The op's dtype errors (``x`` not float32/float64, or not the weights' dtype).
+        """
         _check_input_shape(self, x, self.in_shape)
         if self.strategy == "auto":
             x = events_if_sparse(x, "conv")  # found once, reused by the backward
@@ -295,18 +621,49 @@ class Conv(Layer):
         return F.conv(self.weight.data, x, self.stride, self.padding, strategy=self.strategy)
 
     def backward(self, grad):
+        r"""Accumulate the weight gradient; return the input gradient (:func:`pysrm.ops.conv.conv_backward`).
+
+        Parameters
+        ----------
+        grad : ndarray or CUDA device array
+            Shape (N, Co, Ho, Wo, T), the weights' dtype.
+
+        Returns
+        -------
+        ndarray, CUDA device array or None
+            Shape (N, C, H, W, T); None for a first layer (``need_input_grad`` False).
+        """
         gx, gw = F.conv_backward(self.weight.data, self.cached("x"), grad, self.stride, self.padding, self.need_input_grad,
                                  strategy=self.strategy)
         self.weight.accumulate_grad(gw)
         return gx
 
     def describe(self):
+        r"""``"<Ci> -> <Co>, kernel K, stride s, padding p"``.
+
+        Returns
+        -------
+        str
+            The description.
+        """
         co, ci, k, _ = self.weight.data.shape
         return f"{ci} -> {co}, kernel {k}, stride {self.stride}, padding {self.padding}"
 
 
 class Pool(Layer):
-    """Sum pooling with fixed weight ``1.1 * theta`` (see :mod:`pysrm.ops.pool`)."""
+    r"""Sum pooling with fixed weight ``1.1 * theta`` (see :mod:`pysrm.ops.pool`).
+
+    Parameters
+    ----------
+    in_shape : tuple of int
+        The input's ``(C, H, W)``.
+    kernel : int
+        The window size and stride ``k`` (pixels).
+    theta : float
+        The threshold of the following neurons (the potential's unit); the weight is ``1.1 * theta``.
+    name : str, default "pool"
+        The layer's name.
+    """
 
     def __init__(self, in_shape, kernel: int, theta: float, name: str = "pool"):
         self.in_shape = tuple(int(s) for s in in_shape)
@@ -321,19 +678,71 @@ class Pool(Layer):
         return settings.current().conv_event_density_threshold
 
     def output_shape(self, in_shape):
+        r"""The output shape ``(C, ceil(H/k), ceil(W/k))``.
+
+        Parameters
+        ----------
+        in_shape : tuple of int
+            The input's ``(C, H, W)``.
+
+        Returns
+        -------
+        tuple of int
+            ``(C, ceil(H/k), ceil(W/k))``.
+        """
         return (in_shape[0],) + F.pool_output_size(in_shape[1], in_shape[2], self.kernel)
 
     def forward(self, x, train=False):
+        r"""``a = 1.1 theta * sum over each k x k window`` (:func:`pysrm.ops.pool.pool`).
+
+        Parameters
+        ----------
+        x : ndarray, SpikeEvents or CUDA device array
+            Shape (N, C, H, W, T) with ``(C, H, W) == in_shape``, float32 or float64.
+        train : bool, default False
+            Not used (the backward needs only the input's shape, always kept).
+
+        Returns
+        -------
+        ndarray or CUDA device array
+            Shape (N, C, ceil(H/k), ceil(W/k), T), dtype of ``x``.
+
+        Raises
+        ------
+        ValueError
+            ``x`` is not ``(N, *in_shape, T)``; errors of the op (non-finite values, ...).
+        TypeError
+            The op's dtype errors (``x`` not float32/float64, or not the weights' dtype).
+        """
         _check_input_shape(self, x, self.in_shape)
         self.cache["shape"] = x.shape
         return F.pool(x, self.kernel, self.weight, strategy=self.strategy)
 
     def backward(self, grad):
+        r"""The input gradient ``grad_x[.., iy, ix, t] = 1.1 theta * grad[.., iy//k, ix//k, t]``.
+
+        Parameters
+        ----------
+        grad : ndarray or CUDA device array
+            Shape (N, C, ceil(H/k), ceil(W/k), T), float32 or float64.
+
+        Returns
+        -------
+        ndarray, CUDA device array or None
+            Shape (N, C, H, W, T); None when ``need_input_grad`` is False.
+        """
         if not self.need_input_grad:
             return None
         return F.pool_backward(grad, self.cached("shape"), self.kernel, self.weight)
 
     def describe(self):
+        r"""``"kxk, weight w"``.
+
+        Returns
+        -------
+        str
+            The description.
+        """
         return f"{self.kernel}x{self.kernel}, weight {self.weight:g}"
 
 
@@ -344,6 +753,23 @@ class SRM(Layer):
     :func:`pysrm.ops.srm.srm_backward`).  The last forward's output spikes are kept in ``last_spikes``
     (for spike counts; made dense from ``last_events`` on first access when a fused block recorded
     events only, :meth:`record`).
+
+    Parameters
+    ----------
+    neuron : NeuronParams
+        ``theta``, ``tau_sr``, ``tau_ref``, ``scale_ref`` (ms, relative to ``theta``), ``tau_rho``,
+        ``scale_rho``.
+    sim : SimParams
+        ``ts`` (ms) and ``t_sample`` (ms).
+    srm_tolerance, ref_tolerance : float, default 0.01
+        Where the sampled spike and refractory responses are cut (relative to their peak).
+    name : str, default "srm"
+        The layer's name.
+
+    Raises
+    ------
+    ValueError
+        A response sampled at ``ts`` is all zeros (:func:`pysrm.responses.check_responses`).
     """
 
     def __init__(self, neuron: NeuronParams, sim: SimParams, srm_tolerance: float = 0.01,
@@ -357,12 +783,33 @@ class SRM(Layer):
 
     @property
     def last_spikes(self):
-        """The spikes of the last forward pass, ``(N, C, H, W, T)`` (None before any)."""
+        """The spikes of the last forward pass, ``(N, C, H, W, T)``, amplitude ``1/Ts`` (None before any)."""
         if self._spikes is None and self.last_events is not None:
             self._spikes = self.last_events.to_dense()
         return self._spikes
 
     def forward(self, a, train=False):
+        r"""Spikes of the potential ``u = psp(a)`` (:func:`pysrm.ops.psp.psp`, :func:`pysrm.ops.spike.spike`).
+
+        Parameters
+        ----------
+        a : ndarray or CUDA device array
+            The synaptic input, shape (N, C, H, W, T), float32 or float64.
+        train : bool, default False
+            True keeps the potential for :meth:`backward`.
+
+        Returns
+        -------
+        ndarray or CUDA device array
+            Spikes of amplitude ``1/Ts``: shape and dtype of ``a``.
+
+        Raises
+        ------
+        TypeError
+            ``a`` is not float32/float64.
+        ValueError
+            ``a`` holds non-finite values.
+        """
         psp = "plain" if self.strategy == "plain" else "auto"
         u = F.psp(a, self.srm, self.sim.ts, strategy=psp)
         s, u_post = F.spike(u, self.ref, self.neuron.theta, self.sim.ts)
@@ -372,8 +819,13 @@ class SRM(Layer):
         return s
 
     def record(self, spikes):
-        """Keep ``spikes`` (an array, or SpikeEvents made dense on first access; None: nothing) as
-        ``last_spikes``."""
+        r"""Keep ``spikes`` as ``last_spikes``.
+
+        Parameters
+        ----------
+        spikes : ndarray, SpikeEvents or None
+            An array, or SpikeEvents made dense on first access; None: nothing.
+        """
         if isinstance(spikes, SpikeEvents):
             self._spikes, self.last_events = None, spikes
         else:
@@ -385,19 +837,68 @@ class SRM(Layer):
         self.record(None)
 
     def backward(self, grad):
+        r"""The gradient of the synaptic input (:func:`pysrm.ops.srm.srm_backward`).
+
+        .. math::
+
+            \frac{\partial\mathcal L}{\partial a[t]} = T_s \sum_{i} \epsilon[i]\;
+                \rho(u_{ref}[t+i])\, \frac{\partial\mathcal L}{\partial s[t+i]}
+
+        Parameters
+        ----------
+        grad : ndarray or CUDA device array
+            The loss gradient with respect to the spikes, shape (N, C, H, W, T).
+
+        Returns
+        -------
+        ndarray or CUDA device array
+            Shape and dtype of ``grad``.
+
+        Raises
+        ------
+        RuntimeError
+            No ``forward(train=True)`` ran before (:meth:`Layer.cached`).
+        ValueError
+            ``grad`` does not have the output's shape, or holds non-finite values.
+        """
         u = self.cached("u")
         strategy = "plain" if self.strategy == "plain" else "auto"
         return F.srm_backward(grad, u, self.neuron, self.srm, self.sim.ts, strategy=strategy)
 
     def describe(self):
+        r"""``"theta .., tau_sr .., tau_ref .."``.
+
+        Returns
+        -------
+        str
+            The description.
+        """
         n = self.neuron
         return f"theta {n.theta:g}, tau_sr {n.tau_sr:g}, tau_ref {n.tau_ref:g}"
 
 
 class Delay(Layer):
-    """Trainable axonal delay per neuron (``per='neuron'``) or per channel (``per='channel'``), kept >= 0 ms.
+    r"""Trainable axonal delay (ms) per neuron or per channel, kept >= 0 ms.
 
-    Initialised to 0 ms (no delay); see :mod:`pysrm.ops.delay` for the gradient.
+    Initialised to 0 ms (no delay); see :mod:`pysrm.ops.delay` for the shift and the gradient.
+
+    Parameters
+    ----------
+    in_shape : tuple of int
+        The input's ``(C, H, W)``.
+    sim : SimParams
+        ``ts`` (ms), the bin width the delays are divided by.
+    per : {"neuron", "channel"}, default "neuron"
+        One delay per neuron (shape ``(C, H, W)``) or per channel (``(C, 1, 1)``).
+    dtype : numpy dtype, default float32
+        The delays' dtype.
+    name : str, default "delay"
+        The layer's name (the parameter is ``"<name>.delay"``).
+
+    Raises
+    ------
+    ValueError
+        ``per`` is neither ``'neuron'`` nor ``'channel'``.
     """
 
     def __init__(self, in_shape, sim: SimParams, per: str = "neuron", dtype=np.float32, name: str = "delay"):
@@ -413,11 +914,40 @@ class Delay(Layer):
     grad_takes = (ARRAY, DENSE_INPUT_GRAD)
 
     def parameters(self):
+        r"""The delays (ms), ``(C, H, W)`` or ``(C, 1, 1)``.
+
+        Returns
+        -------
+        list of Parameter
+            ``[delay]``.
+        """
         return [self.delay]
 
     def forward(self, x, train=False):
-        """Delayed ``x``: a dense array for a dense ``x``; for spikes given as SpikeEvents the delayed
-        events (:func:`pysrm.ops.delay.delay_events`, the dense result's events bitwise)."""
+        r"""Delayed ``x``: ``y[t] = (1 - f) x[t - m] + f x[t - m - 1]``, ``d / Ts = m + f``.
+
+        A dense array for a dense ``x``; for spikes given as SpikeEvents the delayed events
+        (:func:`pysrm.ops.delay.delay_events`, the dense result's events bitwise).
+
+        Parameters
+        ----------
+        x : ndarray, SpikeEvents or CUDA device array
+            Shape (N, C, H, W, T), float32 or float64.
+        train : bool, default False
+            True keeps ``x`` for :meth:`backward`.
+
+        Returns
+        -------
+        ndarray, SpikeEvents or CUDA device array
+            Shape and dtype of ``x``.
+
+        Raises
+        ------
+        TypeError
+            ``x`` is not float32/float64.
+        ValueError
+            ``x`` is not 5-D or holds non-finite values; the delays are negative or non-finite.
+        """
         if train:
             self.cache["x"] = x
         if isinstance(x, SpikeEvents):
@@ -427,9 +957,29 @@ class Delay(Layer):
         return F.delay(x, self.delay.data, self.sim.ts)
 
     def backward(self, grad):
-        """Accumulates the delay gradient; returns the input gradient.  ``grad`` may be the uncomputed
-        input gradient of a following dense layer (:class:`~pysrm.ops.dense.DenseInputGrad`): it is then
-        made row by row inside the delay backward (:func:`pysrm.ops.delay.delay_backward_from_dense`)."""
+        r"""Accumulate the delay gradient; return the input gradient (:func:`pysrm.ops.delay.delay_backward`).
+
+        ``grad`` may be the uncomputed input gradient of a following dense layer
+        (:class:`~pysrm.ops.dense.DenseInputGrad`): it is then made row by row inside the delay backward
+        (:func:`pysrm.ops.delay.delay_backward_from_dense`).
+
+        Parameters
+        ----------
+        grad : ndarray, DenseInputGrad or CUDA device array
+            The loss gradient with respect to the output, shape (N, C, H, W, T).
+
+        Returns
+        -------
+        ndarray or CUDA device array
+            Shape (N, C, H, W, T), the input's dtype.
+
+        Raises
+        ------
+        RuntimeError
+            No ``forward(train=True)`` ran before (:meth:`Layer.cached`).
+        ValueError
+            ``grad`` does not have the output's shape, or holds non-finite values.
+        """
         x = self.cached("x")
         if isinstance(grad, DenseInputGrad):
             gx, gd = F.delay_backward_from_dense(grad.w, grad.g, x, self.delay.data, self.sim.ts)
@@ -443,11 +993,33 @@ class Delay(Layer):
         return gx
 
     def describe(self):
+        r"""``"per neuron"`` or ``"per channel"``.
+
+        Returns
+        -------
+        str
+            The description.
+        """
         return f"per {self.per}"
 
 
 class Dropout(Layer):
-    """Drops whole neurons (one mask per neuron for all time bins) with probability ``p`` in training."""
+    r"""Drops whole neurons (one mask per neuron for all time bins) with probability ``p`` in training.
+
+    Parameters
+    ----------
+    p : float
+        The dropout probability, ``0 <= p < 1``.
+    rng : numpy.random.Generator
+        The source of the masks.
+    name : str, default "dropout"
+        The layer's name.
+
+    Raises
+    ------
+    ValueError
+        ``p`` is not in ``[0, 1)``.
+    """
 
     def __init__(self, p: float, rng: np.random.Generator, name: str = "dropout"):
         if not (0.0 <= float(p) < 1.0):
@@ -455,6 +1027,27 @@ class Dropout(Layer):
         self.p, self.rng, self.name = float(p), rng, name
 
     def forward(self, x, train=False):
+        r"""``y = m x`` with a fresh mask :math:`m = [U > p]/(1-p)` in training, else ``x``.
+
+        Parameters
+        ----------
+        x : ndarray, SpikeEvents or CUDA device array
+            Shape (N, C, H, W, T), float32 or float64 (events are made dense in training).
+        train : bool, default False
+            True draws a mask and keeps it for :meth:`backward`; False returns ``x``.
+
+        Returns
+        -------
+        ndarray, SpikeEvents or CUDA device array
+            Shape and dtype of ``x``.
+
+        Raises
+        ------
+        TypeError
+            ``x`` is not float32/float64.
+        ValueError
+            ``x`` is not 5-D or holds non-finite values.
+        """
         if not train or self.p == 0.0:
             self.cache.pop("mask", None)
             return x
@@ -468,10 +1061,29 @@ class Dropout(Layer):
         return F.dropout(x, mask)
 
     def backward(self, grad):
+        r"""``grad_x = m grad`` with the last training forward's mask (``grad`` itself without one).
+
+        Parameters
+        ----------
+        grad : ndarray or CUDA device array
+            Shape (N, C, H, W, T), float32 or float64.
+
+        Returns
+        -------
+        ndarray or CUDA device array
+            Shape and dtype of ``grad``.
+        """
         mask = self.cache.get("mask")
         return grad if mask is None else F.dropout_backward(grad, mask)
 
     def describe(self):
+        r"""``"p .."``.
+
+        Returns
+        -------
+        str
+            The description.
+        """
         return f"p {self.p:g}"
 
 
@@ -481,9 +1093,35 @@ class Flatten(Layer):
     name = "flatten"
 
     def output_shape(self, in_shape):
+        r"""``(C*H*W, 1, 1)``.
+
+        Parameters
+        ----------
+        in_shape : tuple of int
+            The input's ``(C, H, W)``.
+
+        Returns
+        -------
+        tuple of int
+            ``(C*H*W, 1, 1)``.
+        """
         return (int(np.prod(in_shape)), 1, 1)
 
     def forward(self, x, train=False):
+        r"""Reshape ``(N, C, H, W, T)`` to ``(N, C*H*W, 1, 1, T)`` (no copy).
+
+        Parameters
+        ----------
+        x : ndarray, SpikeEvents or CUDA device array
+            Shape (N, C, H, W, T).
+        train : bool, default False
+            Not used (the input's shape is always kept).
+
+        Returns
+        -------
+        ndarray, SpikeEvents or CUDA device array
+            Shape (N, C*H*W, 1, 1, T), the values of ``x``.
+        """
         if isinstance(x, SpikeEvents):
             self.cache["shape"] = x.shape
             n, c, h, w, t = x.shape
@@ -498,4 +1136,21 @@ class Flatten(Layer):
         return x.reshape(x.shape[0], -1, 1, 1, x.shape[-1])
 
     def backward(self, grad):
+        r"""Reshape ``grad`` back to the last input's shape ``(N, C, H, W, T)``.
+
+        Parameters
+        ----------
+        grad : ndarray, CUDA device array or None
+            Shape (N, C*H*W, 1, 1, T).
+
+        Returns
+        -------
+        ndarray, CUDA device array or None
+            Shape (N, C, H, W, T); None for a None ``grad``.
+
+        Raises
+        ------
+        RuntimeError
+            No forward ran before.
+        """
         return None if grad is None else grad.reshape(self.cached("shape"))

@@ -66,7 +66,31 @@ GRAMMAR_HELP = ("expected tokens joined by '-': an input shape 'HxWxC' or 'N' fi
 
 
 def parse_net(spec: str):
-    """Parse a shorthand string into ``(input_shape, [(kind, args), ...])``; ValueError on malformed strings."""
+    r"""Parse a shorthand string into ``(input_shape, [(kind, args), ...])``.
+
+    Parameters
+    ----------
+    spec : str
+        The network string (module docstring), e.g. ``'34x34x2-16c5-2a-32c3-2a-64c3-512-10'``: an input
+        shape ``'HxWxC'`` or ``'N'``, then ``'KcN'`` (conv, optional ``'sS'`` stride / ``'pP'`` padding),
+        ``'Na'`` (sum pool) or ``'N'`` (dense), joined by ``'-'``.
+
+    Returns
+    -------
+    input_shape : tuple of int
+        ``(C, H, W)`` of one sample (``(N, 1, 1)`` for ``'N'``).
+    layers : list of (str, dict)
+        ``("conv", {"out_channels", "kernel", "stride", "padding"})``, ``("pool", {"kernel"})`` or
+        ``("dense", {"out_features"})``, in order.
+
+    Raises
+    ------
+    TypeError
+        ``spec`` is not a string.
+    ValueError
+        A malformed string or token, a size < 1, or a string ending with a pooling layer (the message
+        gives the grammar).
+    """
     if not isinstance(spec, str):
         raise TypeError(f"network spec must be a string, got {type(spec).__name__}")
     tokens = spec.strip().split("-")
@@ -166,8 +190,29 @@ class Network:
 
     def configure(self, fuse: bool | None = None, strategy: str | None = None,
                   memory_budget: int | None = None) -> "Network":
-        """Change the execution options (``fuse``, ``strategy``, ``memory_budget``; None keeps the current
-        one) and rebuild the plan.  Returns the network."""
+        r"""Change the execution options and rebuild the plan.
+
+        Parameters
+        ----------
+        fuse : bool or None, default None
+            Run layer sequences as fused blocks where they apply; None keeps the current value.
+        strategy : {"auto", "plain"} or None, default None
+            The ops' fast strategies or their plain definitions (implies no fusion); None keeps the current
+            value.
+        memory_budget : int or None, default None
+            Bytes (as for :class:`Network`); None keeps the current value (on the first call: the setting
+            ``memory_budget`` in force).
+
+        Returns
+        -------
+        Network
+            ``self``.
+
+        Raises
+        ------
+        ValueError
+            An unknown ``strategy`` or a negative ``memory_budget``.
+        """
         old = self.options  # None on the first call (from __init__)
         fuse = (old.fuse if old is not None else True) if fuse is None else bool(fuse)
         strategy = (old.strategy if old is not None else "auto") if strategy is None else strategy
@@ -197,8 +242,52 @@ class Network:
                     dense_weight_scale: float = 10.0, conv_weight_scale: float = 100.0, fuse: bool = True,
                     strategy: str = "auto", memory_budget: int | None = None,
                     planner: Planner | None = None) -> "Network":
-        """Build a network from a shorthand string (see the module docstring); ``fuse``, ``strategy``,
-        ``memory_budget`` and ``planner`` as for :class:`Network`."""
+        r"""Build a network from a shorthand string (see the module docstring).
+
+        Every conv or dense layer is followed by SRM neurons (the last ones named ``"output"``); pooling
+        layers too.
+
+        Parameters
+        ----------
+        spec : str
+            The network string (:func:`parse_net`).
+        neuron : NeuronParams or None, default None
+            The neurons' parameters (ms); None means ``NeuronParams()``.
+        sim : SimParams or None, default None
+            ``ts`` and ``t_sample`` (ms); None means ``SimParams()``.
+        delays : bool, default False
+            Add a trainable :class:`~pysrm.layers.Delay` after every hidden conv/dense layer's neurons.
+        delay_per : {"neuron", "channel"}, default "neuron"
+            One delay per neuron or per channel.
+        dropout : float, default 0.0
+            Dropout probability before every conv/dense layer but the first (0: none); ``0 <= p < 1``.
+        seed : int, default 0
+            Seed of the weight initialisation and the dropout masks.
+        dtype : numpy dtype, default float32
+            float32 or float64, of the parameters (inputs are converted to it).
+        srm_tolerance, ref_tolerance : float, default 0.01
+            Where the sampled responses are cut (relative to their peak).
+        dense_weight_scale : float, default 10.0
+            Factor on the initial dense weights.
+        conv_weight_scale : float, default 100.0
+            Factor on the initial conv weights.
+        fuse, strategy, memory_budget, planner
+            As for :class:`Network`.
+
+        Returns
+        -------
+        Network
+            The network, on the CPU.
+
+        Raises
+        ------
+        TypeError
+            ``dtype`` is not float32 or float64; ``spec`` is not a string.
+        ValueError
+            A malformed ``spec`` (:func:`parse_net`), a kernel that does not fit, ``dropout`` not in
+            ``[0, 1)``, a ``delay_per`` other than ``'neuron'``/``'channel'``, an all-zero response, or an
+            unknown ``strategy``.
+        """
         neuron = neuron or NeuronParams()
         sim = sim or SimParams()
         dtype = np.dtype(dtype)
@@ -237,14 +326,27 @@ class Network:
         return shape
 
     def to(self, device: str) -> "Network":
-        """Move the parameters (and their gradients) to ``'cuda'``, ``'cpu'`` or ``'auto'``.
+        r"""Move the parameters (and their gradients) to ``'cuda'``, ``'cpu'`` or ``'auto'``.
 
         On ``'cuda'`` every op runs as a CUDA kernel and the arrays stay on the GPU; inputs
         given on the host are copied there by :meth:`forward`; the parameters and their gradients are
         packed into one device buffer each (:class:`pysrm.ops.optim_cuda.ParameterPack`: the gradients are zeroed
-        and the optimisers update all parameters in one launch).  ``'cuda'`` without a usable
-        GPU raises :class:`~pysrm.backend.CudaUnavailableError`; ``'auto'`` falls back to
-        the CPU.  Returns the network.
+        and the optimisers update all parameters in one launch).  ``'auto'`` falls back to the CPU.
+
+        Parameters
+        ----------
+        device : {"cuda", "cpu", "auto"}
+            Where to.
+
+        Returns
+        -------
+        Network
+            ``self``.
+
+        Raises
+        ------
+        CudaUnavailableError
+            ``'cuda'`` without a usable GPU (:class:`~pysrm.backend.CudaUnavailableError`).
         """
         device = resolve_device(device)
         for p in self.parameters():
@@ -258,13 +360,35 @@ class Network:
 
     @property
     def dtype(self):
+        """The parameters' dtype (float32 or float64; float32 for a network without parameters)."""
         for p in self.parameters():
             return p.data.dtype
         return np.dtype(np.float32)
 
     # -- forward / backward -----------------------------------------------------------------------------
     def forward(self, x, train: bool = False):
-        """Output spikes ``(N, classes, 1, 1, T)`` for input ``x`` (dense array or SpikeEvents)."""
+        r"""Output spikes for input ``x``, through the plan's steps.
+
+        Parameters
+        ----------
+        x : ndarray, SpikeEvents or CUDA device array
+            Shape (N, C, H, W, T) with ``(C, H, W)`` the network's input shape and ``T >= 1``; converted to
+            :attr:`dtype`; spikes of amplitude ``1/Ts``.
+        train : bool, default False
+            True keeps what :meth:`backward` needs.
+
+        Returns
+        -------
+        ndarray, SpikeEvents or CUDA device array
+            The output spikes, shape (N, classes, 1, 1, T), amplitude ``1/Ts``.
+
+        Raises
+        ------
+        ValueError
+            ``x`` has another shape, no time bin, or non-finite values.
+        TypeError
+            ``x`` is on the GPU but the network on the CPU.
+        """
         shape = x.shape
         if len(shape) != 5 or tuple(shape[1:4]) != self.input_shape:
             raise ValueError(f"network input has shape {tuple(shape)}; expected (N, "
@@ -295,8 +419,26 @@ class Network:
     __call__ = forward
 
     def backward(self, grad):
-        """Back-propagate ``dL/d(output spikes)``; accumulates into every parameter's ``grad``.  Returns the
-        gradient of the network input (None: the first layer needs none)."""
+        r"""Back-propagate ``dL/d(output spikes)``; accumulates into every parameter's ``grad``.
+
+        Parameters
+        ----------
+        grad : ndarray or CUDA device array
+            The loss gradient with respect to the output spikes, shape (N, classes, 1, 1, T), the network's
+            dtype.
+
+        Returns
+        -------
+        ndarray, CUDA device array or None
+            The gradient of the network input, shape (N, C, H, W, T) (None: the first layer needs none).
+
+        Raises
+        ------
+        ValueError
+            ``grad`` holds non-finite values, or has the wrong shape.
+        RuntimeError
+            No ``forward(train=True)`` ran before.
+        """
         _check_finite_input("gradient of the network output", grad)
         cfg = self._forward_settings if self._forward_settings is not None else settings.current()
         with compute_scope(), trusted_inputs(), settings.use(cfg):  # the forward's settings: they agree
@@ -307,14 +449,28 @@ class Network:
             return materialize(grad)
 
     def describe_plan(self) -> str:
-        """The plan's steps, one per line (a fused block lists the layers it covers)."""
+        r"""The plan's steps, one per line (a fused block lists the layers it covers).
+
+        Returns
+        -------
+        str
+            The description.
+        """
         return "\n".join(f"  {k}: {step.describe()}" for k, step in enumerate(self.plan))
 
     # -- parameters -------------------------------------------------------------------------------------
     def parameters(self) -> list:
+        r"""Every layer's trainable parameters, in layer order.
+
+        Returns
+        -------
+        list of Parameter
+            The parameters (weights, delays).
+        """
         return [p for layer in self.layers for p in layer.parameters()]
 
     def zero_grad(self):
+        """Set every parameter's gradient to zero (one launch on the GPU when packed)."""
         params = self.parameters()
         if self.device == "cuda":
             from .ops.optim_cuda import zero_grads
@@ -325,11 +481,19 @@ class Network:
 
     @contextmanager
     def inference(self):
-        """A block of forward passes with fixed parameters (evaluation, benchmarks): inside it the
-        parameters' NumPy arrays are read-only (writing to them raises), so what the CPU kernels derive
-        from a weight -- the transposed copy the event-driven paths read -- is made once per block instead
-        of once per forward pass (the network's workspace, pysrm.workspace.Workspace.frozen).  Results are bitwise those of plain
-        forward calls; on exit the arrays are writeable again and the copies are dropped."""
+        r"""A block of forward passes with fixed parameters (evaluation, benchmarks).
+
+        Inside it the parameters' NumPy arrays are read-only (writing to them raises), so what the CPU
+        kernels derive from a weight -- the transposed copy the event-driven paths read -- is made once per
+        block instead of once per forward pass (the network's workspace, ``Workspace.frozen``).  Results are
+        bitwise those of plain forward calls; on exit the arrays are writeable again and the copies are
+        dropped.
+
+        Yields
+        ------
+        Network
+            ``self``.
+        """
         params = [p for p in self.parameters() if not p.on_device]
         flags = [p.data.flags.writeable for p in params]
         try:
@@ -342,10 +506,28 @@ class Network:
                 p.data.flags.writeable = f
 
     def state_dict(self) -> dict:
-        """``{name: NumPy copy of the parameter}`` (copied back from the GPU if needed)."""
+        r"""``{name: NumPy copy of the parameter}`` (copied back from the GPU if needed).
+
+        Returns
+        -------
+        dict of str to ndarray
+            The parameters' values, their shapes and dtype.
+        """
         return {p.name: (p.data.copy_to_host() if p.on_device else p.data.copy()) for p in self.parameters()}
 
     def load_state_dict(self, state: dict):
+        r"""Copy the values of ``state`` into the parameters (on their device, in their dtype).
+
+        Parameters
+        ----------
+        state : dict of str to ndarray
+            As :meth:`state_dict` returns it: one array per parameter name, of its shape.
+
+        Raises
+        ------
+        ValueError
+            A parameter is missing or unexpected, or an array has another shape.
+        """
         params = {p.name: p for p in self.parameters()}
         missing = sorted(set(params) - set(state))
         unexpected = sorted(set(state) - set(params))
@@ -374,6 +556,13 @@ class Network:
                 for l in self.layers if isinstance(l, SRM)]
 
     def summary(self) -> str:
+        r"""A table of the layers: name, type, output shape ``(C, H, W)``, parameter count, description.
+
+        Returns
+        -------
+        str
+            The table, one line per layer, and the total parameter count.
+        """
         lines = [f"Network {self.spec!r}: input {self.input_shape}"]
         shape = self.input_shape
         for layer in self.layers:

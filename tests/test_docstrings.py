@@ -30,9 +30,10 @@ import warnings
 import pytest
 
 #: the modules whose public docstrings follow the template; extend this list as modules are converted
-#: (next: "pysrm.ops.psp", "pysrm.ops.spike", "pysrm.ops.dense", "pysrm.layers", "pysrm.network",
-#: "pysrm.losses", ...)
+#: (next: "pysrm.losses")
 MODULES = [
+    "pysrm.ops.psp", "pysrm.ops.spike", "pysrm.ops.dense", "pysrm.ops.conv", "pysrm.ops.pool", "pysrm.ops.delay",
+    "pysrm.ops.srm", "pysrm.ops.dropout", "pysrm.layers", "pysrm.network", "pysrm.functional",
     "pysrm.params",
     "pysrm.responses",
     "pysrm.events",

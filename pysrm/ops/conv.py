@@ -81,9 +81,33 @@ def _pair(name, v):
 
 
 def conv_output_size(h: int, w: int, kernel, stride=1, padding=0):
-    """Spatial output size ``(Ho, Wo)`` of :func:`conv` on an ``h x w`` input:
-    ``Ho = (h + 2 p_y - k_y) // s_y + 1`` (the same for ``Wo``); ``kernel``, ``stride``, ``padding`` ints or
-    pairs.  TypeError for non-integer arguments."""
+    """Spatial output size ``(Ho, Wo)`` of :func:`conv` on an ``h x w`` input.
+
+    ``Ho = (h + 2 p_y - k_y) // s_y + 1`` (the same for ``Wo``).
+
+    Parameters
+    ----------
+    h, w : int
+        The input's height and width (pixels).
+    kernel : int or pair of int
+        The kernel's ``(KH, KW)``.
+    stride : int or pair of int, default 1
+        The stride ``(s_y, s_x)``.
+    padding : int or pair of int, default 0
+        The zero padding ``(p_y, p_x)``.
+
+    Returns
+    -------
+    tuple of int
+        ``(Ho, Wo)`` (may be < 1 when the kernel does not fit).
+
+    Raises
+    ------
+    TypeError
+        ``kernel``, ``stride`` or ``padding`` is not an integer or a pair of integers.
+    ValueError
+        ``kernel``, ``stride`` or ``padding`` is a sequence whose length is not 2.
+    """
     kh, kw = _pair("kernel", kernel)
     sy, sx = _pair("stride", stride)
     py, px = _pair("padding", padding)
@@ -372,21 +396,48 @@ def _resolve(strategy, x, sy, sx):
 
 
 def conv(w, x, stride=1, padding=0, strategy: str = "auto"):
-    r"""Per-time-bin 2-D convolution (cross-correlation, SLAYER's ``conv``), see the module docstring.
+    r"""Per-time-bin 2-D convolution (cross-correlation, SLAYER's ``conv``).
+
+    .. math::
+
+        a[n, c_o, y, x, t] = \sum_{c_i, k_y, k_x} w[c_o, c_i, k_y, k_x]\;
+            x[n, c_i, s y + k_y - p, s x + k_x - p, t]
+
+    with out-of-range input positions reading as zero.
 
     Parameters
     ----------
-    w : ndarray (Co, Ci, KH, KW), float32 or float64
-    x : ndarray (N, Ci, H, W, T) in the dtype of ``w``, or :class:`~pysrm.events.SpikeEvents`
-    stride, padding : int or pair (default 1 and 0)
-    strategy : ``"plain"`` (the direct loops of the definition, any stride), ``"event"`` (scatter each
-        input event), ``"blas"`` (stride 1: one BLAS product per kernel offset) or ``"auto"`` (event for
-        a SpikeEvents or at most the setting ``conv_event_density_threshold`` (:mod:`pysrm.settings`) non-zero bins,
-        else blas for stride 1, else plain)
+    w : ndarray or CUDA device array, shape (Co, Ci, KH, KW)
+        The weights, float32 or float64.
+    x : ndarray, SpikeEvents or CUDA device array, shape (N, Ci, H, W, T)
+        The input, the dtype of ``w``.
+    stride, padding : int or pair of int
+        The stride ``s`` (>= 1, default 1) and zero padding ``p`` (>= 0, default 0), in pixels.
+    strategy : {"auto", "plain", "event", "blas"}, default "auto"
+        ``"plain"`` (the direct loops of the definition, any stride), ``"event"`` (scatter each input
+        event), ``"blas"`` (stride 1: one BLAS product per kernel offset) or ``"auto"`` (event for a
+        SpikeEvents or at most the setting ``conv_event_density_threshold`` (:mod:`pysrm.settings`)
+        non-zero bins, else blas for stride 1, else plain).  Ignored for device arrays.
 
-    Returns ndarray (N, Co, Ho, Wo, T) (:func:`conv_output_size`).  Raises TypeError for other or
-    mismatched dtypes, ValueError for mismatched shapes, a kernel that does not fit, non-finite values,
-    an unknown strategy or ``"blas"`` with a stride above 1.
+    Returns
+    -------
+    ndarray or CUDA device array, shape (N, Co, Ho, Wo, T)
+        The synaptic input ``a`` (:func:`conv_output_size`), dtype of ``w``.
+
+    Raises
+    ------
+    TypeError
+        ``w`` or ``x`` is not float32/float64, their dtypes differ, or ``stride``/``padding`` is not an
+        integer or pair of integers.
+    ValueError
+        ``w`` is not 4-D or ``x`` not 5-D, ``Ci`` differs, ``stride < 1`` or ``padding < 0`` (or not a
+        pair), the kernel does not fit the padded input, non-finite values, an unknown strategy, or
+        ``"blas"`` with a stride above 1.
+
+    See Also
+    --------
+    conv_backward : the adjoint.
+    conv_output_size : ``(Ho, Wo)``.
     """
     if is_device_array(w):
         from . import conv_cuda
@@ -410,11 +461,52 @@ def conv(w, x, stride=1, padding=0, strategy: str = "auto"):
 
 
 def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True, strategy: str = "auto"):
-    r"""Gradients of :func:`conv`: returns ``(grad_x, grad_w)`` (module docstring's equations).
+    r"""Gradients of :func:`conv` (the adjoint).
 
-    ``grad`` is ``(N, Co, Ho, Wo, T)`` in the dtype of ``w``; ``grad_x`` is shaped like ``x`` (None when
-    ``need_input_grad`` is False), ``grad_w`` like ``w``.  Strategies as :func:`conv` (with ``"event"``
-    the input gradient is the BLAS or plain one: events do not help there).  Errors as :func:`conv`.
+    .. math::
+
+        \frac{\partial\mathcal L}{\partial x[n, c_i, i_y, i_x, t]} =
+            \sum_{c_o, k_y, k_x} w[c_o, c_i, k_y, k_x]\, g[n, c_o, y, x, t]
+            \quad\text{where } s y + k_y - p = i_y,\ s x + k_x - p = i_x
+
+    .. math::
+
+        \frac{\partial\mathcal L}{\partial w[c_o, c_i, k_y, k_x]} =
+            \sum_{n, y, x, t} g[n, c_o, y, x, t]\, x[n, c_i, s y + k_y - p, s x + k_x - p, t]
+
+    Parameters
+    ----------
+    w : ndarray or CUDA device array, shape (Co, Ci, KH, KW)
+        The weights, float32 or float64.
+    x : ndarray, SpikeEvents or CUDA device array, shape (N, Ci, H, W, T)
+        The forward's input, the dtype of ``w``.
+    grad : ndarray or CUDA device array, shape (N, Co, Ho, Wo, T)
+        The loss gradient ``g`` with respect to :func:`conv`'s output, the dtype of ``w``.
+    stride, padding : int or pair of int
+        As given to :func:`conv` (default 1 and 0).
+    need_input_grad : bool, default True
+        False skips the input gradient (e.g. for the first layer).
+    strategy : {"auto", "plain", "event", "blas"}, default "auto"
+        As for :func:`conv` (with ``"event"`` the input gradient is the BLAS or plain one: events do not
+        help there).  Ignored for device arrays.
+
+    Returns
+    -------
+    grad_x : ndarray or None
+        Shape (N, Ci, H, W, T), dtype of ``w``; None when ``need_input_grad`` is False.
+    grad_w : ndarray
+        Shape and dtype of ``w``.
+
+    Raises
+    ------
+    TypeError
+        As :func:`conv`; ``grad`` is not float32/float64 or its dtype differs from ``w``'s.
+    ValueError
+        As :func:`conv`; ``grad`` does not have the conv output shape or holds non-finite values.
+
+    See Also
+    --------
+    conv : the forward.
     """
     if is_device_array(w):
         from . import conv_cuda
@@ -452,13 +544,41 @@ def conv_backward(w, x, grad, stride=1, padding=0, need_input_grad: bool = True,
 
 
 def conv_input_grad(w, g, stride, padding, input_hw, plain: bool = False):
-    r"""The input gradient of :func:`conv` (the transposed conv):
-    ``grad_x[n, ci, iy, ix, t] = sum_{co, ky, kx} w[co, ci, ky, kx] g[n, co, y, x, t]`` over the output
-    positions ``(y, x)`` with ``s y + k_y - p = i_y`` (same for x).
+    r"""The input gradient of :func:`conv` (the transposed conv).
 
-    ``g`` is the output gradient ``(N, Co, Ho, Wo, T)``, ``input_hw`` the input's ``(H, W)``; returns
-    ``(N, Ci, H, W, T)``.  Stride 1 (unless ``plain``): the conv of ``g`` with the flipped, transposed
-    kernel and padding ``K - 1 - p``, as BLAS products; else the direct loops."""
+    ``grad_x[n, ci, iy, ix, t] = sum_{co, ky, kx} w[co, ci, ky, kx] g[n, co, y, x, t]`` over the output
+    positions ``(y, x)`` with ``s y + k_y - p = i_y`` (same for x).  Arrays are not checked.
+
+    Parameters
+    ----------
+    w : ndarray, shape (Co, Ci, KH, KW)
+        The weights, float32 or float64.
+    g : ndarray, shape (N, Co, Ho, Wo, T)
+        The loss gradient with respect to the conv output, the dtype of ``w``.
+    stride, padding : int or pair of int
+        As given to :func:`conv`.
+    input_hw : tuple of int
+        The input's ``(H, W)``.
+    plain : bool, default False
+        True forces the direct loops.
+
+    Returns
+    -------
+    ndarray, shape (N, Ci, H, W, T)
+        The input gradient, dtype of ``w``.
+
+    Raises
+    ------
+    TypeError
+        ``stride`` or ``padding`` is not an integer or a pair of integers.
+    ValueError
+        ``stride`` or ``padding`` is a sequence whose length is not 2.
+
+    Notes
+    -----
+    Stride 1 (unless ``plain``): the conv of ``g`` with the flipped, transposed kernel and padding
+    ``K - 1 - p``, as BLAS products; else the direct loops.
+    """
     sy, sx = _pair("stride", stride)
     py, px = _pair("padding", padding)
     H, W = input_hw

@@ -348,11 +348,36 @@ def _compact_events_cpu(src_start, offsets, src_n, src_t, src_v, out_n, out_t, o
 
 
 def delay_events(x, d, ts: float):
-    r""":func:`delay` of spike events: ``SpikeEvents.from_dense(delay(x.to_dense(), d, ts))`` without the
-    dense arrays, bitwise (tested).  ``x`` is a :class:`~pysrm.events.SpikeEvents` (sorted by (neuron,
-    time) per sample, one event per bin: what SpikeEvents guarantees); ``d``, ``ts`` as :func:`delay`.
-    Returns the delayed events (a SpikeEvents of ``x``'s shape and dtype), sorted the same way.
-    TypeError for anything but SpikeEvents; other errors as :func:`delay`."""
+    r""":func:`delay` of spike events, without the dense arrays.
+
+    ``SpikeEvents.from_dense(delay(x.to_dense(), d, ts))``, bitwise (tested): an event at bin ``t``
+    becomes events at ``t + m`` (value ``(1 - f) v``) and ``t + m + 1`` (value ``f v``) with
+    ``d / Ts = m + f`` bins, those within ``T`` and non-zero.
+
+    Parameters
+    ----------
+    x : SpikeEvents, shape (N, C, H, W, T)
+        The input events (sorted by (neuron, time) per sample, one event per bin: what SpikeEvents
+        guarantees), float32 or float64.
+    d : array_like
+        Delays in ms (>= 0), broadcastable to ``(C, H, W)`` (one per neuron, or per channel
+        ``(C, 1, 1)``).
+    ts : float
+        The time step ``Ts`` in ms; > 0.
+
+    Returns
+    -------
+    SpikeEvents
+        The delayed events, ``x``'s shape and dtype, sorted the same way.
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not a SpikeEvents; ``ts`` is not a number.
+    ValueError
+        Delays that are negative, non-finite or do not broadcast to ``(C, H, W)``; ``ts`` is not finite
+        or ``<= 0``.
+    """
     from ..events import SpikeEvents
     if not isinstance(x, SpikeEvents):
         raise TypeError(f"delay_events takes SpikeEvents, got {type(x).__name__}")
@@ -376,13 +401,42 @@ def delay_events(x, d, ts: float):
 
 
 def delay(x, d, ts: float):
-    r"""Axonal delay (SLAYER's ``delay``): shift every neuron of ``x`` later by ``d`` ms,
-    ``y[t] = (1 - f) x[t - m] + f x[t - m - 1]`` with ``d / ts = m + f`` bins (module docstring).
+    r"""Axonal delay (SLAYER's ``delay``): shift every neuron of ``x`` later by ``d`` ms.
 
-    ``x``: ``(N, C, H, W, T)`` float32/float64 (or a CUDA device array); ``d``: delays in ms (>= 0)
-    broadcastable to ``(C, H, W)`` (one per neuron, or per channel ``(C, 1, 1)``); ``ts`` the time
-    step in ms.  Returns an array like ``x``.  ValueError for negative or non-finite delays, delays
-    that do not broadcast, ``ts <= 0`` or non-finite ``x``."""
+    .. math::
+
+        y[t] = (1 - f)\, x[t - m] + f\, x[t - m - 1], \qquad d / T_s = m + f
+
+    with integer ``m`` and ``0 <= f < 1`` (bins before the start read as zero).
+
+    Parameters
+    ----------
+    x : ndarray or CUDA device array, shape (N, C, H, W, T)
+        The input, float32 or float64.
+    d : array_like
+        Delays in ms (>= 0), broadcastable to ``(C, H, W)`` (one per neuron, or per channel
+        ``(C, 1, 1)``).
+    ts : float
+        The time step ``Ts`` in ms; > 0.
+
+    Returns
+    -------
+    ndarray or CUDA device array
+        The delayed input: shape and dtype of ``x``.
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not a float32/float64 ndarray; ``ts`` is not a number.
+    ValueError
+        ``x`` is not 5-D or holds non-finite values; delays that are negative, non-finite or do not
+        broadcast to ``(C, H, W)``; ``ts`` is not finite or ``<= 0``.
+
+    See Also
+    --------
+    delay_backward : the adjoint and the delay gradient.
+    delay_events : the same on SpikeEvents.
+    """
     if is_device_array(x):
         from . import delay_cuda
         return delay_cuda.delay(x, d, ts)
@@ -397,19 +451,50 @@ STRATEGIES = ("auto", "plain", "event")
 
 
 def delay_backward(grad, x, d, ts: float, strategy: str = "auto"):
-    r"""Gradients of :func:`delay` (module docstring): returns ``(grad_x, grad_d)``.
+    r"""Gradients of :func:`delay`: the input's (a shift by ``-d``) and the delay's.
+
+    .. math::
+
+        \frac{\partial\mathcal L}{\partial x[t]} = (1-f)\, g[t + m] + f\, g[t + m + 1], \qquad
+        \frac{\partial\mathcal L}{\partial d} = \frac{1}{T_s}\sum_t g[t]\,
+            \bigl(x[t - m - 1] - x[t - m]\bigr)
+
+    (the delay gradient taken from the right at integer shifts, summed over the batch and over the
+    neurons that share a delay).
 
     Parameters
     ----------
-    grad : ndarray (N, C, H, W, T), the gradient of the delayed output
-    x : the delay's input, ndarray like ``grad`` or :class:`~pysrm.events.SpikeEvents`
-    d : delays in ms (>= 0), broadcastable to ``(C, H, W)``; ts : time step in ms
-    strategy : ``"plain"`` (the dense sums of the definition), ``"event"`` (the delay-gradient sum taken
-        by parts over the input events, ``_delay_grad_by_events``; equal to the dense sum to float
-        rounding, ``grad_x`` bitwise the same) or ``"auto"`` (``"event"`` when ``x`` is a SpikeEvents)
+    grad : ndarray or CUDA device array, shape (N, C, H, W, T)
+        The loss gradient ``g`` with respect to the delayed output, float32 or float64.
+    x : ndarray, SpikeEvents or CUDA device array, shape (N, C, H, W, T)
+        The delay's input.
+    d : array_like
+        Delays in ms (>= 0), broadcastable to ``(C, H, W)``.
+    ts : float
+        The time step ``Ts`` in ms; > 0.
+    strategy : {"auto", "plain", "event"}, default "auto"
+        ``"plain"`` (the dense sums of the definition), ``"event"`` (the delay-gradient sum taken by
+        parts over the input events; equal to the dense sum to float rounding, ``grad_x`` bitwise the
+        same) or ``"auto"`` (``"event"`` when ``x`` is a SpikeEvents).  Ignored for device arrays.
 
-    Returns ``grad_x`` like ``grad`` and ``grad_d`` of the shape of ``d``.  Raises TypeError/ValueError
-    for non-float or non-finite arrays, mismatched shapes, negative delays or an unknown strategy.
+    Returns
+    -------
+    grad_x : ndarray or CUDA device array
+        Shape and dtype of ``grad``.
+    grad_d : ndarray
+        The shape of ``d``, dtype of ``grad`` (per ms).
+
+    Raises
+    ------
+    TypeError
+        ``grad`` or ``x`` is not a float32/float64 ndarray; ``ts`` is not a number.
+    ValueError
+        ``grad`` or ``x`` is not 5-D or holds non-finite values; delays that are negative, non-finite or do not
+        broadcast to ``(C, H, W)``; ``ts`` is not finite or ``<= 0``; ``grad`` and ``x`` differ in shape; an unknown strategy.
+
+    See Also
+    --------
+    delay : the forward.
     """
     if is_device_array(grad):
         from . import delay_cuda
@@ -446,22 +531,69 @@ def delay_backward(grad, x, d, ts: float, strategy: str = "auto"):
 
 
 def from_dense_applies(w, grad_dense, x) -> bool:
-    """True where :func:`delay_backward_from_dense` makes the dense input gradient row by row (CPU arrays,
-    at most the setting ``fused_dense_max_outputs`` outputs, one dtype); elsewhere it runs the two ops."""
+    """Whether :func:`delay_backward_from_dense` makes the dense input gradient row by row.
+
+    True for CPU arrays, at most the setting ``fused_dense_max_outputs`` outputs and one dtype;
+    elsewhere it runs the two ops.
+
+    Parameters
+    ----------
+    w : ndarray or CUDA device array, shape (O, I)
+        The following dense layer's weights.
+    grad_dense : ndarray or CUDA device array, shape (N, O, 1, 1, T)
+        The loss gradient with respect to the dense layer's output.
+    x : ndarray or SpikeEvents, shape (N, C, H, W, T)
+        The delay's input.
+
+    Returns
+    -------
+    bool
+        True where the fused path applies.
+    """
     return (not is_device_array(grad_dense) and not is_device_array(w) and w.shape[0] <= settings.current().fused_dense_max_outputs
             and w.dtype == x.dtype == grad_dense.dtype)
 
 
 def delay_backward_from_dense(w, grad_dense, x, d, ts: float):
-    r"""``delay_backward(grad_x, x, d, ts)`` with ``grad_x[n, i, t] = sum_o w[o, i] grad_dense[n, o, t]``,
-    the input gradient of a dense layer ``w`` (shape ``(O, C*H*W)``) that reads this delay's output.
+    r""":func:`delay_backward` of the input gradient of a following dense layer, fused.
 
-    ``grad_dense`` is ``(N, O, 1, 1, T)``; ``x`` (the delay's input) a dense array or SpikeEvents; returns
-    ``(grad_x of the delay input, grad_d)`` as :func:`delay_backward`.  Where
-    :func:`from_dense_applies`, each row of the dense input gradient is made in cache and shifted
+    ``delay_backward(grad_x, x, d, ts)`` with ``grad_x[n, i, t] = sum_o w[o, i] grad_dense[n, o, t]``,
+    the input gradient of a dense layer ``w`` that reads this delay's output.
+
+    Parameters
+    ----------
+    w : ndarray or CUDA device array, shape (O, I)
+        The dense layer's weights, ``I = C*H*W``; float32 or float64.
+    grad_dense : ndarray or CUDA device array, shape (N, O, 1, 1, T)
+        The loss gradient with respect to the dense layer's output.
+    x : ndarray, SpikeEvents or CUDA device array, shape (N, C, H, W, T)
+        The delay's input.
+    d : array_like
+        Delays in ms (>= 0), broadcastable to ``(C, H, W)``.
+    ts : float
+        The time step ``Ts`` in ms; > 0.
+
+    Returns
+    -------
+    grad_x : ndarray or CUDA device array
+        The gradient of the delay's input: shape of ``x``, its dtype.
+    grad_d : ndarray
+        The shape of ``d`` (per ms).
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not a float32/float64 ndarray; ``ts`` is not a number.
+    ValueError
+        ``x`` is not 5-D or holds non-finite values; delays that are negative, non-finite or do not
+        broadcast to ``(C, H, W)``; ``ts`` is not finite or ``<= 0``; ``grad_dense`` does not hold ``N * O * T`` entries; ``w.shape[1]`` is not ``C*H*W``.
+
+    Notes
+    -----
+    Where :func:`from_dense_applies`, each row of the dense input gradient is made in cache and shifted
     there, instead of a BLAS product written to memory and read back (N-MNIST dense network, batch 32:
     a 20 MB array); equal to the two ops to float rounding (the product's summation order differs from
-    BLAS; tested).  Elsewhere the two ops run.  Errors as :func:`delay_backward`.
+    BLAS; tested).  Elsewhere the two ops run (with their errors).
     """
     from ..events import SpikeEvents
     from .dense import dense_input_grad

@@ -250,10 +250,24 @@ def _transpose_cpu(src, dst):
 
 
 def transposed_weights(w, workspace=None):
-    """``w.T`` as a C-contiguous array (the event kernels read a weight row per input event), made by a
-    parallel transpose: into a work array of ``workspace`` (valid until its next use for this shape),
-    or, inside ``workspace.frozen()`` for a read-only ``w``, once per block; into a new array without
-    a workspace."""
+    """``w.T`` as a C-contiguous array (the event kernels read a weight row per input event).
+
+    Made by a parallel transpose: into a work array of ``workspace`` (valid until its next use for this
+    shape), or, inside ``workspace.frozen()`` for a read-only ``w``, once per block; into a new array
+    without a workspace.
+
+    Parameters
+    ----------
+    w : ndarray, shape (O, I)
+        The weights, float32 or float64.
+    workspace : Workspace or None, default None
+        Where the work array comes from (:class:`pysrm.workspace.Workspace`); None allocates one.
+
+    Returns
+    -------
+    ndarray, shape (I, O)
+        ``w.T``, C-contiguous, dtype of ``w``.
+    """
     def make(w):
         wT = np.empty((w.shape[1], w.shape[0]), dtype=w.dtype)
         _transpose_cpu(np.ascontiguousarray(w), wT)
@@ -269,26 +283,82 @@ def transposed_weights(w, workspace=None):
 
 
 def wgrad_parts(N: int, w) -> int:
-    """Number of partial sums of the event weight gradient for a batch of ``N``: it depends on the
-    shapes only (at least 4 samples per part -- each part costs a zeroed (I, O) buffer --, at most
-    the setting ``dense_wgrad_parts``, at most 256 MB), never on the thread count, so results are bitwise the same with any
-    number of threads (sweeps and resumed runs equal serial runs)."""
+    """Number of partial sums of the event weight gradient for a batch of ``N``.
+
+    It depends on the shapes only (at least 4 samples per part -- each part costs a zeroed (I, O)
+    buffer --, at most the setting ``dense_wgrad_parts``, at most 256 MB), never on the thread count,
+    so results are bitwise the same with any number of threads (sweeps and resumed runs equal serial
+    runs).
+
+    Parameters
+    ----------
+    N : int
+        The batch size.
+    w : ndarray, shape (O, I)
+        The weights (their size and itemsize bound the memory).
+
+    Returns
+    -------
+    int
+        The number of parts, >= 1.
+    """
     return max(1, min(max(1, N // 4), settings.current().dense_wgrad_parts, (1 << 28) // max(1, w.size * w.itemsize)))
 
 
 def partial_sums_workspace(shape, dtype, workspace=None):
-    """The partial sums of the event weight gradients, ``(parts, inputs, outputs)`` (contents undefined:
-    the kernels zero a row when they first touch it in a call, and say which rows they touched), and
-    the ``(parts, inputs)`` touched flags for one call; from ``workspace`` when given (reused across
-    steps: fresh pages each step made the first steps several times slower), else new."""
+    """Work arrays of the event weight gradient: the partial sums and their touched flags.
+
+    The contents are undefined: the kernels zero a row when they first touch it in a call, and say
+    which rows they touched.  From ``workspace`` when given (reused across steps: fresh pages each step
+    made the first steps several times slower), else new.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(parts, I, O)``: :func:`wgrad_parts`, inputs, outputs.
+    dtype : numpy dtype
+        float32 or float64, the weights' dtype.
+    workspace : Workspace or None, default None
+        Where the partial sums come from (:class:`pysrm.workspace.Workspace`); None allocates.
+
+    Returns
+    -------
+    parts : ndarray, shape (parts, I, O)
+        The partial sums, ``dtype``.
+    touched : ndarray, shape (parts, I)
+        bool flags, one per row of ``parts``.
+    """
     parts = workspace.array("wgrad_parts", shape, dtype) if workspace is not None else np.empty(shape, dtype)
     return parts, np.empty(shape[:2], dtype=np.bool_)
 
 
 def events_if_sparse(x, kind: str = "dense"):
-    """``x`` as SpikeEvents when it is sparse enough for the event-driven paths of ``kind`` ('dense', or
-    'conv' for conv and pool layers), else ``x`` itself.  Layers call this once per forward so that the
-    backward reuses the events."""
+    """``x`` as SpikeEvents when it is sparse enough for the event-driven paths of ``kind``, else ``x``.
+
+    Sparse enough: at most the setting ``event_density_threshold`` (``kind='dense'``) or
+    ``conv_event_density_threshold`` (otherwise) of its bins are non-zero.  Layers call this once per
+    forward so that the backward reuses the events.
+
+    Parameters
+    ----------
+    x : ndarray, SpikeEvents or CUDA device array
+        Dense input of shape (N, C, H, W, T), float32 or float64; SpikeEvents and device arrays are
+        returned as they are.
+    kind : {"dense", "conv"}, default "dense"
+        Which threshold applies: ``'dense'``, or ``'conv'`` for conv and pool layers.
+
+    Returns
+    -------
+    SpikeEvents or ndarray
+        The events of ``x`` (shape and dtype of ``x``), or ``x`` itself.
+
+    Raises
+    ------
+    TypeError
+        ``x`` is neither SpikeEvents, a device array nor a float32/float64 ndarray.
+    ValueError
+        ``x`` is not 5-D, or holds non-finite values.
+    """
     if isinstance(x, SpikeEvents) or is_device_array(x):
         return x
     cfg = settings.current()
@@ -298,18 +368,72 @@ def events_if_sparse(x, kind: str = "dense"):
 
 
 def as_events(x) -> SpikeEvents:
-    """``x`` as SpikeEvents whatever its density (what the ``"event"`` strategy runs on)."""
+    """``x`` as SpikeEvents whatever its density (what the ``"event"`` strategy runs on).
+
+    Parameters
+    ----------
+    x : ndarray or SpikeEvents
+        Shape (N, C, H, W, T), float32 or float64.
+
+    Returns
+    -------
+    SpikeEvents
+        ``x`` itself, or the events of its non-zero entries (shape and dtype of ``x``).
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not a float32/float64 ndarray (nor SpikeEvents).
+    ValueError
+        ``x`` is not 5-D, or holds non-finite values.
+    """
     return x if isinstance(x, SpikeEvents) else SpikeEvents.from_dense(x)
 
 
 def as_dense(x) -> np.ndarray:
-    """``x`` as a dense array (what the ``"plain"`` and ``"blas"`` strategies run on)."""
+    """``x`` as a dense array (what the ``"plain"`` and ``"blas"`` strategies run on).
+
+    Parameters
+    ----------
+    x : ndarray or SpikeEvents
+        Shape (N, C, H, W, T), float32 or float64.
+
+    Returns
+    -------
+    ndarray, shape (N, C, H, W, T)
+        ``x`` itself, or the dense tensor of the events (dtype of ``x``).
+    """
     return x.to_dense() if isinstance(x, SpikeEvents) else x
 
 
 def resolve(strategy: str, x, kind: str = "dense"):
-    """``(strategy, x)`` with ``"auto"`` decided and ``x`` in the form the strategy reads (events or
-    dense); ValueError for an unknown strategy."""
+    """Decide ``"auto"`` and put ``x`` in the form the strategy reads (events or dense).
+
+    Parameters
+    ----------
+    strategy : {"auto", "plain", "event", "blas"}
+        The requested strategy; ``"auto"`` is ``"event"`` when :func:`events_if_sparse` gives events,
+        else ``"blas"``.
+    x : ndarray or SpikeEvents
+        The input, shape (N, C, H, W, T), float32 or float64.
+    kind : {"dense", "conv"}, default "dense"
+        Which density threshold ``"auto"`` applies (:func:`events_if_sparse`).
+
+    Returns
+    -------
+    strategy : str
+        ``"plain"``, ``"event"`` or ``"blas"``.
+    x : ndarray or SpikeEvents
+        SpikeEvents for ``"event"``, else a dense ndarray.
+
+    Raises
+    ------
+    ValueError
+        ``strategy`` is unknown (the message lists the valid ones); ``x`` is not 5-D or holds non-finite
+        values.
+    TypeError
+        ``x`` is not a float32/float64 ndarray (nor SpikeEvents).
+    """
     check_strategy(strategy, STRATEGIES)
     if strategy == "auto":
         ev = events_if_sparse(x, kind)
@@ -357,25 +481,47 @@ def _check(w, x):
 
 
 def dense(w, x, strategy: str = "auto", workspace=None):
-    r"""Dense synapse: ``a[n, o, t] = sum_i w[o, i] x[n, i, t]``.
+    r"""Dense synapse, applied independently in every time bin (SLAYER's ``dense``).
+
+    .. math::
+
+        a[n, o, t] = \sum_i w[o, i]\, x[n, i, t]
+
+    with ``x`` flattened to ``(N, I, T)``, ``I = C*H*W``.
 
     Parameters
     ----------
-    w : ndarray (O, I), float32 or float64
-    x : ndarray (N, C, H, W, T) with ``C*H*W == I`` and the dtype of ``w``, or :class:`SpikeEvents`
-    strategy : ``"auto"``, ``"plain"``, ``"event"`` or ``"blas"`` (module docstring)
-    workspace : :class:`pysrm.workspace.Workspace` or None (work arrays reused from it)
+    w : ndarray or CUDA device array, shape (O, I)
+        The weights, float32 or float64 (the potential's unit per unit of ``x``).
+    x : ndarray, SpikeEvents or CUDA device array, shape (N, C, H, W, T)
+        The input, ``C*H*W == I``, the dtype of ``w``.
+    strategy : {"auto", "plain", "event", "blas"}, default "auto"
+        How to compute it (module docstring); ignored for device arrays.
+    workspace : Workspace or None, default None
+        Work arrays reused from it (:class:`pysrm.workspace.Workspace`); None allocates them.
 
     Returns
     -------
-    ndarray (N, O, 1, 1, T), dtype of ``w``
+    ndarray or CUDA device array, shape (N, O, 1, 1, T)
+        The synaptic input ``a``, dtype of ``w``.
 
     Raises
     ------
     TypeError
-        For other dtypes or mismatched dtypes.
+        ``w`` or ``x`` is not float32/float64, or their dtypes differ.
     ValueError
-        For mismatched shapes, non-finite values or an unknown strategy.
+        ``w`` is not 2-D, ``x`` not 5-D, ``w.shape[1] != C*H*W``, non-finite values, or an unknown
+        ``strategy``.
+
+    See Also
+    --------
+    dense_backward : the adjoint.
+
+    Notes
+    -----
+    ``"auto"`` takes ``"event"`` when ``x`` is a SpikeEvents or at most the setting
+    ``event_density_threshold`` (:mod:`pysrm.settings`) of its bins are non-zero, else ``"blas"``.
+    Results are bitwise independent of the number of threads.
     """
     if is_device_array(w):
         from . import dense_cuda
@@ -395,13 +541,47 @@ def dense(w, x, strategy: str = "auto", workspace=None):
 
 
 def dense_backward(w, x, grad, need_input_grad: bool = True, strategy: str = "auto", workspace=None):
-    r"""Gradients of :func:`dense`: returns ``(grad_x, grad_w)``.
+    r"""Gradients of :func:`dense` (its adjoint, the transpose).
 
-    ``grad_x[n, i, t] = sum_o w[o, i] grad[n, o, t]``, shaped like ``x`` (``None`` when
-    ``need_input_grad`` is False, e.g. for the first layer), and
-    ``grad_w[o, i] = sum_{n, t} grad[n, o, t] x[n, i, t]``, shaped like ``w``.  ``grad`` is
-    ``(N, O, 1, 1, T)`` in the dtype of ``w``; the other arguments and errors as :func:`dense` (the
-    ``"event"`` strategy takes the input gradient from the BLAS product: events do not help there).
+    .. math::
+
+        \frac{\partial\mathcal L}{\partial x[n,i,t]} = \sum_o w[o,i]\, g[n,o,t], \qquad
+        \frac{\partial\mathcal L}{\partial w[o,i]} = \sum_{n,t} g[n,o,t]\, x[n,i,t]
+
+    Parameters
+    ----------
+    w : ndarray or CUDA device array, shape (O, I)
+        The weights, float32 or float64.
+    x : ndarray, SpikeEvents or CUDA device array, shape (N, C, H, W, T)
+        The forward's input, ``C*H*W == I``, the dtype of ``w``.
+    grad : ndarray or CUDA device array, shape (N, O, 1, 1, T)
+        The loss gradient ``g`` with respect to :func:`dense`'s output, the dtype of ``w``.
+    need_input_grad : bool, default True
+        False skips the input gradient (e.g. for the first layer).
+    strategy : {"auto", "plain", "event", "blas"}, default "auto"
+        As for :func:`dense`; the ``"event"`` strategy takes the input gradient from the BLAS product
+        (events do not help there).  Ignored for device arrays.
+    workspace : Workspace or None, default None
+        Work arrays reused from it (:class:`pysrm.workspace.Workspace`); None allocates them.
+
+    Returns
+    -------
+    grad_x : ndarray or None
+        Shape and dtype of ``x`` (dense); None when ``need_input_grad`` is False.
+    grad_w : ndarray
+        Shape (O, I) and dtype of ``w``.
+
+    Raises
+    ------
+    TypeError
+        ``w``, ``x`` or ``grad`` is not float32/float64, or their dtypes differ.
+    ValueError
+        ``w`` is not 2-D, ``x`` not 5-D, ``w.shape[1] != C*H*W``, ``grad`` not of shape
+        ``(N, O, 1, 1, T)``, non-finite values, or an unknown ``strategy``.
+
+    See Also
+    --------
+    dense : the forward.
     """
     if is_device_array(w):
         from . import dense_cuda
@@ -440,8 +620,22 @@ def dense_backward(w, x, grad, need_input_grad: bool = True, strategy: str = "au
 
 
 def dense_input_grad(w, g):
-    """``grad_x[n, i, t] = sum_o w[o, i] g[n, o, t]`` for ``g`` of shape ``(N, O, T)``: returns ``(N, I, T)``
-    (the BLAS product of :func:`dense_backward`)."""
+    r"""The input gradient of :func:`dense`: ``grad_x[n, i, t] = sum_o w[o, i] g[n, o, t]``.
+
+    The BLAS product of :func:`dense_backward`; no argument is checked.
+
+    Parameters
+    ----------
+    w : ndarray, shape (O, I)
+        The weights, float32 or float64.
+    g : ndarray, shape (N, O, T)
+        The loss gradient with respect to the dense output, the dtype of ``w``.
+
+    Returns
+    -------
+    ndarray, shape (N, I, T)
+        The input gradient, dtype of ``w``.
+    """
     N, O, T = g.shape
     grad_x = np.empty((N, w.shape[1], T), dtype=w.dtype)
     _batched_matmul_cpu(np.ascontiguousarray(w).T, np.ascontiguousarray(g), grad_x)
@@ -449,11 +643,23 @@ def dense_input_grad(w, g):
 
 
 class DenseInputGrad:
-    r"""The input gradient of a dense layer, :math:`g_x[n, i, t] = \sum_o w[o, i]\, g[n, o, t]`, not yet
-    computed: what a dense step of a :mod:`pysrm.plan` hands back when the step before it can use the
-    product row by row (:func:`pysrm.ops.delay.delay_backward_from_dense`) instead of reading it from
-    memory.  ``w`` (O, I), ``g`` (N, O, 1, 1, T), ``shape`` the input's (N, C, H, W, T).
-    :meth:`materialize` computes it (the BLAS product of :func:`dense_backward`)."""
+    r"""The input gradient of a dense layer, not yet computed.
+
+    :math:`g_x[n, i, t] = \sum_o w[o, i]\, g[n, o, t]`.
+
+    What a dense step of a :mod:`pysrm.plan` hands back when the step before it can use the product row
+    by row (:func:`pysrm.ops.delay.delay_backward_from_dense`) instead of reading it from memory.
+    :meth:`materialize` computes it (the BLAS product of :func:`dense_backward`).
+
+    Parameters
+    ----------
+    w : ndarray, shape (O, I)
+        The weights, float32 or float64.
+    g : ndarray, shape (N, O, 1, 1, T)
+        The loss gradient with respect to the dense output, the dtype of ``w``.
+    shape : tuple of int
+        The input's shape ``(N, C, H, W, T)``, ``C*H*W == I``.
+    """
 
     __slots__ = ("w", "g", "shape")
 
@@ -461,5 +667,12 @@ class DenseInputGrad:
         self.w, self.g, self.shape = w, g, tuple(shape)
 
     def materialize(self) -> np.ndarray:
+        """Compute the gradient (:func:`dense_input_grad`).
+
+        Returns
+        -------
+        ndarray, shape (N, C, H, W, T)
+            ``shape``, the dtype of ``w``.
+        """
         N, T = self.shape[0], self.shape[-1]
         return dense_input_grad(self.w, np.ascontiguousarray(self.g).reshape(N, self.w.shape[0], T)).reshape(self.shape)

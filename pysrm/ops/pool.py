@@ -75,7 +75,20 @@ def _pool_backward_cpu(g, k, wp, gx):
 
 
 def pool_output_size(h: int, w: int, k: int):
-    """Spatial output size of :func:`pool` on an ``h x w`` input: ``(ceil(h/k), ceil(w/k))`` (ints)."""
+    """Spatial output size of :func:`pool` on an ``h x w`` input: ``(ceil(h/k), ceil(w/k))``.
+
+    Parameters
+    ----------
+    h, w : int
+        The input's height and width (pixels).
+    k : int
+        The window size and stride, >= 1.
+
+    Returns
+    -------
+    tuple of int
+        ``(Ho, Wo)``.
+    """
     return -(-h // k), -(-w // k)
 
 
@@ -91,19 +104,48 @@ def _check(x, k, weight):
 
 
 def pool(x, k: int, weight: float, strategy: str = "auto"):
-    r"""Sum pooling ``a = weight * sum over each k x k window`` (SLAYER's ``pool``; module docstring).
+    r"""Sum pooling with a fixed weight (SLAYER's ``pool``).
+
+    .. math::
+
+        a[n, c, y, x, t] = w_p \sum_{k_y=0}^{k-1}\sum_{k_x=0}^{k-1} x[n, c, k y + k_y, k x + k_x, t]
+
+    with the input zero padded at the bottom and right edge to multiples of ``k``.
 
     Parameters
     ----------
-    x : ndarray (N, C, H, W, T), float32 or float64, or :class:`~pysrm.events.SpikeEvents`
-    k : int >= 1, the window size and stride; weight : float > 0, the fixed weight (SLAYER: 1.1 theta)
-    strategy : ``"plain"`` (the dense sum of the definition), ``"event"`` (each input event added to its
-        window's output) or ``"auto"`` (event for a SpikeEvents or at most
-        the setting ``conv_event_density_threshold`` (:mod:`pysrm.settings`) non-zero bins)
+    x : ndarray, SpikeEvents or CUDA device array, shape (N, C, H, W, T)
+        The input, float32 or float64.
+    k : int
+        The window size and stride (pixels), >= 1.
+    weight : float
+        The fixed weight ``w_p`` (SLAYER: ``1.1 * theta``), > 0.
+    strategy : {"auto", "plain", "event"}, default "auto"
+        ``"plain"`` (the dense sum of the definition), ``"event"`` (each input event added to its
+        window's output) or ``"auto"`` (event for a SpikeEvents or at most the setting
+        ``conv_event_density_threshold`` (:mod:`pysrm.settings`) non-zero bins).  Ignored for device
+        arrays.
 
-    Returns ndarray (N, C, ceil(H/k), ceil(W/k), T).  Both strategies add the same terms in the same
-    order per output element (bitwise equal; tested).  Raises TypeError/ValueError for a non-float or
-    non-finite ``x``, ``k < 1``, ``weight <= 0`` or an unknown strategy.
+    Returns
+    -------
+    ndarray or CUDA device array, shape (N, C, ceil(H/k), ceil(W/k), T)
+        The pooled input, dtype of ``x``.
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not float32/float64; ``k`` is not an integer; ``weight`` is not a number.
+    ValueError
+        ``x`` is not 5-D or holds non-finite values; ``k < 1``; ``weight`` is not finite or ``<= 0``;
+        an unknown strategy.
+
+    See Also
+    --------
+    pool_backward : the adjoint.
+
+    Notes
+    -----
+    Both strategies add the same terms in the same order per output element (bitwise equal; tested).
     """
     if is_device_array(x):
         from . import pool_cuda
@@ -126,11 +168,41 @@ def pool(x, k: int, weight: float, strategy: str = "auto"):
 
 
 def pool_backward(grad, input_shape, k: int, weight: float):
-    r"""Adjoint of :func:`pool`: ``grad_x[.., iy, ix, t] = weight * grad[.., iy//k, ix//k, t]``.
+    r"""Adjoint of :func:`pool`: every input position receives its window's gradient.
 
-    ``grad``: the pool output's gradient ``(N, C, ceil(H/k), ceil(W/k), T)``; ``input_shape`` the
-    pool input's ``(N, C, H, W, T)``.  Returns ``grad_x`` of ``input_shape`` in the dtype of ``grad``.
-    ValueError for a ``grad`` of another shape, non-finite values, ``k < 1`` or ``weight <= 0``."""
+    .. math::
+
+        \frac{\partial\mathcal L}{\partial x[n, c, i_y, i_x, t]} =
+            w_p\, g[n, c, \lfloor i_y/k\rfloor, \lfloor i_x/k\rfloor, t]
+
+    Parameters
+    ----------
+    grad : ndarray or CUDA device array, shape (N, C, ceil(H/k), ceil(W/k), T)
+        The loss gradient ``g`` with respect to the pool output, float32 or float64.
+    input_shape : tuple of int
+        The pool input's ``(N, C, H, W, T)``.
+    k : int
+        The window size and stride (pixels), >= 1.
+    weight : float
+        The fixed weight ``w_p``, > 0.
+
+    Returns
+    -------
+    ndarray or CUDA device array, shape ``input_shape``
+        The input gradient, dtype of ``grad``.
+
+    Raises
+    ------
+    TypeError
+        ``grad`` is not float32/float64; ``k`` is not an integer; ``weight`` is not a number.
+    ValueError
+        ``grad`` does not have the pool output shape or holds non-finite values; ``k < 1``; ``weight``
+        is not finite or ``<= 0``.
+
+    See Also
+    --------
+    pool : the forward.
+    """
     if is_device_array(grad):
         from . import pool_cuda
         return pool_cuda.pool_backward(grad, input_shape, k, weight)

@@ -179,11 +179,28 @@ def _psp_alpha_backward_cpu(g, a, gain, L, out):
 
 
 def alpha_parameters(kernel):
-    """``(a, K)`` when ``kernel[i] == K * i * a**i`` for all i (to 1e-9 relative), else None.
+    r"""Recognise a sampled alpha response: ``(a, K)`` when ``kernel[i] == K * i * a**i`` for all i.
 
+    The match is to 1e-9 relative to ``max |kernel|``; it needs at least 3 samples, ``kernel[0] == 0``,
+    ``kernel[1] > 0`` and ``0 < a < 1`` (``a = kernel[2] / (2 kernel[1])``).
+
+    Parameters
+    ----------
+    kernel : array_like, shape (K,)
+        The sampled response from lag 0, float32 or float64 (compared in float64).
+
+    Returns
+    -------
+    tuple of (float, float) or None
+        ``(a, K)`` (``a = exp(-Ts / tau)``, dimensionless; ``K`` the response's scale), or ``None`` when
+        ``kernel`` is not an alpha function.
+
+    Notes
+    -----
     Remembered per kernel value (``functools.lru_cache`` keyed by the kernel's float64 bytes, which
     determine the result completely; immutable results, thread-safe): the layers ask for the same few
-    responses every step."""
+    responses every step.
+    """
     return _alpha_parameters_of_bytes(np.asarray(kernel, dtype=np.float64).tobytes())
 
 
@@ -228,19 +245,52 @@ def _filter(name, x, kernel, ts, min_recursive, recursive_kernel, direct_kernel,
 
 
 def psp(x, kernel, ts: float, strategy: str = "auto"):
-    r"""Filter ``x`` causally with the spike response (SLAYER's ``psp``; the module docstring's equation):
-    ``out[..., t] = ts * sum_i kernel[i] * x[..., t-i]``.
+    r"""Filter ``x`` causally with the spike response (SLAYER's ``psp``).
+
+    .. math::
+
+        \mathrm{out}[\ldots, t] = T_s \sum_{i=0}^{K-1} \mathrm{kernel}[i]\, x[\ldots, t-i]
+
+    i.e. ``out[..., t] = ts * sum_i kernel[i] * x[..., t-i]`` (causal, lag 0 included; bins before 0 are
+    zero).
 
     Parameters
     ----------
-    x : ndarray (..., T), float32 or float64 (time last; any leading shape), or a CUDA device array
-    kernel : 1-D array, the sampled response from lag 0 (:func:`pysrm.responses.srm_kernel`)
-    ts : float, the time step in ms
-    strategy : ``"auto"`` (recursive for alpha kernels of at least the setting ``recursive_min_length`` (:mod:`pysrm.settings`)
-        samples, else plain), ``"plain"`` (the direct sum) or ``"recursive"``
+    x : ndarray or CUDA device array, shape (..., T)
+        The input (spikes of amplitude ``1/Ts``, or any signal), time last, any leading shape
+        (``(N, C, H, W, T)``, ``(N, M, T)``, ...); float32 or float64.
+    kernel : array_like, shape (K,)
+        The sampled response from lag 0 (:func:`pysrm.responses.srm_kernel`); cast to ``x``'s dtype.
+    ts : float
+        The time step ``Ts`` in ms; > 0.
+    strategy : {"auto", "plain", "recursive"}, default "auto"
+        ``"plain"``: the direct sum; ``"recursive"``: the alpha recursion of the module docstring
+        (alpha kernels only); ``"auto"``: recursive for alpha kernels of at least the setting
+        ``recursive_min_length`` (:mod:`pysrm.settings`) samples, else plain.  Ignored for device arrays
+        (direct sums).
 
-    Returns an array like ``x``.  Raises TypeError/ValueError for non-float or non-finite ``x``, an empty
-    or non-finite kernel, ``ts <= 0``, an unknown strategy, or ``"recursive"`` on a non-alpha kernel.
+    Returns
+    -------
+    ndarray or CUDA device array
+        Shape and dtype of ``x`` (the potential's unit per unit of ``x`` times ms).
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not a float32/float64 ndarray, or ``ts`` is not a number.
+    ValueError
+        ``x`` has no axis or non-finite values; ``kernel`` is empty, not 1-D or non-finite; ``ts`` is not
+        finite or ``<= 0``; ``strategy`` is unknown; ``"recursive"`` is asked for a kernel that is not an
+        alpha function.
+
+    See Also
+    --------
+    psp_backward : the adjoint.
+
+    Notes
+    -----
+    The strategies are both exact (linear) and agree to float rounding: the direct sum is event driven
+    (O(non-zeros x K)); the recursion is O(T) per row whatever ``K`` is, accumulated in float64.
     """
     if is_device_array(x):
         from . import psp_cuda
@@ -249,10 +299,45 @@ def psp(x, kernel, ts: float, strategy: str = "auto"):
 
 
 def psp_backward(grad, kernel, ts: float, strategy: str = "auto"):
-    r"""Adjoint of :func:`psp` (the correlation): ``out[..., t] = ts * sum_i kernel[i] * grad[..., t+i]``.
+    r"""Adjoint of :func:`psp` (the correlation).
 
-    Same arguments, strategies (``"auto"`` uses the recursion from
-    the setting ``recursive_min_length_backward`` samples) and errors as :func:`psp`."""
+    .. math::
+
+        \frac{\partial \mathcal L}{\partial x[\ldots, t]} = T_s \sum_{i=0}^{K-1} \mathrm{kernel}[i]\,
+        \mathrm{grad}[\ldots, t+i]
+
+    i.e. ``out[..., t] = ts * sum_i kernel[i] * grad[..., t+i]`` (bins past ``T - 1`` are zero).
+
+    Parameters
+    ----------
+    grad : ndarray or CUDA device array, shape (..., T)
+        The loss gradient with respect to :func:`psp`'s output, time last; float32 or float64.
+    kernel : array_like, shape (K,)
+        The sampled response from lag 0, as given to :func:`psp`.
+    ts : float
+        The time step ``Ts`` in ms; > 0.
+    strategy : {"auto", "plain", "recursive"}, default "auto"
+        As for :func:`psp`; ``"auto"`` uses the recursion from the setting
+        ``recursive_min_length_backward`` samples.  Ignored for device arrays.
+
+    Returns
+    -------
+    ndarray or CUDA device array
+        The gradient with respect to :func:`psp`'s input ``x``: shape and dtype of ``grad``.
+
+    Raises
+    ------
+    TypeError
+        ``grad`` is not a float32/float64 ndarray, or ``ts`` is not a number.
+    ValueError
+        ``grad`` has no axis or non-finite values; ``kernel`` is empty, not 1-D or non-finite; ``ts`` is
+        not finite or ``<= 0``; ``strategy`` is unknown; ``"recursive"`` is asked for a kernel that is not
+        an alpha function.
+
+    See Also
+    --------
+    psp : the forward filter.
+    """
     if is_device_array(grad):
         from . import psp_cuda
         return psp_cuda.psp_backward(grad, kernel, ts)

@@ -57,8 +57,30 @@ TIE_RTOL = {np.dtype(np.float32): 2.0 ** -17, np.dtype(np.float64): 2.0 ** -40}
 
 
 def firing_threshold(theta: float, dtype) -> float:
-    """The value a potential of ``dtype`` is compared with: ``theta * (1 - TIE_RTOL[dtype])`` rounded to
-    ``dtype`` (returned as that dtype's scalar)."""
+    r"""The value a potential of ``dtype`` is compared with: ``theta * (1 - TIE_RTOL[dtype])``.
+
+    .. math::
+
+        \vartheta_{\text{fire}} = \vartheta\,(1 - r_{\text{tie}}),\qquad r_{\text{tie}} = 2^{-17}
+        \text{ (float32)},\ 2^{-40} \text{ (float64)}
+
+    Parameters
+    ----------
+    theta : float
+        The threshold :math:`\vartheta`, in the potential's unit.
+    dtype : numpy dtype or type
+        float32 or float64: the dtype of the potential.
+
+    Returns
+    -------
+    numpy.float32 or numpy.float64
+        The firing threshold rounded to ``dtype`` (the potential's unit).
+
+    Raises
+    ------
+    KeyError
+        ``dtype`` is neither float32 nor float64.
+    """
     dt = np.dtype(dtype)
     return dt.type(float(theta) * (1.0 - TIE_RTOL[dt]))
 
@@ -135,18 +157,48 @@ def _spike_backward_cpu(g, u, theta, scale, width, out):
 
 
 def spike(u, refractory_kernel, theta: float, ts: float):
-    r"""Spikes of potential ``u`` with the refractory response (SLAYER's ``getSpikes``; module docstring).
+    r"""Spikes of potential ``u`` with the refractory response (SLAYER's ``getSpikes``).
+
+    Scan time forward; where the potential reaches the threshold a spike of amplitude ``1/Ts`` is
+    emitted and the refractory response is added from that bin on (module docstring):
+
+    .. math::
+
+        s[t] = \frac{1}{T_s}\,[u[t] \ge \vartheta\,(1 - r_{\text{tie}})], \qquad
+        u[t+j] \mathrel{+}= \nu[j] \ \ (j \ge 0) \text{ when } s[t] \ne 0
 
     Parameters
     ----------
-    u : ndarray (..., T), float32 or float64 (time last), or a CUDA device array
-    refractory_kernel : 1-D array, :math:`\nu` sampled from lag 0 (:func:`pysrm.responses.refractory_kernel`)
-    theta : float > 0, the threshold :math:`\vartheta` (compared as :func:`firing_threshold`)
-    ts : float > 0, the time step in ms
+    u : ndarray or CUDA device array, shape (..., T)
+        The membrane potential (its own unit), time last, any leading shape; float32 or float64.  Not
+        modified.
+    refractory_kernel : array_like, shape (K,)
+        :math:`\nu` sampled from lag 0 (:func:`pysrm.responses.refractory_kernel`), the potential's
+        unit; cast to ``u``'s dtype.
+    theta : float
+        The threshold :math:`\vartheta`, the potential's unit; > 0 (compared as
+        :func:`firing_threshold`).
+    ts : float
+        The time step ``Ts`` in ms; > 0.
 
-    Returns ``(s, u_post)``, both like ``u``: spikes of amplitude ``1/ts`` and the potential after the
-    refractory responses were added.  ``u`` is not modified.  Raises TypeError/ValueError for non-float
-    or non-finite ``u``, an empty or non-finite kernel, ``theta <= 0`` or ``ts <= 0``.
+    Returns
+    -------
+    s : ndarray or CUDA device array
+        Spikes of amplitude ``1/ts`` (0 elsewhere): shape and dtype of ``u``.
+    u_post : ndarray or CUDA device array
+        The potential after the refractory responses were added: shape and dtype of ``u``.
+
+    Raises
+    ------
+    TypeError
+        ``u`` is not a float32/float64 ndarray, or ``theta``/``ts`` is not a number.
+    ValueError
+        ``u`` has no axis or non-finite values; the kernel is empty, not 1-D or non-finite; ``theta`` or
+        ``ts`` is not finite or ``<= 0``.
+
+    See Also
+    --------
+    spike_backward : the surrogate backward.
     """
     if is_device_array(u):
         from . import spike_cuda
@@ -162,20 +214,74 @@ def spike(u, refractory_kernel, theta: float, ts: float):
 
 
 def surrogate(u, neuron):
-    r"""The surrogate derivative :math:`\rho(u) = \frac{s_\rho}{\tau_\rho\vartheta}
-    \exp(-|u - \vartheta|/(\tau_\rho\vartheta))` itself, an array like ``u`` (``(..., T)``, float32 or
-    float64); ``neuron`` a :class:`~pysrm.params.NeuronParams`.  Errors as :func:`spike_backward`."""
+    r"""The surrogate derivative :math:`\rho(u)` itself.
+
+    .. math::
+
+        \rho(u) = \frac{s_\rho}{\tau_\rho\vartheta}
+        \exp\!\left(-\frac{|u - \vartheta|}{\tau_\rho \vartheta}\right)
+
+    Parameters
+    ----------
+    u : ndarray, shape (..., T)
+        The membrane potential (its own unit), time last; float32 or float64.
+    neuron : NeuronParams
+        ``theta`` (the potential's unit), ``tau_rho`` and ``scale_rho`` (relative to ``theta``); see
+        :class:`~pysrm.params.NeuronParams`.
+
+    Returns
+    -------
+    ndarray
+        :math:`\rho(u)` (per unit of potential): shape and dtype of ``u``.
+
+    Raises
+    ------
+    TypeError
+        ``u`` is not a float32/float64 ndarray.
+    ValueError
+        ``u`` has no axis or non-finite values.
+    """
     return spike_backward(np.ones_like(u), u, neuron)
 
 
 def spike_backward(grad_s, u, neuron):
-    r"""Backward of :func:`spike` (SLAYER's surrogate): ``grad_u = grad_s * rho(u)`` with
-    ``rho(u) = scale_rho/(tau_rho*theta) * exp(-|u-theta|/(tau_rho*theta))``.
+    r"""Backward of :func:`spike` (SLAYER's surrogate; no gradient through the refractory feedback).
 
-    ``grad_s`` and ``u`` are arrays of one shape ``(..., T)`` (float32 or float64); ``u`` is the
-    potential returned by :func:`spike` (after the refractory responses); ``neuron`` is a
-    :class:`~pysrm.params.NeuronParams`.  Returns an array like ``grad_s``.  ValueError for mismatched
-    shapes or non-finite values, TypeError for other dtypes.
+    .. math::
+
+        \frac{\partial\mathcal L}{\partial u[t]} = \frac{\partial\mathcal L}{\partial s[t]}\,
+        \rho(u[t]),\qquad
+        \rho(u) = \frac{s_\rho}{\tau_\rho\vartheta}
+        \exp\!\left(-\frac{|u - \vartheta|}{\tau_\rho \vartheta}\right)
+
+    i.e. ``grad_u = grad_s * scale_rho/(tau_rho*theta) * exp(-|u-theta|/(tau_rho*theta))``.
+
+    Parameters
+    ----------
+    grad_s : ndarray or CUDA device array, shape (..., T)
+        The loss gradient with respect to the spikes ``s``, time last; float32 or float64.
+    u : ndarray or CUDA device array, shape (..., T)
+        The potential returned by :func:`spike` (after the refractory responses), the shape of
+        ``grad_s``; float32 or float64 (cast to ``grad_s``'s dtype).
+    neuron : NeuronParams
+        ``theta`` (the potential's unit), ``tau_rho`` and ``scale_rho`` (relative to ``theta``); see
+        :class:`~pysrm.params.NeuronParams`.
+
+    Returns
+    -------
+    ndarray or CUDA device array
+        The gradient with respect to ``u``: shape and dtype of ``grad_s``.
+
+    Raises
+    ------
+    TypeError
+        ``grad_s`` or ``u`` is not a float32/float64 ndarray.
+    ValueError
+        ``grad_s`` and ``u`` differ in shape, have no axis or contain non-finite values.
+
+    See Also
+    --------
+    spike : the forward.
     """
     if is_device_array(grad_s):
         from . import spike_cuda

@@ -88,14 +88,48 @@ def _srm_backward_alpha_cpu(g, u, theta, scale, width, alpha, gain, L, out):
 
 
 def srm_forward(a, srm_kernel, refractory_kernel, theta: float, ts: float):
-    r"""SRM neurons driven by the synaptic input ``a``: ``(s, u_ref) = spike(psp(a))`` (SLAYER's SRM model:
-    :math:`u = \epsilon * a`, spikes where :math:`u \ge \vartheta`, each followed by the refractory
-    response :math:`\nu`).
+    r"""SRM neurons driven by the synaptic input ``a``: ``(s, u_ref) = spike(psp(a))``.
 
-    ``a``: ``(..., T)`` float32/float64; responses as :func:`pysrm.responses.srm_kernel` /
-    :func:`~pysrm.responses.refractory_kernel`; ``theta`` the threshold, ``ts`` the time step (ms).
-    Returns the spikes (amplitude ``1/ts``) and the potential after the refractory responses, both
-    like ``a``.  Errors as :func:`pysrm.ops.psp.psp` and :func:`pysrm.ops.spike.spike`."""
+    SLAYER's SRM model: :math:`u = \epsilon * a`, spikes where :math:`u \ge \vartheta`, each followed by
+    the refractory response :math:`\nu`:
+
+    .. math::
+
+        u = \mathrm{psp}(a), \qquad (s, u_{ref}) = \mathrm{spike}(u)
+
+    Parameters
+    ----------
+    a : ndarray or CUDA device array, shape (..., T)
+        The synaptic input, time last, any leading shape; float32 or float64.
+    srm_kernel : array_like, shape (K,)
+        The spike response :math:`\epsilon` from lag 0 (:func:`pysrm.responses.srm_kernel`).
+    refractory_kernel : array_like, shape (K_ref,)
+        The refractory response :math:`\nu` from lag 0 (:func:`pysrm.responses.refractory_kernel`),
+        the potential's unit.
+    theta : float
+        The threshold :math:`\vartheta`, the potential's unit; > 0.
+    ts : float
+        The time step ``Ts`` in ms; > 0.
+
+    Returns
+    -------
+    s : ndarray or CUDA device array
+        Spikes of amplitude ``1/ts``: shape and dtype of ``a``.
+    u_ref : ndarray or CUDA device array
+        The potential after the refractory responses: shape and dtype of ``a``.
+
+    Raises
+    ------
+    TypeError
+        ``a`` is not a float32/float64 ndarray; ``theta`` or ``ts`` is not a number.
+    ValueError
+        ``a`` has no axis or non-finite values; a response is empty, not 1-D or non-finite; ``theta``
+        or ``ts`` is not finite or ``<= 0``.
+
+    See Also
+    --------
+    pysrm.ops.psp.psp, pysrm.ops.spike.spike, srm_backward
+    """
     return spike(psp(a, srm_kernel, ts), refractory_kernel, theta, ts)
 
 
@@ -189,22 +223,51 @@ STRATEGIES = ("auto", "plain", "fused")
 
 
 def srm_backward(grad_s, u, neuron, srm_kernel, ts: float, strategy: str = "auto"):
-    r"""Backward of SRM neurons: ``psp_backward(grad_s * rho(u), srm_kernel, ts)`` (module docstring).
+    r"""Backward of SRM neurons: ``psp_backward(grad_s * rho(u), srm_kernel, ts)``.
+
+    .. math::
+
+        \frac{\partial\mathcal L}{\partial a[t]} = T_s \sum_{i=0}^{L-1} \epsilon[i]\;
+            \rho(u_{ref}[t+i])\, \frac{\partial\mathcal L}{\partial s[t+i]}
 
     Parameters
     ----------
-    grad_s : ndarray (..., T), the gradient of the spikes; u : the potential after the refractory
-        responses (as :func:`srm_forward` returns it), same shape
-    neuron : :class:`~pysrm.params.NeuronParams` (theta, tau_rho, scale_rho of the surrogate)
-    srm_kernel : the spike response; ts : the time step (ms)
-    strategy : ``"plain"`` (:func:`pysrm.ops.spike.spike_backward` then
-        :func:`pysrm.ops.psp.psp_backward`, both plain), ``"fused"`` (one pass per row: the surrogate
-        and then the correlation, by the alpha recursion for alpha kernels of at least
-        the setting ``recursive_min_length_backward`` samples, else the direct sum) or ``"auto"`` (= ``"fused"`` on
-        the CPU).  They agree to float rounding (tested).
+    grad_s : ndarray or CUDA device array, shape (..., T)
+        The loss gradient with respect to the spikes, time last; float32 or float64.
+    u : ndarray or CUDA device array, shape (..., T)
+        The potential after the refractory responses (as :func:`srm_forward` returns it), the shape of
+        ``grad_s`` (cast to its dtype).
+    neuron : NeuronParams
+        ``theta``, ``tau_rho`` and ``scale_rho`` of the surrogate (:class:`~pysrm.params.NeuronParams`).
+    srm_kernel : array_like, shape (L,)
+        The spike response :math:`\epsilon` from lag 0.
+    ts : float
+        The time step ``Ts`` in ms; > 0.
+    strategy : {"auto", "plain", "fused"}, default "auto"
+        ``"plain"`` (:func:`pysrm.ops.spike.spike_backward` then :func:`pysrm.ops.psp.psp_backward`,
+        both plain), ``"fused"`` (one pass per row: the surrogate and then the correlation, by the
+        alpha recursion for alpha kernels of at least the setting ``recursive_min_length_backward``
+        samples, else the direct sum) or ``"auto"`` (= ``"fused"`` on the CPU).  They agree to float
+        rounding (tested).  Device arrays run the two ops.
 
-    Returns the gradient of the potential's input ``a`` (like ``grad_s``).  Raises ValueError for
-    mismatched shapes or an unknown strategy.
+    Returns
+    -------
+    ndarray or CUDA device array
+        The gradient with respect to the potential's input ``a``: shape and dtype of ``grad_s``.
+
+    Raises
+    ------
+    TypeError
+        ``grad_s`` or ``u`` is not a float32/float64 ndarray; ``ts`` is not a number.
+    ValueError
+        ``grad_s`` and ``u`` differ in shape, have no axis or contain non-finite values; an unknown
+        strategy; ``srm_kernel`` is empty, not 1-D or non-finite, or ``ts`` is not finite or ``<= 0``
+        (checked where the direct sum or ``"plain"`` runs: the fused alpha recursion takes ``ts`` as
+        given).
+
+    See Also
+    --------
+    srm_forward : the forward.
     """
     check_strategy(strategy, STRATEGIES)
     if is_device_array(grad_s):
