@@ -153,15 +153,22 @@ def _conv_events_cpu(offsets, neuron, time, value, wT, outT, H, W, sy, sx, py, p
     KH, KW, Co = wT.shape[1], wT.shape[2], wT.shape[3]
     Ho, Wo = outT.shape[1], outT.shape[2]
     for n in prange(N):
-        taps = np.empty((KH * KW, 4), dtype=np.int64)
         for k in range(offsets[n], offsets[n + 1]):
             ci, iy, ix = _decode(neuron[k], H, W)
             t = time[k]
             v = value[k]
-            for j in range(event_taps_cpu(iy, ix, KH, KW, py, px, sy, sx, Ho, Wo, taps)):
-                ky, kx, oy, ox = taps[j, 0], taps[j, 1], taps[j, 2], taps[j, 3]
-                for co in range(Co):
-                    outT[n, oy, ox, t, co] += v * wT[ci, ky, kx, co]
+            # the taps written out (event_taps' loops, the same order): a scatter over event_taps' list
+            # made this forward 5-10 % slower (37-41 vs 42 ms, N-MNIST conv1 shapes at batch 8)
+            for ky in range(KH):
+                oy = _output_index(iy, py, ky, sy, Ho)
+                if oy < 0:
+                    continue
+                for kx in range(KW):
+                    ox = _output_index(ix, px, kx, sx, Wo)
+                    if ox < 0:
+                        continue
+                    for co in range(Co):
+                        outT[n, oy, ox, t, co] += v * wT[ci, ky, kx, co]
 
 
 @njit(parallel=True, cache=True)
