@@ -363,6 +363,31 @@ def window_counts(spikes, window_bins: int, ts: float = 1.0) -> np.ndarray:
     :math:`O(T)` per row.  With ``window_bins >= T`` this is the cumulative
     count.  (Gradient: :math:`\partial c[t]/\partial s[t'] = T_s` for
     :math:`t - W_b < t' \le t`.)
+
+    Parameters
+    ----------
+    spikes : ndarray or CUDA device array, shape (..., T)
+        Spike trains (amplitude ``1/Ts``), time last, any leading shape; float32 or float64.  A device
+        array is counted on the GPU (:func:`pysrm.losses_cuda.window_counts`).
+    window_bins : int
+        The window length :math:`W_b` in bins (not ms); ``>= 1``.
+    ts : float, default 1.0
+        The bin width ``Ts`` in ms; > 0.
+
+    Returns
+    -------
+    ndarray or CUDA device array
+        The counts :math:`c` (spikes), shape of ``spikes``, float64 (a device array for a device
+        ``spikes``).
+
+    Raises
+    ------
+    TypeError
+        ``spikes`` is not a float32/float64 ndarray (host arrays only), ``window_bins`` is not an integer
+        (a bool is refused), or ``ts`` is not a number.
+    ValueError
+        ``spikes`` has no axis or non-finite values (host arrays only), ``window_bins < 1``, or ``ts`` is not
+        finite or ``<= 0``.
     """
     if is_device_array(spikes):
         from . import losses_cuda
@@ -384,8 +409,23 @@ def window_counts(spikes, window_bins: int, ts: float = 1.0) -> np.ndarray:
 class Loss:
     r"""Base class: a loss :math:`L(s)` with its gradient :math:`\partial L/\partial s`.
 
-    Subclasses take ``ts`` (ms) and keyword options; ``grad`` selects
-    ``'exact'`` (default) or ``'paper'``.
+    :math:`L = \frac1N \sum_n L_n` over the batch; each subclass defines :math:`L_n` and its gradient.
+    Subclasses take ``ts`` (ms) and keyword options.
+
+    Parameters
+    ----------
+    ts : float, default 1.0
+        The bin width ``Ts`` in ms of the spike tensors the loss will see; > 0.
+    grad : {"exact", "paper"}, default "exact"
+        The gradient returned (:data:`GRAD_MODES`): the true derivative, or the formula printed in the
+        paper (see the module docstring).
+
+    Raises
+    ------
+    TypeError
+        ``ts`` is not a number.
+    ValueError
+        ``ts`` is not finite or ``<= 0``, or ``grad`` is not one of :data:`GRAD_MODES`.
     """
 
     name = "loss"
@@ -402,15 +442,65 @@ class Loss:
         return {"grad": self.grad_mode}
 
     def value_and_grad(self, spikes, labels):
-        """Return ``(value, grad)``: the batch-mean loss (float) and its gradient (like ``spikes``).
+        r"""Return ``(value, grad)``: the batch-mean loss and its gradient :math:`\partial L/\partial s`.
 
-        GPU spike tensors are handled by the CUDA kernels of :mod:`pysrm.losses_cuda`."""
+        GPU spike tensors are handled by the CUDA kernels of :mod:`pysrm.losses_cuda`.
+
+        Parameters
+        ----------
+        spikes : ndarray or CUDA device array, shape (N, C, ..., T)
+            The output spikes (amplitude ``1/Ts``, bins of ``ts`` ms): ``N`` samples, ``C`` classes, any
+            middle axes (the neurons of a class's population), ``T`` bins; float32 or float64.
+        labels : array_like of int, shape (N,)
+            The class of each sample, in ``0 .. C-1`` (host or device array).  For :class:`SpikeTime`: the
+            desired spike tensor, float32 or float64, the shape of ``spikes``.
+
+        Returns
+        -------
+        value : float
+            :math:`L`, the mean over the batch, computed in float64.
+        grad : ndarray or CUDA device array
+            :math:`\partial L/\partial s` (including the factor :math:`1/N`), or the paper's form with
+            ``grad='paper'``; shape and dtype of ``spikes`` (a device array for device ``spikes``).
+
+        Raises
+        ------
+        TypeError
+            ``spikes`` is not a float32/float64 array; ``labels`` is not an integer array (host labels).
+        ValueError
+            ``spikes`` has fewer than 3 axes, an empty axis or (host) non-finite values; ``labels`` does
+            not have shape ``(N,)`` or (host labels) lies outside ``0 .. C-1``.  And by loss: a
+            ``window`` longer than the ``T`` bins (:class:`SpikeMax`); a count + ``eps`` that is not
+            positive, i.e. negative spikes (:class:`SpikeMax`, :class:`SpikeMaxG`); a target region beyond
+            the ``T`` bins or empty (:class:`NumSpikes`); a ``desired`` of another shape, or non-finite
+            (:class:`SpikeTime`, with a ``TypeError`` for a non-float one).
+        """
         if is_device_array(spikes):
             return self._value_and_grad_cuda(spikes, labels, True)
         return self._value_and_grad_cpu(spikes, labels)
 
     def value(self, spikes, labels) -> float:
-        """The batch-mean loss as a Python float."""
+        """The batch-mean loss as a Python float (no gradient is computed).
+
+        Parameters
+        ----------
+        spikes : ndarray or CUDA device array, shape (N, C, ..., T)
+            As for :meth:`Loss.value_and_grad`.
+        labels : array_like of int, shape (N,)
+            As for :meth:`Loss.value_and_grad` (the desired spike tensor for :class:`SpikeTime`).
+
+        Returns
+        -------
+        float
+            :math:`L`, the mean over the batch, computed in float64.
+
+        Raises
+        ------
+        TypeError
+            As for :meth:`Loss.value_and_grad`.
+        ValueError
+            As for :meth:`Loss.value_and_grad`.
+        """
         if is_device_array(spikes):
             return self._value_cuda(spikes, labels, True)
         return self._value_cpu(spikes, labels)
@@ -441,9 +531,9 @@ class Loss:
         ----------
         sim : pysrm.params.SimParams
             The simulation whose outputs this loss will see (the training one, or the test one).
-        name : str
+        name : str, default "t_sample"
             What sets ``sim.t_sample``, for messages (``'t_sample'``, ``'test_t_sample'``, ``'--t-max'``).
-        training : bool
+        training : bool, default True
             True when the loss trains on this simulation: then also targets it could never reach are an
             error (an evaluation only reports the value).
 
@@ -454,12 +544,12 @@ class Loss:
 
         Raises
         ------
+        TypeError
+            When ``sim`` is not a :class:`~pysrm.params.SimParams`.
         ValueError
             When ``sim.ts`` differs from the loss's ``ts``, or (by subclass) a window or target region
             longer than the simulation, or a target count the region cannot hold; the message names the
             option, its value and the largest value that works.
-        TypeError
-            When ``sim`` is not a :class:`~pysrm.params.SimParams`.
         """
         if not isinstance(sim, SimParams):
             raise TypeError(f"sim must be a pysrm.SimParams, got {type(sim).__name__}")
@@ -494,8 +584,27 @@ class SpikeRate(Loss):
 
         \frac{\partial L}{\partial s_i[t]} = \frac1N\, 2\left(r_i - \hat r_i\right)\frac{T_s}{T}
 
-    Options: ``true_rate`` (default 0.2 spikes/ms), ``false_rate`` (default
-    0.03 spikes/ms), ``grad``.
+    Parameters
+    ----------
+    ts : float, default 1.0
+        The bin width ``Ts`` in ms of the spike tensors; > 0.
+    true_rate : float, default 0.2
+        The target rate :math:`r_{true}` of the label class's neurons, in spikes per ms (0.2 = 200 Hz);
+        ``>= 0``, at most ``1/ts`` (one spike per bin).
+    false_rate : float, default 0.03
+        The target rate :math:`r_{false}` of the other classes' neurons, in spikes per ms (0.03 = 30 Hz);
+        ``>= 0`` and below ``true_rate``.
+    grad : {"exact", "paper"}, default "exact"
+        The gradient returned: both give the exact gradient above.
+
+    Raises
+    ------
+    TypeError
+        ``ts``, ``true_rate`` or ``false_rate`` is not a number.
+    ValueError
+        ``ts`` is not finite or ``<= 0``; ``grad`` is unknown; a rate is negative or not finite, or above
+        ``1/ts`` spikes per ms (the message suggests the value in spikes per ms when it looks like Hz);
+        ``true_rate <= false_rate``.
     """
 
     name = "spike-rate"
@@ -520,6 +629,7 @@ class SpikeRate(Loss):
 
     @property
     def options(self):
+        """The keyword options this loss was built with (dict, for logging)."""
         return {"true_rate": self.true_rate, "false_rate": self.false_rate, "grad": self.grad_mode}
 
     def _value_and_grad_cpu(self, spikes, labels):
@@ -584,7 +694,21 @@ class SpikeMaxG(_ClassCountLoss):
     (paper = exact :math:`\times\, T/T_s`.)  A silent label neuron gets
     :math:`-\frac1N T_s (1-p_y)/\epsilon < 0`: gradient descent makes it fire.
 
-    Options: ``eps`` (default 0.01), ``grad``.
+    Parameters
+    ----------
+    ts : float, default 1.0
+        The bin width ``Ts`` in ms of the spike tensors; > 0.
+    eps : float, default 0.01
+        The pseudo-count :math:`\epsilon` (spikes, :data:`DEFAULT_EPS` by default) added to every class count; > 0.
+    grad : {"exact", "paper"}, default "exact"
+        The gradient returned: ``'exact'`` or the paper's eq. 12 (above).
+
+    Raises
+    ------
+    TypeError
+        ``ts`` or ``eps`` is not a number.
+    ValueError
+        ``ts`` or ``eps`` is not finite or ``<= 0``; ``grad`` is unknown.
     """
 
     name = "spikemax-g"
@@ -595,6 +719,7 @@ class SpikeMaxG(_ClassCountLoss):
 
     @property
     def options(self):
+        """The keyword options this loss was built with (dict, for logging)."""
         return {"eps": self.eps, "grad": self.grad_mode}
 
     def _samples_cpu(self, c, y, loss, dc):
@@ -630,7 +755,21 @@ class SpikeMaxS(_ClassCountLoss):
         \qquad
         \text{paper (eq. 14):}\quad \frac1N \left(p_i - y_i\right)
 
-    (paper = exact / :math:`T_s`.)  Options: ``grad``.
+    (paper = exact / :math:`T_s`.)
+
+    Parameters
+    ----------
+    ts : float, default 1.0
+        The bin width ``Ts`` in ms of the spike tensors; > 0.
+    grad : {"exact", "paper"}, default "exact"
+        The gradient returned: ``'exact'`` or the paper's eq. 14 (above).
+
+    Raises
+    ------
+    TypeError
+        ``ts`` is not a number.
+    ValueError
+        ``ts`` is not finite or ``<= 0``; ``grad`` is unknown.
     """
 
     name = "spikemax-s"
@@ -683,8 +822,27 @@ class SpikeMax(Loss):
     time (only the window ending at :math:`u`) and rate-normalised -- about
     :math:`T_b` times the exact gradient when the counts vary slowly.
 
-    Options: ``window`` (ms, required, a whole number of bins, at most the
-    simulation length), ``eps`` (default 0.01), ``grad``.
+    Parameters
+    ----------
+    ts : float, default 1.0
+        The bin width ``Ts`` in ms of the spike tensors; > 0.
+    window : float
+        The window :math:`W` in ms; required (the default None is refused), a whole number of bins of
+        ``ts`` (:math:`W_b = W/T_s \ge 1`), at most the simulation's length (checked by
+        :meth:`SpikeMax.check_simulation`, and against the ``T`` bins of each call).
+    eps : float, default 0.01
+        The pseudo-count :math:`\epsilon` (spikes, :data:`DEFAULT_EPS` by default) added to every window count; > 0.
+    grad : {"exact", "paper"}, default "exact"
+        The gradient returned: ``'exact'`` or the paper's eq. 11 (above).
+
+    Raises
+    ------
+    TypeError
+        ``ts``, ``window`` or ``eps`` is not a number.
+    ValueError
+        ``window`` is None; ``ts``, ``window`` or ``eps`` is not finite or ``<= 0``; ``window`` is shorter
+        than one bin or not a whole number of bins (the message suggests a multiple of ``ts``, and the
+        value in ms when it looks like seconds); ``grad`` is unknown.
     """
 
     name = "spikemax"
@@ -701,10 +859,34 @@ class SpikeMax(Loss):
 
     @property
     def options(self):
+        """The keyword options this loss was built with (dict, for logging)."""
         return {"window": self.window, "eps": self.eps, "grad": self.grad_mode}
 
     def check_simulation(self, sim: SimParams, name: str = "t_sample", training: bool = True) -> "SpikeMax":
-        """As :meth:`Loss.check_simulation`; also a ``window`` longer than the simulation is an error."""
+        """As :meth:`Loss.check_simulation`; also a ``window`` longer than the simulation is an error.
+
+        Parameters
+        ----------
+        sim : pysrm.params.SimParams
+            The simulation whose outputs this loss will see.
+        name : str, default "t_sample"
+            What sets ``sim.t_sample``, for messages.
+        training : bool, default True
+            Whether the loss trains on this simulation (no effect here beyond the base class's checks).
+
+        Returns
+        -------
+        SpikeMax
+            ``self``.
+
+        Raises
+        ------
+        TypeError
+            ``sim`` is not a :class:`~pysrm.params.SimParams`.
+        ValueError
+            ``sim.ts`` differs from the loss's ``ts``, or ``window`` is longer than ``sim.t_sample`` (the
+            message names both and the largest window that works).
+        """
         super().check_simulation(sim, name, training)
         if self.window_bins > sim.n_bins:
             raise ValueError(f"window={self.window:g} ms ({self.window_bins} bins) is longer than the simulation "
@@ -817,10 +999,45 @@ class NumSpikes(_PspLoss):
     adjoint instead of directly.  Use ``grad='paper'`` to reproduce SLAYER
     training.
 
-    Options: ``t_start`` (ms, default 0), ``t_stop`` (ms, default: end of the
-    simulation), ``true_count`` (default 60), ``false_count`` (default 10) --
-    the defaults of SLAYER's N-MNIST example --, ``neuron``, ``sim``
-    (defaults ``NeuronParams()`` and a ``SimParams`` with this ``ts``), ``grad``.
+    Parameters
+    ----------
+    ts : float, default 1.0
+        The bin width ``Ts`` in ms of the spike tensors; > 0.
+    t_start : float, default 0.0
+        Start :math:`t_{start}` (ms) of the target region; ``>= 0``, a whole number of bins.
+    t_stop : float or None, default None
+        End :math:`t_{stop}` (ms, excluded) of the target region; > ``t_start``, a whole number of bins, at
+        most the simulation's length (checked by :meth:`NumSpikes.check_simulation` and on each call).  None: the end
+        of the simulation.
+    true_count : float, default 60.0
+        Target count :math:`\hat c_y` (spikes in the region) of the label class's neurons; ``>= 0``.
+    false_count : float, default 10.0
+        Target count of the other classes' neurons; ``>= 0`` and below ``true_count``.  (60 and 10 are
+        the values of SLAYER's N-MNIST example.)
+    neuron : pysrm.params.NeuronParams or None, default None
+        Its spike response (``tau_sr``, ms) is the filter :math:`\varepsilon`; None: ``NeuronParams()``.
+    sim : pysrm.params.SimParams or None, default None
+        Samples the response (:func:`pysrm.responses.srm_kernel`); its ``ts`` must equal ``ts``.  None: a
+        ``SimParams`` with this ``ts`` (the response is cut where it falls below tolerance).
+    grad : {"exact", "paper"}, default "exact"
+        The gradient returned: ``'exact'``, or ``'paper'`` (SLAYER's, above).
+
+    Raises
+    ------
+    TypeError
+        ``ts``, ``t_start``, ``t_stop``, ``true_count`` or ``false_count`` is not a number; ``neuron`` is
+        not a :class:`~pysrm.params.NeuronParams` or ``sim`` not a :class:`~pysrm.params.SimParams`.
+    ValueError
+        ``ts`` is not finite or ``<= 0``; ``grad`` is unknown; ``sim.ts`` differs from ``ts``; the spike
+        response sampled at ``Ts`` is all zeros (``tau_sr`` far below ``Ts``,
+        :func:`pysrm.responses.check_responses`); ``t_start`` is
+        negative, ``t_stop`` is not > 0, either is not finite, shorter than one bin or not a whole number
+        of bins; ``t_stop <= t_start``; a count is negative or not finite; ``true_count <= false_count``.
+
+    Warns
+    -----
+    pysrm.responses.SettingsWarning
+        ``tau_sr`` below ``Ts`` or above ``sim.t_sample`` (:func:`pysrm.responses.check_responses`).
     """
 
     name = "num-spikes"
@@ -844,12 +1061,38 @@ class NumSpikes(_PspLoss):
 
     @property
     def options(self):
+        """The keyword options this loss was built with (dict, for logging)."""
         return {"t_start": self.t_start, "t_stop": self.t_stop, "true_count": self.true_count,
                 "false_count": self.false_count, "neuron": self.neuron, "sim": self.sim, "grad": self.grad_mode}
 
     def check_simulation(self, sim: SimParams, name: str = "t_sample", training: bool = True) -> "NumSpikes":
         """As :meth:`Loss.check_simulation`; also a target region beyond the simulation, and (``training``) a
-        ``true_count`` above the spikes the region can hold (one per bin), are errors."""
+        ``true_count`` above the spikes the region can hold (one per bin), are errors.
+
+        Parameters
+        ----------
+        sim : pysrm.params.SimParams
+            The simulation whose outputs this loss will see.
+        name : str, default "t_sample"
+            What sets ``sim.t_sample``, for messages.
+        training : bool, default True
+            True when the loss trains on this simulation: then a ``true_count`` above the bins of the
+            target region is an error too.
+
+        Returns
+        -------
+        NumSpikes
+            ``self``.
+
+        Raises
+        ------
+        TypeError
+            ``sim`` is not a :class:`~pysrm.params.SimParams`.
+        ValueError
+            ``sim.ts`` differs from the loss's ``ts``; ``t_stop`` is beyond ``sim.t_sample``; ``t_start``
+            leaves an empty target region; (``training``) ``true_count`` exceeds the region's bins.  The
+            message names the option, its value and the largest value that works.
+        """
         super().check_simulation(sim, name, training)
         T = sim.n_bins
         what = f"the simulation ({name}={sim.t_sample:g} ms, {T} bins of Ts={sim.ts:g} ms)"
@@ -931,8 +1174,35 @@ class SpikeTime(_PspLoss):
 
         \frac{\partial L}{\partial s} = \varepsilon^\top\!\left(\frac{T_s}{N}\, e\right)
 
-    Call as ``value_and_grad(spikes, desired)``.  Options: ``neuron``, ``sim``,
-    ``grad``.
+    Call as ``value_and_grad(spikes, desired)``: ``desired`` has the shape of
+    ``spikes`` (float32 or float64, cast to ``spikes``'s dtype).
+
+    Parameters
+    ----------
+    ts : float, default 1.0
+        The bin width ``Ts`` in ms of the spike tensors; > 0.
+    neuron : pysrm.params.NeuronParams or None, default None
+        Its spike response (``tau_sr``, ms) is the filter :math:`\varepsilon`; None: ``NeuronParams()``.
+    sim : pysrm.params.SimParams or None, default None
+        Samples the response (:func:`pysrm.responses.srm_kernel`); its ``ts`` must equal ``ts``.  None: a
+        ``SimParams`` with this ``ts`` (the response is cut where it falls below tolerance).
+    grad : {"exact", "paper"}, default "exact"
+        Accepted for uniformity; both give the gradient above.
+
+    Raises
+    ------
+    TypeError
+        ``ts`` is not a number; ``neuron`` is not a :class:`~pysrm.params.NeuronParams` or ``sim`` not a
+        :class:`~pysrm.params.SimParams`.
+    ValueError
+        ``ts`` is not finite or ``<= 0``; ``grad`` is unknown; ``sim.ts`` differs from ``ts``; the spike
+        response sampled at ``Ts`` is all zeros (``tau_sr`` far below ``Ts``,
+        :func:`pysrm.responses.check_responses`).
+
+    Warns
+    -----
+    pysrm.responses.SettingsWarning
+        ``tau_sr`` below ``Ts`` or above ``sim.t_sample`` (:func:`pysrm.responses.check_responses`).
     """
 
     name = "spike-time"
@@ -943,6 +1213,7 @@ class SpikeTime(_PspLoss):
 
     @property
     def options(self):
+        """The keyword options this loss was built with (dict, for logging)."""
         return {"neuron": self.neuron, "sim": self.sim, "grad": self.grad_mode}
 
     def _error(self, spikes, desired):
@@ -982,8 +1253,33 @@ def make_loss(name: str, ts: float = 1.0, **options) -> Loss:
     """Build the loss called ``name`` (one of :data:`LOSSES`) for bins of ``ts`` ms.
 
     Names are case-insensitive and ``_`` may stand for ``-`` (``spikemax_g``).
-    Unknown names raise ``ValueError`` listing the valid ones; unknown options
-    raise ``TypeError`` listing the options of that loss.
+    The losses and their equations are those of the module docstring.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`LOSSES`: ``'spike-rate'`` (:class:`SpikeRate`), ``'spikemax'`` (:class:`SpikeMax`,
+        needs ``window``), ``'spikemax-g'`` (:class:`SpikeMaxG`), ``'spikemax-s'`` (:class:`SpikeMaxS`),
+        ``'num-spikes'`` (:class:`NumSpikes`), ``'spike-time'`` (:class:`SpikeTime`).
+    ts : float, default 1.0
+        The bin width ``Ts`` in ms; > 0.
+    **options
+        The keyword options of that loss's class (e.g. ``window`` in ms, ``eps``, ``true_rate`` in spikes
+        per ms, ``grad``), with its defaults.
+
+    Returns
+    -------
+    Loss
+        An instance of the loss's class.
+
+    Raises
+    ------
+    TypeError
+        ``name`` is not a string; an option is not one of that loss (the message lists its options); or
+        as raised by the loss's constructor (an option of the wrong type).
+    ValueError
+        ``name`` is not a known loss (the message lists :data:`LOSSES`); or as raised by the loss's
+        constructor (an option out of range, e.g. a missing ``window`` for ``'spikemax'``).
     """
     if not isinstance(name, str):
         raise TypeError(f"loss name must be a string, got {name!r} ({type(name).__name__})")
@@ -1014,6 +1310,25 @@ def finite_difference_error(f, grad, x, h: float = 1e-6) -> float:
 
         \mathrm{err} = \frac{\max_j |g_j - \hat g_j|}{\max_j |\hat g_j|}, \qquad
         \hat g_j = \frac{f(x + h e_j) - f(x - h e_j)}{2h}
+
+    (the denominator is floored at 1e-12).
+
+    Parameters
+    ----------
+    f : callable
+        ``f(x) -> float``, the loss value at a float64 array of the shape of ``x``; it is called
+        ``2 * x.size`` times on one float64 copy of ``x``, perturbed in place and restored.
+    grad : array_like
+        The analytic gradient :math:`g` to check, the shape of ``x``.
+    x : array_like
+        The point (e.g. a spike tensor ``(N, C, ..., T)``); copied to float64.
+    h : float, default 1e-6
+        The step, in the unit of ``x``.
+
+    Returns
+    -------
+    float
+        The max relative error ``err`` (0 for a perfect gradient).
     """
     from .gradcheck import numeric_gradient, relative_error
     x = np.array(x, dtype=np.float64)
@@ -1021,9 +1336,19 @@ def finite_difference_error(f, grad, x, h: float = 1e-6) -> float:
 
 
 def gradcheck_cases():
-    """``[(name, fn)]``: ``fn()`` checks one loss (exact mode, float64) by central
-    finite differences on a small random input and returns the max relative
-    error (see :func:`finite_difference_error`; expected below 1e-6)."""
+    """Gradient checks of every loss, one per case: ``[(name, fn)]``.
+
+    Each ``fn()`` checks one loss (exact mode, float64) by central finite
+    differences on a small random input (a fixed seed per case) and returns the
+    max relative error (see :func:`finite_difference_error`; expected below
+    1e-6).
+
+    Returns
+    -------
+    list of (str, callable)
+        ``name`` (the loss and its setting, e.g. ``'spikemax (W=3 bins)'``) and ``fn() -> float``; seven
+        cases covering the six losses.
+    """
     specs = [
         ("spike-rate", "spike-rate", {"true_rate": 0.5, "false_rate": 0.1}, (3, 3, 7), 1.0),
         ("spikemax (W=3 bins)", "spikemax", {"window": 3.0}, (3, 3, 8), 1.0),

@@ -30,7 +30,6 @@ import warnings
 import pytest
 
 #: the modules whose public docstrings follow the template; extend this list as modules are converted
-#: (next: "pysrm.losses")
 MODULES = [
     "pysrm.ops.psp", "pysrm.ops.spike", "pysrm.ops.dense", "pysrm.ops.conv", "pysrm.ops.pool", "pysrm.ops.delay",
     "pysrm.ops.srm", "pysrm.ops.dropout", "pysrm.layers", "pysrm.network", "pysrm.functional",
@@ -50,6 +49,7 @@ MODULES = [
     "pysrm.data.synthetic",
     "pysrm.data.tonic_adapter",
     "pysrm.settings",
+    "pysrm.losses",
 ]
 
 #: numpydoc's sections, in numpydoc's order
