@@ -172,3 +172,15 @@ def test_install_hints_name_the_distribution():
             if wrong.search(line) and "(pySRM, segmented regression models)" not in line:
                 bad.append(f"{name}:{n}: {line.strip()[:120]}")
     assert not bad, "install hints that name the PyPI project 'pysrm' (another project):\n" + "\n".join(bad)
+
+
+def test_every_package_of_pysrm_is_installed():
+    """setup.cfg lists its packages explicitly: every folder of pysrm/ with an __init__.py must be there, or
+    a normal (non-editable) install lacks it (the blocks and device packages were missing once)."""
+    import configparser
+    root = Path(__file__).resolve().parents[1]
+    cfg = configparser.ConfigParser()
+    cfg.read(root / "setup.cfg")
+    listed = {p.strip() for p in cfg["options"]["packages"].split() if p.strip()}
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "pysrm").rglob("__init__.py")}
+    assert found <= listed, f"packages missing from setup.cfg [options] packages: {sorted(found - listed)}"
