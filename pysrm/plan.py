@@ -149,6 +149,34 @@ class PlanContext:
         self.options = options
         self._output_values = {}
 
+    def keeps_potentials(self, conv, n: int, t: int, itemsize: int) -> bool:
+        """Whether the fused conv block of the Conv layer ``conv`` keeps its potentials in a training forward
+        of ``n`` samples of ``t`` bins: the network's Conv layers, in order, each claim about
+        ``n t (conv outputs + pooled outputs) itemsize`` bytes (the potentials of its SRM and of the SRM
+        after the pooling that follows it before the next Conv or Dense layer), and a layer keeps them where
+        its claim still fits in the setting ``store_potentials_bytes`` (the total for the network) after
+        the claims of the earlier layers that fit.  A rule on shapes only (never on threads or timing)."""
+        from .layers import Conv, Dense, Pool
+        budget = settings.current().store_potentials_bytes
+        used = 0
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Conv):
+                continue
+            values = int(np.prod(layer.output_shape(layer.in_shape)))
+            for nxt in self.layers[i + 1:]:
+                if isinstance(nxt, (Conv, Dense)):
+                    break
+                if isinstance(nxt, Pool):
+                    values += int(np.prod(nxt.output_shape(nxt.in_shape)))
+                    break
+            claim = n * t * values * itemsize
+            fits = used + claim <= budget
+            if fits:
+                used += claim
+            if layer is conv:
+                return fits
+        return False
+
     def output_values(self, layer_type) -> int:
         """The output values per sample and time bin of the network's layers of ``layer_type`` together
         (e.g. ``Conv``: what the conv blocks' memory rule reads).  Computed once per type."""

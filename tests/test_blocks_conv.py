@@ -181,3 +181,26 @@ def test_delay_shift_tile_equals_the_delay_adjoint(pattern, dtype):
     cols = np.arange(tw)
     expect = np.stack([g1 * padded[t + m, cols] + f * padded[t + m + 1, cols] for t in range(T)])
     np.testing.assert_array_equal(out, expect)
+
+
+def test_conv_layers_claim_the_kept_potentials_in_order():
+    """The conv blocks of a network keep their potentials while their claims (n t (conv + pooled outputs)
+    itemsize bytes, in layer order, a layer that does not fit is skipped) fit in the setting
+    store_potentials_bytes together; a training step keeps what the rule says."""
+    net = Network.from_string("12x12x2-4c3-2a-6c3-10", NEURON, SIM, delays=True)
+    ctx = net.plan[0].context
+    conv1, conv2 = [l for l in net.layers if isinstance(l, Conv)]
+    n, t = 5, 20
+    c1 = n * t * (4 * 12 * 12 + 4 * 6 * 6) * 4   # conv1 and the pooled layer after it
+    c2 = n * t * (6 * 6 * 6) * 4
+    for budget, keeps in [(c1 + c2, (True, True)), (c1 + c2 - 1, (True, False)), (c1 - 1, (False, True)),
+                          (c2 - 1, (False, False))]:
+        with settings.override(store_potentials_bytes=budget):
+            assert (ctx.keeps_potentials(conv1, n, t, 4), ctx.keeps_potentials(conv2, n, t, 4)) == keeps, budget
+    rng = np.random.default_rng(2)
+    x = SpikeEvents.from_dense((rng.random((n, 2, 12, 12, t)) < 0.03).astype(np.float32))
+    first = net.plan[0]
+    for budget, kept in [(c1 - 1, False), (c1, True)]:
+        with settings.override(store_potentials_bytes=budget):
+            net.forward(x, train=True)
+            assert first.last_schedule == C.FUSED and (first.cache.get("saved") is not None) == kept

@@ -1021,7 +1021,7 @@ FUSED, LAYERS = "fused", "layers"
 class ConvBlock(Step):
     """Conv -> SRM [-> Delay] [-> Pool -> SRM] on the CPU (module docstring: its schedules and policy);
     the subclasses set the pattern.  Its cache in the fused schedule: ``x`` (the input events) and
-    ``saved`` (the potentials a training forward kept, the setting ``store_potentials_bytes``).
+    ``saved`` (the potentials a training forward kept: :meth:`pysrm.plan.PlanContext.keeps_potentials`).
 
     Attributes
     ----------
@@ -1103,7 +1103,7 @@ class ConvBlock(Step):
 
     def _forward_fused(self, x, train):
         w, delay, pool, st1, st2 = self._args()
-        keep = train and potential_bytes(w, x, self.conv.stride, self.conv.padding, pool) <= settings.current().store_potentials_bytes
+        keep = train and self.context.keeps_potentials(self.conv, x.shape[0], x.shape[4], w.dtype.itemsize)
         out = conv_block_forward(w, x, self.conv.stride, self.conv.padding, st1, delay, pool, st2, keep_potentials=keep)
         s1, s2 = out[0], out[1]
         saved = out[2] if keep else None
