@@ -87,6 +87,10 @@ class Settings:
     conv_event_density_threshold: float = _doc(
         "the same for conv and pooling layers (crossovers about 0.13 forward, 0.2 weight gradient; kept "
         "below them)", default=0.08)
+    conv_wgrad_event_density_threshold: float = _doc(
+        "the same for the conv weight gradient of the fused conv blocks (pysrm.blocks.conv), which may run "
+        "their forward as BLAS products and their weight gradient event driven: the N-MNIST CNN's conv3 "
+        "reads pool2 at 10 % (crossover about 0.2)", default=0.2)
 
     # ---------------------------------------------------------------- fused blocks (pysrm.blocks)
     memory_budget: int = _doc(
@@ -274,7 +278,7 @@ _SIM_DEFAULTS = {"cuda_split_blocks": (3, 1024), "cuda_event_chunk": (5, 128), "
 Settings.__doc__ = inspect.cleandoc(Settings.__doc__) + _parameters_section(Settings)
 
 _CHOICES = {"cuda_gemm": ("auto", "cublas", "numba")}
-_FRACTIONS = ("event_density_threshold", "conv_event_density_threshold")
+_FRACTIONS = ("event_density_threshold", "conv_event_density_threshold", "conv_wgrad_event_density_threshold")
 _NON_NEGATIVE = ("memory_budget", "blas_block_min_bytes", "store_potentials_bytes", "fused_min_outputs",
                  "fused_dense_max_outputs", "train_prefetch", "cublas_partial_limit")
 

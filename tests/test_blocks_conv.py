@@ -204,3 +204,31 @@ def test_conv_layers_claim_the_kept_potentials_in_order():
         with settings.override(store_potentials_bytes=budget):
             net.forward(x, train=True)
             assert first.last_schedule == C.FUSED and (first.cache.get("saved") is not None) == kept
+
+
+@pytest.mark.parametrize("pool", [True, False])
+def test_blas_forward_with_event_weight_gradient(pool):
+    """A block whose conv runs as BLAS products (input above conv_event_density_threshold) takes its weight
+    gradient event driven up to conv_wgrad_event_density_threshold: the same gradients as the BLAS weight
+    gradient to float rounding, the input and delay gradients bitwise."""
+    from pysrm.blocks.conv import NeuronStage, conv_block_backward, conv_block_forward
+    from pysrm import functional as F
+    rng = np.random.default_rng(9)
+    x = SpikeEvents.from_dense((rng.random((4, 3, 9, 8, 40)) < 0.15).astype(np.float64))
+    w = rng.normal(size=(3, 3, 3, 3)) * 3
+    d = rng.uniform(0.0, 3.0, size=(3, 9, 8))
+    st = NeuronStage(NEURON, F.srm_kernel(NEURON, SIM), F.refractory_kernel(NEURON, SIM), 1.0, np.float64)
+    pl = (2, 4.4) if pool else None
+    st2 = st if pool else None
+    assert C.uses_blas(x, 1)
+    s1, s2 = conv_block_forward(w, x, 1, 1, st, (d, 1.0), pl, st2)
+    g = rng.normal(size=(s2 if pool else s1).shape)
+    out = {}
+    for thr in (0.0, 1.0):
+        with settings.override(conv_wgrad_event_density_threshold=thr):
+            out[thr] = conv_block_backward(w, x, 1, 1, st, g, (d, 1.0), pl, st2)
+    (gx_b, gw_b, gd_b), (gx_e, gw_e, gd_e) = out[0.0], out[1.0]
+    np.testing.assert_array_equal(gx_b, gx_e)
+    np.testing.assert_array_equal(gd_b, gd_e)
+    assert np.abs(gw_b).max() > 0
+    np.testing.assert_allclose(gw_e, gw_b, rtol=1e-11, atol=1e-11 * np.abs(gw_b).max())

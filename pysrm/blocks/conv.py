@@ -48,7 +48,8 @@ plan's memory budget only (never threads or timing, so results stay independent 
 
 * ``"fused"`` -- :func:`conv_block_forward` / :func:`conv_block_backward` above, the conv event driven
   up to the setting ``conv_event_density_threshold`` of its input active, else as BLAS products
-  (stride 1; :func:`uses_blas`);
+  (stride 1; :func:`uses_blas`); its weight gradient event driven up to the setting
+  ``conv_wgrad_event_density_threshold`` (0.2, the measured crossover), else as BLAS products;
 * ``"layers"`` -- the layers one by one, as the unfused plan (faster where the fused block would
   parallelise badly or where the unfused layers' memory is affordable):
 
@@ -104,7 +105,7 @@ DelayPool = namedtuple("DelayPool", "has_delay dm df dg has_pool pk wp H2 W2 amp
 #: the tiling (n1 tiles of tw1 columns; canon1/canon2: canonical neuron of each channels-last column of the
 #: conv and the pooled layer) and the conv's products (dense_conv: BLAS products with the kernel wk, `cols`
 #: output columns per product; else event driven)
-Tiling = namedtuple("Tiling", "n1 tw1 canon1 canon2 dense_conv wk cols")
+Tiling = namedtuple("Tiling", "n1 tw1 canon1 canon2 dense_conv wk cols blas_wgrad")
 #: the work arrays of one tile's forward (see _tile_forward)
 TileWork = namedtuple("TileWork",
                       "buf1 buf2 row1 row2 hist1 hist2 flag found times1 count1 times2 count2 xp S wide trans taps")
@@ -634,6 +635,7 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
     has_delay, dm, df, dg, has_pool, pk, wp, W2, amp = (dp.has_delay, dp.dm, dp.df, dp.dg, dp.has_pool, dp.pk,
                                                         dp.wp, dp.W2, dp.amp)
     n1, tw1, canon1, canon2, dense_conv, cols = til.n1, til.tw1, til.canon1, til.canon2, til.dense_conv, til.cols
+    blas_wgrad = til.blas_wgrad
     stored, store1, store2 = saved.stored, saved.store1, saved.store2
     g_out, parts, gwk_parts, gd_rows, need_ga = io.g_out, io.parts, io.gwk_parts, io.gd_rows, io.need_ga
     ga_out, gx_blas, wkf, pgy, pgx, gx_out = io.ga_out, io.gx_blas, io.wkf, io.pgy, io.pgx, io.gx_out
@@ -642,7 +644,7 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
     KH, KW = wT.shape[1], wT.shape[2]
     M1 = Ho * Wo * Co
     tw2 = W2 * Co
-    n_parts = gwk_parts.shape[0] if dense_conv else parts.shape[0]  # the weight gradient's partial sums
+    n_parts = gwk_parts.shape[0] if blas_wgrad else parts.shape[0]  # the weight gradient's partial sums
     step = (N + n_parts - 1) // n_parts
     zero = amp - amp
     for p in prange(n_parts):
@@ -671,7 +673,7 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
         L = Ho * Wp * T
         xp = np.empty(Ci * S + (KW - 1) * T if dense_conv else 1, dtype=wT.dtype)
         wide = np.empty(max(Co, Ci) * cols * T if (dense_conv or gx_blas) else 1, dtype=wT.dtype)
-        gwide = np.zeros(Co * L if dense_conv else 1, dtype=wT.dtype)   # the columns ox >= Wo stay 0
+        gwide = np.zeros(Co * L if blas_wgrad else 1, dtype=wT.dtype)   # the columns ox >= Wo stay 0
         Hq = Ho + 2 * pgy
         Wq = Wo + 2 * pgx
         Sq = Hq * Wq * T
@@ -716,7 +718,7 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
                     _rho_tm(gy, buf1, b1.theta, b1.scale, b1.width, gu1, scratch)      # gu1 = gs * rho(u1)
                     gsur = gu1
                 correlation_time_major(gsur, row1, hist1, b1)  # gsur: the gradient of the conv's output
-                if dense_conv or gx_blas:
+                if blas_wgrad or gx_blas:
                     # the conv output's gradient in the layouts of the BLAS products: wide (Co, Ho, Wp, T)
                     # for the weight gradient, padded (Co, Hq, Wq, T) for the input gradient
                     for j0 in range(0, width, Co):
@@ -726,14 +728,14 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
                         for t in range(T):
                             src = gsur[t, j0:j0 + Co]
                             for co in range(Co):
-                                if dense_conv:
+                                if blas_wgrad:
                                     gwide[co * L + (oy * Wp + ox) * T + t] = src[co]
                                 if gx_blas:
                                     gpad[co * Sq + ((oy + pgy) * Wq + ox + pgx) * T + t] = src[co]
                 # conv weight gradient from the events that reach the tile, in their stored order
                 # (pysrm.ops.conv._conv_weight_grad_events_cpu's loops)
-                hi_band = -1  # dense_conv: no event-driven weight gradient (an empty band)
-                if not dense_conv:
+                hi_band = -1  # blas_wgrad: no event-driven weight gradient (an empty band)
+                if not blas_wgrad:
                     hi_band = min(iy_hi, H - 1)
                 for k in _band(starts, wT.shape[0], H, max(iy_lo, 0), hi_band):
                     ci, iy, ix = _decode(neuron[k], H, W)
@@ -756,7 +758,7 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
                             src = gsur[t, j0:j0 + Co]
                             for co in range(Co):
                                 gan[co, oy, ox, t] = src[co]
-            if dense_conv:
+            if blas_wgrad:
                 # per kernel offset: gwk[k]^T (Ci x Co) (+)= X_k^T (Ci x L) G (L x Co), the samples of the part
                 # accumulated in order (pysrm.ops.conv._conv_wgrad_gemm_cpu's products)
                 gwk = gwk_parts[p]
@@ -852,12 +854,15 @@ def _delay_args(d, ts, Co, Ho, Wo, dtype, n_cols):
     return dm, df, dg
 
 
-def uses_blas(x, stride) -> bool:
-    """Whether the block's conv runs as BLAS products (stride 1 and an input above
-    the setting ``conv_event_density_threshold``, where pysrm.ops.conv's ``"auto"`` takes its BLAS
-    path) rather than event driven."""
+def uses_blas(x, stride, threshold=None) -> bool:
+    """Whether the block's conv runs as BLAS products (stride 1 and an input above ``threshold``, by
+    default the setting ``conv_event_density_threshold``, where pysrm.ops.conv's ``"auto"`` takes its
+    BLAS path) rather than event driven; the weight gradient's threshold is the setting
+    ``conv_wgrad_event_density_threshold``."""
     from ..ops.conv import _pair
-    return x.density > settings.current().conv_event_density_threshold and _pair("stride", stride) == (1, 1)
+    if threshold is None:
+        threshold = settings.current().conv_event_density_threshold
+    return x.density > threshold and _pair("stride", stride) == (1, 1)
 
 
 def _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2):
@@ -879,7 +884,8 @@ def _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2):
     dp = DelayPool(delay is not None, dm, df, dg, pool is not None, pk, wp, H2, W2, stage1.amp)
     til = Tiling(n1, tw1, channels_last_index(Co, Ho, Wo),
                  channels_last_index(Co, H2, W2) if pool else np.zeros(1, np.int32),
-                 uses_blas(x, stride), wk, max(1, settings.current().gemm_rows // shape[4]))
+                 uses_blas(x, stride), wk, max(1, settings.current().gemm_rows // shape[4]),
+                 uses_blas(x, stride, settings.current().conv_wgrad_event_density_threshold))
     return (ev, wT, geo, dp, til), (shape, Co, Ho, Wo, H2, W2, n1, tw1)
 
 
@@ -975,9 +981,9 @@ def conv_block_backward(w, x, stride, padding, stage1, grad, delay=None, pool=No
     if grad.shape[0] != N or grad.size != N * M_out * T:
         raise ValueError(f"grad has shape {grad.shape}; expected {(N, Co) + ((H2, W2) if pool else (Ho, Wo)) + (T,)}")
     g = np.ascontiguousarray(grad, dtype=dtype).reshape(N, M_out, T)
-    dense_conv = til.dense_conv
-    parts = np.zeros((wgrad_parts(N), Ci, KH, KW, Co) if not dense_conv else (1, 1, 1, 1, 1), dtype=dtype)
-    gwk_parts = np.zeros((wgrad_parts(N), KH * KW, Co * Ci) if dense_conv else (1, 1, 1), dtype=dtype)
+    blas_wgrad = til.blas_wgrad
+    parts = np.zeros((wgrad_parts(N), Ci, KH, KW, Co) if not blas_wgrad else (1, 1, 1, 1, 1), dtype=dtype)
+    gwk_parts = np.zeros((wgrad_parts(N), KH * KW, Co * Ci) if blas_wgrad else (1, 1, 1), dtype=dtype)
     gd_rows = np.zeros((N, Co * Ho * Wo) if delay is not None else (1, 1), dtype=dtype)
     from ..ops.conv import _pair
     sy, sx = _pair("stride", stride)
@@ -996,7 +1002,7 @@ def conv_block_backward(w, x, stride, padding, stage1, grad, delay=None, pool=No
     io = BackwardArrays(g, parts, gwk_parts, gd_rows, need_ga, ga, gx_blas, wkf, KH - 1 - py, KW - 1 - px, gx)
     _block_backward_cpu(ev, wT, geo, stage1.forward, s2.forward, dp, til, stage1.backward, s2.backward,
                         SavedPotentials(saved is not None, store1, store2), io)
-    if dense_conv:
+    if blas_wgrad:
         grad_w = np.ascontiguousarray(gwk_parts.sum(axis=0).reshape(KH, KW, Co, Ci).transpose(2, 3, 0, 1))
     else:
         grad_w = np.ascontiguousarray(parts.sum(axis=0).transpose(3, 0, 1, 2))
