@@ -28,12 +28,13 @@ output events is kept), then, time-major: the surrogate and the correlation with
 the pooling layer's SRM (:func:`pysrm.ops.srm.srm_backward`), the pooling adjoint, the delay adjoint
 and the delay-gradient terms (summed by parts over the spikes, as
 :func:`pysrm.ops.delay.delay_backward` does for event inputs), the conv layer's SRM backward, and the
-conv weight gradient from the input events (the event-driven weight gradient of
-:mod:`pysrm.ops.conv`: same partial sums over fixed shares of the batch, same order).  The input
+conv weight gradient from the input events (the terms of the event-driven weight gradient of
+:mod:`pysrm.ops.conv`, over the same fixed shares of the batch, each input neuron's events summed first
+and then added, tap by tap).  The input
 gradient of a hidden conv layer is the transposed conv of the gradient of its output, one BLAS product
-per kernel offset on the batch (:func:`pysrm.ops.conv.conv_input_grad`).  Weight gradients and input
-gradients are bitwise the unfused plan's (event-driven conv weight gradients); the delay gradients
-equal it to float rounding (summed by parts instead of over all bins).
+per kernel offset on the batch (:func:`pysrm.ops.conv.conv_input_grad`).  Input gradients are bitwise
+the unfused plan's; weight gradients equal it to float rounding (grouped by input neuron), and so do the
+delay gradients (summed by parts instead of over all bins).
 
 Memory: per task a few ``(T, neurons)`` work arrays of one sample (the N-MNIST CNN's first block:
 about 60 MB), plus the output events; nothing grows with the batch but the events and, for a hidden
@@ -64,8 +65,9 @@ plan's memory budget only (never threads or timing, so results stay independent 
 
 Fused, the spikes leave as events where the next step takes events (a delayed output as an array where
 it is denser than the next step takes), else as an array.  Spikes and input gradients are bitwise those
-of the unfused plan; weight gradients bitwise (event driven) or to float rounding (BLAS: summed over
-fixed parts of the batch); delay gradients to float rounding (summed by parts over the spikes).
+of the unfused plan; weight gradients to float rounding (event driven: each input neuron's events summed
+first; BLAS: summed over fixed parts of the batch); delay gradients to float rounding (summed by parts
+over the spikes).
 
 Tests: ``tests/test_blocks_conv.py`` (every block and schedule against the unfused plan, the delay
 gradient against finite differences, kept against recomputed potentials, the memory-budget rule).
@@ -664,6 +666,7 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
         times2 = np.empty((tw2, T), dtype=np.int32)
         count2 = np.empty(tw2, dtype=np.int64)
         gd = np.empty(tw1, dtype=wT.dtype)
+        acc = np.empty(Co, dtype=wT.dtype)  # one input neuron's weight-gradient terms of one tap
         gu1 = np.empty((T, tw1), dtype=wT.dtype)
         gu2 = np.empty((T, tw2) if has_pool else (1, 1), dtype=wT.dtype)
         starts = np.empty(wT.shape[0] * H + 1, dtype=np.int64)
@@ -737,17 +740,33 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
                 hi_band = -1  # blas_wgrad: no event-driven weight gradient (an empty band)
                 if not blas_wgrad:
                     hi_band = min(iy_hi, H - 1)
-                for k in _band(starts, wT.shape[0], H, max(iy_lo, 0), hi_band):
-                    ci, iy, ix = _decode(neuron[k], H, W)
-                    row = gsur[time[k]]
-                    v = value[k]
+                # per input neuron (its events are consecutive) and tap: the neuron's events summed into acc
+                # first, then acc added to the weight row (the weight row is read and written once per neuron
+                # and tap instead of once per event: conv3 of the N-MNIST CNN 1.3-1.5x faster); per weight
+                # element the same terms as the unfused event weight gradient, grouped by input neuron
+                band = _band(starts, wT.shape[0], H, max(iy_lo, 0), hi_band)
+                e0 = 0
+                while e0 < band.shape[0]:
+                    nrn = neuron[band[e0]]
+                    e1 = e0 + 1
+                    while e1 < band.shape[0] and neuron[band[e1]] == nrn:
+                        e1 += 1
+                    ci, iy, ix = _decode(nrn, H, W)
                     for j in range(event_taps_cpu(iy, ix, KH, KW, py, px, sy, sx, Ho, Wo, work.taps)):
                         off = (work.taps[j, 2] * Wo + work.taps[j, 3]) * Co - c0
                         if off < 0 or off >= tw1:
                             continue
+                        acc[:] = 0.0
+                        for e in range(e0, e1):
+                            k = band[e]
+                            row = gsur[time[k], off:off + Co]
+                            v = value[k]
+                            for co in range(Co):
+                                acc[co] += v * row[co]
                         gk = gwp[ci, work.taps[j, 0], work.taps[j, 1]]
                         for co in range(Co):
-                            gk[co] += v * row[off + co]
+                            gk[co] += acc[co]
+                    e0 = e1
                 if need_ga:
                     gan = ga_out[n]
                     for j0 in range(0, width, Co):
