@@ -10,9 +10,9 @@ delays), SpikeRate loss (true 0.2, false 0.03), Adam (lr 0.001); T = 300 bins of
 ``dense``  2312-512-10 (``Dense`` blocks; delay on the hidden layer), the shape of pysrm's nmnist-dense
 ``cnn``    34x34x2-16c5-2a-32c3-2a-64c3-512-10 (``Conv`` 5x5 pad 2, ``Pool`` 2, ``Conv`` 3x3 pad 1,
            ``Pool`` 2, ``Conv`` 3x3 pad 1, ``Flatten``, ``Dense``, ``Dense``; delays on conv/dense
-           blocks), the shape of pysrm's nmnist-cnn -- except that lava-dl's (PyTorch's) pooling floors
-           17 / 2 to 8 where pysrm pads to 9, so its first dense layer has 8 x 8 x 64 = 4,096 inputs
-           against pysrm's 5,184
+           blocks), the shape of pysrm's nmnist-cnn (lava-dl's ``Pool`` pads 17 / 2 to 9 as pysrm does,
+           so its first dense layer has 9 x 9 x 64 = 5,184 inputs; this script said 8 x 8 x 64 until a
+           CPU run with real data failed on the shape)
 
 The input is the same real NMNISTsmall samples as ``gpu_bench.py`` draws (same list order, same
 batch draws), binned to dense ``(N, C, H, W, T)`` float32 tensors **already on the GPU** (lava-dl's
@@ -52,7 +52,7 @@ def build(kind, slayer, torch):
                   B.Pool(params, 2),
                   B.Conv(params, 32, 64, 3, padding=1, weight_norm=True, delay=True),
                   B.Flatten(),
-                  B.Dense(params, 8 * 8 * 64, 512, weight_norm=True, delay=True),
+                  B.Dense(params, 9 * 9 * 64, 512, weight_norm=True, delay=True),
                   B.Dense(params, 512, 10, weight_norm=True)]
 
     class Net(torch.nn.Module):
