@@ -113,8 +113,8 @@ TRAIN_OPTIONS = [
     ("--trials", "trials", int, "number of runs with seeds seed..seed+K-1"),
     ("--device", "device", click.Choice(DEVICE_CHOICES), "cpu, cuda, or auto (cuda when available; says which "
                                                          "it picked)"),
-    ("--memory-gb", "memory_gb", float, "memory budget of the conv layers, GiB (default 2): conv layers on dense-ish "
-                                        "inputs run unfused (faster) when they fit in it, else as fused blocks"),
+    ("--memory-gb", "memory_gb", float, "memory budget of the conv layers, GiB (default 0): conv layers on dense-ish "
+                                        "inputs run unfused when they fit in it, else as fused blocks (faster)"),
     ("--out", "out", OutputDir(), "run directory (default runs/<dataset>_<loss>_seed<seed>_<time>); an existing run is "
                           "not overwritten (see --resume, --overwrite)"),
 ]

@@ -117,8 +117,8 @@ class TrainConfig:
     seed: int = 0
     trials: int = 1
     device: str = "cpu"
-    memory_gb: float = 2.0             # memory budget of the conv layers (GiB): BLAS-mode conv blocks run unfused
-                                       # (faster) when the network's unfused conv layers fit in it, else fused
+    memory_gb: float = 0.0             # memory budget of the conv layers (GiB): BLAS-mode conv blocks run unfused
+                                       # when the network's unfused conv layers fit in it, else fused (faster)
     out: str | None = None
 
     def __post_init__(self):
@@ -167,10 +167,14 @@ class TrainConfig:
         choice("grad", GRAD_CHOICES)
         choice("empty_samples", EMPTY_SAMPLES_CHOICES)
         for name in ("theta", "tau_sr", "tau_ref", "scale_ref", "tau_rho", "scale_rho", "ts", "t_sample", "lr",
-                     "window", "lr_decay", "dense_weight_scale", "conv_weight_scale", "memory_gb"):
+                     "window", "lr_decay", "dense_weight_scale", "conv_weight_scale"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a finite number > 0; got {v!r}")
+        if not (isinstance(self.memory_gb, (int, float)) and not isinstance(self.memory_gb, bool)
+                and math.isfinite(self.memory_gb) and self.memory_gb >= 0):
+            raise ValueError(f"memory_gb must be a finite number >= 0 (GiB; 0: conv blocks always fused); "
+                             f"got {self.memory_gb!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0 (the random seed of initialisation, shuffling and "
                              f"dropout); got {self.seed!r}")

@@ -160,9 +160,9 @@ class Network:
         ``"auto"`` (the ops' fast strategies) or ``"plain"`` (every op's plain definition; implies no
         fusion)
     memory_budget : int, optional
-        bytes (default: the setting ``memory_budget`` of :mod:`pysrm.settings`, 2 GiB): the conv layers
-        whose convs run as BLAS products run unfused (faster) when the whole network's unfused conv layers fit in it, else as
-        fused blocks (:class:`pysrm.blocks.conv.ConvBlock`); spikes are the same either way, weight
+        bytes (default: the setting ``memory_budget`` of :mod:`pysrm.settings`, 0): the conv layers
+        whose convs run as BLAS products run unfused when the whole network's unfused conv layers fit in it, else as
+        fused blocks (faster and leaner) (:class:`pysrm.blocks.conv.ConvBlock`); spikes are the same either way, weight
         gradients equal to float rounding
     planner : Planner or None
         the :class:`~pysrm.plan.Planner` that builds the plan (its blocks); None: a new

@@ -91,7 +91,7 @@ class PlanOptions:
     device : str
         ``"cpu"`` or ``"cuda"``: the device of every step of the plan
     memory_budget : int
-        bytes (default: the setting ``memory_budget`` of :mod:`pysrm.settings`, 2 GiB): what a block may plan to hold at once (the conv blocks'
+        bytes (default: the setting ``memory_budget`` of :mod:`pysrm.settings`, 0): what a block may plan to hold at once (the conv blocks'
         schedule rule, :class:`pysrm.blocks.conv.ConvBlock`)
 
     Raises

@@ -96,15 +96,18 @@ class Settings:
     memory_budget: int = _doc(
         "bytes: the default memory budget of a plan (PlanOptions.memory_budget): a conv block whose conv "
         "runs as BLAS products runs its layers one by one when the whole network's unfused conv layers "
-        "fit in it", default=2 * 2 ** 30)
+        "fit in it. 0: always fused, the default since the fused blocks became both faster and leaner "
+        "(issue 25: DVS Gesture batch 16 conv2 fused 0.51 s vs 0.97 s on its own per step, N-MNIST CNN "
+        "conv3 at batch 8 0.19 vs 0.22 s); it was 2 GiB", default=0)
     fused_min_outputs: int = _doc(
         "outputs: below this many, the fused Dense -> SRM forward is slower than the three ops unless its "
         "spikes are wanted as events (measured at N-MNIST batch-32 shapes: 10 outputs 0.68 vs 0.35 ms, 32 "
         "about even, 64 1.4 vs 1.7 ms)", default=48)
     blas_block_min_bytes: int = _doc(
         "bytes: a conv block whose conv takes BLAS products runs fused only when the batch's conv output "
-        "takes more than this (N-MNIST CNN conv3 at batch 8: 480 ms unfused vs 950 ms fused per step)",
-        default=128 * 2 ** 20)
+        "takes more than this. 0 since issue 25 (N-MNIST CNN conv3 at batch 8: 187 ms fused vs 216 ms "
+        "unfused per step; it was 128 MB when the fused backward took 950 ms against 480)",
+        default=0)
     fused_conv_min_batch: int = _doc(
         "samples: conv blocks run fused from this batch size up; they parallelise over samples, so a "
         "batch of one or two would run on one thread (DVS Gesture batch 1: 2.9 fused vs 4.0 separate "

@@ -11,7 +11,7 @@ def test_defaults_documented_and_valid():
     from dataclasses import fields
     for f in fields(s):
         assert len(f.metadata["doc"]) > 20, f.name  # each has its meaning / measurement
-    assert s.event_density_threshold == 0.3 and s.memory_budget == 2 * 2 ** 30
+    assert s.event_density_threshold == 0.3 and s.memory_budget == 0
     assert "event_density_threshold = 0.3" in S.Settings.describe()
 
 

@@ -256,7 +256,7 @@ def test_cli_negative_seed_names_the_option():
     (["train", "--trials", "0"], "--trials 0: trials must"), (["train", "--test-every", "-1"], "--test-every -1: "),
     (["train", "--jitter", "-1"], "--jitter -1: jitter must"), (["train", "--window", "0"], "--window 0.0: "),
     (["train", "--true-rate", "-0.2"], "--true-rate -0.2: true_rate must"), (["train", "--eps", "0"], "--eps 0.0: "),
-    (["train", "--memory-gb", "0"], "--memory-gb 0.0: "), (["train", "--test-t-sample", "-10"], "--test-t-sample -10"),
+    (["train", "--memory-gb", "-1"], "--memory-gb -1.0: "), (["train", "--test-t-sample", "-10"], "--test-t-sample -10"),
     (["train", "--ts", "0.7"], "--ts 0.7: ts=0.7 ms does not divide"),
     (["train", "--window", "0.02"], "--window 0.02: window=0.02 ms is shorter than one bin"),
     (["sweep", "--seed", "-3", "--out", "sweep_out"], "--seed -3: seed must"),
