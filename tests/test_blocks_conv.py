@@ -165,9 +165,10 @@ def test_memory_budget_decides_whether_blas_conv_blocks_run_fused():
 
 @pytest.mark.parametrize("pattern", ["equal", "runs", "per column"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_delay_shift_tile_equals_the_delay_adjoint(pattern, dtype):
-    """The block's delay adjoint shift (run by run where columns share their integer shift, else column by
-    column) is bitwise out[t] = (1-f) g[t+m] + f g[t+m+1], rows past T read as 0 (pysrm.ops.delay)."""
+def test_delay_shift_time_major_equals_the_delay_adjoint(pattern, dtype):
+    from pysrm.ops.delay import _shift_back_time_major
+    """The delay adjoint shift of the conv blocks and the fused first layer (run by run where columns share
+    their integer shift, else column by column) is bitwise out[t] = (1-f) g[t+m] + f g[t+m+1], rows past T read as 0 (pysrm.ops.delay)."""
     rng = np.random.default_rng(3)
     T, tw = 37, 90
     m = {"equal": np.full(tw, 2), "runs": np.repeat(rng.integers(0, 5, tw // 6), 6),
@@ -176,7 +177,7 @@ def test_delay_shift_tile_equals_the_delay_adjoint(pattern, dtype):
     g1 = (dtype(1.0) - f).astype(dtype)
     gy = rng.standard_normal((T, tw)).astype(dtype)
     out = np.full((T, tw), np.nan, dtype=dtype)
-    C._delay_shift_tile(gy, m, f, g1, out)
+    _shift_back_time_major(gy, m, f, g1, out)
     padded = np.concatenate([gy, np.zeros((T + 42, tw), dtype)])
     cols = np.arange(tw)
     expect = np.stack([g1 * padded[t + m, cols] + f * padded[t + m + 1, cols] for t in range(T)])

@@ -85,6 +85,7 @@ from ..ops._blas_call import NO_TRANS, TRANS, gemm
 from ..ops.conv import _decode
 from ..ops._primitives import delay_split_cpu, event_taps_cpu, interpolate_cpu, output_index_cpu
 from ..ops._records import NeuronBackward, NeuronForward, events_of
+from ..ops.delay import _shift_back_time_major
 from ..ops.spike import flag_words, scan_bin_time_major
 from ..ops.srm import correlation_time_major, psp_time_major
 from .. import functional as F
@@ -561,63 +562,6 @@ def _delay_grad_tile(gy, times, count, dm, amp, zero, gd):
         gd[b] = acc
 
 
-#: columns per run of equal integer shift (on average) from which the delay adjoint shifts run by run
-SHIFT_MIN_RUN = 4
-
-
-@njit(cache=True)
-def _delay_shift_tile(gy, dm, df, dg, out):
-    # the delay adjoint out[t, q] = (1-f) gy[t+m, q] + f gy[t+m+1, q] (rows past T read as 0;
-    # pysrm.ops.delay._delay_shift_back's expression, pysrm.ops._primitives.interpolate) over the tile's
-    # columns q < len(dm).  Columns with equal m side by side form a run whose rows are whole vectors
-    # (0.10 ns per value where the shifts are equal, against 0.9-1.0 for the per-column indexing below,
-    # which takes tiles whose runs are shorter than SHIFT_MIN_RUN on average); the same value either way
-    T, tw = gy.shape
-    nb = min(tw, dm.shape[0])
-    zero = gy.dtype.type(0.0)
-    runs = 0
-    for q in range(nb):
-        if q == 0 or dm[q] != dm[q - 1]:
-            runs += 1
-    if runs * SHIFT_MIN_RUN > nb:  # per column
-        for t in range(T):
-            orow = out[t]
-            for q in range(nb):
-                m = dm[q]
-                if t + m + 1 < T:
-                    orow[q] = interpolate_cpu(gy[t + m, q], gy[t + m + 1, q], dg[q], df[q])
-                elif t + m < T:
-                    orow[q] = dg[q] * gy[t + m, q]
-                else:
-                    orow[q] = dg[q] * zero
-        return
-    q0 = 0
-    while q0 < nb:  # run by run
-        m = dm[q0]
-        q1 = q0 + 1
-        while q1 < nb and dm[q1] == m:
-            q1 += 1
-        g = dg[q0:q1]
-        f = df[q0:q1]
-        t_full = max(0, T - m - 1)  # rows whose two taps are both inside
-        for t in range(t_full):
-            a = gy[t + m, q0:q1]
-            b = gy[t + m + 1, q0:q1]
-            o = out[t, q0:q1]
-            for i in range(q1 - q0):
-                o[i] = interpolate_cpu(a[i], b[i], g[i], f[i])
-        for t in range(t_full, T):
-            o = out[t, q0:q1]
-            if t + m < T:
-                a = gy[t + m, q0:q1]
-                for i in range(q1 - q0):
-                    o[i] = g[i] * a[i]
-            else:
-                for i in range(q1 - q0):
-                    o[i] = g[i] * zero
-        q0 = q1
-
-
 @njit(parallel=True, cache=True)
 def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
     # per part (fixed shares of the batch, as pysrm.ops.conv's event weight gradient), per sample and per
@@ -714,7 +658,7 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
                 if has_delay:  # gy: the gradient of the delayed spikes; shifted into gu1, then gy = gu1 * rho(u1)
                     _delay_grad_tile(gy, times1, count1, dm[c0:c0 + tw1], amp, zero, gd[:width])
                     gd_rows[n, c0:c0 + width] = gd[:width]
-                    _delay_shift_tile(gy, dm[c0:c0 + tw1], df[c0:c0 + tw1], dg[c0:c0 + tw1], gu1)
+                    _shift_back_time_major(gy, dm[c0:c0 + tw1], df[c0:c0 + tw1], dg[c0:c0 + tw1], gu1)
                     _rho_tm(gu1, buf1, b1.theta, b1.scale, b1.width, gy, scratch)
                     gsur = gy
                 else:
