@@ -26,49 +26,9 @@ import json
 import os
 import resource
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-
-
-def measure(step, batches, steps):
-    """Seconds per step over ``steps`` steps, after two untimed warm-up steps (compare_lavadl.py's)."""
-    step(*batches[0])
-    step(*batches[1])
-    timed = batches[2:steps + 2]
-    assert len(timed) == steps, (len(timed), steps)
-    t0 = time.perf_counter()
-    for b in timed:
-        step(*b)
-    return (time.perf_counter() - t0) / steps
-
-
-def build_cnn(slayer, torch):
-    """34x34x2-16c5-2a-32c3-2a-64c3-512-10 in lava-dl CUBA blocks, settings of compare_lavadl.py."""
-    params = {"threshold": 1.25, "current_decay": 0.25, "voltage_decay": 0.03, "tau_grad": 0.03,
-              "scale_grad": 3, "requires_grad": True}
-    B = slayer.block.cuba
-    blocks = [B.Conv(params, 2, 16, 5, padding=2, weight_norm=True, delay=True),
-              B.Pool(params, 2),  # 34 -> 17
-              B.Conv(params, 16, 32, 3, padding=1, weight_norm=True, delay=True),
-              B.Pool(params, 2),  # 17 -> 9 (lava-dl pads odd sizes)
-              B.Conv(params, 32, 64, 3, padding=1, weight_norm=True, delay=True),
-              B.Flatten(),
-              B.Dense(params, 9 * 9 * 64, 512, weight_norm=True, delay=True),
-              B.Dense(params, 512, 10, weight_norm=True)]
-
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.blocks = torch.nn.ModuleList(blocks)
-
-        def forward(self, x):
-            for b in self.blocks:
-                x = b(x)
-            return x
-
-    return Net()
 
 
 def main():
@@ -86,7 +46,8 @@ def main():
     except ImportError as e:
         print(f"lava-dl / torch not importable ({e}); see benchmarks/RESULTS.md for the install recipe")
         return 2
-    from compare_lavadl import load_batches  # pysrm's data readers only (imports pysrm)
+    from compare_lavadl import lava_steps, load_batches, measure  # (imports pysrm: its data readers)
+    from lavadl_gpu import build  # lava-dl's CNN of the GPU comparison (the same network)
     from pysrm import SimParams
     torch.set_num_threads(args.threads)  # after importing pysrm (it may set MKL_NUM_THREADS=1)
 
@@ -96,20 +57,7 @@ def main():
     del batches
 
     torch.manual_seed(0)
-    net = build_cnn(slayer, torch)
-    opt = torch.optim.Adam(net.parameters(), lr=0.001)
-    lossf = slayer.loss.SpikeRate(true_rate=0.2, false_rate=0.03, reduction="sum")
-
-    def train(x, y):
-        out = net(x)
-        value = lossf(out, y)
-        opt.zero_grad()
-        value.backward()
-        opt.step()
-
-    def infer(x, y):
-        with torch.no_grad():
-            net(x)
+    train, infer = lava_steps(build("cnn", slayer, torch), slayer, torch)
 
     t_train = measure(train, data, args.steps)
     t_infer = measure(infer, data, args.steps)
