@@ -966,6 +966,10 @@ def train_trials(cfg: TrainConfig, progress=None, overwrite: bool = False) -> li
     """
     cfg.validate()
     progress = progress or _Progress()
+    if cfg.trials == 1 and not cfg.out:
+        # a new default run directory, claimed under its lock (``_2``, ``_3``... when two runs start in the
+        # same second): naming it here first made the second of two such runs fail as "already holds a run"
+        return [train(cfg, progress=progress, overwrite=overwrite)]
     base = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     dirs = trial_dirs(base, cfg)
     for d in dirs:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
@@ -171,6 +172,20 @@ def test_default_run_directories_started_in_the_same_second_get_distinct_names(t
     assert a.created == [tmp_path / "runs", a.path] and b.created == [b.path]
     a.release()
     b.release()
+
+
+def test_train_trials_without_out_claims_a_new_default_directory(tmp_path, monkeypatch):
+    """The path `pysrm train` takes (train_trials, one trial, no --out) claims its default directory too:
+    a second run whose default name is taken (started in the same second) trains into <name>_2 instead
+    of failing as 'already holds a run' (a fresh-clone CI run of the test command hit that)."""
+    import pysrm.train as T
+    base = tmp_path / "runs" / "synthetic_spikemax_seed0_20261207"
+    monkeypatch.setattr(T, "default_run_dir", lambda cfg: base)
+    cfg = dict(n_train=48, n_test=24, epochs=1, batch_size=16, t_sample=30.0, net="16x16x2-12-10")
+    (a,) = T.train_trials(TrainConfig(**cfg))
+    (b,) = T.train_trials(TrainConfig(**cfg))
+    assert Path(a["run_dir"]) == base and Path(b["run_dir"]) == base.with_name(base.name + "_2")
+    assert (base / "report.json").exists() and (base.with_name(base.name + "_2") / "report.json").exists()
 
 
 def test_a_second_sweep_into_one_sweep_directory_is_refused(tmp_path, monkeypatch):
