@@ -679,8 +679,8 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
                                     gwide[co * L + (oy * Wp + ox) * T + t] = src[co]
                                 if gx_blas:
                                     gpad[co * Sq + ((oy + pgy) * Wq + ox + pgx) * T + t] = src[co]
-                # conv weight gradient from the events that reach the tile, in their stored order
-                # (pysrm.ops.conv._conv_weight_grad_events_cpu's loops)
+                # conv weight gradient from the events that reach the tile (the terms of
+                # pysrm.ops.conv._conv_weight_grad_events_cpu, grouped as below)
                 hi_band = -1  # blas_wgrad: no event-driven weight gradient (an empty band)
                 if not blas_wgrad:
                     hi_band = min(iy_hi, H - 1)
@@ -703,10 +703,10 @@ def _block_backward_cpu(ev, wT, geo, s1, s2, dp, til, b1, b2, saved, io):
                         acc[:] = 0.0
                         for e in range(e0, e1):
                             k = band[e]
-                            row = gsur[time[k], off:off + Co]
+                            tk = time[k]
                             v = value[k]
                             for co in range(Co):
-                                acc[co] += v * row[co]
+                                acc[co] += v * gsur[tk, off + co]
                         gk = gwp[ci, work.taps[j, 0], work.taps[j, 1]]
                         for co in range(Co):
                             gk[co] += acc[co]
@@ -852,16 +852,6 @@ def _kernel_args(w, x, stride, padding, stage1, delay, pool, stage2):
     return (ev, wT, geo, dp, til), (shape, Co, Ho, Wo, H2, W2, n1, tw1)
 
 
-
-
-def potential_bytes(w, x, stride, padding, pool) -> int:
-    """Bytes of the potentials a training forward of this block keeps for the batch (padding included)."""
-    shape, _, (Ho, Wo), (H2, W2) = _geometry(w, x, stride, padding, pool[0] if pool else 0)
-    Co = w.shape[0]
-    tw1 = tile_width(pool is not None, pool[0] if pool else 1, Ho, Wo, Co)
-    n1 = H2 if pool else -(-(Co * Ho * Wo) // tw1)
-    per_sample = n1 * shape[4] * (tw1 + (W2 * Co if pool else 0))
-    return shape[0] * per_sample * w.dtype.itemsize
 
 
 def conv_block_forward(w, x, stride, padding, stage1, delay=None, pool=None, stage2=None, keep_potentials=False):
